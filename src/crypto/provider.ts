@@ -35,9 +35,13 @@ export interface CryptoProvider {
   /** Inverse of aeadSeal; rejects with SecAggError('ERR_AEAD_OPEN_FAILED') when it does not authenticate. */
   aeadOpen(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   /**
-   * Add (sign = 1) or subtract (sign = -1) the AES-128-CTR keystream of `key` (16 bytes, counter
-   * block starting at zero, incrementing as a 128-bit big-endian integer) into `acc`, reading the
-   * keystream as little-endian uint32 words, modulo 2^32. This is the hot loop.
+   * The PRG keystream: AES-128-CTR under `key` (16 bytes), counter block starting at zero and
+   * incrementing as a 128-bit big-endian integer, read as little-endian uint32 words. Delivers
+   * `words` words to `sink` in cache-sized chunks; a chunk is only valid during the call, so the
+   * sink must consume it (add it into an accumulator) before returning. No m-sized temporary.
    */
-  prgAddInto(acc: Uint32Array, key: Uint8Array, sign: 1 | -1): Promise<void>;
+  keystream(key: Uint8Array, words: number, sink: KeystreamSink): void | Promise<void>;
 }
+
+/** Receives one keystream chunk and the word offset where it starts. */
+export type KeystreamSink = (chunk: Uint32Array, offset: number) => void;

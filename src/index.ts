@@ -1,0 +1,35 @@
+/**
+ * secagg: secure aggregation (SecAgg / SecAgg+) for TypeScript.
+ *
+ * @example
+ * ```ts
+ * import { simulateRound } from 'secagg';
+ * const inputs = [new Uint32Array([1, 2]), new Uint32Array([3, 4]), new Uint32Array([5, 6]), new Uint32Array([7, 8])];
+ * const { sum } = await simulateRound({ inputs, bits: 16 });
+ * // sum = [16, 20]
+ * ```
+ */
+export { simulateRound, STAGES, type SimulateOptions, type SimulateResult, type RoundStats, type StageStats, type Stage } from './sim/simulate.js';
+export { SecAggError, isSecAggError, ERROR_CODES, type SecAggErrorCode } from './errors.js';
+export { clientId, roundId, type ClientId, type RoundId } from './ids.js';
+export { cryptoRng, type Rng } from './rng.js';
+export { buildGraph, recommendParameters, defaultThreshold, type NeighbourGraph } from './graph/index.js';
+export { validateConfig, effectiveDegree, type RoundConfig, type Mode, type Degree, type RoundLimits } from './protocol/config.js';
+export { createClient, handleClientMessage, type ClientState, type ClientStep, type ClientOptions, type ClientStage } from './protocol/clientRound.js';
+export {
+  startServerRound,
+  handleServerMessage,
+  handleServerDeadline,
+  sequentialUnmasker,
+  type ServerState,
+  type ServerStep,
+  type ServerOptions,
+  type ServerStage,
+  type RoundResult,
+  type Outgoing,
+  type Unmasker,
+  type MaskJob,
+} from './protocol/serverRound.js';
+export { RingAccumulator, packVector, unpackVector, plainSum } from './ring/index.js';
+export type { CryptoProvider } from './crypto/provider.js';
+export { PROTOCOL_VERSION } from './wire/codec.js';

@@ -1,0 +1,379 @@
+/**
+ * The client's side of one round as a pure state machine: `handleClientMessage(state, bytes)`
+ * returns the next state and the bytes to send to the server. No I/O, no clock: the transport
+ * delivers server messages and sends what comes out. Randomness and crypto are injected.
+ *
+ * A client has one peer, the server, so any invalid server message aborts the round for this
+ * client (it sends a ClientAbort with the code), except a message for another round, which is
+ * ignored. Nothing secret is revealed before every check of the stage has passed.
+ */
+import { defaultCrypto } from '#crypto-default';
+import type { CryptoProvider, X25519PrivateKey, Ed25519PrivateKey } from '../crypto/provider.js';
+import { SecAggError, isSecAggError } from '../errors.js';
+import { MAX_CLIENT_ID, type ClientId, type RoundId } from '../ids.js';
+import { RingAccumulator } from '../ring/accumulator.js';
+import { assertInRing, packVector } from '../ring/vector.js';
+import { cryptoRng, type Rng } from '../rng.js';
+import { buildGraph, type NeighbourGraph } from '../graph/index.js';
+import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
+import { decodeServerMessage, encodeClientMessage, type ClientBody } from '../wire/codec.js';
+import { Mode as WireMode, type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
+import { DEFAULT_LIMITS, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
+import * as derive from './derive.js';
+import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, maxRoundStartBytes, maxServerMessageBytes } from './limits.js';
+import { checkIdList } from './idlist.js';
+
+export type ClientStage =
+  | 'awaiting-start'
+  | 'awaiting-keys'
+  | 'awaiting-shares'
+  | 'awaiting-consistency'
+  | 'awaiting-unmask'
+  | 'done'
+  | 'aborted';
+
+export interface ClientOptions {
+  readonly id: ClientId;
+  /** This client's private vector; each element must be < 2^bits of the round it joins. */
+  readonly input: Uint32Array;
+  readonly crypto?: CryptoProvider;
+  /** Randomness for keys, seeds and Shamir coefficients. Production: the platform CSPRNG (default). */
+  readonly rng?: Rng;
+  /** Active mode: this client's long-term Ed25519 identity seed (32 bytes). */
+  readonly identity?: Uint8Array;
+  /** Active mode: the long-term Ed25519 public keys of the other clients (a PKI the server cannot forge). */
+  readonly directory?: ReadonlyMap<number, Uint8Array>;
+  readonly limits?: Partial<RoundLimits>;
+}
+
+interface Peer {
+  readonly encryptionKey: Uint8Array;
+  readonly maskingKey: Uint8Array;
+}
+
+export interface ClientState {
+  readonly stage: ClientStage;
+  readonly id: ClientId;
+  /** Set once the round has started. */
+  readonly config: RoundConfig | undefined;
+  /** The code this client aborted with, if it did. */
+  readonly abortCode: string | undefined;
+  /** @internal */
+  readonly internal: ClientInternals;
+}
+
+interface ClientInternals {
+  readonly options: Required<Pick<ClientOptions, 'id' | 'input' | 'crypto' | 'rng'>> & ClientOptions;
+  readonly limits: RoundLimits;
+  encryption?: X25519PrivateKey;
+  masking?: X25519PrivateKey;
+  maskingSecret?: Uint8Array;
+  selfMaskSeed?: Uint8Array;
+  identity?: Ed25519PrivateKey;
+  graph?: NeighbourGraph;
+  neighbours?: readonly ClientId[];
+  peers?: Map<number, Peer>;
+  /** Shares this client holds: from each neighbour v in its view of U2. */
+  held?: Map<number, { keyShare: Uint8Array; selfShare: Uint8Array }>;
+  /** The survivor set this client signed (active mode). */
+  signedSurvivors?: readonly number[];
+  /** Which kind of share was revealed for each neighbour: never both. */
+  revealed: Map<number, 'self' | 'key'>;
+}
+
+export interface ClientStep {
+  readonly state: ClientState;
+  /** Bytes to send to the server, or null. */
+  readonly outgoing: Uint8Array | null;
+  /** Why the message was refused (the state says whether the client aborted). */
+  readonly error?: SecAggError;
+}
+
+export function createClient(options: ClientOptions): ClientState {
+  if (!Number.isInteger(options.id) || options.id < 1 || options.id > MAX_CLIENT_ID) throw new RangeError(`id must be in [1, ${MAX_CLIENT_ID}]`);
+  if (!(options.input instanceof Uint32Array)) throw new TypeError('input must be a Uint32Array');
+  if (options.identity !== undefined && !(options.identity instanceof Uint8Array && options.identity.length === 32))
+    throw new RangeError('identity must be a 32-byte Ed25519 seed');
+  const internal: ClientInternals = {
+    options: { ...options, crypto: options.crypto ?? defaultCrypto, rng: options.rng ?? cryptoRng },
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    revealed: new Map(),
+  };
+  return { stage: 'awaiting-start', id: options.id, config: undefined, abortCode: undefined, internal };
+}
+
+function next(state: ClientState, stage: ClientStage, patch: Partial<Pick<ClientState, 'config' | 'abortCode'>> = {}): ClientState {
+  return { ...state, ...patch, stage };
+}
+
+/** Process one server message. Never throws on bad input: the error comes back in the step. */
+export async function handleClientMessage(state: ClientState, bytes: Uint8Array): Promise<ClientStep> {
+  if (state.stage === 'aborted') return { state, outgoing: null, error: new SecAggError('ERR_ABORTED', 'this client already aborted the round') };
+  try {
+    return await dispatch(state, bytes);
+  } catch (e) {
+    const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error in client round', { cause: e });
+    if (error.code === 'ERR_ROUND_MISMATCH') return { state, outgoing: null, error };
+    const roundId = state.config?.roundId;
+    const outgoing = roundId ? encodeClientMessage(roundId, state.id, { case: 'abort', value: { code: error.code } }) : null;
+    return { state: next(state, 'aborted', { abortCode: error.code }), outgoing, error };
+  }
+}
+
+async function dispatch(state: ClientState, bytes: Uint8Array): Promise<ClientStep> {
+  const max = state.config ? maxServerMessageBytes(state.config) : maxRoundStartBytes(state.internal.limits.maxClients);
+  const msg = decodeServerMessage(bytes, max);
+  if (state.config && !derive.bytesEqual(msg.roundId, state.config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
+  const body = msg.body;
+  if (body.case === 'aborted') {
+    return { state: next(state, 'aborted', { abortCode: body.value.code || 'ERR_ABORTED' }), outgoing: null };
+  }
+  const expect: Record<string, ClientStage[]> = {
+    roundStart: ['awaiting-start'],
+    keys: ['awaiting-keys'],
+    shares: ['awaiting-shares'],
+    consistencyRequest: ['awaiting-consistency'],
+    unmaskRequest: ['awaiting-unmask', 'done'],
+  };
+  if (!expect[body.case!]?.includes(state.stage))
+    throw new SecAggError('ERR_STAGE_MISMATCH', `${body.case} is not expected while ${state.stage}`);
+  switch (body.case) {
+    case 'roundStart':
+      return onRoundStart(state, msg.roundId, body.value);
+    case 'keys':
+      return onKeys(state, body.value);
+    case 'shares':
+      return onShares(state, body.value);
+    case 'consistencyRequest':
+      return onConsistency(state, body.value);
+    case 'unmaskRequest':
+      return onUnmask(state, body.value);
+    default:
+      throw new SecAggError('ERR_DECODE', 'unknown server message');
+  }
+}
+
+function send(state: ClientState, body: ClientBody): Uint8Array {
+  return encodeClientMessage(state.config!.roundId, state.id, body);
+}
+
+async function onRoundStart(state: ClientState, roundId: Uint8Array, p: RoundParameters): Promise<ClientStep> {
+  const it = state.internal;
+  const mode = p.mode === WireMode.ACTIVE ? 'active' : p.mode === WireMode.SEMI_HONEST ? 'semi-honest' : undefined;
+  if (mode === undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'unknown mode');
+  if (!derive.bytesEqual(roundId, p.roundId)) throw new SecAggError('ERR_INVALID_PARAMETERS', 'round id of the envelope and parameters differ');
+  const config: RoundConfig = {
+    roundId: p.roundId as RoundId,
+    bits: p.bits,
+    dimension: p.dimension,
+    threshold: p.threshold,
+    degree: p.degree === 0 ? 'complete' : p.degree,
+    mode,
+    cohort: p.cohort as ClientId[],
+  };
+  validateConfig(config, it.limits);
+  if (!config.cohort.includes(state.id)) throw new SecAggError('ERR_UNKNOWN_SENDER', 'this client is not in the cohort');
+  const input = it.options.input;
+  if (input.length !== config.dimension)
+    throw new SecAggError('ERR_INVALID_PARAMETERS', `the round wants ${config.dimension} elements, this client has ${input.length}`);
+  try {
+    assertInRing(input, config.bits, 'input');
+  } catch (cause) {
+    throw new SecAggError('ERR_INVALID_PARAMETERS', `input does not fit a ${config.bits}-bit ring`, { cause });
+  }
+  if (mode === 'active' && (it.options.identity === undefined || it.options.directory === undefined))
+    throw new SecAggError('ERR_INVALID_PARAMETERS', 'active mode needs an identity key and a directory of peers');
+
+  const c = it.options.crypto;
+  const rng = it.options.rng;
+  it.encryption = await c.x25519(rng(32));
+  it.maskingSecret = rng(32);
+  it.masking = await c.x25519(it.maskingSecret);
+  it.selfMaskSeed = rng(32);
+  let signature: Uint8Array = new Uint8Array(0);
+  if (mode === 'active') {
+    it.identity = await c.ed25519(it.options.identity!);
+    signature = await it.identity.sign(
+      derive.advertiseTranscript(config.roundId, state.id, it.encryption.publicKey, it.masking.publicKey),
+    );
+  }
+  const started = next(state, 'awaiting-keys', { config });
+  const outgoing = send(started, {
+    case: 'advertiseKeys',
+    value: { encryptionPublicKey: it.encryption.publicKey, maskingPublicKey: it.masking.publicKey, signature },
+  });
+  return { state: started, outgoing };
+}
+
+async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
+  const it = state.internal;
+  const config = state.config!;
+  const c = it.options.crypto;
+  if (m.graphSeed.length !== GRAPH_SEED_BYTES) throw new SecAggError('ERR_SIZE', 'graph seed must be 32 bytes');
+  const advertised = checkIdList(m.advertised, 'advertised clients');
+  const cohort = new Set<number>(config.cohort);
+  for (const v of advertised) if (!cohort.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} is not in the cohort`);
+  if (!advertised.includes(state.id)) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'this client is missing from the advertised set');
+  const graph = buildGraph({ clients: advertised as ClientId[], degree: config.degree, seed: m.graphSeed });
+  const neighbours = graph.neighbours(state.id);
+  if (neighbours.length < config.threshold)
+    throw new SecAggError('ERR_BELOW_THRESHOLD', `${neighbours.length} neighbours is fewer than the threshold ${config.threshold}`);
+  if (m.neighbours.length !== neighbours.length) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the server sent keys for a different neighbour set');
+  const seen = new Set<string>([hex(it.encryption!.publicKey), hex(it.masking!.publicKey)]);
+  const peers = new Map<number, Peer>();
+  for (let i = 0; i < neighbours.length; i++) {
+    const entry = m.neighbours[i]!;
+    const v = neighbours[i]!;
+    if (entry.client !== v) throw new SecAggError('ERR_NOT_NEIGHBOUR', `keys of client ${entry.client} where ${v} was expected`);
+    if (entry.encryptionPublicKey.length !== KEY_BYTES || entry.maskingPublicKey.length !== KEY_BYTES)
+      throw new SecAggError('ERR_SIZE', `keys of client ${v} are not 32 bytes`);
+    for (const key of [entry.encryptionPublicKey, entry.maskingPublicKey]) {
+      const h = hex(key);
+      if (seen.has(h)) throw new SecAggError('ERR_DUPLICATE_KEY', `client ${v} reuses a public key`);
+      seen.add(h);
+    }
+    if (config.mode === 'active') {
+      const identity = it.options.directory!.get(v);
+      if (identity === undefined) throw new SecAggError('ERR_SIGNATURE_INVALID', `no identity key for client ${v}`);
+      if (entry.signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', `signature of client ${v} has the wrong size`);
+      const transcript = derive.advertiseTranscript(config.roundId, v, entry.encryptionPublicKey, entry.maskingPublicKey);
+      if (!(await c.ed25519Verify(identity, transcript, entry.signature)))
+        throw new SecAggError('ERR_SIGNATURE_INVALID', `the keys of client ${v} are not signed by its identity`);
+    }
+    peers.set(v, { encryptionKey: entry.encryptionPublicKey, maskingKey: entry.maskingPublicKey });
+  }
+  it.graph = graph;
+  it.neighbours = neighbours;
+  it.peers = peers;
+
+  // Share s_u^SK and b_u t-of-|N(u)| among the neighbours, then encrypt each pair of shares to its holder.
+  const holders = neighbours as readonly number[];
+  const keyShares = splitSecret({ secret: it.maskingSecret!, holders, threshold: config.threshold, rng: it.options.rng });
+  const selfShares = splitSecret({ secret: it.selfMaskSeed!, holders, threshold: config.threshold, rng: it.options.rng });
+  const shares = await Promise.all(
+    neighbours.map(async (v, i) => {
+      const shared = await it.encryption!.agree(peers.get(v)!.encryptionKey);
+      const key = await derive.shareKey(c, shared, config.roundId, state.id, v);
+      const pt = derive.sharePlaintext(state.id, v, keyShares[i]!, selfShares[i]!);
+      const ciphertext = await c.aeadSeal(key, derive.shareNonce(state.id, v), pt, derive.sharesAad(config.roundId, state.id, v));
+      return { peer: v, ciphertext };
+    }),
+  );
+  const selfMaskCommitment = await derive.selfMaskCommitment(c, it.selfMaskSeed!, config.roundId, state.id);
+  const after = next(state, 'awaiting-shares');
+  return { state: after, outgoing: send(after, { case: 'shareKeys', value: { selfMaskCommitment, shares } }) };
+}
+
+async function onShares(state: ClientState, m: SharesForYou): Promise<ClientStep> {
+  const it = state.internal;
+  const config = state.config!;
+  const c = it.options.crypto;
+  const held = new Map<number, { keyShare: Uint8Array; selfShare: Uint8Array }>();
+  let previous = 0;
+  for (const entry of m.shares) {
+    const v = entry.peer;
+    if (v <= previous) throw new SecAggError('ERR_DUPLICATE_SENDER', 'shares must come once per neighbour, ascending');
+    previous = v;
+    const peer = it.peers!.get(v);
+    if (peer === undefined) throw new SecAggError('ERR_NOT_NEIGHBOUR', `shares from client ${v}, who is not a neighbour`);
+    if (entry.ciphertext.length !== SHARE_CIPHERTEXT_BYTES) throw new SecAggError('ERR_SIZE', `shares from client ${v} have the wrong size`);
+  }
+  if (m.shares.length < config.threshold)
+    throw new SecAggError('ERR_BELOW_THRESHOLD', `${m.shares.length} neighbours shared keys, fewer than the threshold ${config.threshold}`);
+  const opened = await Promise.all(
+    m.shares.map(async (entry) => {
+      const v = entry.peer as ClientId;
+      const shared = await it.encryption!.agree(it.peers!.get(v)!.encryptionKey);
+      const key = await derive.shareKey(c, shared, config.roundId, state.id, v);
+      const pt = await c.aeadOpen(key, derive.shareNonce(v, state.id), entry.ciphertext, derive.sharesAad(config.roundId, v, state.id));
+      if (derive.readU32(pt, 0) !== v || derive.readU32(pt, 4) !== state.id)
+        throw new SecAggError('ERR_AEAD_OPEN_FAILED', `shares from client ${v} name the wrong clients`);
+      return { v, keyShare: pt.slice(8, 8 + SHARE_BYTES), selfShare: pt.slice(8 + SHARE_BYTES) };
+    }),
+  );
+  for (const o of opened) held.set(o.v, { keyShare: o.keyShare, selfShare: o.selfShare });
+  it.held = held;
+
+  // y_u = x_u + PRG(b_u) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv), over v in N(u) ∩ U2.
+  const acc = new RingAccumulator(config.dimension);
+  acc.addVector(it.options.input, 1);
+  await acc.addPrg(c, await derive.selfMaskKey(c, it.selfMaskSeed!, config.roundId, state.id), 1);
+  for (const v of held.keys()) {
+    const shared = await it.masking!.agree(it.peers!.get(v)!.maskingKey);
+    const key = await derive.pairwiseMaskKey(c, shared, config.roundId, state.id, v as ClientId);
+    await acc.addPrg(c, key, v > state.id ? 1 : -1);
+  }
+  const vector = packVector(acc.toVector(config.bits), config.bits);
+  const after = next(state, config.mode === 'active' ? 'awaiting-consistency' : 'awaiting-unmask');
+  return { state: after, outgoing: send(after, { case: 'maskedInput', value: { vector } }) };
+}
+
+/** The survivor set U3 must be a sane id list that contains this client and agrees with its view of U2. */
+function checkSurvivors(state: ClientState, list: readonly number[]): number[] {
+  const config = state.config!;
+  const it = state.internal;
+  const survivors = checkIdList(list, 'survivors');
+  if (survivors.length < config.threshold)
+    throw new SecAggError('ERR_BELOW_THRESHOLD', `${survivors.length} survivors is fewer than the threshold ${config.threshold}`);
+  if (!survivors.includes(state.id)) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'this client is missing from the survivor set');
+  for (const v of survivors) {
+    if (v !== state.id && it.graph!.isNeighbour(state.id, v) && !it.held!.has(v))
+      throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} is called a survivor but never shared its keys with this client`);
+    if (!it.graph!.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} never advertised keys`);
+  }
+  return survivors;
+}
+
+async function onConsistency(state: ClientState, m: ConsistencyRequest): Promise<ClientStep> {
+  const it = state.internal;
+  const survivors = checkSurvivors(state, m.survivors);
+  it.signedSurvivors = survivors;
+  const signature = await it.identity!.sign(derive.consistencyTranscript(state.config!.roundId, survivors));
+  const after = next(state, 'awaiting-unmask');
+  return { state: after, outgoing: send(after, { case: 'consistencySignature', value: { signature } }) };
+}
+
+async function onUnmask(state: ClientState, m: UnmaskRequest): Promise<ClientStep> {
+  const it = state.internal;
+  const config = state.config!;
+  const survivors = checkSurvivors(state, m.survivors);
+  if (config.mode === 'active') {
+    const signed = it.signedSurvivors!;
+    if (signed.length !== survivors.length || signed.some((v, i) => v !== survivors[i]))
+      throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the survivor set differs from the one this client signed');
+    const transcript = derive.consistencyTranscript(config.roundId, survivors);
+    const members = new Set(survivors);
+    const signers = new Set<number>();
+    for (const s of m.signatures) {
+      if (!members.has(s.client)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `signature from client ${s.client}, who is not a survivor`);
+      if (signers.has(s.client)) throw new SecAggError('ERR_DUPLICATE_SENDER', `two signatures from client ${s.client}`);
+      const identity = it.options.directory!.get(s.client);
+      if (identity === undefined || s.signature.length !== SIGNATURE_BYTES || !(await it.options.crypto.ed25519Verify(identity, transcript, s.signature)))
+        throw new SecAggError('ERR_SIGNATURE_INVALID', `client ${s.client} did not sign this survivor set`);
+      signers.add(s.client);
+    }
+    if (signers.size < config.threshold)
+      throw new SecAggError('ERR_BELOW_THRESHOLD', `${signers.size} clients signed the survivor set, fewer than the threshold`);
+  }
+  // Decide every reveal before revealing anything: refuse outright if any neighbour would get both kinds.
+  const members = new Set(survivors);
+  const plan: Array<{ owner: number; kind: 'self' | 'key'; share: Uint8Array }> = [];
+  for (const [v, shares] of it.held!) {
+    const kind = members.has(v) ? 'self' : 'key';
+    const before = it.revealed.get(v);
+    if (before !== undefined && before !== kind)
+      throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `the server asked for both kinds of share of client ${v}`);
+    plan.push({ owner: v, kind, share: kind === 'self' ? shares.selfShare : shares.keyShare });
+  }
+  for (const p of plan) it.revealed.set(p.owner, p.kind);
+  const selfMaskShares = plan.filter((p) => p.kind === 'self').map((p) => ({ owner: p.owner, share: p.share }));
+  const keyShares = plan.filter((p) => p.kind === 'key').map((p) => ({ owner: p.owner, share: p.share }));
+  const after = next(state, 'done');
+  return { state: after, outgoing: send(after, { case: 'unmaskResponse', value: { selfMaskShares, keyShares } }) };
+}
+
+function hex(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += b[i]!.toString(16).padStart(2, '0');
+  return s;
+}

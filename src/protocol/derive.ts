@@ -1,0 +1,96 @@
+/**
+ * Every key, commitment, nonce and signed message of the protocol is derived here, each under its
+ * own label and bound to the round id and the clients involved, so no value can be replayed across
+ * purposes, rounds or pairs.
+ */
+import type { CryptoProvider } from '../crypto/provider.js';
+import type { ClientId, RoundId } from '../ids.js';
+
+const enc = new TextEncoder();
+const LABEL = {
+  shareKey: enc.encode('secagg/v1/share-key'),
+  pairwise: enc.encode('secagg/v1/pairwise-mask'),
+  selfMask: enc.encode('secagg/v1/self-mask'),
+  commitment: enc.encode('secagg/v1/self-mask-commitment'),
+  sharesAad: enc.encode('secagg/v1/shares'),
+  advertise: enc.encode('secagg/v1/advertise'),
+  consistency: enc.encode('secagg/v1/consistency'),
+};
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function u32(...values: number[]): Uint8Array {
+  return u32s(values);
+}
+
+function u32s(values: readonly number[]): Uint8Array {
+  const out = new Uint8Array(4 * values.length);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < values.length; i++) dv.setUint32(4 * i, values[i]!, false);
+  return out;
+}
+
+/** AEAD key for the shares u and v exchange (one key per unordered pair, one message per direction). */
+export function shareKey(c: CryptoProvider, shared: Uint8Array, round: RoundId, u: ClientId, v: ClientId): Promise<Uint8Array> {
+  return c.hkdf(shared, round, concat(LABEL.shareKey, u32(Math.min(u, v), Math.max(u, v))), 32);
+}
+
+/** Nonce for the message from `sender` to `recipient`: unique per key because each direction carries one message. */
+export function shareNonce(sender: ClientId, recipient: ClientId): Uint8Array {
+  return concat(u32(sender, recipient), new Uint8Array(4));
+}
+
+export function sharesAad(round: RoundId, sender: ClientId, recipient: ClientId): Uint8Array {
+  return concat(LABEL.sharesAad, round, u32(sender, recipient));
+}
+
+/** AES-128 key of the pairwise mask between u and v. */
+export function pairwiseMaskKey(c: CryptoProvider, shared: Uint8Array, round: RoundId, u: ClientId, v: ClientId): Promise<Uint8Array> {
+  return c.hkdf(shared, round, concat(LABEL.pairwise, u32(Math.min(u, v), Math.max(u, v))), 16);
+}
+
+/** AES-128 key of u's self mask, from its 32-byte seed b_u. */
+export function selfMaskKey(c: CryptoProvider, seed: Uint8Array, round: RoundId, u: ClientId): Promise<Uint8Array> {
+  return c.hkdf(seed, round, concat(LABEL.selfMask, u32(u)), 16);
+}
+
+/** Hash commitment to b_u, sent with u's shares so a wrong reconstruction is caught, not summed. */
+export function selfMaskCommitment(c: CryptoProvider, seed: Uint8Array, round: RoundId, u: ClientId): Promise<Uint8Array> {
+  return c.sha256(concat(LABEL.commitment, round, u32(u), seed));
+}
+
+/** What a client signs in active mode to bind its round keys to its long-term identity. */
+export function advertiseTranscript(round: RoundId, u: ClientId, encryptionKey: Uint8Array, maskingKey: Uint8Array): Uint8Array {
+  return concat(LABEL.advertise, round, u32(u), encryptionKey, maskingKey);
+}
+
+/** What a client signs in active mode to commit to the survivor set it was shown. */
+export function consistencyTranscript(round: RoundId, survivors: readonly number[]): Uint8Array {
+  return concat(LABEL.consistency, round, u32(survivors.length), u32s(survivors));
+}
+
+/** Plaintext of one encrypted share message. */
+export function sharePlaintext(sender: ClientId, recipient: ClientId, keyShare: Uint8Array, selfShare: Uint8Array): Uint8Array {
+  return concat(u32(sender, recipient), keyShare, selfShare);
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
+
+export function readU32(bytes: Uint8Array, offset: number): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset, false);
+}

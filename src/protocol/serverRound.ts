@@ -1,0 +1,530 @@
+/**
+ * The server's side of one round as a pure state machine. It is driven by decoded client messages
+ * (`handleServerMessage`) and by explicit "the stage's deadline passed" events
+ * (`handleServerDeadline`); it returns what to send to whom. No I/O, no clock.
+ *
+ * A bad message is refused with a typed error and changes nothing: every check runs before the
+ * state is touched, so one misbehaving client never disturbs the round for the others.
+ * Masked inputs go into one running sum as they arrive (memory O(m), not O(n·m)).
+ */
+import { defaultCrypto } from '#crypto-default';
+import type { CryptoProvider } from '../crypto/provider.js';
+import { SecAggError, isSecAggError } from '../errors.js';
+import type { ClientId } from '../ids.js';
+import { RingAccumulator } from '../ring/accumulator.js';
+import { unpackVector } from '../ring/vector.js';
+import { cryptoRng, type Rng } from '../rng.js';
+import { buildGraph, type NeighbourGraph } from '../graph/index.js';
+import { LagrangeCache, reconstructVerified, SHARE_BYTES } from '../shamir/index.js';
+import { decodeClientMessage, encodeServerMessage, type ServerBody } from '../wire/codec.js';
+import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse } from '../wire/gen/secagg/v1/secagg_pb.js';
+import { DEFAULT_LIMITS, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
+import * as derive from './derive.js';
+import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, maxClientMessageBytes } from './limits.js';
+
+export type ServerStage = 'advertise' | 'share' | 'masked' | 'consistency' | 'unmask' | 'done' | 'aborted';
+
+/** One PRG expansion the server must remove from the sum: sign +1 adds the keystream, −1 subtracts it. */
+export interface MaskJob {
+  readonly key: Uint8Array;
+  readonly sign: 1 | -1;
+}
+
+/**
+ * Applies mask jobs to the running sum. The default runs them in this thread; a Node server can
+ * pass one that spreads them over worker threads (see sim/workerUnmasker.ts).
+ */
+export type Unmasker = (sum: RingAccumulator, jobs: readonly MaskJob[], crypto: CryptoProvider) => Promise<void>;
+
+export const sequentialUnmasker: Unmasker = async (sum, jobs, crypto) => {
+  for (const job of jobs) await sum.addPrg(crypto, job.key, job.sign);
+};
+
+export interface ServerOptions {
+  readonly config: RoundConfig;
+  readonly crypto?: CryptoProvider;
+  /** Randomness for the graph seed. Production: the platform CSPRNG (default). */
+  readonly rng?: Rng;
+  /** Active mode: long-term Ed25519 public keys of the cohort. */
+  readonly directory?: ReadonlyMap<number, Uint8Array>;
+  readonly unmasker?: Unmasker;
+  readonly limits?: Partial<RoundLimits>;
+}
+
+export interface RoundResult {
+  /** Σ x_u mod 2^bits over `included`. */
+  readonly sum: Uint32Array;
+  /** U3: the clients whose masked input is in the sum, ascending. */
+  readonly included: readonly ClientId[];
+  /** Clients that advertised keys (U1), shared keys (U2), signed (U4, active) and answered the unmask request (U5). */
+  readonly sets: Readonly<Record<'advertised' | 'shared' | 'masked' | 'signed' | 'unmasked', readonly ClientId[]>>;
+  /** Holders whose revealed shares were inconsistent and were left out of a reconstruction. */
+  readonly badShareHolders: readonly ClientId[];
+  /** PRG expansions the unmasking performed (self masks + pairwise masks of dropped clients). */
+  readonly maskExpansions: number;
+}
+
+interface Advertised {
+  readonly encryptionKey: Uint8Array;
+  readonly maskingKey: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+interface Shared {
+  readonly commitment: Uint8Array;
+  /** Ciphertext for each recipient. */
+  readonly ciphertexts: Map<number, Uint8Array>;
+}
+
+export interface ServerState {
+  readonly stage: ServerStage;
+  readonly config: RoundConfig;
+  readonly result: RoundResult | undefined;
+  readonly abortError: SecAggError | undefined;
+  /** @internal */
+  readonly internal: ServerInternals;
+}
+
+interface ServerInternals {
+  readonly crypto: CryptoProvider;
+  readonly rng: Rng;
+  readonly directory: ReadonlyMap<number, Uint8Array> | undefined;
+  readonly unmasker: Unmasker;
+  readonly maxMessageBytes: number;
+  readonly cohort: ReadonlySet<number>;
+  /** Clients that told us they aborted; they are no longer waited for. */
+  readonly quit: Set<number>;
+  readonly advertised: Map<number, Advertised>;
+  readonly keysSeen: Set<string>;
+  graph?: NeighbourGraph;
+  graphSeed?: Uint8Array;
+  readonly shared: Map<number, Shared>;
+  u2?: number[];
+  u2set?: Set<number>;
+  sum?: RingAccumulator;
+  readonly masked: Set<number>;
+  u3?: number[];
+  u3set?: Set<number>;
+  readonly signatures: Map<number, Uint8Array>;
+  u4?: number[];
+  /** Revealed shares, per owner. Self-mask shares only ever for U3, key shares only for U2 \ U3. */
+  readonly selfShares: Map<number, Map<number, Uint8Array>>;
+  readonly keyShares: Map<number, Map<number, Uint8Array>>;
+  readonly responded: Set<number>;
+}
+
+export interface Outgoing {
+  readonly to: ClientId;
+  readonly bytes: Uint8Array;
+}
+
+export interface ServerStep {
+  readonly state: ServerState;
+  readonly outgoing: readonly Outgoing[];
+  /** Why the handled message was refused; the round goes on. */
+  readonly error?: SecAggError;
+}
+
+export function startServerRound(options: ServerOptions): ServerStep {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const config = options.config;
+  validateConfig(config, limits);
+  if (config.mode === 'active') {
+    if (options.directory === undefined) throw new TypeError('active mode needs a directory of identity keys');
+    for (const id of config.cohort) if (!options.directory.has(id)) throw new RangeError(`no identity key for client ${id}`);
+  }
+  const internal: ServerInternals = {
+    crypto: options.crypto ?? defaultCrypto,
+    rng: options.rng ?? cryptoRng,
+    directory: options.directory,
+    unmasker: options.unmasker ?? sequentialUnmasker,
+    maxMessageBytes: maxClientMessageBytes(config),
+    cohort: new Set(config.cohort),
+    quit: new Set(),
+    advertised: new Map(),
+    keysSeen: new Set(),
+    shared: new Map(),
+    masked: new Set(),
+    signatures: new Map(),
+    selfShares: new Map(),
+    keyShares: new Map(),
+    responded: new Set(),
+  };
+  const state: ServerState = { stage: 'advertise', config, result: undefined, abortError: undefined, internal };
+  const start = encodeServerMessage(config.roundId, {
+    case: 'roundStart',
+    value: {
+      roundId: config.roundId,
+      bits: config.bits,
+      dimension: config.dimension,
+      threshold: config.threshold,
+      degree: config.degree === 'complete' ? 0 : config.degree,
+      mode: config.mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST,
+      cohort: config.cohort.slice(),
+    },
+  });
+  return { state, outgoing: config.cohort.map((to) => ({ to, bytes: start })) };
+}
+
+function with_(state: ServerState, patch: Partial<Pick<ServerState, 'stage' | 'result' | 'abortError'>>): ServerState {
+  return { ...state, ...patch };
+}
+
+/** Handle one message from `from` (authenticated by the transport). Never throws on bad input. */
+export async function handleServerMessage(state: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
+  try {
+    return await dispatch(state, from, bytes);
+  } catch (e) {
+    const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error in server round', { cause: e });
+    return { state, outgoing: [], error };
+  }
+}
+
+/** The current stage's deadline passed: close it with whoever answered. */
+export async function handleServerDeadline(state: ServerState): Promise<ServerStep> {
+  if (state.stage === 'done' || state.stage === 'aborted') return { state, outgoing: [] };
+  return closeStage(state);
+}
+
+async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
+  const it = state.internal;
+  if (state.stage === 'done' || state.stage === 'aborted') throw new SecAggError('ERR_STAGE_MISMATCH', `the round is ${state.stage}`);
+  if (!it.cohort.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this round's cohort`);
+  const msg = decodeClientMessage(bytes, it.maxMessageBytes);
+  if (!derive.bytesEqual(msg.roundId, state.config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
+  if (msg.sender !== from) throw new SecAggError('ERR_UNKNOWN_SENDER', `message claims sender ${msg.sender} on the connection of ${from}`);
+  const body = msg.body;
+  if (body.case === 'abort') {
+    it.quit.add(from);
+    return maybeClose(state);
+  }
+  const stageOf: Record<string, ServerStage> = {
+    advertiseKeys: 'advertise',
+    shareKeys: 'share',
+    maskedInput: 'masked',
+    consistencySignature: 'consistency',
+    unmaskResponse: 'unmask',
+  };
+  if (stageOf[body.case!] !== state.stage) throw new SecAggError('ERR_STAGE_MISMATCH', `${body.case} is not expected in stage ${state.stage}`);
+  switch (body.case) {
+    case 'advertiseKeys':
+      await onAdvertise(state, from, body.value);
+      break;
+    case 'shareKeys':
+      onShareKeys(state, from, body.value);
+      break;
+    case 'maskedInput':
+      onMasked(state, from, body.value.vector);
+      break;
+    case 'consistencySignature':
+      await onSignature(state, from, body.value.signature);
+      break;
+    case 'unmaskResponse':
+      onUnmaskResponse(state, from, body.value);
+      break;
+    default:
+      throw new SecAggError('ERR_DECODE', 'unknown client message');
+  }
+  return maybeClose(state);
+}
+
+function hex(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += b[i]!.toString(16).padStart(2, '0');
+  return s;
+}
+
+async function onAdvertise(state: ServerState, from: number, m: AdvertiseKeys): Promise<void> {
+  const it = state.internal;
+  if (it.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`);
+  if (m.encryptionPublicKey.length !== KEY_BYTES || m.maskingPublicKey.length !== KEY_BYTES)
+    throw new SecAggError('ERR_SIZE', 'public keys must be 32 bytes');
+  const ek = hex(m.encryptionPublicKey);
+  const mk = hex(m.maskingPublicKey);
+  if (ek === mk || it.keysSeen.has(ek) || it.keysSeen.has(mk))
+    throw new SecAggError('ERR_DUPLICATE_KEY', `client ${from} advertised a public key that is already in use`);
+  if (state.config.mode === 'active') {
+    if (m.signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', 'signature must be 64 bytes');
+    const transcript = derive.advertiseTranscript(state.config.roundId, from as ClientId, m.encryptionPublicKey, m.maskingPublicKey);
+    if (!(await it.crypto.ed25519Verify(it.directory!.get(from)!, transcript, m.signature)))
+      throw new SecAggError('ERR_SIGNATURE_INVALID', `the keys of client ${from} are not signed by its identity`);
+  } else if (m.signature.length !== 0) throw new SecAggError('ERR_SIZE', 'no signature is expected in semi-honest mode');
+  it.keysSeen.add(ek);
+  it.keysSeen.add(mk);
+  it.advertised.set(from, { encryptionKey: m.encryptionPublicKey, maskingKey: m.maskingPublicKey, signature: m.signature });
+}
+
+function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
+  const it = state.internal;
+  if (!it.graph!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} did not advertise keys`);
+  if (it.shared.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already shared keys`);
+  if (m.selfMaskCommitment.length !== 32) throw new SecAggError('ERR_SIZE', 'commitment must be 32 bytes');
+  const neighbours = it.graph!.neighbours(from as ClientId);
+  if (m.shares.length !== neighbours.length)
+    throw new SecAggError('ERR_NOT_NEIGHBOUR', `${m.shares.length} encrypted shares for ${neighbours.length} neighbours`);
+  const ciphertexts = new Map<number, Uint8Array>();
+  for (let i = 0; i < neighbours.length; i++) {
+    const s = m.shares[i]!;
+    if (s.peer !== neighbours[i]) throw new SecAggError('ERR_NOT_NEIGHBOUR', `shares addressed to ${s.peer}, expected neighbour ${neighbours[i]}`);
+    if (s.ciphertext.length !== SHARE_CIPHERTEXT_BYTES) throw new SecAggError('ERR_SIZE', `ciphertext for ${s.peer} has the wrong size`);
+    ciphertexts.set(s.peer, s.ciphertext);
+  }
+  it.shared.set(from, { commitment: m.selfMaskCommitment, ciphertexts });
+}
+
+function onMasked(state: ServerState, from: number, vector: Uint8Array): void {
+  const it = state.internal;
+  if (!it.u2set!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in the shared-keys set`);
+  if (it.masked.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already sent its masked input`);
+  const v = unpackVector(vector, state.config.bits, state.config.dimension);
+  it.sum!.addVector(v, 1);
+  it.masked.add(from);
+}
+
+async function onSignature(state: ServerState, from: number, signature: Uint8Array): Promise<void> {
+  const it = state.internal;
+  if (!it.u3set!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not a survivor`);
+  if (it.signatures.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed`);
+  if (signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', 'signature must be 64 bytes');
+  const transcript = derive.consistencyTranscript(state.config.roundId, it.u3!);
+  if (!(await it.crypto.ed25519Verify(it.directory!.get(from)!, transcript, signature)))
+    throw new SecAggError('ERR_SIGNATURE_INVALID', `client ${from} did not sign the survivor set`);
+  it.signatures.set(from, signature);
+}
+
+function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): void {
+  const it = state.internal;
+  const allowed = state.config.mode === 'active' ? new Set(it.u4!) : it.u3set!;
+  if (!allowed.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} was not asked to unmask`);
+  if (it.responded.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already answered`);
+  // Check everything first; only then record, so a bad response leaves no trace.
+  const owners = new Set<number>();
+  const check = (entries: readonly { owner: number; share: Uint8Array }[], kind: 'self' | 'key') => {
+    for (const { owner, share } of entries) {
+      if (owners.has(owner)) throw new SecAggError('ERR_DUPLICATE_SENDER', `two shares of client ${owner}`);
+      owners.add(owner);
+      if (!it.graph!.isNeighbour(from, owner) || !it.u2set!.has(owner))
+        throw new SecAggError('ERR_NOT_NEIGHBOUR', `client ${from} holds no shares of client ${owner}`);
+      // The server only ever accepts one kind per owner: self-mask shares of survivors, key shares of the dropped.
+      if ((kind === 'self') !== it.u3set!.has(owner))
+        throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `a ${kind} share of client ${owner} is not wanted`);
+      if (share.length !== SHARE_BYTES) throw new SecAggError('ERR_SIZE', `share of client ${owner} has the wrong size`);
+    }
+  };
+  check(m.selfMaskShares, 'self');
+  check(m.keyShares, 'key');
+  const record = (into: Map<number, Map<number, Uint8Array>>, entries: readonly { owner: number; share: Uint8Array }[]) => {
+    for (const { owner, share } of entries) {
+      let byHolder = into.get(owner);
+      if (!byHolder) into.set(owner, (byHolder = new Map()));
+      byHolder.set(from, share);
+    }
+  };
+  record(it.selfShares, m.selfMaskShares);
+  record(it.keyShares, m.keyShares);
+  it.responded.add(from);
+}
+
+/** Clients whose message the current stage still waits for. */
+function expected(state: ServerState): number[] {
+  const it = state.internal;
+  switch (state.stage) {
+    case 'advertise':
+      return state.config.cohort.filter((u) => !it.advertised.has(u));
+    case 'share':
+      return it.graph!.clients.filter((u) => !it.shared.has(u));
+    case 'masked':
+      return it.u2!.filter((u) => !it.masked.has(u));
+    case 'consistency':
+      return it.u3!.filter((u) => !it.signatures.has(u));
+    case 'unmask':
+      return (state.config.mode === 'active' ? it.u4! : it.u3!).filter((u) => !it.responded.has(u));
+    default:
+      return [];
+  }
+}
+
+async function maybeClose(state: ServerState): Promise<ServerStep> {
+  const quit = state.internal.quit;
+  if (expected(state).every((u) => quit.has(u))) return closeStage(state);
+  return { state, outgoing: [] };
+}
+
+function abort(state: ServerState, error: SecAggError): ServerStep {
+  const bytes = encodeServerMessage(state.config.roundId, { case: 'aborted', value: { code: error.code, reason: error.message } });
+  return {
+    state: with_(state, { stage: 'aborted', abortError: error }),
+    outgoing: state.config.cohort.map((to) => ({ to, bytes })),
+  };
+}
+
+function below(what: string, have: number, need: number): SecAggError {
+  return new SecAggError('ERR_BELOW_THRESHOLD', `${what}: ${have}, need at least ${need}`);
+}
+
+async function closeStage(state: ServerState): Promise<ServerStep> {
+  const it = state.internal;
+  const { config } = state;
+  const t = config.threshold;
+  switch (state.stage) {
+    case 'advertise': {
+      const u1 = [...it.advertised.keys()].sort((a, b) => a - b);
+      if (u1.length < t + 1) return abort(state, below('clients that advertised keys', u1.length, t + 1));
+      it.graphSeed = it.rng(GRAPH_SEED_BYTES);
+      it.graph = buildGraph({ clients: u1 as ClientId[], degree: config.degree, seed: it.graphSeed });
+      if (it.graph.degree < t) return abort(state, below('neighbours per client', it.graph.degree, t));
+      const outgoing = u1.map((u) => {
+        const neighbours = it.graph!.neighbours(u as ClientId).map((v) => {
+          const a = it.advertised.get(v)!;
+          return { client: v, encryptionPublicKey: a.encryptionKey, maskingPublicKey: a.maskingKey, signature: a.signature };
+        });
+        const body: ServerBody = { case: 'keys', value: { graphSeed: it.graphSeed!, advertised: u1, neighbours } };
+        return { to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) };
+      });
+      return { state: with_(state, { stage: 'share' }), outgoing };
+    }
+    case 'share': {
+      // Peel clients with fewer than t neighbours in U2: their secrets could never be reconstructed,
+      // so they are left out before anyone masks with them (a sparse graph then still completes).
+      const u2 = new Set([...it.shared.keys()].filter((u) => !it.quit.has(u)));
+      for (let changed = true; changed; ) {
+        changed = false;
+        for (const u of u2) {
+          let live = 0;
+          for (const v of it.graph!.neighbours(u as ClientId)) if (u2.has(v)) live++;
+          if (live < t) {
+            u2.delete(u);
+            changed = true;
+          }
+        }
+      }
+      if (u2.size < t + 1) return abort(state, below('clients that shared keys', u2.size, t + 1));
+      it.u2 = [...u2].sort((a, b) => a - b);
+      it.u2set = u2;
+      it.sum = new RingAccumulator(config.dimension);
+      const outgoing = it.u2.map((v) => {
+        const shares = it.graph!
+          .neighbours(v as ClientId)
+          .filter((u) => u2.has(u))
+          .map((u) => ({ peer: u, ciphertext: it.shared.get(u)!.ciphertexts.get(v)! }));
+        return { to: v as ClientId, bytes: encodeServerMessage(config.roundId, { case: 'shares', value: { shares } }) };
+      });
+      return { state: with_(state, { stage: 'masked' }), outgoing };
+    }
+    case 'masked': {
+      const u3 = it.u2!.filter((u) => it.masked.has(u));
+      it.u3 = u3;
+      it.u3set = new Set(u3);
+      if (u3.length < t) return abort(state, below('masked inputs', u3.length, t));
+      const short = reconstructible(state, it.u3set);
+      if (short !== undefined) return abort(state, short);
+      const survivors = { survivors: u3 };
+      const body: ServerBody =
+        config.mode === 'active' ? { case: 'consistencyRequest', value: survivors } : { case: 'unmaskRequest', value: { survivors: u3, signatures: [] } };
+      const bytes = encodeServerMessage(config.roundId, body);
+      return { state: with_(state, { stage: config.mode === 'active' ? 'consistency' : 'unmask' }), outgoing: u3.map((to) => ({ to: to as ClientId, bytes })) };
+    }
+    case 'consistency': {
+      const u4 = it.u3!.filter((u) => it.signatures.has(u));
+      it.u4 = u4;
+      if (u4.length < t) return abort(state, below('signatures on the survivor set', u4.length, t));
+      const short = reconstructible(state, new Set(u4));
+      if (short !== undefined) return abort(state, short);
+      const signatures = u4.map((client) => ({ client, signature: it.signatures.get(client)! }));
+      const bytes = encodeServerMessage(config.roundId, { case: 'unmaskRequest', value: { survivors: it.u3!, signatures } });
+      return { state: with_(state, { stage: 'unmask' }), outgoing: u4.map((to) => ({ to: to as ClientId, bytes })) };
+    }
+    case 'unmask':
+      return finish(state);
+    default:
+      return { state, outgoing: [] };
+  }
+}
+
+/** Every client of U2 needs ≥ t neighbours among the clients that may still reveal shares. */
+function reconstructible(state: ServerState, holders: ReadonlySet<number>): SecAggError | undefined {
+  const it = state.internal;
+  const t = state.config.threshold;
+  for (const v of it.u2!) {
+    let n = 0;
+    for (const u of it.graph!.neighbours(v as ClientId)) if (holders.has(u)) n++;
+    if (n < t) return below(`live holders of client ${v}'s shares`, n, t);
+  }
+  return undefined;
+}
+
+async function finish(state: ServerState): Promise<ServerStep> {
+  const it = state.internal;
+  const { config } = state;
+  const c = it.crypto;
+  const t = config.threshold;
+  const cache = new LagrangeCache();
+  const jobs: MaskJob[] = [];
+  const bad = new Set<number>();
+  const gather = (owner: number, from: Map<number, Map<number, Uint8Array>>) => {
+    const byHolder = from.get(owner) ?? new Map<number, Uint8Array>();
+    const holders = [...byHolder.keys()].sort((a, b) => a - b);
+    return { holders, shares: holders.map((h) => byHolder.get(h)!) };
+  };
+  try {
+    for (const v of it.u3!) {
+      const { holders, shares } = gather(v, it.selfShares);
+      if (holders.length < t) return abort(state, below(`shares of client ${v}'s self mask`, holders.length, t));
+      const commitment = it.shared.get(v)!.commitment;
+      const { secret, badHolders } = await reconstructVerified({
+        holders,
+        shares,
+        threshold: t,
+        cache,
+        verify: async (seed: Uint8Array) => derive.bytesEqual(await derive.selfMaskCommitment(c, seed, config.roundId, v as ClientId), commitment),
+      });
+      for (const h of badHolders) bad.add(h);
+      jobs.push({ key: await derive.selfMaskKey(c, secret, config.roundId, v as ClientId), sign: -1 });
+    }
+    for (const v of it.u2!) {
+      if (it.u3set!.has(v)) continue;
+      const { holders, shares } = gather(v, it.keyShares);
+      if (holders.length < t) return abort(state, below(`shares of dropped client ${v}'s key`, holders.length, t));
+      const advertised = it.advertised.get(v)!.maskingKey;
+      const { secret, badHolders } = await reconstructVerified({
+        holders,
+        shares,
+        threshold: t,
+        cache,
+        verify: async (sk: Uint8Array) => derive.bytesEqual((await c.x25519(sk)).publicKey, advertised),
+      });
+      for (const h of badHolders) bad.add(h);
+      const key = await c.x25519(secret);
+      // Survivor u added +PRG(s_uv) if v > u, −PRG(s_uv) if v < u: remove exactly that.
+      for (const u of it.graph!.neighbours(v as ClientId)) {
+        if (!it.u3set!.has(u)) continue;
+        const shared = await key.agree(it.advertised.get(u)!.maskingKey);
+        jobs.push({ key: await derive.pairwiseMaskKey(c, shared, config.roundId, u, v as ClientId), sign: v > u ? -1 : 1 });
+      }
+    }
+  } catch (e) {
+    if (isSecAggError(e)) return abort(state, e);
+    throw e;
+  }
+  await it.unmasker(it.sum!, jobs, c);
+  const ids = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b) as ClientId[];
+  const result: RoundResult = {
+    sum: it.sum!.toVector(config.bits),
+    included: ids(it.u3!),
+    sets: {
+      advertised: ids(it.advertised.keys()),
+      shared: ids(it.u2!),
+      masked: ids(it.u3!),
+      signed: ids(it.u4 ?? []),
+      unmasked: ids(it.responded),
+    },
+    badShareHolders: ids(bad),
+    maskExpansions: jobs.length,
+  };
+  return { state: with_(state, { stage: 'done', result }), outgoing: [] };
+}
+
+/** For tests of the privacy invariant: owners for which the server holds each kind of share. */
+export function unsafeRevealedOwners(state: ServerState): { self: number[]; key: number[] } {
+  return { self: [...state.internal.selfShares.keys()], key: [...state.internal.keyShares.keys()] };
+}

@@ -1,0 +1,102 @@
+import { createKernel, type Kernel } from './kernel.js';
+import type { CryptoProvider } from '../crypto/provider.js';
+
+const SCRATCH_WORDS = 16384; // 64 KiB: the keystream chunk size, stays in L2 cache
+const PAD_WORDS = 16; // kernel works on 64-byte blocks
+
+function padWords(n: number): number {
+  return Math.ceil(n / PAD_WORDS) * PAD_WORDS;
+}
+
+/**
+ * A vector of m words mod 2^32 that masks and vectors are added into. Arithmetic is modulo 2^32
+ * throughout; since 2^bits divides 2^32, reducing once at the end (`toVector(bits)`) gives the
+ * same result as reducing after every addition, and saves a pass per mask.
+ *
+ * With WebAssembly SIMD the words live in the kernel's memory and each keystream chunk is copied
+ * into a cache-resident scratch block before the vector add; without it a plain JS loop is used.
+ */
+export class RingAccumulator {
+  readonly length: number;
+  private readonly kernel: Kernel | null;
+  private readonly accOffset: number; // byte offsets into kernel memory
+  private readonly scratchOffset: number;
+  private readonly words: Uint32Array; // memory only grows in the constructor, so the view stays valid
+
+  constructor(length: number, options: { simd?: boolean } = {}) {
+    if (!Number.isSafeInteger(length) || length < 1 || length > 1 << 28) throw new RangeError(`length must be in [1, 2^28], got ${length}`);
+    this.length = length;
+    this.kernel = options.simd === false ? null : createKernel();
+    if (this.kernel) {
+      const bytesNeeded = 4 * (SCRATCH_WORDS + padWords(length));
+      const have = this.kernel.memory.buffer.byteLength;
+      if (bytesNeeded > have) this.kernel.memory.grow(Math.ceil((bytesNeeded - have) / 65536));
+      this.scratchOffset = 0;
+      this.accOffset = 4 * SCRATCH_WORDS;
+      this.words = new Uint32Array(this.kernel.memory.buffer, this.accOffset, length);
+    } else {
+      this.scratchOffset = 0;
+      this.accOffset = 0;
+      this.words = new Uint32Array(length);
+    }
+  }
+
+  /** True when the SIMD kernel is in use (reported by benchmarks). */
+  get simd(): boolean {
+    return this.kernel !== null;
+  }
+
+  /** A view of the current words (mod 2^32). Valid until the accumulator is used again. */
+  view(): Uint32Array {
+    return this.words;
+  }
+
+  /** Add (sign 1) or subtract (sign -1) `chunk` into words [offset, offset + chunk.length). */
+  addChunk(chunk: Uint32Array, offset: number, sign: 1 | -1): void {
+    const n = chunk.length;
+    if (offset < 0 || offset + n > this.length) throw new RangeError('chunk out of range');
+    const k = this.kernel;
+    if (k === null || n < 64) {
+      addJs(this.words, chunk, offset, sign);
+      return;
+    }
+    for (let start = 0; start < n; start += SCRATCH_WORDS) {
+      const len = Math.min(SCRATCH_WORDS, n - start);
+      const full = len - (len % PAD_WORDS); // kernel handles whole 64-byte blocks, JS the tail
+      const mem = new Uint32Array(k.memory.buffer);
+      mem.set(full === len ? chunk.subarray(start, start + len) : chunk.subarray(start, start + full), this.scratchOffset / 4);
+      const dst = this.accOffset + 4 * (offset + start);
+      if (sign === 1) k.add(dst, this.scratchOffset, 4 * full);
+      else k.sub(dst, this.scratchOffset, 4 * full);
+      if (full !== len) addJs(this.words, chunk.subarray(start + full, start + len), offset + start + full, sign);
+    }
+  }
+
+  /** Add or subtract a whole vector of the same length. */
+  addVector(vector: Uint32Array, sign: 1 | -1): void {
+    if (vector.length !== this.length) throw new RangeError(`vector length ${vector.length} != ${this.length}`);
+    this.addChunk(vector, 0, sign);
+  }
+
+  /** Add or subtract the PRG expansion of a 16-byte key, chunk by chunk, with no m-sized temporary. */
+  addPrg(crypto: CryptoProvider, key: Uint8Array, sign: 1 | -1): void | Promise<void> {
+    return crypto.keystream(key, this.length, (chunk, offset) => this.addChunk(chunk, offset, sign));
+  }
+
+  /** A fresh vector reduced mod 2^bits. */
+  toVector(bits: number): Uint32Array {
+    const out = this.words.slice();
+    if (bits < 32) {
+      const mask = 2 ** bits - 1;
+      for (let i = 0; i < out.length; i++) out[i]! &= mask;
+    }
+    return out;
+  }
+}
+
+function addJs(words: Uint32Array, chunk: Uint32Array, offset: number, sign: 1 | -1): void {
+  const n = chunk.length;
+  // Uint32Array stores wrap modulo 2^32, and a sum of two words is exact in a double.
+  if (sign === 1) for (let i = 0; i < n; i++) words[offset + i] = words[offset + i]! + chunk[i]!;
+  else for (let i = 0; i < n; i++) words[offset + i] = words[offset + i]! - chunk[i]!;
+}

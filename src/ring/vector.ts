@@ -1,0 +1,76 @@
+import { SecAggError } from '../errors.js';
+
+/** Bytes per element on the wire: the smallest whole number of bytes that holds `bits` bits. */
+export function elementBytes(bits: number): number {
+  return Math.ceil(bits / 8);
+}
+
+/** Throws RangeError unless every element of `v` is < 2^bits (caller input, checked once). */
+export function assertInRing(v: Uint32Array, bits: number, name: string): void {
+  if (!(v instanceof Uint32Array)) throw new TypeError(`${name} must be a Uint32Array`);
+  if (bits === 32) return;
+  const limit = 2 ** bits;
+  for (let i = 0; i < v.length; i++) if (v[i]! >= limit) throw new RangeError(`${name}[${i}] = ${v[i]} is not < 2^${bits}`);
+}
+
+/** Little-endian packing at elementBytes(bits) per element, so a 16-bit ring costs 2 bytes per element. */
+export function packVector(v: Uint32Array, bits: number): Uint8Array {
+  const w = elementBytes(bits);
+  if (w === 4) {
+    const out = new Uint8Array(4 * v.length);
+    const words = new Uint32Array(out.buffer);
+    words.set(v);
+    if (!LE) for (let i = 0; i < v.length; i++) new DataView(out.buffer).setUint32(4 * i, v[i]!, true);
+    return out;
+  }
+  const out = new Uint8Array(w * v.length);
+  for (let i = 0, o = 0; i < v.length; i++) {
+    const x = v[i]!;
+    out[o++] = x;
+    if (w > 1) out[o++] = x >>> 8;
+    if (w > 2) out[o++] = x >>> 16;
+  }
+  return out;
+}
+
+/**
+ * Inverse of packVector for untrusted bytes: the length must be exactly m elements and every element
+ * must be < 2^bits (a value above the ring would let a client bias the sum's high bits).
+ */
+export function unpackVector(bytes: Uint8Array, bits: number, m: number): Uint32Array {
+  const w = elementBytes(bits);
+  if (bytes.length !== w * m) throw new SecAggError('ERR_SIZE', `vector is ${bytes.length} bytes, expected ${w * m}`);
+  const out = new Uint32Array(m);
+  if (w === 4) {
+    if (LE) out.set(new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)));
+    else {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+      for (let i = 0; i < m; i++) out[i] = dv.getUint32(4 * i, true);
+    }
+  } else {
+    for (let i = 0, o = 0; i < m; i++) {
+      let x = bytes[o++]!;
+      if (w > 1) x |= bytes[o++]! << 8;
+      if (w > 2) x |= bytes[o++]! << 16;
+      out[i] = x;
+    }
+  }
+  if (bits < 32 && bits % 8 !== 0) {
+    const limit = 2 ** bits;
+    for (let i = 0; i < m; i++) if (out[i]! >= limit) throw new SecAggError('ERR_SIZE', `element ${i} is not < 2^${bits}`);
+  }
+  return out;
+}
+
+const LE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Σ vectors mod 2^bits, the plaintext reference the tests and the CLI compare against. */
+export function plainSum(vectors: readonly Uint32Array[], bits: number, m: number): Uint32Array {
+  const out = new Uint32Array(m);
+  for (const v of vectors) for (let i = 0; i < m; i++) out[i] = out[i]! + v[i]!;
+  if (bits < 32) {
+    const mask = 2 ** bits - 1;
+    for (let i = 0; i < m; i++) out[i]! &= mask;
+  }
+  return out;
+}

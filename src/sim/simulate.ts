@@ -1,0 +1,252 @@
+/**
+ * One whole round in process: real clients and a real server exchanging encoded protocol messages
+ * through an in-memory transport. The sum comes out of the protocol (keys, encrypted shares,
+ * masks, reconstruction, unmasking), never from the plaintext inputs.
+ */
+import { defaultCrypto } from '#crypto-default';
+import type { CryptoProvider } from '../crypto/provider.js';
+import { SecAggError } from '../errors.js';
+import { clientId, roundId, type ClientId } from '../ids.js';
+import { defaultThreshold } from '../graph/index.js';
+import { cryptoRng, type Rng } from '../rng.js';
+import { effectiveDegree, type Degree, type Mode, type RoundConfig } from '../protocol/config.js';
+import { createClient, handleClientMessage, type ClientState } from '../protocol/clientRound.js';
+import {
+  handleServerDeadline,
+  handleServerMessage,
+  startServerRound,
+  type Outgoing,
+  type ServerState,
+  type Unmasker,
+} from '../protocol/serverRound.js';
+
+export const STAGES = ['advertise', 'share', 'masked', 'consistency', 'unmask'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface StageStats {
+  /** Clients that sent this stage's message. */
+  clients: number;
+  /** Total client compute time for this stage over all clients, ms. */
+  clientMsTotal: number;
+  /** Slowest single client, ms. */
+  clientMsMax: number;
+  /** Server compute time handling this stage's messages and closing it, ms. */
+  serverMs: number;
+  /** Bytes the server received / sent in this stage. */
+  serverBytesIn: number;
+  serverBytesOut: number;
+}
+
+export interface RoundStats {
+  clients: number;
+  dimension: number;
+  bits: number;
+  degree: number;
+  threshold: number;
+  mode: Mode;
+  stages: Record<Stage, StageStats>;
+  /** Per client averages over clients that completed the round (or all, if none did). */
+  clientBytesSent: { mean: number; max: number };
+  clientBytesReceived: { mean: number; max: number };
+  /** Total client compute over all stages, one client: mean and max, ms. */
+  clientMs: { mean: number; max: number };
+  serverBytesIn: number;
+  serverBytesOut: number;
+  /** Bytes a client sends ÷ bytes of its raw input (m·bits/8). */
+  expansionFactor: number;
+  /** PRG expansions the server's unmasking performed. */
+  serverMaskExpansions: number;
+  badShareHolders: number[];
+  wallMs: number;
+}
+
+export interface SimulateOptions {
+  /** One vector per client, equal lengths, every value < 2 ** bits. */
+  inputs: Uint32Array[];
+  bits: number;
+  /** Neighbours per client; default 'complete'. */
+  degree?: Degree;
+  /** Default: a safe choice for the graph (a majority of the neighbourhood). */
+  threshold?: number;
+  mode?: Mode;
+  /** Indices of clients that fall silent instead of sending that stage's message. */
+  dropouts?: Partial<Record<Stage, number[]>>;
+  crypto?: CryptoProvider;
+  /** Seedable randomness so a round replays byte for byte; default the platform CSPRNG. */
+  rng?: Rng;
+  unmasker?: Unmasker;
+  /** Called as stages complete, for progress on long runs. */
+  onProgress?: (event: { stage: Stage | 'done'; clientsDone: number; clientsTotal: number }) => void;
+  /**
+   * Test hook: rewrite (or drop, by returning null) a server→client message before delivery,
+   * e.g. to model a lying server.
+   */
+  interceptServer?: (to: ClientId, bytes: Uint8Array, stage: Stage) => Uint8Array | null;
+}
+
+export interface SimulateResult {
+  sum: Uint32Array;
+  /** Indices (into `inputs`) of the clients whose masked input is in the sum. */
+  included: number[];
+  stats: RoundStats;
+}
+
+/** Which stage's message a client sends in reply to each server message. */
+const REPLY_STAGE: Record<string, Stage> = {
+  roundStart: 'advertise',
+  keys: 'share',
+  shares: 'masked',
+  consistencyRequest: 'consistency',
+  unmaskRequest: 'unmask',
+};
+
+function emptyStage(): StageStats {
+  return { clients: 0, clientMsTotal: 0, clientMsMax: 0, serverMs: 0, serverBytesIn: 0, serverBytesOut: 0 };
+}
+
+/**
+ * Run one round. Client i has id i + 1. Rejects with a SecAggError when the round cannot complete
+ * (its `code` says why).
+ */
+export async function simulateRound(options: SimulateOptions): Promise<SimulateResult> {
+  const wall = performance.now();
+  const { inputs, bits } = options;
+  if (!Array.isArray(inputs) || inputs.length < 3) throw new RangeError('inputs must hold at least 3 vectors');
+  const m = inputs[0]!.length;
+  for (const [i, x] of inputs.entries()) {
+    if (!(x instanceof Uint32Array)) throw new TypeError(`inputs[${i}] must be a Uint32Array`);
+    if (x.length !== m) throw new RangeError(`inputs[${i}] has ${x.length} elements, inputs[0] has ${m}`);
+  }
+  const n = inputs.length;
+  const crypto = options.crypto ?? defaultCrypto;
+  const rng = options.rng ?? cryptoRng;
+  const mode = options.mode ?? 'semi-honest';
+  const degree = options.degree ?? 'complete';
+  const k = effectiveDegree(degree, n);
+  const threshold = options.threshold ?? defaultThreshold(k);
+  const dropAt = new Map<number, Stage>();
+  for (const stage of STAGES) {
+    for (const i of options.dropouts?.[stage] ?? []) {
+      if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`dropouts.${stage} names client ${i}, not in [0, ${n})`);
+      if (!dropAt.has(i)) dropAt.set(i, stage);
+    }
+  }
+
+  const ids = inputs.map((_, i) => clientId(i + 1));
+  const config: RoundConfig = { roundId: roundId(rng(16)), bits, dimension: m, threshold, degree, mode, cohort: ids };
+
+  let directory: Map<number, Uint8Array> | undefined;
+  const identities: Uint8Array[] = [];
+  if (mode === 'active') {
+    directory = new Map();
+    for (const id of ids) {
+      const seed = rng(32);
+      identities.push(seed);
+      directory.set(id, (await crypto.ed25519(seed)).publicKey);
+    }
+  }
+  const clients: ClientState[] = ids.map((id, i) =>
+    createClient({
+      id,
+      input: inputs[i]!,
+      crypto,
+      rng,
+      ...(directory ? { identity: identities[i]!, directory } : {}),
+    }),
+  );
+
+  const stages = Object.fromEntries(STAGES.map((s) => [s, emptyStage()])) as Record<Stage, StageStats>;
+  const sent = new Float64Array(n);
+  const received = new Float64Array(n);
+  const clientMs = new Float64Array(n);
+
+  let t0 = performance.now();
+  let step = startServerRound({ config, crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}) });
+  let server: ServerState = step.state;
+  let outgoing: readonly Outgoing[] = step.outgoing;
+  stages.advertise.serverMs += performance.now() - t0;
+
+  const errors: SecAggError[] = [];
+  while (server.stage !== 'done' && server.stage !== 'aborted') {
+    const stage = server.stage as Stage;
+    const stats = stages[stage];
+    // Deliver the server's messages; collect the replies of the clients that do not drop here.
+    const replies: Array<{ from: ClientId; bytes: Uint8Array }> = [];
+    for (const { to, bytes: raw } of outgoing) {
+      const i = to - 1;
+      const bytes = options.interceptServer ? options.interceptServer(to, raw, stage) : raw;
+      if (bytes === null) continue;
+      stats.serverBytesOut += bytes.length;
+      const drop = dropAt.get(i);
+      if (drop !== undefined && STAGES.indexOf(drop) <= STAGES.indexOf(stage)) continue; // silent: offline
+      received[i] = received[i]! + bytes.length;
+      const c0 = performance.now();
+      const r = await handleClientMessage(clients[i]!, bytes);
+      const dt = performance.now() - c0;
+      clients[i] = r.state;
+      clientMs[i] = clientMs[i]! + dt;
+      stats.clientMsTotal += dt;
+      stats.clientMsMax = Math.max(stats.clientMsMax, dt);
+      if (r.error) errors.push(r.error);
+      if (r.outgoing) {
+        sent[i] = sent[i]! + r.outgoing.length;
+        replies.push({ from: to, bytes: r.outgoing });
+        if (!r.error) stats.clients++;
+      }
+    }
+    options.onProgress?.({ stage, clientsDone: stats.clients, clientsTotal: n });
+    outgoing = [];
+    t0 = performance.now();
+    for (const { from, bytes } of replies) {
+      stats.serverBytesIn += bytes.length;
+      const s = await handleServerMessage(server, from, bytes);
+      server = s.state;
+      outgoing = outgoing.concat(s.outgoing);
+    }
+    if (server.stage === stage) {
+      // Some clients stayed silent: the stage's deadline passes.
+      const s = await handleServerDeadline(server);
+      server = s.state;
+      outgoing = outgoing.concat(s.outgoing);
+    }
+    stats.serverMs += performance.now() - t0;
+  }
+  options.onProgress?.({ stage: 'done', clientsDone: server.result?.included.length ?? 0, clientsTotal: n });
+
+  if (server.stage === 'aborted') {
+    const e = server.abortError!;
+    throw new SecAggError(e.code, `round aborted: ${e.message}`, { cause: errors[0] ?? e, clients: e.clients });
+  }
+  const result = server.result!;
+  const included = result.included.map((id) => id - 1);
+  const done = included.length > 0 ? included : ids.map((_, i) => i);
+  const stat = (xs: Float64Array) => {
+    let sum = 0;
+    let max = 0;
+    for (const i of done) {
+      sum += xs[i]!;
+      max = Math.max(max, xs[i]!);
+    }
+    return { mean: sum / done.length, max };
+  };
+  const clientBytesSent = stat(sent);
+  const stats: RoundStats = {
+    clients: n,
+    dimension: m,
+    bits,
+    degree: k,
+    threshold,
+    mode,
+    stages,
+    clientBytesSent,
+    clientBytesReceived: stat(received),
+    clientMs: stat(clientMs),
+    serverBytesIn: STAGES.reduce((a, s) => a + stages[s].serverBytesIn, 0),
+    serverBytesOut: STAGES.reduce((a, s) => a + stages[s].serverBytesOut, 0),
+    expansionFactor: clientBytesSent.mean / ((m * bits) / 8),
+    serverMaskExpansions: result.maskExpansions,
+    badShareHolders: result.badShareHolders.map((id) => id - 1),
+    wallMs: performance.now() - wall,
+  };
+  return { sum: result.sum, included, stats };
+}
