@@ -24,10 +24,11 @@ import { aesCtrKeystreamWeb } from '../ring/keystream-web.js';
 import type { CryptoProvider, Ed25519PrivateKey, KeystreamSink, X25519PrivateKey } from './provider.js';
 
 /**
- * Inputs at least this long are hashed by WebCrypto: its ~25 µs round-trip is repaid from ~2 KiB
- * (noble hashes ~12 ns/byte); at 4 KiB WebCrypto is clearly ahead (30 µs vs 51 µs).
+ * Inputs at least this long are hashed by WebCrypto. noble hashes at ~7 ns/byte; WebCrypto's async
+ * round-trip costs 25–45 µs depending on load, so break-even moves between 4 and 8 KiB (two runs:
+ * 4 KiB 30 vs 51 µs and 51 vs 28 µs; 8 KiB 28 vs 77 µs and 52 vs 55 µs). 8 KiB never loses.
  */
-export const SUBTLE_SHA256_MIN = 4096;
+export const SUBTLE_SHA256_MIN = 8192;
 
 const TAG_BYTES = 16;
 

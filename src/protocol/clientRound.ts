@@ -73,6 +73,8 @@ interface ClientInternals {
   graph?: NeighbourGraph;
   neighbours?: readonly ClientId[];
   peers?: Map<number, Peer>;
+  /** AEAD key shared with each neighbour, kept from ShareKeys to open its shares without a second agreement. */
+  shareKeys?: Map<number, Uint8Array>;
   /** Shares this client holds: from each neighbour v in its view of U2. */
   held?: Map<number, { keyShare: Uint8Array; selfShare: Uint8Array }>;
   /** The survivor set this client signed (active mode). */
@@ -250,10 +252,12 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
   const holders = neighbours as readonly number[];
   const keyShares = splitSecret({ secret: it.maskingSecret!, holders, threshold: config.threshold, rng: it.options.rng });
   const selfShares = splitSecret({ secret: it.selfMaskSeed!, holders, threshold: config.threshold, rng: it.options.rng });
+  it.shareKeys = new Map();
   const shares = await Promise.all(
     neighbours.map(async (v, i) => {
       const shared = await it.encryption!.agree(peers.get(v)!.encryptionKey);
       const key = await derive.shareKey(c, shared, config.roundId, state.id, v);
+      it.shareKeys!.set(v, key);
       const pt = derive.sharePlaintext(state.id, v, keyShares[i]!, selfShares[i]!);
       const ciphertext = await c.aeadSeal(key, derive.shareNonce(state.id, v), pt, derive.sharesAad(config.roundId, state.id, v));
       return { peer: v, ciphertext };
@@ -283,8 +287,7 @@ async function onShares(state: ClientState, m: SharesForYou): Promise<ClientStep
   const opened = await Promise.all(
     m.shares.map(async (entry) => {
       const v = entry.peer as ClientId;
-      const shared = await it.encryption!.agree(it.peers!.get(v)!.encryptionKey);
-      const key = await derive.shareKey(c, shared, config.roundId, state.id, v);
+      const key = it.shareKeys!.get(v)!;
       const pt = await c.aeadOpen(key, derive.shareNonce(v, state.id), entry.ciphertext, derive.sharesAad(config.roundId, v, state.id));
       if (derive.readU32(pt, 0) !== v || derive.readU32(pt, 4) !== state.id)
         throw new SecAggError('ERR_AEAD_OPEN_FAILED', `shares from client ${v} name the wrong clients`);

@@ -11,9 +11,10 @@
  * integrity check before the (more expensive) caller-supplied verification.
  */
 import { SecAggError, abytes, aint } from '../errors.js';
-import type { Rng } from '../rng.js';
+import { cryptoRng, type Rng } from '../rng.js';
 import { MAX_CLIENT_ID } from '../ids.js';
 import { P, barycentricWeights, batchInvert, lagrangeAt, sub, lagrangeAtZeroUnchecked, reduce } from './field.js';
+import { DUAL_VECTORS, dualVectorsUnchecked } from './dual.js';
 
 export const SECRET_BYTES = 32;
 /** Field elements per share (one per secret chunk). */
@@ -213,17 +214,35 @@ function keyOf(sortedHolders: ArrayLike<number>): string {
   return key;
 }
 
+/** Moves an existing key to the most-recent end of a Map and evicts beyond `max` (LRU). */
+function lruSet<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) {
+    const oldest = map.keys().next();
+    if (oldest.done !== true) map.delete(oldest.value);
+  }
+}
+
 /**
  * Lagrange coefficients at 0, computed once per set of holders and reused. A server reconstructs
  * many secrets (one per surviving or dropped client) from shares held by the same clients, so the
  * O(t²) coefficient computation is paid once and each reconstruction is an O(t) dot product.
  * Keyed by the set, not the order: a permutation of a cached set is a hit. Least recently used
  * entries are evicted beyond `maxEntries`.
+ *
+ * It also caches, per (well-formed holder set, threshold), the random dual vectors that let
+ * `reconstructVerified` confirm in O(k·C) that all k shares lie on one polynomial (see dual.ts).
+ * Those live in a separate LRU map of the same capacity and are drawn from the platform CSPRNG:
+ * they are server-secret state and must not be predictable to share holders.
  */
 export class LagrangeCache {
   readonly #map = new Map<string, Float64Array>();
+  readonly #duals = new Map<string, Float64Array>();
   readonly #maxEntries: number;
   #computations = 0;
+  #dualComputations = 0;
+  #exactChecks = 0;
 
   constructor(options: { readonly maxEntries?: number } = {}) {
     const maxEntries = options.maxEntries ?? 64;
@@ -236,12 +255,27 @@ export class LagrangeCache {
     return this.#computations;
   }
 
+  /** How many times dual (consistency-check) vectors were computed (cache misses). */
+  get dualComputations(): number {
+    return this.#dualComputations;
+  }
+
+  /**
+   * How many times `reconstructVerified` (with this cache) had to fall back to the exact,
+   * O((k − t)·t·C) per-share consistency check — i.e. the fast dual check did not clear the shares.
+   */
+  get exactChecks(): number {
+    return this.#exactChecks;
+  }
+
+  /** Number of cached coefficient sets (dual vectors are held separately, with the same bound). */
   get size(): number {
     return this.#map.size;
   }
 
   clear(): void {
     this.#map.clear();
+    this.#duals.clear();
   }
 
   /** Coefficients aligned with `holders` (a fresh copy: the cached array stays untouched). */
@@ -260,24 +294,48 @@ export class LagrangeCache {
     return out;
   }
 
+  /**
+   * @internal Dual vectors for strictly ascending, validated `sortedXs` (k points) and threshold t,
+   * t < k: DUAL_VECTORS rows of k entries, row-major. The result is the cached array — do not
+   * modify it, and do not hand it to share holders (its secrecy is what makes the check sound).
+   */
+  dualLookup(sortedXs: readonly number[], threshold: number): Float64Array {
+    // '\0' cannot start a holder key (ids are ≥ 1) and t ≤ 65535 is one code unit.
+    const key = keyOf(sortedXs) + '\0' + String.fromCharCode(threshold);
+    const hit = this.#duals.get(key);
+    if (hit !== undefined) {
+      lruSet(this.#duals, key, hit, this.#maxEntries);
+      return hit;
+    }
+    const d = dualVectorsUnchecked(sortedXs, threshold, newDualSeed);
+    this.#dualComputations++;
+    lruSet(this.#duals, key, d, this.#maxEntries);
+    return d;
+  }
+
+  /** @internal Counts a fallback to the exact per-share check (for tests and monitoring). */
+  noteExactCheck(): void {
+    this.#exactChecks++;
+  }
+
   #sorted(sortedHolders: readonly number[]): Float64Array {
     const key = keyOf(sortedHolders);
     const hit = this.#map.get(key);
     if (hit !== undefined) {
       // Refresh recency (Map iterates in insertion order; the first key is the eviction victim).
-      this.#map.delete(key);
-      this.#map.set(key, hit);
+      lruSet(this.#map, key, hit, this.#maxEntries);
       return hit;
     }
     const coeffs = lagrangeAtZeroUnchecked(sortedHolders);
     this.#computations++;
-    this.#map.set(key, coeffs);
-    if (this.#map.size > this.#maxEntries) {
-      const oldest = this.#map.keys().next();
-      if (oldest.done !== true) this.#map.delete(oldest.value);
-    }
+    lruSet(this.#map, key, coeffs, this.#maxEntries);
     return coeffs;
   }
+}
+
+/** Uniform coefficients for the random dual polynomials, from the platform CSPRNG (never injected). */
+function newDualSeed(out: Float64Array): void {
+  sampleUniform(out, 0, cryptoRng);
 }
 
 // ---------------------------------------------------------------------------------------------
