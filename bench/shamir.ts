@@ -1,7 +1,9 @@
 /**
  * Shamir timings for the server/client sizes that matter: split (client, per secret), reconstruct
  * from exactly t shares with cold vs cached Lagrange coefficients (server, per secret), and
- * verified reconstruction from all n shares (includes checking the n − t spares).
+ * verified reconstruction from all n shares: the common case (all honest; the cached dual check
+ * clears the n − t spares in O(n·C)), the same without a cache, and with one bad spare (the exact
+ * O((n − t)·t·C) per-spare check that names it — what every call cost before the dual check).
  * Run: node dist/bench/shamir.js
  */
 import { cryptoRng } from '../src/rng.js';
@@ -43,6 +45,10 @@ const cases: Array<[number, number]> = [
   [1000, 501],
 ];
 
+const table: string[][] = [
+  ['n', 't', 'split', 'combine cold', 'combine cached', 'verified all n', 'verified all n, no cache', 'exact check (1 bad spare)', '1 bad canonical'],
+];
+
 for (const [n, t] of cases) {
   const holders = Array.from({ length: n }, (_, i) => i + 1);
   const secret = cryptoRng(32);
@@ -54,19 +60,38 @@ for (const [n, t] of cases) {
   const cold = timeIt(() => combineShares({ holders: sub, shares: subShares }));
   const cache = new LagrangeCache();
   const cached = timeIt(() => combineShares({ holders: sub, shares: subShares, cache }));
-  const verified = await timeAsync(() => reconstructVerified({ holders, shares, threshold: t, verify: () => true, cache }));
+  const expect = Buffer.from(secret);
+  const verify = (s: Uint8Array) => expect.equals(s);
 
-  // One bad share inside the canonical subset: exercises the swap-in search.
+  // All n shares honest, cache warm: the server's common case. The dual check clears all n shares
+  // in O(n·C); the exact per-spare check must not run.
+  const verified = await timeAsync(() => reconstructVerified({ holders, shares, threshold: t, verify, cache }));
+  if (cache.exactChecks !== 0) throw new Error('fast path not taken');
+  // No cache: Lagrange coefficients and dual vectors are recomputed every time (O(n²)).
+  const verifiedCold = await timeAsync(() => reconstructVerified({ holders, shares, threshold: t, verify }), 200);
+
+  // One bad spare (last holder, one chunk): the dual check fails and the exact O((n − t)·t·C)
+  // per-spare check names it — the cost every verified reconstruction paid before the fast path.
+  const badSpare = shares.slice();
+  const cs = new Uint8Array(badSpare[n - 1]!);
+  cs[0] = cs[0]! ^ 1;
+  badSpare[n - 1] = cs;
+  const before = cache.exactChecks;
+  const exact = await timeAsync(() => reconstructVerified({ holders, shares: badSpare, threshold: t, verify, cache }), 200);
+  if (cache.exactChecks === before) throw new Error('exact check not taken');
+
+  // One bad share inside the canonical subset: exercises the swap-in search (then the exact check).
   const bad = shares.slice();
   const corrupt = new Uint8Array(bad[0]!);
   corrupt[0] = corrupt[0]! ^ 1;
   bad[0] = corrupt;
-  const expect = Buffer.from(secret);
-  const verify = (s: Uint8Array) => expect.equals(s);
   const oneBad = await timeAsync(() => reconstructVerified({ holders, shares: bad, threshold: t, verify, cache }), 200);
 
-  console.log(
-    `shamir n=${n} t=${t}: split ${fmt(split)}; combine t shares cold ${fmt(cold)}, cached ${fmt(cached)}; ` +
-      `reconstructVerified all n ${fmt(verified)}; with 1 bad share ${fmt(oneBad)}`,
-  );
+  table.push([`${n}`, `${t}`, fmt(split), fmt(cold), fmt(cached), fmt(verified), fmt(verifiedCold), fmt(exact), fmt(oneBad)]);
+}
+
+const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
+for (const [i, row] of table.entries()) {
+  console.log('| ' + row.map((cell, c) => cell.padStart(widths[c]!)).join(' | ') + ' |');
+  if (i === 0) console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
 }

@@ -12,7 +12,7 @@
 export { simulateRound, STAGES, type SimulateOptions, type SimulateResult, type RoundStats, type StageStats, type Stage } from './sim/simulate.js';
 export { SecAggError, isSecAggError, ERROR_CODES, type SecAggErrorCode } from './errors.js';
 export { clientId, roundId, type ClientId, type RoundId } from './ids.js';
-export { cryptoRng, type Rng } from './rng.js';
+export { cryptoRng, unsafeSeededRng, type Rng } from './rng.js';
 export { buildGraph, recommendParameters, defaultThreshold, type NeighbourGraph } from './graph/index.js';
 export { validateConfig, effectiveDegree, type RoundConfig, type Mode, type Degree, type RoundLimits } from './protocol/config.js';
 export { createClient, handleClientMessage, type ClientState, type ClientStep, type ClientOptions, type ClientStage } from './protocol/clientRound.js';

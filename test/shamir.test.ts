@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { SecAggError, isSecAggError } from '../src/errors.js';
 import type { Rng } from '../src/rng.js';
 import { P, batchInvert, inv, mul, reduce } from '../src/shamir/field.js';
+import { DUAL_VECTORS, dualCheck, dualVectorsUnchecked } from '../src/shamir/dual.js';
 import {
   FIELD_PRIME,
   LagrangeCache,
@@ -527,4 +528,173 @@ test('reconstructVerified: the search respects maxAttempts and never returns an 
   // Bad data from the network must not be mistaken for caller bugs, and vice versa.
   await assert.rejects(reconstructVerified({ holders, shares, threshold: 1, verify: () => true }), RangeError);
   await assert.rejects(reconstructVerified({ holders, shares, threshold: 5, verify: 'no' as never }), TypeError);
+});
+
+// ---- fast consistency check (dual vectors) ------------------------------------------------------
+
+/** Barycentric weights w_i = 1/Π_{l≠i}(x_i − x_l) straight from the definition, in BigInt. */
+const bigWeights = (xs: number[]) =>
+  xs.map((xi, i) => binv(xs.reduce((acc, xl, l) => (l === i ? acc : bmod(acc * BigInt(xi - xl))), 1n)));
+
+test('dual vectors: d_i = w_i·q(x_i) exactly (BigInt), orthogonal to every degree < t polynomial', () => {
+  const xs = [3, 7, 10, 22, 31, 40, 51, 65535];
+  const t = 3;
+  const k = xs.length;
+  const m = k - t;
+  const w = bigWeights(xs);
+  // The background fact: Σ w_i x_i^j = 0 for j = 0..k−2, and not for j = k−1 (it is 1).
+  for (let j = 0; j < k; j++) {
+    const sum = bmod(xs.reduce((acc, x, i) => acc + w[i]! * bpow(BigInt(x), BigInt(j)), 0n));
+    assert.equal(sum, j === k - 1 ? 1n : 0n, `j = ${j}`);
+  }
+  // With known q coefficients, every entry matches the BigInt w_i·q(x_i).
+  const q = Array.from({ length: DUAL_VECTORS * m }, (_, i) => (i === 0 ? P - 1 : (i * 7919 + 12345) % P));
+  const d = dualVectorsUnchecked(xs, t, (out) => out.set(q));
+  assert.equal(d.length, DUAL_VECTORS * k);
+  for (let v = 0; v < DUAL_VECTORS; v++) {
+    xs.forEach((x, i) => {
+      const qx = bmod(q.slice(v * m, (v + 1) * m).reduce((acc, c, j) => acc + BigInt(c) * bpow(BigInt(x), BigInt(j)), 0n));
+      assert.equal(BigInt(d[v * k + i]!), bmod(w[i]! * qx), `v ${v} i ${i}`);
+    });
+  }
+  // The cache's CSPRNG-drawn vectors: in the dual code (Σ d_i x_i^j = 0 for j < t), d_i/w_i is a
+  // polynomial of degree < k − t, nonzero, and different per vector and per cache (not a fixed seed).
+  const cache = new LagrangeCache();
+  const cd = cache.dualLookup(xs, t);
+  assert.equal(cache.dualComputations, 1);
+  assert.equal(cache.dualLookup(xs, t), cd, 'second lookup is a hit');
+  assert.equal(cache.dualComputations, 1);
+  for (let v = 0; v < DUAL_VECTORS; v++) {
+    const row = Array.from(cd.subarray(v * k, (v + 1) * k), BigInt);
+    for (let j = 0; j < t; j++)
+      assert.equal(bmod(row.reduce((acc, di, i) => acc + di * bpow(BigInt(xs[i]!), BigInt(j)), 0n)), 0n, `v ${v} j ${j}`);
+    const r = row.map((di, i) => bmod(di * binv(w[i]!)));
+    const bx = xs.map(BigInt);
+    for (let i = m; i < k; i++) assert.equal(bigInterpolate(bx.slice(0, m), r.slice(0, m), bx[i]!), r[i], `degree < m at ${i}`);
+    assert.ok(row.some((di) => di !== 0n));
+  }
+  assert.notDeepEqual(Array.from(cd.subarray(0, k)), Array.from(cd.subarray(k, 2 * k)));
+  assert.notDeepEqual(Array.from(new LagrangeCache().dualLookup(xs, t)), Array.from(cd));
+  // Keyed by threshold too: another t is another entry.
+  cache.dualLookup(xs, t + 1);
+  assert.equal(cache.dualComputations, 2);
+  assert.throws(() => dualVectorsUnchecked(xs, k, () => {}), RangeError);
+});
+
+test('dualCheck: passes consistent rows, catches a change in any single row and chunk', () => {
+  const holders = [2, 5, 9, 14, 20, 27, 35, 44, 54];
+  const t = 4;
+  const k = holders.length;
+  const secret = seededRng('dualcheck')(32);
+  const shares = splitSecret({ secret, holders, threshold: t, rng: seededRng(11) });
+  const rows = new Float64Array(k * 11);
+  shares.forEach((sh, i) => {
+    for (let c = 0; c < 11; c++) rows[i * 11 + c] = readU32(sh, c);
+  });
+  const duals = new LagrangeCache().dualLookup(holders, t);
+  assert.equal(dualCheck(duals, rows, k, 11), true);
+  // Exhaustive over rows × chunks × a few deltas (false pass probability 2^-52 each).
+  for (let i = 0; i < k; i++)
+    for (let c = 0; c < 11; c++)
+      for (const delta of [1, P - 1, 1 << 24]) {
+        const bad = rows.slice();
+        bad[i * 11 + c] = (bad[i * 11 + c]! + delta) % P;
+        assert.equal(dualCheck(duals, bad, k, 11), false, `row ${i} chunk ${c} delta ${delta}`);
+      }
+  // Adding a polynomial of degree < t to every row keeps them consistent: still passes.
+  const shifted = rows.slice();
+  holders.forEach((x, i) => (shifted[i * 11 + 3] = (shifted[i * 11 + 3]! + mul(x, mul(x, x)) + 17) % P));
+  assert.equal(dualCheck(duals, shifted, k, 11), true);
+});
+
+test('reconstructVerified fast path: consistent sets skip the exact check; dual vectors computed once', async () => {
+  for (const [n, t] of [
+    [2, 2],
+    [3, 2],
+    [20, 11],
+    [60, 7],
+    [101, 100],
+  ] as const) {
+    const cache = new LagrangeCache();
+    const holders = range(1, n).map((i) => i * 37 + 1);
+    for (let s = 0; s < 4; s++) {
+      const secret = seededRng(`fast${n}/${s}`)(32);
+      const shares = splitSecret({ secret, holders, threshold: t, rng: seededRng(`${n}/${s}`) });
+      const order = holders.map((_, j) => (j * 7 + s) % n);
+      const perm = new Set(order).size === n ? order : holders.map((_, j) => j);
+      const r = await reconstructVerified({
+        holders: perm.map((j) => holders[j]!),
+        shares: perm.map((j) => shares[j]!),
+        threshold: t,
+        verify: verifierFor(secret),
+        cache,
+      });
+      assert.ok(eq(r.secret, secret));
+      assert.deepEqual(r.badHolders, []);
+    }
+    assert.equal(cache.exactChecks, 0, `n ${n} t ${t}`);
+    assert.equal(cache.dualComputations, n > t ? 1 : 0, `n ${n} t ${t}`);
+    assert.equal(cache.computations, 1);
+  }
+  // A malformed share only changes the point set: still the fast path, and it is named.
+  const cache = new LagrangeCache();
+  const holders = range(1, 12);
+  const secret = seededRng('fastmal')(32);
+  const shares = splitSecret({ secret, holders, threshold: 5, rng: seededRng(12) });
+  const bad = shares.slice();
+  bad[8] = new Uint8Array(7);
+  const r = await reconstructVerified({ holders, shares: bad, threshold: 5, verify: verifierFor(secret), cache });
+  assert.deepEqual(r.badHolders, [9]);
+  assert.equal(cache.exactChecks, 0);
+  assert.equal(cache.dualComputations, 1);
+});
+
+test('reconstructVerified: a single spare corrupted in one chunk is detected and named (fallback)', async () => {
+  const t = 6;
+  const holders = range(10, 21); // k = 12: spares at positions 6..11
+  const secret = seededRng('spare')(32);
+  const shares = splitSecret({ secret, holders, threshold: t, rng: seededRng(13) });
+  const cache = new LagrangeCache();
+  let expectedExact = 0;
+  for (let pos = t; pos < holders.length; pos++) {
+    for (const chunk of [0, 5, 10]) {
+      for (const withCache of [true, false]) {
+        const bad = shares.slice();
+        bad[pos] = corrupt(bad[pos]!, chunk, 1 + pos * chunk);
+        const verify = verifierFor(secret);
+        const r = await reconstructVerified({ holders, shares: bad, threshold: t, verify, ...(withCache ? { cache } : {}) });
+        assert.ok(eq(r.secret, secret));
+        assert.deepEqual(r.badHolders, [holders[pos]], `pos ${pos} chunk ${chunk}`);
+        assert.equal(verify.calls, 1, 'the canonical subset verified');
+        if (withCache) assert.equal(cache.exactChecks, ++expectedExact);
+      }
+    }
+  }
+  assert.equal(cache.dualComputations, 1);
+  // Honest shares after all that: fast path again.
+  await reconstructVerified({ holders, shares, threshold: t, verify: verifierFor(secret), cache });
+  assert.equal(cache.exactChecks, expectedExact);
+});
+
+test('reconstructVerified: random single-chunk corruption of random spares is always named', async () => {
+  const t = 5;
+  const holders = range(1, 16);
+  const secret = seededRng('fcspare')(32);
+  const shares = splitSecret({ secret, holders, threshold: t, rng: seededRng(14) });
+  const cache = new LagrangeCache();
+  await fc.assert(
+    fc.asyncProperty(
+      fc.uniqueArray(fc.integer({ min: t, max: holders.length - 1 }), { minLength: 1, maxLength: 4 }),
+      fc.integer({ min: 0, max: 10 }),
+      fc.integer({ min: 1, max: P - 1 }),
+      async (positions, chunk, delta) => {
+        const bad = shares.slice();
+        for (const p of positions) bad[p] = corrupt(bad[p]!, chunk, delta);
+        const r = await reconstructVerified({ holders, shares: bad, threshold: t, verify: verifierFor(secret), cache });
+        assert.deepEqual(r.badHolders, positions.map((p) => holders[p]!).sort((a, b) => a - b));
+      },
+    ),
+    { numRuns: 100 },
+  );
+  assert.equal(cache.dualComputations, 1);
 });

@@ -49,6 +49,8 @@ export interface ServerOptions {
   readonly directory?: ReadonlyMap<number, Uint8Array>;
   readonly unmasker?: Unmasker;
   readonly limits?: Partial<RoundLimits>;
+  /** Fix the graph seed instead of drawing it (tests that need to know the graph in advance). */
+  readonly graphSeed?: Uint8Array;
 }
 
 export interface RoundResult {
@@ -90,6 +92,7 @@ interface ServerInternals {
   readonly rng: Rng;
   readonly directory: ReadonlyMap<number, Uint8Array> | undefined;
   readonly unmasker: Unmasker;
+  readonly fixedGraphSeed: Uint8Array | undefined;
   readonly maxMessageBytes: number;
   readonly cohort: ReadonlySet<number>;
   /** Clients that told us they aborted; they are no longer waited for. */
@@ -138,6 +141,7 @@ export function startServerRound(options: ServerOptions): ServerStep {
     rng: options.rng ?? cryptoRng,
     directory: options.directory,
     unmasker: options.unmasker ?? sequentialUnmasker,
+    fixedGraphSeed: options.graphSeed,
     maxMessageBytes: maxClientMessageBytes(config),
     cohort: new Set(config.cohort),
     quit: new Set(),
@@ -370,7 +374,7 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
     case 'advertise': {
       const u1 = [...it.advertised.keys()].sort((a, b) => a - b);
       if (u1.length < t + 1) return abort(state, below('clients that advertised keys', u1.length, t + 1));
-      it.graphSeed = it.rng(GRAPH_SEED_BYTES);
+      it.graphSeed = it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES);
       it.graph = buildGraph({ clients: u1 as ClientId[], degree: config.degree, seed: it.graphSeed });
       if (it.graph.degree < t) return abort(state, below('neighbours per client', it.graph.degree, t));
       const outgoing = u1.map((u) => {

@@ -14,7 +14,7 @@ import { SecAggError, abytes, aint } from '../errors.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { MAX_CLIENT_ID } from '../ids.js';
 import { P, barycentricWeights, batchInvert, lagrangeAt, sub, lagrangeAtZeroUnchecked, reduce } from './field.js';
-import { DUAL_VECTORS, dualVectorsUnchecked } from './dual.js';
+import { dualCheck, dualVectorsUnchecked } from './dual.js';
 
 export const SECRET_BYTES = 32;
 /** Field elements per share (one per secret chunk). */
@@ -434,7 +434,12 @@ function searchPrng(seed: number): () => number {
  *  field operations plus maxAttempts `verify` calls. A candidate whose interpolation is not a
  *  valid secret encoding is rejected without calling `verify`.
  *  On success, every remaining share is checked against the interpolated polynomials at its x in
- *  all chunks, so `badHolders` is exactly the set of inconsistent holders.
+ *  all chunks, so `badHolders` is exactly the set of inconsistent holders. Fast path: when the
+ *  canonical subset verified, one random dual check (dual.ts) first tests all k well-formed shares
+ *  at once in O(k·C), with dual vectors cached per (holder set, t) in `cache`; it always passes
+ *  consistent shares and lets an inconsistent set through with probability ≤ 1/p² ≈ 2^-52. Only if
+ *  it fails does the exact O((k − t)·t·C) per-spare check run to name the bad holders. That
+ *  residual error can only leave a bad holder unnamed — never change the (verified) secret.
  *
  * Guarantees — stated honestly:
  *  - Never returns a secret that fails `verify`. With a binding `verify`, the returned secret is the
@@ -477,8 +482,23 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
       { clients: malformed },
     );
 
-  const finish = (subset: number[], secret: Uint8Array): ReconstructResult => {
-    const bad = malformed.concat(inconsistentHolders(xs, rows, subset));
+  // Dual check of all k well-formed shares (dual.ts): O(k·C) with cached vectors. Without a cache
+  // the vectors are one-offs: O(k²), still cheaper than the exact check's O((k − t)·t·C).
+  const allConsistent = (): boolean => {
+    const duals = cache !== undefined ? cache.dualLookup(xs, threshold) : dualVectorsUnchecked(xs, threshold, newDualSeed);
+    return dualCheck(duals, rows, k, C);
+  };
+  // `canonicalVerified`: the canonical subset verified, so in the common case (every share honest)
+  // the dual check clears all k shares at once. If it fails — or another subset verified, which
+  // means a canonical share is bad and the dual check would fail anyway — the exact check names
+  // the culprits.
+  const finish = (subset: number[], secret: Uint8Array, canonicalVerified: boolean): ReconstructResult => {
+    let inconsistent: number[] = [];
+    if (k > threshold && !(canonicalVerified && allConsistent())) {
+      cache?.noteExactCheck();
+      inconsistent = inconsistentHolders(xs, rows, subset);
+    }
+    const bad = malformed.concat(inconsistent);
     bad.sort((a, b) => a - b);
     return { secret, badHolders: bad };
   };
@@ -488,7 +508,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
   const canonicalXs = xs.slice(0, threshold);
   const lambdas0 = cache !== undefined ? cache.lookup(canonicalXs) : lagrangeAtZeroUnchecked(canonicalXs);
   const secret0 = combineRows(lambdas0, rows, null);
-  if (secret0 !== null && (await verify(secret0))) return finish(canonical, secret0);
+  if (secret0 !== null && (await verify(secret0))) return finish(canonical, secret0, true);
 
   let attempts = 0;
   const tryIndices = async (idx: number[]): Promise<Uint8Array | null> => {
@@ -544,7 +564,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
         if (await verify(secret)) {
           const idx = canonical.slice();
           idx[pos] = r;
-          return finish(idx, secret);
+          return finish(idx, secret, false);
         }
       }
     }
@@ -564,7 +584,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
       }
       const idx = pool.slice(0, threshold);
       const s = await tryIndices(idx);
-      if (s !== null) return finish(idx, s);
+      if (s !== null) return finish(idx, s, false);
     }
   }
 

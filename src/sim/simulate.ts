@@ -75,6 +75,8 @@ export interface SimulateOptions {
   /** Seedable randomness so a round replays byte for byte; default the platform CSPRNG. */
   rng?: Rng;
   unmasker?: Unmasker;
+  /** Fix the neighbour graph's seed (so a test can know the graph in advance); default: drawn by the server. */
+  graphSeed?: Uint8Array;
   /** Called as stages complete, for progress on long runs. */
   onProgress?: (event: { stage: Stage | 'done'; clientsDone: number; clientsTotal: number }) => void;
   /**
@@ -161,7 +163,7 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
   const clientMs = new Float64Array(n);
 
   let t0 = performance.now();
-  let step = startServerRound({ config, crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}) });
+  let step = startServerRound({ config, crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}), ...(options.graphSeed ? { graphSeed: options.graphSeed } : {}) });
   let server: ServerState = step.state;
   let outgoing: readonly Outgoing[] = step.outgoing;
   stages.advertise.serverMs += performance.now() - t0;

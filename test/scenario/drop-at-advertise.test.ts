@@ -1,0 +1,3 @@
+import { dropoutMatrix } from './matrix.js';
+
+dropoutMatrix('advertise');
