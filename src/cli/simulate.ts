@@ -94,7 +94,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
   let degree: Degree = 'complete';
   let threshold: number | undefined;
   if (a.degree === 'recommended') {
-    const rec = recommendParameters({ clients: n, dropoutRate: Math.max(rate, 0.01), corruptionRate: 0, securityBits: 40, ...(mode === 'active' ? { model: 'semi-malicious' as const } : {}) });
+    const rec = recommendParameters({ clients: n, dropoutRate: Math.max(rate, 0.01), corruptionRate: 0, securityBits: 40 });
     degree = rec.degree;
     threshold = Math.max(rec.threshold, defaultThreshold(Math.min(rec.degree, n - 1)));
   } else if (a.degree !== undefined && a.degree !== 'complete') degree = int(a.degree, 'degree', 0, 2, 65534);

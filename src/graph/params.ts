@@ -35,9 +35,11 @@ export interface ParameterRequirements {
   /** η: the round fails for lack of shares with probability ≤ 2^−η. Default 30. */
   readonly correctnessBits?: number;
   /**
-   * 'semi-honest' (default): the server follows the protocol. 'semi-malicious': the server may
-   * tell different clients different dropout sets (use this for active mode), which needs
-   * 2t > k + (corrupt neighbours) so it can never gather t shares of both kinds.
+   * 'semi-malicious' (default): the server may tell different clients different dropout sets,
+   * which needs 2t > k + (corrupt neighbours) so it can never gather t shares of both kinds. This
+   * is the default because the protocol layer refuses any t ≤ k/2 in every mode (see
+   * protocol/config.ts). 'semi-honest': the server follows the protocol; its smaller thresholds
+   * are for analysis and comparison with other implementations.
    */
   readonly model?: AdversaryModel;
 }
@@ -159,7 +161,7 @@ function context(req: ParameterRequirements): Context {
     D,
     sigma,
     eta,
-    model: req.model ?? 'semi-honest',
+    model: req.model ?? 'semi-malicious',
     logQsec: -(sigma + 1) * LN2,
     logQcor: -eta * LN2,
   };
@@ -249,7 +251,7 @@ function recommendation(
     log2TooFewLive: live / LN2,
     securityBits: ctx.sigma,
     correctnessBits: ctx.eta,
-    model: req.model ?? 'semi-honest',
+    model: req.model ?? 'semi-malicious',
   };
 }
 

@@ -1,0 +1,141 @@
+/**
+ * A hand-driven round for tests that need to step between stages: inject bad messages, play a
+ * lying server, inspect state. Same state machines and encoded messages as the simulator.
+ */
+import { createClient, handleClientMessage, type ClientState } from '../src/protocol/clientRound.js';
+import { handleServerDeadline, handleServerMessage, startServerRound, type Outgoing, type ServerState } from '../src/protocol/serverRound.js';
+import { nodeCrypto } from '../src/crypto/node.js';
+import { unsafeSeededRng } from '../src/rng.js';
+import { clientId, roundId, type ClientId } from '../src/ids.js';
+import type { Degree, Mode, RoundConfig } from '../src/protocol/config.js';
+import type { SecAggError } from '../src/errors.js';
+import { randomInputs } from './helpers.js';
+
+export interface DriverOptions {
+  n: number;
+  m?: number;
+  bits?: number;
+  degree?: Degree;
+  threshold?: number;
+  mode?: Mode;
+  seed?: number;
+}
+
+export class Driver {
+  server!: ServerState;
+  readonly clients = new Map<number, ClientState>();
+  readonly inputs: Uint32Array[];
+  readonly config: RoundConfig;
+  /** Server messages not yet delivered, per recipient. */
+  pending: Outgoing[] = [];
+  /** Client replies not yet delivered to the server. */
+  replies: Array<{ from: ClientId; bytes: Uint8Array }> = [];
+  readonly serverErrors: SecAggError[] = [];
+  readonly clientErrors = new Map<number, SecAggError>();
+  directory: Map<number, Uint8Array> | undefined;
+  private identities = new Map<number, Uint8Array>();
+
+  constructor(private readonly o: DriverOptions) {
+    const rng = unsafeSeededRng(o.seed ?? 5);
+    const bits = o.bits ?? 16;
+    this.inputs = randomInputs(o.n, o.m ?? 32, bits, o.seed ?? 5);
+    const cohort = Array.from({ length: o.n }, (_, i) => clientId(i + 1));
+    const k = o.degree === undefined || o.degree === 'complete' ? o.n - 1 : o.degree;
+    this.config = {
+      roundId: roundId(rng(16)),
+      bits,
+      dimension: o.m ?? 32,
+      threshold: o.threshold ?? Math.floor(k / 2) + 1,
+      degree: o.degree ?? 'complete',
+      mode: o.mode ?? 'semi-honest',
+      cohort,
+    };
+    if (this.config.mode === 'active') {
+      this.directory = new Map();
+      for (const id of cohort) this.identities.set(id, rng(32));
+    }
+  }
+
+  async start(): Promise<this> {
+    const rng = unsafeSeededRng((this.o.seed ?? 5) + 1000);
+    if (this.directory) for (const [id, seed] of this.identities) this.directory.set(id, (await nodeCrypto.ed25519(seed)).publicKey);
+    for (const id of this.config.cohort) {
+      this.clients.set(
+        id,
+        createClient({
+          id,
+          input: this.inputs[id - 1]!,
+          crypto: nodeCrypto,
+          rng,
+          ...(this.directory ? { identity: this.identities.get(id)!, directory: this.directory } : {}),
+        }),
+      );
+    }
+    const step = startServerRound({ config: this.config, crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}) });
+    this.server = step.state;
+    this.pending = [...step.outgoing];
+    return this;
+  }
+
+  /** Deliver pending server messages to clients (except `silent`), queueing their replies. */
+  async toClients(silent: readonly number[] = []): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    for (const { to, bytes } of pending) {
+      if (silent.includes(to)) continue;
+      const r = await handleClientMessage(this.clients.get(to)!, bytes);
+      this.clients.set(to, r.state);
+      if (r.error) this.clientErrors.set(to, r.error);
+      if (r.outgoing) this.replies.push({ from: to, bytes: r.outgoing });
+    }
+  }
+
+  /** Send one message to the server as `from`; returns the refusal, if any. */
+  async toServer(from: number, bytes: Uint8Array): Promise<SecAggError | undefined> {
+    const s = await handleServerMessage(this.server, from, bytes);
+    this.server = s.state;
+    this.pending.push(...s.outgoing);
+    if (s.error) this.serverErrors.push(s.error);
+    return s.error;
+  }
+
+  /** Deliver queued replies to the server; close the stage on its deadline if it is still open. */
+  async flush(): Promise<void> {
+    const replies = this.replies;
+    this.replies = [];
+    const stage = this.server.stage;
+    for (const { from, bytes } of replies) await this.toServer(from, bytes);
+    if (this.server.stage === stage) await this.deadline();
+  }
+
+  async deadline(): Promise<void> {
+    const s = await handleServerDeadline(this.server);
+    this.server = s.state;
+    this.pending.push(...s.outgoing);
+  }
+
+  /** Run honestly until the server finishes. */
+  async finish(): Promise<void> {
+    while (this.server.stage !== 'done' && this.server.stage !== 'aborted') {
+      await this.toClients();
+      await this.flush();
+    }
+  }
+
+  /** Advance honestly until the server reaches `stage` (its messages for that stage are pending). */
+  async until(stage: ServerState['stage']): Promise<void> {
+    while (this.server.stage !== stage) {
+      if (this.server.stage === 'done' || this.server.stage === 'aborted') throw new Error(`round ended (${this.server.stage}) before ${stage}`);
+      await this.toClients();
+      await this.flush();
+    }
+  }
+
+  /** Deliver pending messages and collect the replies without sending them to the server. */
+  async collectReplies(): Promise<Array<{ from: ClientId; bytes: Uint8Array }>> {
+    await this.toClients();
+    const r = this.replies;
+    this.replies = [];
+    return r;
+  }
+}
