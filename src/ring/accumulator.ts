@@ -1,5 +1,6 @@
 import { createKernel, type Kernel } from './kernel.js';
 import type { CryptoProvider } from '../crypto/provider.js';
+import { assertBits } from './vector.js';
 
 const SCRATCH_WORDS = 16384; // 64 KiB: the keystream chunk size, stays in L2 cache
 const PAD_WORDS = 16; // kernel works on 64-byte blocks
@@ -85,6 +86,7 @@ export class RingAccumulator {
 
   /** A fresh vector reduced mod 2^bits. */
   toVector(bits: number): Uint32Array {
+    assertBits(bits);
     const out = this.words.slice();
     if (bits < 32) {
       const mask = 2 ** bits - 1;

@@ -1,13 +1,20 @@
 import { SecAggError } from '../errors.js';
 
+/** Caller bug guard: every ring function takes an integer bit width in [1, 32]. */
+export function assertBits(bits: number): void {
+  if (!Number.isInteger(bits) || bits < 1 || bits > 32) throw new RangeError(`bits must be an integer in [1, 32], got ${bits}`);
+}
+
 /** Bytes per element on the wire: the smallest whole number of bytes that holds `bits` bits. */
 export function elementBytes(bits: number): number {
+  assertBits(bits);
   return Math.ceil(bits / 8);
 }
 
 /** Throws RangeError unless every element of `v` is < 2^bits (caller input, checked once). */
 export function assertInRing(v: Uint32Array, bits: number, name: string): void {
   if (!(v instanceof Uint32Array)) throw new TypeError(`${name} must be a Uint32Array`);
+  assertBits(bits);
   if (bits === 32) return;
   const limit = 2 ** bits;
   for (let i = 0; i < v.length; i++) if (v[i]! >= limit) throw new RangeError(`${name}[${i}] = ${v[i]} is not < 2^${bits}`);
