@@ -221,7 +221,7 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
   if (neighbours.length < config.threshold)
     throw new SecAggError('ERR_BELOW_THRESHOLD', `${neighbours.length} neighbours is fewer than the threshold ${config.threshold}`);
   if (m.neighbours.length !== neighbours.length) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the server sent keys for a different neighbour set');
-  const seen = new Set<string>([hex(it.encryption!.publicKey), hex(it.masking!.publicKey)]);
+  const seen = new Set<string>([derive.hex(it.encryption!.publicKey), derive.hex(it.masking!.publicKey)]);
   const peers = new Map<number, Peer>();
   for (let i = 0; i < neighbours.length; i++) {
     const entry = m.neighbours[i]!;
@@ -230,7 +230,7 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
     if (entry.encryptionPublicKey.length !== KEY_BYTES || entry.maskingPublicKey.length !== KEY_BYTES)
       throw new SecAggError('ERR_SIZE', `keys of client ${v} are not 32 bytes`);
     for (const key of [entry.encryptionPublicKey, entry.maskingPublicKey]) {
-      const h = hex(key);
+      const h = derive.hex(key);
       if (seen.has(h)) throw new SecAggError('ERR_DUPLICATE_KEY', `client ${v} reuses a public key`);
       seen.add(h);
     }
@@ -375,8 +375,3 @@ async function onUnmask(state: ClientState, m: UnmaskRequest): Promise<ClientSte
   return { state: after, outgoing: send(after, { case: 'unmaskResponse', value: { selfMaskShares, keyShares } }) };
 }
 
-function hex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += b[i]!.toString(16).padStart(2, '0');
-  return s;
-}

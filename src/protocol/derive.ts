@@ -94,3 +94,10 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 export function readU32(bytes: Uint8Array, offset: number): number {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset, false);
 }
+
+/** Hex of a key, for set membership (duplicate-key checks). */
+export function hex(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += b[i]!.toString(16).padStart(2, '0');
+  return s;
+}

@@ -232,19 +232,14 @@ async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Pr
   return maybeClose(state);
 }
 
-function hex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += b[i]!.toString(16).padStart(2, '0');
-  return s;
-}
 
 async function onAdvertise(state: ServerState, from: number, m: AdvertiseKeys): Promise<void> {
   const it = state.internal;
   if (it.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`);
   if (m.encryptionPublicKey.length !== KEY_BYTES || m.maskingPublicKey.length !== KEY_BYTES)
     throw new SecAggError('ERR_SIZE', 'public keys must be 32 bytes');
-  const ek = hex(m.encryptionPublicKey);
-  const mk = hex(m.maskingPublicKey);
+  const ek = derive.hex(m.encryptionPublicKey);
+  const mk = derive.hex(m.maskingPublicKey);
   if (ek === mk || it.keysSeen.has(ek) || it.keysSeen.has(mk))
     throw new SecAggError('ERR_DUPLICATE_KEY', `client ${from} advertised a public key that is already in use`);
   if (state.config.mode === 'active') {
