@@ -11,26 +11,27 @@ export interface WorkerUnmasker {
   close(): Promise<void>;
 }
 
-/** Below this many words of keystream in total, the hand-off costs more than it saves. */
+/** Below this many words of keystream in a batch, the hand-off costs more than it saves. */
 const MIN_PARALLEL_WORDS = 1 << 20;
 
 export function createWorkerUnmasker(options: { workers: number }): WorkerUnmasker {
   const count = Math.max(1, Math.floor(options.workers));
-  let pool: Worker[] | null = null;
   let nextId = 0;
-  const pending = new Map<number, (partial: Uint32Array) => void>();
-  const start = (): Worker[] => {
-    if (pool) return pool;
-    pool = Array.from({ length: count }, () => {
-      const w = new Worker(new URL('./unmaskWorker.js', import.meta.url));
-      w.on('message', (m: { id: number; partial: Uint32Array }) => {
-        pending.get(m.id)?.(m.partial);
-        pending.delete(m.id);
-      });
-      return w;
+  let nextWorker = 0;
+  const pending = new Map<number, { resolve: (partial: Uint32Array) => void; reject: (e: unknown) => void }>();
+  // Started at once: a server keeps its pool, so thread start-up is not paid inside a round.
+  let pool: Worker[] | null = Array.from({ length: count }, () => {
+    const w = new Worker(new URL('./unmaskWorker.js', import.meta.url));
+    w.on('message', (m: { id: number; partial: Uint32Array }) => {
+      pending.get(m.id)?.resolve(m.partial);
+      pending.delete(m.id);
     });
-    return pool;
-  };
+    w.on('error', (e) => {
+      for (const p of pending.values()) p.reject(e);
+      pending.clear();
+    });
+    return w;
+  });
   const run = (w: Worker, length: number, jobs: readonly MaskJob[]): Promise<Uint32Array> => {
     const keys = new Uint8Array(16 * jobs.length);
     const signs = new Int8Array(jobs.length);
@@ -40,28 +41,27 @@ export function createWorkerUnmasker(options: { workers: number }): WorkerUnmask
     });
     const id = nextId++;
     return new Promise((resolve, reject) => {
-      pending.set(id, resolve);
-      w.once('error', reject);
-      w.postMessage({ id, length, keys, signs });
+      pending.set(id, { resolve, reject });
+      w.postMessage({ id, length, keys, signs }, [keys.buffer, signs.buffer]);
     });
   };
+  // Each batch goes whole to the next worker (one partial sum back per batch); the server sends
+  // batches without waiting, so all workers stay busy.
   const unmask: Unmasker = async (sum, jobs, crypto) => {
-    if (jobs.length < 2 || jobs.length * sum.length < MIN_PARALLEL_WORDS) {
+    if (pool === null) throw new Error('worker unmasker is closed');
+    if (jobs.length * sum.length < MIN_PARALLEL_WORDS) {
       for (const job of jobs) await sum.addPrg(crypto, job.key, job.sign);
       return;
     }
-    const workers = start();
-    const per = Math.ceil(jobs.length / workers.length);
-    const partials = await Promise.all(
-      workers.map((w, i) => run(w, sum.length, jobs.slice(i * per, (i + 1) * per))).filter((_, i) => i * per < jobs.length),
-    );
-    for (const p of partials) sum.addVector(p, 1);
+    const w = pool[nextWorker++ % pool.length]!;
+    sum.addVector(await run(w, sum.length, jobs), 1);
   };
   return {
     unmask,
     async close() {
-      if (pool) await Promise.all(pool.map((w) => w.terminate()));
+      const p = pool;
       pool = null;
+      if (p) await Promise.all(p.map((w) => w.terminate()));
     },
   };
 }

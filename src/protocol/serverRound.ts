@@ -32,7 +32,9 @@ export interface MaskJob {
 
 /**
  * Applies mask jobs to the running sum. The default runs them in this thread; a Node server can
- * pass one that spreads them over worker threads (see sim/workerUnmasker.ts).
+ * pass one that spreads them over worker threads (node/workerUnmasker.ts). The server calls it
+ * several times concurrently, one batch at a time, without waiting for the previous batch:
+ * additions commute, so any interleaving gives the same sum.
  */
 export type Unmasker = (sum: RingAccumulator, jobs: readonly MaskJob[], crypto: CryptoProvider) => Promise<void>;
 
@@ -452,23 +454,47 @@ function reconstructible(state: ServerState, holders: ReadonlySet<number>): SecA
   return undefined;
 }
 
+/** Jobs handed to the unmasker at a time: enough keystream per batch (~16 MiB) to be worth a thread hop. */
+function batchSize(dimension: number): number {
+  return Math.max(8, Math.ceil((1 << 22) / dimension));
+}
+
 async function finish(state: ServerState): Promise<ServerStep> {
   const it = state.internal;
   const { config } = state;
   const c = it.crypto;
   const t = config.threshold;
   const cache = new LagrangeCache();
-  const jobs: MaskJob[] = [];
   const bad = new Set<number>();
+  // Masks are removed in batches while the remaining secrets are still being reconstructed, so a
+  // worker-thread unmasker expands keystream while this thread does Shamir and X25519.
+  const inFlight: Promise<void>[] = [];
+  let batch: MaskJob[] = [];
+  let expansions = 0;
+  const perBatch = batchSize(config.dimension);
+  const flush = () => {
+    if (batch.length === 0) return;
+    inFlight.push(it.unmasker(it.sum!, batch, c));
+    batch = [];
+  };
+  const push = (job: MaskJob) => {
+    batch.push(job);
+    expansions++;
+    if (batch.length >= perBatch) flush();
+  };
   const gather = (owner: number, from: Map<number, Map<number, Uint8Array>>) => {
     const byHolder = from.get(owner) ?? new Map<number, Uint8Array>();
     const holders = [...byHolder.keys()].sort((a, b) => a - b);
     return { holders, shares: holders.map((h) => byHolder.get(h)!) };
   };
+  const stop = async (error: SecAggError): Promise<ServerStep> => {
+    await Promise.allSettled(inFlight); // the sum is discarded; let the workers finish first
+    return abort(state, error);
+  };
   try {
     for (const v of it.u3!) {
       const { holders, shares } = gather(v, it.selfShares);
-      if (holders.length < t) return abort(state, below(`shares of client ${v}'s self mask`, holders.length, t));
+      if (holders.length < t) return await stop(below(`shares of client ${v}'s self mask`, holders.length, t));
       const commitment = it.shared.get(v)!.commitment;
       const { secret, badHolders } = await reconstructVerified({
         holders,
@@ -478,12 +504,12 @@ async function finish(state: ServerState): Promise<ServerStep> {
         verify: async (seed: Uint8Array) => derive.bytesEqual(await derive.selfMaskCommitment(c, seed, config.roundId, v as ClientId), commitment),
       });
       for (const h of badHolders) bad.add(h);
-      jobs.push({ key: await derive.selfMaskKey(c, secret, config.roundId, v as ClientId), sign: -1 });
+      push({ key: await derive.selfMaskKey(c, secret, config.roundId, v as ClientId), sign: -1 });
     }
     for (const v of it.u2!) {
       if (it.u3set!.has(v)) continue;
       const { holders, shares } = gather(v, it.keyShares);
-      if (holders.length < t) return abort(state, below(`shares of dropped client ${v}'s key`, holders.length, t));
+      if (holders.length < t) return await stop(below(`shares of dropped client ${v}'s key`, holders.length, t));
       const advertised = it.advertised.get(v)!.maskingKey;
       const { secret, badHolders } = await reconstructVerified({
         holders,
@@ -498,14 +524,16 @@ async function finish(state: ServerState): Promise<ServerStep> {
       for (const u of it.graph!.neighbours(v as ClientId)) {
         if (!it.u3set!.has(u)) continue;
         const shared = await key.agree(it.advertised.get(u)!.maskingKey);
-        jobs.push({ key: await derive.pairwiseMaskKey(c, shared, config.roundId, u, v as ClientId), sign: v > u ? -1 : 1 });
+        push({ key: await derive.pairwiseMaskKey(c, shared, config.roundId, u, v as ClientId), sign: v > u ? -1 : 1 });
       }
     }
+    flush();
+    await Promise.all(inFlight);
   } catch (e) {
-    if (isSecAggError(e)) return abort(state, e);
+    if (isSecAggError(e)) return stop(e);
+    await Promise.allSettled(inFlight);
     throw e;
   }
-  await it.unmasker(it.sum!, jobs, c);
   const ids = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b) as ClientId[];
   const result: RoundResult = {
     sum: it.sum!.toVector(config.bits),
@@ -518,7 +546,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
       unmasked: ids(it.responded),
     },
     badShareHolders: ids(bad),
-    maskExpansions: jobs.length,
+    maskExpansions: expansions,
   };
   return { state: with_(state, { stage: 'done', result }), outgoing: [] };
 }
