@@ -33,3 +33,4 @@ export {
 export { RingAccumulator, packVector, unpackVector, plainSum } from './ring/index.js';
 export type { CryptoProvider } from './crypto/provider.js';
 export { PROTOCOL_VERSION } from './wire/codec.js';
+export * from './encoding/index.js';
