@@ -1,10 +1,23 @@
 #!/usr/bin/env node
 import { runSimulate, SIMULATE_HELP, UsageError } from './simulate.js';
 
+type Runner = (argv: string[]) => Promise<number>;
+/** Service commands load on demand, so `simulate` never pulls in ws or SQLite. */
+const SERVICE_COMMANDS: Record<string, () => Promise<Runner>> = {
+  serve: async () => (await import('./serve.js')).runServe,
+  client: async () => (await import('./client.js')).runClient,
+  rounds: async () => (await import('./rounds.js')).runRounds,
+  demo: async () => (await import('./demo.js')).runDemo,
+};
+
 const HELP = `Usage: secagg <command> [options]
 
 Commands:
   simulate   run one secure-aggregation round in process and verify it
+  serve      run the aggregation service (HTTP + WebSocket, dashboard, metrics, history)
+  client     take part in rounds of a service with a vector
+  rounds     list the rounds in a service's history, or show one
+  demo       a local service with N clients, dropouts and verified results
 
 Run 'secagg <command> --help' for a command's options.
 
@@ -19,6 +32,17 @@ async function main(argv: string[]): Promise<number> {
       } catch (e) {
         if (!(e instanceof UsageError)) throw e;
         process.stderr.write(`secagg simulate: ${e.message}\n\nRun 'secagg simulate --help' for the options.\n`);
+        return 2;
+      }
+    case 'serve':
+    case 'client':
+    case 'rounds':
+    case 'demo':
+      try {
+        return await (await SERVICE_COMMANDS[command]!())(rest);
+      } catch (e) {
+        if (!(e instanceof UsageError)) throw e;
+        process.stderr.write(`secagg ${command}: ${e.message}\n\nRun 'secagg ${command} --help' for the options.\n`);
         return 2;
       }
     case undefined:

@@ -1,0 +1,148 @@
+import { parseArgs } from 'node:util';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { createServer, signToken, silentLogger, type PublishedResult } from '../server/index.js';
+import { participate } from '../client/index.js';
+import type { WebSocketConstructor } from '../transport/socket.js';
+import { unsafeSeededRng } from '../rng.js';
+import { UsageError } from './simulate.js';
+import { num } from './serve.js';
+
+export const DEMO_HELP = `Usage: secagg demo [options]
+
+Starts a service on localhost and N clients over real WebSockets (in worker threads) that drop out
+at random stages; prints each round's result, verified against the plaintext sum, and keeps the
+dashboard up until Ctrl-C (or exits after --rounds).
+
+Options:
+  --clients N      clients (default 50)
+  --rounds R       exit after R rounds (default: run until Ctrl-C)
+  --dim M          elements per vector (default 1000)
+  --dropout P      probability that a client drops out during a round (default 0.1)
+  --port P         port (default 8080)
+  -h, --help       this text`;
+
+interface Job {
+  url: string;
+  secret: string;
+  ids: number[];
+  m: number;
+  dropout: number;
+}
+
+/** Client i's input in round r: reproducible, so the demo can check every sum. */
+function demoInput(i: number, round: number, m: number): Uint32Array {
+  return new Uint32Array(unsafeSeededRng(i * 1_000_003 + round)(4 * m).buffer);
+}
+
+async function clientWorker(job: Job): Promise<void> {
+  const stages = ['advertise', 'share', 'masked', 'unmask'] as const;
+  await Promise.all(
+    job.ids.map(async (i) => {
+      for (;;) {
+        // Each round: with probability `dropout` this client leaves at a random stage, then comes back.
+        const drop = Math.random() < job.dropout ? stages[Math.floor(Math.random() * stages.length)] : undefined;
+        try {
+          await participate({
+            url: job.url,
+            token: signToken({ clientId: `demo-${i}`, expiresAt: Date.now() + 86_400_000 }, job.secret),
+            inputProvider: (r) => demoInput(i, r.round, r.dimension),
+            WebSocket: WebSocket as unknown as WebSocketConstructor,
+            reconnect: { maxAttempts: 1000, maxDelayMs: 2000 },
+            unsafeBeforeSend: (stage) => (stage === drop ? 'disconnect' : 'send'),
+          });
+        } catch {
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+        await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
+      }
+    }),
+  );
+}
+
+export async function runDemo(argv: string[]): Promise<number> {
+  let a;
+  try {
+    a = parseArgs({
+      args: argv,
+      options: {
+        clients: { type: 'string' },
+        rounds: { type: 'string' },
+        dim: { type: 'string' },
+        dropout: { type: 'string' },
+        port: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (a.help) {
+    process.stdout.write(DEMO_HELP + '\n');
+    return 0;
+  }
+  const n = num(a.clients, 'clients', 50, 3, 10_000);
+  const rounds = a.rounds === undefined ? Infinity : num(a.rounds, 'rounds', 0, 1, 1e9);
+  const m = num(a.dim, 'dim', 1000, 1, 1 << 24);
+  const dropout = a.dropout === undefined ? 0.1 : Number(a.dropout);
+  if (!(dropout >= 0 && dropout < 1)) throw new UsageError('--dropout must be in [0, 1)');
+  const secret = randomBytes(24).toString('hex');
+  const server = await createServer({
+    port: num(a.port, 'port', 8080, 0, 65535),
+    secret,
+    logger: silentLogger,
+    minClients: Math.max(3, Math.floor(n * 0.7)),
+    maxClients: n,
+    startDelayMs: 1000,
+    dimension: m,
+    bits: 32,
+    degree: n > 60 ? 'recommended' : 'complete',
+    stageTimeoutMs: 5000,
+    maxRounds: rounds,
+  });
+  process.stdout.write(`secagg demo: ${n} clients, m = ${m}, dropout ${dropout}; dashboard ${server.httpUrl}\n`);
+  let ended = 0;
+  let failures = 0;
+  const finished = new Promise<void>((resolve) => {
+    server.onRoundEnd((rec) => {
+      ended++;
+      if (rec.outcome === 'aborted') process.stdout.write(`round ${rec.id}: aborted — ${rec.code}: ${rec.reason}\n`);
+      if (ended >= rounds) resolve();
+    });
+  });
+  server.onResult((r: PublishedResult) => {
+    const expected = new Uint32Array(m);
+    for (const name of r.identities) {
+      const x = demoInput(Number(name.slice('demo-'.length)), r.round, m);
+      for (let j = 0; j < m; j++) expected[j] = (expected[j]! + x[j]!) >>> 0;
+    }
+    const ok = r.sum.every((v, j) => v === expected[j]);
+    if (!ok) failures++;
+    const stages = Object.entries(r.stages)
+      .map(([s, v]) => `${s} ${v.clients}`)
+      .join(' → ');
+    process.stdout.write(
+      `round ${r.round}: ${r.included.length}/${r.params.cohort} in the sum (${stages}), ${((r.endedAt - r.startedAt) / 1000).toFixed(2)} s, sum ${ok ? 'verified ✓' : 'WRONG ✗'}\n`,
+    );
+  });
+  const threads = Math.max(1, Math.min(availableParallelism(), 4));
+  const workers = Array.from({ length: threads }, (_, w) => {
+    const ids = Array.from({ length: n }, (_, i) => i).filter((i) => i % threads === w);
+    return new Worker(fileURLToPath(import.meta.url), { workerData: { url: server.url, secret, ids, m, dropout } satisfies Job });
+  });
+  const interrupted = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await Promise.race([finished, interrupted]);
+  await Promise.all(workers.map((w) => w.terminate()));
+  await server.close({ reason: 'demo finished' });
+  process.stdout.write(`secagg demo: ${ended} round(s), ${failures} wrong sum(s)\n`);
+  return failures === 0 ? 0 : 1;
+}
+
+if (!isMainThread && (workerData as Job | undefined)?.ids) await clientWorker(workerData as Job);

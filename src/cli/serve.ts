@@ -1,0 +1,133 @@
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { createServer, type SecAggServer, type ServiceOptions } from '../server/index.js';
+import { jsonLogger, type LogLevel } from '../server/logger.js';
+import type { Degree } from '../protocol/config.js';
+import { UsageError } from './simulate.js';
+
+export const SERVE_HELP = `Usage: secagg serve [options]
+
+Runs the aggregation service: HTTP (dashboard at /, /metrics, /healthz, /api/status) and WebSocket
+(/ws) on one port. Logs are JSON lines on stderr. SIGTERM/SIGINT let the running round finish
+within --grace, else abort it and record why.
+
+Options:
+  --port P               TCP port (default 8080; 0 = any free port)
+  --host H               interface (default 127.0.0.1)
+  --secret S             HMAC secret for signed tokens (or env SECAGG_SECRET)
+  --tokens LIST|@FILE    static bearer tokens, comma-separated or one per line in FILE
+  --min-clients N        start a round when N clients wait (default 3)
+  --max-clients N        cohort cap, sampled at random (default 1000)
+  --start-delay MS       gather this long after min-clients is reached (default 500)
+  --dim M                elements per vector (default 1000)
+  --bits B               ring Z_{2^B} (default 32)
+  --degree K|complete|recommended   neighbour graph (default complete)
+  --threshold T          Shamir threshold (default: safe majority)
+  --stage-timeout MS     deadline per protocol stage (default 30000)
+  --rounds R             stop starting rounds after R (default: no limit)
+  --history FILE         SQLite round history (default secagg-history.db; '' = in memory)
+  --workers W            unmasking worker threads (default: cores)
+  --grace MS             on SIGTERM, time the running round gets to finish (default 10000)
+  --log-level L          debug | info | warn | error (default info)
+  -h, --help             this text`;
+
+const fail = (m: string): never => {
+  throw new UsageError(m);
+};
+
+export function num(v: string | undefined, name: string, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) fail(`--${name} must be an integer in [${min}, ${max}], got '${v}'`);
+  return n;
+}
+
+export function parseDegree(v: string | undefined): Degree | 'recommended' {
+  if (v === undefined || v === 'complete') return 'complete';
+  if (v === 'recommended') return 'recommended';
+  return num(v, 'degree', 0, 2, 65534);
+}
+
+export async function runServe(argv: string[]): Promise<number> {
+  let a;
+  try {
+    a = parseArgs({
+      args: argv,
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string' },
+        secret: { type: 'string' },
+        tokens: { type: 'string' },
+        'min-clients': { type: 'string' },
+        'max-clients': { type: 'string' },
+        'start-delay': { type: 'string' },
+        dim: { type: 'string' },
+        bits: { type: 'string' },
+        degree: { type: 'string' },
+        threshold: { type: 'string' },
+        'stage-timeout': { type: 'string' },
+        rounds: { type: 'string' },
+        history: { type: 'string' },
+        workers: { type: 'string' },
+        grace: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  if (a.help) {
+    process.stdout.write(SERVE_HELP + '\n');
+    return 0;
+  }
+  const level = (a['log-level'] ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) fail(`--log-level must be debug, info, warn or error`);
+  let tokens: string[] = [];
+  if (a.tokens !== undefined)
+    tokens = (a.tokens.startsWith('@') ? readFileSync(a.tokens.slice(1), 'utf8').split('\n') : a.tokens.split(','))
+      .map((s) => s.trim())
+      .filter(Boolean);
+  const secret = a.secret ?? process.env['SECAGG_SECRET'];
+  if (secret === undefined && tokens.length === 0) fail('give --secret (or SECAGG_SECRET) and/or --tokens: no client could authenticate');
+  if (secret !== undefined && secret.length < 16) fail('--secret must be at least 16 characters');
+  const history = a.history ?? 'secagg-history.db';
+  const options: Partial<ServiceOptions> = {
+    port: num(a.port, 'port', 8080, 0, 65535),
+    host: a.host ?? '127.0.0.1',
+    tokens,
+    ...(secret !== undefined ? { secret } : {}),
+    minClients: num(a['min-clients'], 'min-clients', 3, 3, 65535),
+    maxClients: num(a['max-clients'], 'max-clients', 1000, 3, 65535),
+    startDelayMs: num(a['start-delay'], 'start-delay', 500, 0, 3_600_000),
+    dimension: num(a.dim, 'dim', 1000, 1, 1 << 26),
+    bits: num(a.bits, 'bits', 32, 1, 32),
+    degree: parseDegree(a.degree),
+    ...(a.threshold !== undefined ? { threshold: num(a.threshold, 'threshold', 0, 2, 65534) } : {}),
+    stageTimeoutMs: num(a['stage-timeout'], 'stage-timeout', 30_000, 10, 86_400_000),
+    ...(a.rounds !== undefined ? { maxRounds: num(a.rounds, 'rounds', 0, 1, 1e9) } : {}),
+    ...(history !== '' ? { historyFile: history } : {}),
+    ...(a.workers !== undefined ? { unmaskWorkers: num(a.workers, 'workers', 0, 0, 64) } : {}),
+    logger: jsonLogger({ level }),
+  };
+  const grace = num(a.grace, 'grace', 10_000, 0, 86_400_000);
+  const server = await createServer(options);
+  process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.httpUrl }) + '\n');
+  await untilSignal(server, grace);
+  return 0;
+}
+
+/** Resolve after SIGTERM/SIGINT once the server has stopped (the running round finished or aborted). */
+export function untilSignal(server: SecAggServer, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      void server.close({ reason: signal, graceMs }).then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

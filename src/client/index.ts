@@ -1,0 +1,8 @@
+/**
+ * secagg/client — take part in rounds of an aggregation service over WebSocket. Browser-safe:
+ * nothing here imports Node modules; in Node 20 pass `WebSocket` from the ws package.
+ */
+export { participate, type ParticipateOptions, type RoundInfo, type RoundReport, type ClientEvent, type ReplyStage } from './participate.js';
+export { ClientError, isClientError, CLIENT_ERROR_CODES, type ClientErrorCode } from './errors.js';
+export { CLOSE, TransportError } from '../transport/frames.js';
+export type { WebSocketConstructor, WebSocketLike } from '../transport/socket.js';

@@ -1,0 +1,783 @@
+/**
+ * The aggregation service: HTTP + WebSocket on one port. Clients connect, authenticate with a bearer
+ * token, get a ClientId and wait; when enough are waiting a round starts over a sampled cohort and
+ * is driven through the protocol's pure state machines (protocol/serverRound.ts, unchanged), with a
+ * deadline per stage. Completed rounds are published to subscribers and stored; aborted ones are
+ * stored with their reason and never publish a sum.
+ *
+ * Disconnection of a cohort member is fed to the state machine as that client's ClientAbort, so a
+ * stage closes as soon as every member has answered or gone, without waiting for its deadline.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { randomInt } from 'node:crypto';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { nodeCrypto } from '../crypto/node.js';
+import { SecAggError } from '../errors.js';
+import { clientId, roundId, MAX_CLIENT_ID, type ClientId } from '../ids.js';
+import { cryptoRng } from '../rng.js';
+import { defaultThreshold, recommendParameters } from '../graph/index.js';
+import { effectiveDegree, type Degree, type RoundConfig } from '../protocol/config.js';
+import { maxClientMessageBytes } from '../protocol/limits.js';
+import {
+  handleServerDeadline,
+  handleServerMessage,
+  startServerRound,
+  type ServerState,
+  type ServerStep,
+} from '../protocol/serverRound.js';
+import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
+import { createWorkerUnmasker, type WorkerUnmasker } from '../node/workerUnmasker.js';
+import { CLOSE, MAX_CONTROL_BYTES, TransportError, decodeControl, encodeControl, isControlFrame } from '../transport/frames.js';
+import { createTokenVerifier } from './token.js';
+import { jsonLogger, type Logger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { memoryStore, SERVICE_STAGES, type RoundRecord, type RoundStore, type ServiceStage, type StageRecord } from './store.js';
+import { sqliteStore } from './sqliteStore.js';
+import { DASHBOARD_HTML } from './dashboard.js';
+
+export interface ServiceOptions {
+  /** TCP port; 0 picks a free one (default 0). */
+  readonly port: number;
+  /** Interface to listen on (default 127.0.0.1). */
+  readonly host: string;
+  /** Static bearer tokens: a list (each its own identity) or token → identity. */
+  readonly tokens: ReadonlyMap<string, string> | readonly string[];
+  /** Secret for HMAC-signed tokens (see signToken); omit to accept static tokens only. */
+  readonly secret: string | Uint8Array | undefined;
+  /** A round starts when this many clients wait (≥ 3; default 3)… */
+  readonly minClients: number;
+  /** …after gathering for `startDelayMs` more (default 500), or at once when `maxClients` wait. */
+  readonly startDelayMs: number;
+  /** Cohort size cap: the cohort is sampled at random from the waiting clients (default 1000). */
+  readonly maxClients: number;
+  /** Start rounds automatically when clients wait (default true); else call startRound(). */
+  readonly autoStart: boolean;
+  /** Stop starting rounds after this many (default: no limit). */
+  readonly maxRounds: number;
+  /** Ring Z_{2^bits} (default 32). */
+  readonly bits: number;
+  /** m, elements per vector (default 1000). */
+  readonly dimension: number;
+  /** 'complete' (SecAgg), 'recommended' (SecAgg+, from recommendParameters), or k (default 'complete'). */
+  readonly degree: Degree | 'recommended';
+  /** Shamir threshold; default a safe majority of the neighbourhood. Ignored when invalid for the cohort. */
+  readonly threshold: number | undefined;
+  /** Dropout rate the 'recommended' degree is sized for (default 0.1). */
+  readonly dropoutRate: number;
+  /** Deadline of each protocol stage, ms (default 30,000). */
+  readonly stageTimeoutMs: number;
+  /** A connection must send its hello within this time, ms (default 10,000). */
+  readonly handshakeTimeoutMs: number;
+  /** Open connections accepted at once (default 10,000). */
+  readonly maxConnections: number;
+  /** Frames per second per connection, sustained; bursts of twice that pass (default 50). */
+  readonly maxMessagesPerSecond: number;
+  /** Round history; default: in memory, or SQLite when `historyFile` is set. */
+  readonly store: RoundStore | undefined;
+  /** SQLite file for the round history. */
+  readonly historyFile: string | undefined;
+  /** Worker threads for unmasking (default: cores; 0 = in the event loop). */
+  readonly unmaskWorkers: number;
+  /** Structured logs (default: JSON lines on stderr). */
+  readonly logger: Logger;
+}
+
+/** What subscribers receive when a round completes. */
+export interface PublishedResult {
+  readonly round: number;
+  readonly roundId: string;
+  /** Σ x_u mod 2^bits over `included`. */
+  readonly sum: Uint32Array;
+  /** ClientIds whose input is in the sum. */
+  readonly included: readonly number[];
+  /** Identities (from the tokens) of the included clients. */
+  readonly identities: readonly string[];
+  readonly params: RoundRecord['params'];
+  readonly stages: RoundRecord['stages'];
+  readonly startedAt: number;
+  readonly endedAt: number;
+}
+
+export interface LiveRound {
+  readonly round: number;
+  readonly roundId: string;
+  readonly stage: string;
+  readonly params: RoundRecord['params'];
+  readonly startedAt: number;
+  /** When the current stage's deadline passes, ms since the epoch. */
+  readonly stageDeadline: number;
+  readonly timeLeftMs: number;
+  readonly stages: RoundRecord['stages'];
+  /** Cohort members whose connection closed during the round. */
+  readonly disconnected: number;
+}
+
+export interface ServiceStatus {
+  readonly now: number;
+  readonly connections: number;
+  readonly waiting: number;
+  readonly round: LiveRound | null;
+  readonly totals: { readonly completed: number; readonly aborted: number };
+  readonly recent: readonly RoundRecord[];
+}
+
+export interface SecAggServer {
+  /** ws://host:port/ws */
+  readonly url: string;
+  /** http://host:port/ */
+  readonly httpUrl: string;
+  readonly port: number;
+  readonly store: RoundStore;
+  /** Called for every completed round; returns an unsubscribe function. */
+  onResult(listener: (result: PublishedResult) => void): () => void;
+  /** Called when any round ends (completed or aborted). */
+  onRoundEnd(listener: (record: RoundRecord) => void): () => void;
+  status(): Promise<ServiceStatus>;
+  /** Start a round now with the waiting clients; resolves to its number (undefined if too few). */
+  startRound(): Promise<number | undefined>;
+  /**
+   * Stop: no new rounds; the running round gets `graceMs` (default 0) to finish, else it is
+   * aborted with `reason` and recorded; connections close with 1001.
+   */
+  close(options?: { reason?: string; graceMs?: number }): Promise<void>;
+}
+
+const DEFAULTS: Omit<ServiceOptions, 'logger'> = {
+  port: 0,
+  host: '127.0.0.1',
+  tokens: [],
+  secret: undefined,
+  minClients: 3,
+  startDelayMs: 500,
+  maxClients: 1000,
+  autoStart: true,
+  maxRounds: Infinity,
+  bits: 32,
+  dimension: 1000,
+  degree: 'complete',
+  threshold: undefined,
+  dropoutRate: 0.1,
+  stageTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 10_000,
+  maxMessagesPerSecond: 50,
+  store: undefined,
+  historyFile: undefined,
+  unmaskWorkers: availableParallelism(),
+};
+
+interface Conn {
+  readonly seq: number;
+  readonly ws: WebSocket;
+  readonly remote: string;
+  phase: 'handshake' | 'waiting' | 'in-round' | 'closed';
+  identity?: string;
+  clientId?: ClientId;
+  handshakeTimer?: ReturnType<typeof setTimeout>;
+  tokens: number;
+  lastRefill: number;
+}
+
+interface Live {
+  readonly record: RoundRecord;
+  state: ServerState;
+  readonly config: RoundConfig;
+  readonly members: Map<number, Conn>;
+  readonly maxFrame: number;
+  queue: Promise<void>;
+  timer?: ReturnType<typeof setTimeout>;
+  stageDeadline: number;
+  readonly disconnected: Set<number>;
+  finished: boolean;
+  readonly done: Promise<void>;
+  resolveDone: () => void;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const isStage = (s: string): s is ServiceStage => (SERVICE_STAGES as readonly string[]).includes(s);
+
+/**
+ * Start the service.
+ *
+ * @example
+ * ```ts
+ * const server = await createServer({ secret, dimension: 10_000, minClients: 10 });
+ * server.onResult(({ sum, included }) => console.log(included.length, sum));
+ * ```
+ */
+export async function createServer(options: Partial<ServiceOptions> = {}): Promise<SecAggServer> {
+  const o: ServiceOptions = { ...DEFAULTS, logger: options.logger ?? jsonLogger(), ...stripUndefined(options) };
+  if (!Number.isInteger(o.minClients) || o.minClients < 3) throw new RangeError('minClients must be an integer ≥ 3');
+  if (!Number.isInteger(o.maxClients) || o.maxClients < o.minClients || o.maxClients > MAX_CLIENT_ID)
+    throw new RangeError(`maxClients must be an integer in [minClients, ${MAX_CLIENT_ID}]`);
+  if (!Number.isInteger(o.dimension) || o.dimension < 1) throw new RangeError('dimension must be a positive integer');
+  if (!Number.isInteger(o.bits) || o.bits < 1 || o.bits > 32) throw new RangeError('bits must be in [1, 32]');
+  const log = o.logger;
+  const verify = createTokenVerifier({ tokens: o.tokens, ...(o.secret !== undefined ? { secret: o.secret } : {}) });
+  const store = o.store ?? (o.historyFile !== undefined ? sqliteStore(o.historyFile) : memoryStore());
+  const interrupted = await store.abortUnfinished('ERR_INTERRUPTED', 'the server stopped while the round was running', Date.now());
+  if (interrupted.length) log.log('warn', 'rounds interrupted by a restart recorded as aborted', { rounds: interrupted });
+  const unmasker: WorkerUnmasker | undefined = o.unmaskWorkers > 0 ? createWorkerUnmasker({ workers: o.unmaskWorkers }) : undefined;
+  const metrics = new Metrics();
+  for (const r of await store.list({ limit: 100_000 })) if (r.outcome !== 'running') metrics.rounds[r.outcome]++;
+
+  // Largest frame any round of this server can need: the bound for the biggest cohort.
+  const maxPayload = Math.max(MAX_CONTROL_BYTES, maxClientMessageBytes(fakeConfig(o, o.maxClients)));
+
+  const conns = new Set<Conn>();
+  const waiting = new Set<Conn>();
+  const identities = new Map<string, Conn>();
+  const byClientId = new Map<number, Conn>();
+  let nextClientId = 1;
+  let nextSeq = 1;
+  let live: Live | undefined;
+  let roundsStarted = 0;
+  let startTimer: ReturnType<typeof setTimeout> | undefined;
+  let closing = false;
+  const resultListeners = new Set<(r: PublishedResult) => void>();
+  const endListeners = new Set<(r: RoundRecord) => void>();
+
+  // ---- connections ----
+
+  const closeConn = (c: Conn, code: number, reason: string, metricReason: string) => {
+    if (c.phase === 'closed') return;
+    log.log(code === CLOSE.NORMAL || code === CLOSE.GOING_AWAY ? 'debug' : 'info', 'closing connection', {
+      conn: c.seq,
+      clientId: c.clientId,
+      identity: c.identity,
+      code,
+      reason,
+    });
+    metrics.closed(metricReason);
+    c.ws.close(code, reason.slice(0, 120));
+    gone(c);
+  };
+
+  const gone = (c: Conn) => {
+    if (c.phase === 'closed') return;
+    const wasInRound = c.phase === 'in-round';
+    c.phase = 'closed';
+    if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
+    conns.delete(c);
+    waiting.delete(c);
+    if (c.identity !== undefined && identities.get(c.identity) === c) identities.delete(c.identity);
+    if (c.clientId !== undefined && byClientId.get(c.clientId) === c) byClientId.delete(c.clientId);
+    metrics.connections = conns.size;
+    metrics.waiting = waiting.size;
+    if (wasInRound && live && c.clientId !== undefined && live.members.get(c.clientId) === c) {
+      const l = live;
+      const id = c.clientId;
+      l.disconnected.add(id);
+      // The transport knows this client is gone: tell the state machine, as the client's own abort would.
+      const bytes = encodeClientMessage(l.config.roundId, id, { case: 'abort', value: { code: 'ERR_ABORTED' } });
+      enqueue(l, () => handleServerMessage(l.state, id, bytes));
+    }
+  };
+
+  const allocateClientId = (): ClientId | undefined => {
+    for (let tries = 0; tries < MAX_CLIENT_ID; tries++) {
+      const id = nextClientId;
+      nextClientId = nextClientId >= MAX_CLIENT_ID ? 1 : nextClientId + 1;
+      if (!byClientId.has(id)) return clientId(id);
+    }
+    return undefined;
+  };
+
+  const rateOk = (c: Conn): boolean => {
+    const now = performance.now();
+    const burst = 2 * o.maxMessagesPerSecond;
+    c.tokens = Math.min(burst, c.tokens + ((now - c.lastRefill) / 1000) * o.maxMessagesPerSecond);
+    c.lastRefill = now;
+    if (c.tokens < 1) return false;
+    c.tokens -= 1;
+    return true;
+  };
+
+  const onHello = (c: Conn, bytes: Uint8Array) => {
+    const ctl = decodeControl(bytes);
+    if (ctl.body.case !== 'hello') throw new TransportError(CLOSE.MALFORMED, `expected hello, got ${ctl.body.case}`);
+    const hello = ctl.body.value;
+    if (hello.version !== PROTOCOL_VERSION)
+      throw new TransportError(CLOSE.MALFORMED, `protocol version ${hello.version} is not ${PROTOCOL_VERSION}`);
+    const check = verify(hello.token);
+    if (!check.ok) {
+      closeConn(c, CLOSE.UNAUTHORIZED, check.reason === 'expired' ? 'token expired' : 'invalid token', `unauthorized_${check.reason}`);
+      return;
+    }
+    if (identities.has(check.identity)) {
+      closeConn(c, CLOSE.DUPLICATE_IDENTITY, `identity ${check.identity} is already connected`, 'duplicate_identity');
+      return;
+    }
+    const id = allocateClientId();
+    if (id === undefined) {
+      closeConn(c, CLOSE.SERVER_FULL, 'no client id free', 'server_full');
+      return;
+    }
+    if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
+    c.identity = check.identity;
+    c.clientId = id;
+    identities.set(check.identity, c);
+    byClientId.set(id, c);
+    c.phase = 'waiting';
+    c.ws.send(encodeControl({ case: 'welcome', value: { clientId: id, identity: check.identity, maxFrameBytes: maxPayload } }));
+    log.log('debug', 'client authenticated', { conn: c.seq, clientId: id, identity: check.identity });
+    waiting.add(c);
+    metrics.waiting = waiting.size;
+    schedule();
+  };
+
+  const onFrame = (c: Conn, data: RawData, isBinary: boolean) => {
+    if (c.phase === 'closed') return;
+    if (!rateOk(c)) return closeConn(c, CLOSE.RATE_LIMITED, `more than ${o.maxMessagesPerSecond} frames per second`, 'rate_limited');
+    if (!isBinary) return closeConn(c, CLOSE.MALFORMED, 'text frames are not accepted', 'malformed');
+    const bytes = Array.isArray(data) ? new Uint8Array(Buffer.concat(data)) : new Uint8Array(data as ArrayBuffer | Buffer);
+    try {
+      if (c.phase === 'handshake') {
+        if (bytes.length > MAX_CONTROL_BYTES) return closeConn(c, CLOSE.TOO_BIG, `hello of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`, 'too_big');
+        return onHello(c, bytes);
+      }
+      if (isControlFrame(bytes)) {
+        const ctl = decodeControl(bytes);
+        throw new TransportError(CLOSE.MALFORMED, `unexpected ${ctl.body.case} frame`);
+      }
+      const l = live;
+      if (c.phase !== 'in-round' || !l || c.clientId === undefined || l.members.get(c.clientId) !== c) return; // late frame of a finished round
+      if (bytes.length > l.maxFrame)
+        return closeConn(c, CLOSE.TOO_BIG, `frame of ${bytes.length} bytes exceeds the round's limit of ${l.maxFrame}`, 'too_big');
+      const id = c.clientId;
+      const stage = l.state.stage;
+      enqueue(l, async () => {
+        const step = await handleServerMessage(l.state, id, bytes);
+        if (isStage(stage)) metrics.addBytes('in', stage, bytes.length);
+        const rec = isStage(stage) ? l.record.stages[stage] : undefined;
+        if (rec) rec.bytesIn += bytes.length;
+        if (step.error) {
+          const code = step.error.code;
+          log.log('info', 'message refused', { round: l.record.id, clientId: id, code, reason: step.error.message });
+          if (code === 'ERR_DECODE' || code === 'ERR_VERSION' || code === 'ERR_SIZE')
+            closeConn(c, code === 'ERR_SIZE' && step.error.message.includes('exceeds') ? CLOSE.TOO_BIG : CLOSE.MALFORMED, `${code}: ${step.error.message}`, 'malformed');
+        } else if (rec) rec.clients++;
+        return step;
+      });
+    } catch (e) {
+      if (e instanceof TransportError) return closeConn(c, e.closeCode, e.message, e.closeCode === CLOSE.TOO_BIG ? 'too_big' : 'malformed');
+      log.log('error', 'unexpected error handling a frame', { conn: c.seq, error: String(e) });
+      closeConn(c, CLOSE.INTERNAL, 'internal error', 'internal');
+    }
+  };
+
+  // ---- rounds ----
+
+  /** After a round, always gather for startDelayMs: its members are back in `waiting` while the ones leaving disconnect. */
+  const schedule = (afterRound = false) => {
+    if (closing || live || !o.autoStart || roundsStarted >= o.maxRounds) return;
+    if (waiting.size >= o.maxClients && !afterRound) {
+      if (startTimer) clearTimeout(startTimer);
+      startTimer = undefined;
+      void startRound();
+    } else if (waiting.size >= o.minClients && !startTimer) {
+      startTimer = setTimeout(() => {
+        startTimer = undefined;
+        if (waiting.size >= o.minClients) void startRound();
+      }, o.startDelayMs);
+    }
+  };
+
+  const resolveParameters = (n: number): { degree: Degree; threshold: number } => {
+    let degree: Degree;
+    let threshold: number | undefined;
+    if (o.degree === 'recommended') {
+      try {
+        const rec = recommendParameters({ clients: n, dropoutRate: Math.max(o.dropoutRate, 0.01), corruptionRate: 0, securityBits: 40 });
+        degree = rec.complete ? 'complete' : rec.degree;
+        threshold = Math.max(rec.threshold, defaultThreshold(effectiveDegree(degree, n)));
+      } catch {
+        degree = 'complete';
+      }
+    } else degree = o.degree;
+    const k = effectiveDegree(degree, n);
+    const t = o.threshold ?? threshold;
+    return { degree, threshold: t !== undefined && 2 * t > k && t <= k ? t : defaultThreshold(k) };
+  };
+
+  const startRound = async (): Promise<number | undefined> => {
+    if (closing || live || waiting.size < Math.max(3, o.minClients)) return undefined;
+    // Sample the cohort uniformly from the waiting clients.
+    const pool = [...waiting];
+    for (let i = pool.length - 1; i > 0; i--) {
+      const j = randomInt(i + 1);
+      [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+    }
+    const members = pool.slice(0, o.maxClients).sort((a, b) => a.clientId! - b.clientId!);
+    const n = members.length;
+    const { degree, threshold } = resolveParameters(n);
+    const config: RoundConfig = {
+      roundId: roundId(cryptoRng(16)),
+      bits: o.bits,
+      dimension: o.dimension,
+      threshold,
+      degree,
+      mode: 'semi-honest',
+      cohort: members.map((c) => c.clientId!),
+    };
+    let first: ServerStep;
+    try {
+      first = startServerRound({ config, crypto: nodeCrypto, ...(unmasker ? { unmasker: unmasker.unmask } : {}) });
+    } catch (e) {
+      log.log('error', 'could not start a round', { error: String(e) });
+      return undefined;
+    }
+    roundsStarted++;
+    for (const c of members) {
+      waiting.delete(c);
+      c.phase = 'in-round';
+    }
+    metrics.waiting = waiting.size;
+    const now = Date.now();
+    const params = { bits: o.bits, dimension: o.dimension, threshold, degree: effectiveDegree(degree, n), mode: 'semi-honest' as const, cohort: n };
+    const base: Omit<RoundRecord, 'id'> = {
+      roundId: hex(config.roundId),
+      params,
+      startedAt: now,
+      endedAt: null,
+      outcome: 'running',
+      code: null,
+      reason: null,
+      stage: 'advertise',
+      stages: {},
+      included: null,
+    };
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    const l: Live = {
+      record: { ...base, id: 0 },
+      state: first.state,
+      config,
+      members: new Map(members.map((c) => [c.clientId!, c])),
+      maxFrame: maxClientMessageBytes(config),
+      queue: Promise.resolve(),
+      stageDeadline: 0,
+      disconnected: new Set(),
+      finished: false,
+      done,
+      resolveDone,
+    };
+    live = l;
+    metrics.roundRunning = 1;
+    metrics.stageClients.clear();
+    (l.record as { id: number }).id = await store.begin(base);
+    log.log('info', 'round started', { round: l.record.id, roundId: l.record.roundId, ...params });
+    for (const c of members) {
+      c.ws.send(
+        encodeControl({
+          case: 'assignment',
+          value: {
+            roundNumber: l.record.id,
+            roundId: config.roundId,
+            clientId: c.clientId!,
+            bits: o.bits,
+            dimension: o.dimension,
+            maxFrameBytes: l.maxFrame,
+            stageTimeoutMs: o.stageTimeoutMs,
+          },
+        }),
+      );
+    }
+    enterStage(l, 'advertise');
+    enqueue(l, async () => first);
+    return l.record.id;
+  };
+
+  const enterStage = (l: Live, stage: string) => {
+    const now = Date.now();
+    const prev = l.record.stage;
+    if (isStage(prev) && l.record.stages[prev] && prev !== stage) {
+      const rec = l.record.stages[prev]!;
+      rec.endedAt = now;
+      metrics.observeStage(prev, (now - rec.startedAt) / 1000);
+    }
+    l.record.stage = stage;
+    if (!isStage(stage)) return;
+    const rec: StageRecord = { clients: 0, startedAt: now, endedAt: 0, bytesIn: 0, bytesOut: 0 };
+    l.record.stages[stage] = rec;
+    if (l.timer) clearTimeout(l.timer);
+    l.stageDeadline = now + o.stageTimeoutMs;
+    l.timer = setTimeout(() => {
+      log.log('info', 'stage deadline passed', { round: l.record.id, stage });
+      enqueue(l, () => handleServerDeadline(l.state));
+    }, o.stageTimeoutMs);
+    void store.save(l.record).catch((e: unknown) => log.log('error', 'store save failed', { error: String(e) }));
+  };
+
+  /** Run one state-machine step at a time, in arrival order; send what it returns. */
+  const enqueue = (l: Live, work: () => Promise<ServerStep>) => {
+    l.queue = l.queue.then(async () => {
+      if (l.finished) return;
+      let step: ServerStep;
+      try {
+        step = await work();
+      } catch (e) {
+        log.log('error', 'unexpected error in the round', { round: l.record.id, error: String(e) });
+        return finish(l, { code: 'ERR_INTERNAL', reason: 'internal error' });
+      }
+      if (l.finished) return;
+      const before = l.record.stage;
+      l.state = step.state;
+      if (step.state.stage !== before) enterStage(l, step.state.stage);
+      const stage = l.state.stage;
+      for (const { to, bytes } of step.outgoing) {
+        const c = l.members.get(to);
+        if (!c || c.phase !== 'in-round') continue;
+        c.ws.send(bytes);
+        if (isStage(stage)) {
+          metrics.addBytes('out', stage, bytes.length);
+          l.record.stages[stage]!.bytesOut += bytes.length;
+        }
+      }
+      for (const s of SERVICE_STAGES) metrics.stageClients.set(s, l.record.stages[s]?.clients ?? 0);
+      if (stage === 'done') return finish(l, undefined);
+      if (stage === 'aborted') {
+        const e = l.state.abortError ?? new SecAggError('ERR_INTERNAL', 'aborted');
+        return finish(l, { code: e.code, reason: e.message });
+      }
+    });
+  };
+
+  const finish = async (l: Live, abort: { code: string; reason: string } | undefined) => {
+    if (l.finished) return;
+    l.finished = true;
+    if (l.timer) clearTimeout(l.timer);
+    const now = Date.now();
+    const rec = l.record;
+    const last = rec.stage;
+    if (isStage(last) && rec.stages[last] && rec.stages[last]!.endedAt === 0) {
+      rec.stages[last]!.endedAt = now;
+      metrics.observeStage(last, (now - rec.stages[last]!.startedAt) / 1000);
+    }
+    rec.endedAt = now;
+    const result = abort === undefined ? l.state.result : undefined;
+    if (result) {
+      rec.outcome = 'completed';
+      rec.stage = 'done';
+      rec.included = [...result.included];
+      rec.sum = result.sum;
+    } else {
+      rec.outcome = 'aborted';
+      rec.stage = 'aborted';
+      rec.code = abort?.code ?? 'ERR_INTERNAL';
+      rec.reason = abort?.reason ?? 'aborted';
+    }
+    metrics.rounds[rec.outcome]++;
+    metrics.roundRunning = 0;
+    try {
+      await store.save(rec);
+    } catch (e) {
+      log.log('error', 'store save failed', { round: rec.id, error: String(e) });
+    }
+    log.log(result ? 'info' : 'warn', result ? 'round completed' : 'round aborted', {
+      round: rec.id,
+      roundId: rec.roundId,
+      outcome: rec.outcome,
+      code: rec.code,
+      reason: rec.reason,
+      included: rec.included?.length ?? 0,
+      cohort: rec.params.cohort,
+      ms: now - rec.startedAt,
+      stages: Object.fromEntries(Object.entries(rec.stages).map(([s, v]) => [s, { clients: v.clients, ms: v.endedAt - v.startedAt }])),
+    });
+    const included = new Set<number>(result?.included ?? []);
+    for (const [id, c] of l.members) {
+      if (c.phase !== 'in-round') continue;
+      c.ws.send(
+        encodeControl({
+          case: 'finished',
+          value: {
+            roundNumber: rec.id,
+            roundId: l.config.roundId,
+            completed: result !== undefined,
+            included: included.has(id),
+            code: rec.code ?? '',
+            reason: rec.reason ?? '',
+            survivors: included.size,
+          },
+        }),
+      );
+      if (!closing) {
+        c.phase = 'waiting';
+        waiting.add(c);
+      }
+    }
+    metrics.waiting = waiting.size;
+    live = undefined;
+    if (result) {
+      const published: PublishedResult = {
+        round: rec.id,
+        roundId: rec.roundId,
+        sum: result.sum,
+        included: rec.included!,
+        identities: rec.included!.map((id) => l.members.get(id)?.identity ?? ''),
+        params: rec.params,
+        stages: structuredClone(rec.stages),
+        startedAt: rec.startedAt,
+        endedAt: now,
+      };
+      for (const f of resultListeners) safeCall(log, () => f(published));
+    }
+    for (const f of endListeners) safeCall(log, () => f(rec));
+    l.resolveDone();
+    schedule(true);
+  };
+
+  // ---- HTTP ----
+
+  const status = async (): Promise<ServiceStatus> => {
+    const now = Date.now();
+    const l = live;
+    return {
+      now,
+      connections: conns.size,
+      waiting: waiting.size,
+      round: l
+        ? {
+            round: l.record.id,
+            roundId: l.record.roundId,
+            stage: l.record.stage,
+            params: l.record.params,
+            startedAt: l.record.startedAt,
+            stageDeadline: l.stageDeadline,
+            timeLeftMs: Math.max(0, l.stageDeadline - now),
+            stages: structuredClone(l.record.stages),
+            disconnected: l.disconnected.size,
+          }
+        : null,
+      totals: { ...metrics.rounds },
+      recent: await store.list({ limit: 50 }),
+    };
+  };
+
+  const json = (res: ServerResponse, code: number, body: unknown) =>
+    res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+
+  const onRequest = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    try {
+      if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
+      if (url.pathname === '/' || url.pathname === '/index.html')
+        return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
+      if (url.pathname === '/healthz')
+        return json(res, closing ? 503 : 200, {
+          status: closing ? 'closing' : 'ok',
+          connections: conns.size,
+          waiting: waiting.size,
+          roundRunning: live !== undefined,
+          memory: { rss: process.memoryUsage.rss(), maxRss: process.resourceUsage().maxRSS * 1024 },
+        });
+      if (url.pathname === '/metrics') return res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
+      if (url.pathname === '/api/status') return json(res, 200, await status());
+      const m = /^\/api\/rounds\/(\d+)$/.exec(url.pathname);
+      if (m) {
+        const r = await store.get(Number(m[1]));
+        if (!r) return json(res, 404, { error: 'no such round' });
+        return json(res, 200, { ...r, sum: r.sum ? Array.from(r.sum) : null });
+      }
+      if (url.pathname === '/api/rounds') return json(res, 200, await store.list({ limit: Number(url.searchParams.get('limit') ?? 100) }));
+      return json(res, 404, { error: 'not found' });
+    } catch (e) {
+      log.log('error', 'http error', { path: url.pathname, error: String(e) });
+      return json(res, 500, { error: 'internal error' });
+    }
+  };
+
+  const http = createHttpServer((req, res) => void onRequest(req, res));
+  const wss = new WebSocketServer({ noServer: true, maxPayload });
+  http.on('upgrade', (req, socket, head) => {
+    if (closing) return socket.destroy();
+    if (new URL(req.url ?? '/', 'http://x').pathname !== '/ws') {
+      socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const c: Conn = { seq: nextSeq++, ws, remote: req.socket.remoteAddress ?? '', phase: 'handshake', tokens: 2 * o.maxMessagesPerSecond, lastRefill: performance.now() };
+      if (conns.size >= o.maxConnections) {
+        metrics.closed('server_full');
+        ws.close(CLOSE.SERVER_FULL, 'too many connections');
+        return;
+      }
+      conns.add(c);
+      metrics.connections = conns.size;
+      c.handshakeTimer = setTimeout(() => closeConn(c, CLOSE.HANDSHAKE_TIMEOUT, `no hello within ${o.handshakeTimeoutMs} ms`, 'handshake_timeout'), o.handshakeTimeoutMs);
+      ws.on('message', (data, isBinary) => onFrame(c, data, isBinary));
+      ws.on('close', (code) => {
+        if (code === CLOSE.TOO_BIG && c.phase !== 'closed') metrics.closed('too_big'); // ws enforced maxPayload
+        gone(c);
+      });
+      ws.on('error', (e) => log.log('debug', 'socket error', { conn: c.seq, error: String(e) }));
+    });
+  });
+  await new Promise<void>((ok, fail) => http.once('error', fail).listen(o.port, o.host, ok));
+  const port = (http.address() as AddressInfo).port;
+  const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
+  log.log('info', 'listening', { url: `http://${hostForUrl}:${port}/`, dimension: o.dimension, bits: o.bits, degree: o.degree, maxPayload });
+
+  return {
+    url: `ws://${hostForUrl}:${port}/ws`,
+    httpUrl: `http://${hostForUrl}:${port}/`,
+    port,
+    store,
+    onResult(listener) {
+      resultListeners.add(listener);
+      return () => resultListeners.delete(listener);
+    },
+    onRoundEnd(listener) {
+      endListeners.add(listener);
+      return () => endListeners.delete(listener);
+    },
+    status,
+    startRound,
+    async close(options = {}) {
+      if (closing) return;
+      closing = true;
+      if (startTimer) clearTimeout(startTimer);
+      const l = live;
+      if (l) {
+        const grace = options.graceMs ?? 0;
+        if (grace > 0) await Promise.race([l.done, new Promise((r) => setTimeout(r, grace))]);
+        if (!l.finished) {
+          const reason = `server shutting down${options.reason ? ` (${options.reason})` : ''} before the round finished`;
+          // finish() marks the round finished first, so no step still in the queue can publish a sum.
+          await finish(l, { code: 'ERR_SHUTDOWN', reason });
+        }
+        await l.queue.catch(() => {});
+      }
+      for (const c of [...conns]) closeConn(c, CLOSE.GOING_AWAY, 'server shutting down', 'shutdown');
+      wss.close();
+      await new Promise<void>((ok) => {
+        http.close(() => ok());
+        http.closeAllConnections();
+      });
+      await unmasker?.close();
+      await store.close();
+      log.log('info', 'stopped', { reason: options.reason ?? 'close' });
+    },
+  };
+}
+
+function fakeConfig(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'degree'>, n: number): RoundConfig {
+  const cohort: ClientId[] = Array.from({ length: Math.max(3, n) }, (_, i) => clientId(i + 1));
+  // The complete graph bounds every degree.
+  return { roundId: roundId(new Uint8Array(16)), bits: o.bits, dimension: o.dimension, threshold: 2, degree: 'complete', mode: 'semi-honest', cohort };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function safeCall(log: Logger, f: () => void): void {
+  try {
+    f();
+  } catch (e) {
+    log.log('error', 'listener threw', { error: String(e) });
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Round history in an embedded SQLite file (better-sqlite3, synchronous; every write is one small
+ * statement, well under a millisecond). Survives restarts: a round found still 'running' when the
+ * server opens the file was interrupted and is recorded as aborted — its sum is never published.
+ */
+import Database from 'better-sqlite3';
+import type { RoundRecord, RoundStore } from './store.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS rounds (
+  id INTEGER PRIMARY KEY,
+  round_id TEXT NOT NULL,
+  params TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  outcome TEXT NOT NULL,
+  code TEXT,
+  reason TEXT,
+  stage TEXT NOT NULL,
+  stages TEXT NOT NULL,
+  included TEXT,
+  sum BLOB
+);`;
+
+interface Row {
+  id: number;
+  round_id: string;
+  params: string;
+  started_at: number;
+  ended_at: number | null;
+  outcome: string;
+  code: string | null;
+  reason: string | null;
+  stage: string;
+  stages: string;
+  included: string | null;
+  sum?: Buffer | null;
+}
+
+function fromRow(r: Row): RoundRecord {
+  const rec: RoundRecord = {
+    id: r.id,
+    roundId: r.round_id,
+    params: JSON.parse(r.params) as RoundRecord['params'],
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    outcome: r.outcome as RoundRecord['outcome'],
+    code: r.code,
+    reason: r.reason,
+    stage: r.stage,
+    stages: JSON.parse(r.stages) as RoundRecord['stages'],
+    included: r.included === null ? null : (JSON.parse(r.included) as number[]),
+  };
+  if (r.sum !== undefined) rec.sum = r.sum === null ? null : new Uint32Array(new Uint8Array(r.sum).buffer);
+  return rec;
+}
+
+/** Open (or create) the history file at `path`. */
+export function sqliteStore(path: string): RoundStore {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec(SCHEMA);
+  const insert = db.prepare(
+    `INSERT INTO rounds (round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, sum)
+     VALUES (@round_id, @params, @started_at, @ended_at, @outcome, @code, @reason, @stage, @stages, @included, @sum)`,
+  );
+  const update = db.prepare(
+    `UPDATE rounds SET ended_at=@ended_at, outcome=@outcome, code=@code, reason=@reason, stage=@stage, stages=@stages,
+     included=@included, sum=@sum WHERE id=@id`,
+  );
+  const toRow = (r: Omit<RoundRecord, 'id'>) => ({
+    round_id: r.roundId,
+    params: JSON.stringify(r.params),
+    started_at: r.startedAt,
+    ended_at: r.endedAt,
+    outcome: r.outcome,
+    code: r.code,
+    reason: r.reason,
+    stage: r.stage,
+    stages: JSON.stringify(r.stages),
+    included: r.included === null ? null : JSON.stringify(r.included),
+    sum: r.sum ? Buffer.from(r.sum.buffer, r.sum.byteOffset, r.sum.byteLength) : null,
+  });
+  const getOne = db.prepare('SELECT * FROM rounds WHERE id = ?');
+  const listSome = db.prepare(
+    'SELECT id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included FROM rounds ORDER BY id DESC LIMIT ?',
+  );
+  const unfinished = db.prepare("SELECT id FROM rounds WHERE outcome = 'running'");
+  const abortOne = db.prepare("UPDATE rounds SET outcome='aborted', code=?, reason=?, ended_at=?, sum=NULL, included=NULL WHERE id=?");
+  return {
+    async begin(record) {
+      return Number(insert.run(toRow(record)).lastInsertRowid);
+    },
+    async save(record) {
+      update.run({ ...toRow(record), id: record.id });
+    },
+    async get(id) {
+      const r = getOne.get(id) as Row | undefined;
+      return r && fromRow(r);
+    },
+    async list(options = {}) {
+      return (listSome.all(options.limit ?? 100) as Row[]).map(fromRow);
+    },
+    async abortUnfinished(code, reason, at) {
+      const ids = (unfinished.all() as Array<{ id: number }>).map((r) => r.id);
+      db.transaction(() => {
+        for (const id of ids) abortOne.run(code, reason, at, id);
+      })();
+      return ids;
+    },
+    async close() {
+      db.close();
+    },
+  };
+}

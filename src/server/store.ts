@@ -1,0 +1,106 @@
+/**
+ * Where the server keeps its rounds: the live one and the history. A small interface so the
+ * embedded defaults (in memory; SQLite file in sqliteStore.ts) can be swapped for an external
+ * engine without touching the server.
+ */
+export const SERVICE_STAGES = ['advertise', 'share', 'masked', 'consistency', 'unmask'] as const;
+export type ServiceStage = (typeof SERVICE_STAGES)[number];
+
+export type RoundOutcome = 'running' | 'completed' | 'aborted';
+
+export interface StageRecord {
+  /** Clients whose message for this stage the server accepted. */
+  clients: number;
+  /** Stage start and end, ms since the epoch (end 0 while running). */
+  startedAt: number;
+  endedAt: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface RoundParams {
+  readonly bits: number;
+  readonly dimension: number;
+  readonly threshold: number;
+  /** Neighbours per client actually used (n − 1 for the complete graph). */
+  readonly degree: number;
+  readonly mode: 'semi-honest' | 'active';
+  /** Clients invited (cohort size). */
+  readonly cohort: number;
+}
+
+export interface RoundRecord {
+  /** Sequential round number, 1, 2, … */
+  readonly id: number;
+  /** The protocol's 16-byte round id, hex. */
+  readonly roundId: string;
+  readonly params: RoundParams;
+  readonly startedAt: number;
+  endedAt: number | null;
+  outcome: RoundOutcome;
+  /** When aborted: a SecAggError code or 'ERR_SHUTDOWN' / 'ERR_INTERRUPTED'. */
+  code: string | null;
+  reason: string | null;
+  /** Current (or last) stage. */
+  stage: string;
+  stages: Partial<Record<ServiceStage, StageRecord>>;
+  /** Completed rounds: clients in the sum and the sum (the sum only from `get`). */
+  included: number[] | null;
+  sum?: Uint32Array | null;
+}
+
+export interface RoundStore {
+  /** Record a new round; returns its number. */
+  begin(record: Omit<RoundRecord, 'id'>): Promise<number>;
+  /** Save the current state of a round (stage progress, outcome, result). */
+  save(record: RoundRecord): Promise<void>;
+  get(id: number): Promise<RoundRecord | undefined>;
+  /** Newest first, without sums. */
+  list(options?: { limit?: number }): Promise<RoundRecord[]>;
+  /** Mark every round that never ended as aborted (after a restart); returns their numbers. */
+  abortUnfinished(code: string, reason: string, at: number): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+const clone = (r: RoundRecord, withSum: boolean): RoundRecord => {
+  const { sum, ...rest } = r;
+  const copy: RoundRecord = structuredClone(rest);
+  if (withSum && sum) copy.sum = sum.slice();
+  return copy;
+};
+
+/** The default store: history in memory, lost on restart. */
+export function memoryStore(): RoundStore {
+  const rounds = new Map<number, RoundRecord>();
+  let next = 1;
+  return {
+    async begin(record) {
+      const id = next++;
+      rounds.set(id, clone({ ...record, id }, true));
+      return id;
+    },
+    async save(record) {
+      rounds.set(record.id, clone(record, true));
+    },
+    async get(id) {
+      const r = rounds.get(id);
+      return r && clone(r, true);
+    },
+    async list(options = {}) {
+      return [...rounds.values()]
+        .sort((a, b) => b.id - a.id)
+        .slice(0, options.limit ?? 100)
+        .map((r) => clone(r, false));
+    },
+    async abortUnfinished(code, reason, at) {
+      const ids: number[] = [];
+      for (const r of rounds.values())
+        if (r.outcome === 'running') {
+          Object.assign(r, { outcome: 'aborted', code, reason, endedAt: at });
+          ids.push(r.id);
+        }
+      return ids;
+    },
+    async close() {},
+  };
+}

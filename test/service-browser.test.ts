@@ -1,0 +1,138 @@
+/**
+ * The service with browser clients: the ESM client bundle (src/client, esbuild, platform browser)
+ * runs participate() in headless Chromium over the page's own WebSocket, next to Node clients; and
+ * the dashboard at / shows the live round and the history (screenshot in test-output/service/).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { SecAggServer } from '../src/server/index.js';
+import type * as ClientModule from '../src/client/index.js';
+import { assertSum, nextResult, nodeClient, startServer, token, vector, type NodeClient } from './serviceHelpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..', '..');
+const OUT_DIR = join(ROOT, 'test-output', 'service');
+const M = 256;
+const BITS = 24;
+
+declare const secaggClient: typeof ClientModule;
+
+let server: SecAggServer;
+let context: BrowserContext | undefined;
+let profileDir: string | undefined;
+let page: Page;
+let bundleInputs: string[] = [];
+
+async function waitingCount(n: number): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if ((await server.status()).waiting >= n) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`fewer than ${n} clients waiting`);
+}
+
+describe('service with headless Chromium clients and the dashboard', { timeout: 60_000 }, () => {
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: install it with apt-get install -y chromium`);
+    server = await startServer({ autoStart: false, dimension: M, bits: BITS, stageTimeoutMs: 2500 });
+    const result = await build({
+      entryPoints: [join(HERE, '..', 'src', 'client', 'index.js')],
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      target: 'es2022',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+      absWorkingDir: ROOT,
+    });
+    bundleInputs = Object.keys(result.metafile.inputs);
+    const js = result.outputFiles[0]!.text;
+    profileDir = await mkdtemp(join(tmpdir(), 'secagg-chromium-'));
+    context = await chromium.launchPersistentContext(profileDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1200, height: 900 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(server.httpUrl);
+    // Load the ESM bundle in the dashboard's page (same origin as the WebSocket).
+    await page.evaluate(async (code) => {
+      const url = URL.createObjectURL(new Blob([code], { type: 'text/javascript' }));
+      (globalThis as { secaggClient?: unknown }).secaggClient = await import(url);
+    }, js);
+  });
+
+  after(async () => {
+    await context?.close().catch(() => {});
+    await server?.close();
+    if (profileDir) await rm(profileDir, { recursive: true, force: true });
+  });
+
+  test('the client bundle is browser-only (web crypto provider, no Node module)', () => {
+    assert.ok(bundleInputs.some((p) => p.endsWith('src/crypto/web.js')));
+    assert.deepEqual(bundleInputs.filter((p) => /crypto\/node\.js$|keystream-node\.js$|^node:|\/src\/node\/|\/src\/server\/|node_modules\/ws\//.test(p)), []);
+  });
+
+  test('a round mixing 5 Chromium clients and 3 Node clients completes with the correct sum', async () => {
+    const published = nextResult(server);
+    const browserInputs = Array.from({ length: 5 }, (_, i) => vector(500 + i, M, BITS));
+    const browserTokens = browserInputs.map((_, i) => token(`browser-${i}`));
+    const inPage = page.evaluate(
+      ({ url, tokens, inputs }) =>
+        Promise.all(tokens.map((t, i) => secaggClient.participate({ url, token: t, input: Uint32Array.from(inputs[i]!) }))),
+      { url: server.url, tokens: browserTokens, inputs: browserInputs.map((v) => Array.from(v)) },
+    );
+    const nodes = Array.from({ length: 3 }, (_, i) => nodeClient(server, `node-${i}`, vector(600 + i, M, BITS)));
+    await waitingCount(8);
+    assert.equal(await server.startRound(), 1);
+    const browserReports = (await inPage).map((r) => r[0]!);
+    await Promise.all(nodes.map((c) => c.done));
+    const result = await published;
+    assert.equal(result.included.length, 8);
+    for (const r of browserReports) assert.equal(r.included, true);
+    const all: NodeClient[] = [
+      ...nodes,
+      ...browserReports.map((r, i) => ({ name: `browser-${i}`, input: browserInputs[i]!, clientId: r.clientId, done: Promise.resolve([]) })),
+    ];
+    assertSum(result, all, M, BITS);
+    assert.equal(result.identities.filter((s) => s.startsWith('browser-')).length, 5);
+  });
+
+  test('the dashboard shows the live round (stage, clients, time left) and the history', async () => {
+    await page.waitForFunction(() => document.getElementById('totals-completed')?.textContent === '1', undefined, { timeout: 5000 });
+    // A round that waits in the masked stage for its deadline: one client never sends its input.
+    const clients = Array.from({ length: 4 }, (_, i) =>
+      nodeClient(server, `dash-${i}`, vector(700 + i, M, BITS), { unsafeBeforeSend: (stage) => (i === 0 && stage === 'masked' ? 'silent' : 'send') }),
+    );
+    await waitingCount(4);
+    assert.equal(await server.startRound(), 2);
+    await page.waitForFunction(() => document.getElementById('live-stage')?.textContent === 'masked', undefined, { timeout: 5000 });
+    assert.equal(await page.textContent('#live-round'), '#2');
+    assert.equal(await page.textContent('#stage-clients-advertise'), '4');
+    assert.equal(await page.textContent('#stage-clients-share'), '4');
+    assert.match((await page.textContent('#live-time-left')) ?? '', /^\d+\.\d s$/);
+    await mkdir(OUT_DIR, { recursive: true });
+    await page.screenshot({ path: join(OUT_DIR, 'dashboard-live.png'), fullPage: true });
+    await Promise.all(clients.map((c) => c.done));
+    await page.waitForFunction(() => document.getElementById('totals-completed')?.textContent === '2', undefined, { timeout: 8000 });
+    await page.waitForFunction(() => document.querySelectorAll('#history tr').length === 2, undefined, { timeout: 2000 });
+    const rows = await page.$$eval('#history tr', (trs) => trs.map((tr) => Array.from(tr.children, (td) => td.textContent)));
+    assert.equal(rows[0]![0], '2');
+    assert.equal(rows[0]![1], 'completed');
+    assert.equal(rows[0]![3], '3', 'the silent client is not in the sum');
+    assert.equal(rows[1]![3], '8');
+    assert.equal(await page.locator('#chart-clients rect.bar').count(), 2);
+    assert.ok(!(await page.isVisible('#live-stage')), 'no live round once it ended');
+    await page.screenshot({ path: join(OUT_DIR, 'dashboard.png'), fullPage: true });
+  });
+});
