@@ -75,6 +75,11 @@ interface ClientInternals {
   peers?: Map<number, Peer>;
   /** AEAD key shared with each neighbour, kept from ShareKeys to open its shares without a second agreement. */
   shareKeys?: Map<number, Uint8Array>;
+  /**
+   * Pairwise mask key with each neighbour. Derived at ShareKeys (it needs only the neighbour's
+   * advertised key), so the MaskedInput stage is keystream work alone and answers sooner.
+   */
+  maskKeys?: Map<number, Uint8Array>;
   /** Shares this client holds: from each neighbour v in its view of U2. */
   held?: Map<number, { keyShare: Uint8Array; selfShare: Uint8Array }>;
   /** The survivor set this client signed (active mode). */
@@ -253,8 +258,11 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
   const keyShares = splitSecret({ secret: it.maskingSecret!, holders, threshold: config.threshold, rng: it.options.rng });
   const selfShares = splitSecret({ secret: it.selfMaskSeed!, holders, threshold: config.threshold, rng: it.options.rng });
   it.shareKeys = new Map();
+  it.maskKeys = new Map();
   const shares = await Promise.all(
     neighbours.map(async (v, i) => {
+      const maskShared = await it.masking!.agree(peers.get(v)!.maskingKey);
+      it.maskKeys!.set(v, await derive.pairwiseMaskKey(c, maskShared, config.roundId, state.id, v));
       const shared = await it.encryption!.agree(peers.get(v)!.encryptionKey);
       const key = await derive.shareKey(c, shared, config.roundId, state.id, v);
       it.shareKeys!.set(v, key);
@@ -301,11 +309,7 @@ async function onShares(state: ClientState, m: SharesForYou): Promise<ClientStep
   const acc = new RingAccumulator(config.dimension);
   acc.addVector(it.options.input, 1);
   await acc.addPrg(c, await derive.selfMaskKey(c, it.selfMaskSeed!, config.roundId, state.id), 1);
-  for (const v of held.keys()) {
-    const shared = await it.masking!.agree(it.peers!.get(v)!.maskingKey);
-    const key = await derive.pairwiseMaskKey(c, shared, config.roundId, state.id, v as ClientId);
-    await acc.addPrg(c, key, v > state.id ? 1 : -1);
-  }
+  for (const v of held.keys()) await acc.addPrg(c, it.maskKeys!.get(v)!, v > state.id ? 1 : -1);
   const vector = packVector(acc.toVector(config.bits), config.bits);
   const after = next(state, config.mode === 'active' ? 'awaiting-consistency' : 'awaiting-unmask');
   return { state: after, outgoing: send(after, { case: 'maskedInput', value: { vector } }) };
