@@ -1,21 +1,20 @@
-/** Worker thread body for createWorkerUnmasker: expands a batch of masks into one partial sum. */
+/** Worker thread body for createWorkerUnmasker: runs a batch of mask jobs into one partial sum. */
 import { parentPort } from 'node:worker_threads';
 import { RingAccumulator } from '../ring/accumulator.js';
 import { nodeCrypto } from '../crypto/node.js';
+import { applyMaskJob, type MaskJob } from '../protocol/serverRound.js';
 
 interface Batch {
   readonly id: number;
   readonly length: number;
-  readonly keys: Uint8Array; // 16 bytes per job
-  readonly signs: Int8Array;
+  readonly jobs: readonly MaskJob[];
 }
 
 parentPort!.on('message', (batch: Batch) => {
-  const acc = new RingAccumulator(batch.length);
-  for (let j = 0; j < batch.signs.length; j++) {
-    // nodeCrypto's keystream is synchronous, so this returns void
-    void acc.addPrg(nodeCrypto, batch.keys.subarray(16 * j, 16 * j + 16), batch.signs[j] === 1 ? 1 : -1);
-  }
-  const partial = acc.toVector(32);
-  parentPort!.postMessage({ id: batch.id, partial }, [partial.buffer as ArrayBuffer]);
+  void (async () => {
+    const acc = new RingAccumulator(batch.length);
+    for (const job of batch.jobs) await applyMaskJob(acc, job, nodeCrypto);
+    const partial = acc.toVector(32);
+    parentPort!.postMessage({ id: batch.id, partial }, [partial.buffer as ArrayBuffer]);
+  })().catch((e: unknown) => parentPort!.postMessage({ id: batch.id, error: e instanceof Error ? e.message : String(e) }));
 });

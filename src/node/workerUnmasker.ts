@@ -4,7 +4,7 @@
  * m-word partial, so memory is O(workers · m) and the main thread adds W partials at the end.
  */
 import { Worker } from 'node:worker_threads';
-import type { MaskJob, Unmasker } from '../protocol/serverRound.js';
+import { jobExpansions, sequentialUnmasker, type MaskJob, type Unmasker } from '../protocol/serverRound.js';
 
 export interface WorkerUnmasker {
   readonly unmask: Unmasker;
@@ -22,9 +22,11 @@ export function createWorkerUnmasker(options: { workers: number }): WorkerUnmask
   // Started at once: a server keeps its pool, so thread start-up is not paid inside a round.
   let pool: Worker[] | null = Array.from({ length: count }, () => {
     const w = new Worker(new URL('./unmaskWorker.js', import.meta.url));
-    w.on('message', (m: { id: number; partial: Uint32Array }) => {
-      pending.get(m.id)?.resolve(m.partial);
+    w.on('message', (m: { id: number; partial?: Uint32Array; error?: string }) => {
+      const p = pending.get(m.id);
       pending.delete(m.id);
+      if (m.partial) p?.resolve(m.partial);
+      else p?.reject(new Error(`unmask worker failed: ${m.error}`));
     });
     w.on('error', (e) => {
       for (const p of pending.values()) p.reject(e);
@@ -33,26 +35,17 @@ export function createWorkerUnmasker(options: { workers: number }): WorkerUnmask
     return w;
   });
   const run = (w: Worker, length: number, jobs: readonly MaskJob[]): Promise<Uint32Array> => {
-    const keys = new Uint8Array(16 * jobs.length);
-    const signs = new Int8Array(jobs.length);
-    jobs.forEach((j, i) => {
-      keys.set(j.key, 16 * i);
-      signs[i] = j.sign;
-    });
     const id = nextId++;
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      w.postMessage({ id, length, keys, signs }, [keys.buffer, signs.buffer]);
+      w.postMessage({ id, length, jobs });
     });
   };
   // Each batch goes whole to the next worker (one partial sum back per batch); the server sends
   // batches without waiting, so all workers stay busy.
   const unmask: Unmasker = async (sum, jobs, crypto) => {
     if (pool === null) throw new Error('worker unmasker is closed');
-    if (jobs.length * sum.length < MIN_PARALLEL_WORDS) {
-      for (const job of jobs) await sum.addPrg(crypto, job.key, job.sign);
-      return;
-    }
+    if (jobs.reduce((n, j) => n + jobExpansions(j), 0) * sum.length < MIN_PARALLEL_WORDS) return sequentialUnmasker(sum, jobs, crypto);
     const w = pool[nextWorker++ % pool.length]!;
     sum.addVector(await run(w, sum.length, jobs), 1);
   };

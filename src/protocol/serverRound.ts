@@ -10,7 +10,7 @@
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { SecAggError, isSecAggError } from '../errors.js';
-import type { ClientId } from '../ids.js';
+import type { ClientId, RoundId } from '../ids.js';
 import { RingAccumulator } from '../ring/accumulator.js';
 import { unpackVector } from '../ring/vector.js';
 import { cryptoRng, type Rng } from '../rng.js';
@@ -24,10 +24,39 @@ import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, m
 
 export type ServerStage = 'advertise' | 'share' | 'masked' | 'consistency' | 'unmask' | 'done' | 'aborted';
 
-/** One PRG expansion the server must remove from the sum: sign +1 adds the keystream, −1 subtracts it. */
-export interface MaskJob {
-  readonly key: Uint8Array;
-  readonly sign: 1 | -1;
+/**
+ * Masks the server must remove from the sum: one PRG expansion under a known key (a survivor's
+ * self mask), or the pairwise masks between a dropped client — whose masking key the server has
+ * just reconstructed — and its surviving neighbours. The second kind carries the key agreement
+ * with it, so a worker-thread unmasker does the X25519 and HKDF work as well as the keystream.
+ * sign +1 adds the keystream, −1 subtracts it.
+ */
+export type MaskJob =
+  | { readonly key: Uint8Array; readonly sign: 1 | -1 }
+  | { readonly dropped: DroppedClientMasks };
+
+export interface DroppedClientMasks {
+  readonly round: RoundId;
+  readonly client: ClientId;
+  /** The dropped client's reconstructed (and verified) 32-byte X25519 masking key. */
+  readonly secretKey: Uint8Array;
+  readonly peers: readonly { readonly client: ClientId; readonly publicKey: Uint8Array; readonly sign: 1 | -1 }[];
+}
+
+/** PRG expansions a job performs. */
+export function jobExpansions(job: MaskJob): number {
+  return 'key' in job ? 1 : job.dropped.peers.length;
+}
+
+/** Runs one job into `sum` in this thread. */
+export async function applyMaskJob(sum: RingAccumulator, job: MaskJob, crypto: CryptoProvider): Promise<void> {
+  if ('key' in job) return sum.addPrg(crypto, job.key, job.sign);
+  const { round, client, secretKey, peers } = job.dropped;
+  const key = await crypto.x25519(secretKey);
+  for (const p of peers) {
+    const shared = await key.agree(p.publicKey);
+    await sum.addPrg(crypto, await derive.pairwiseMaskKey(crypto, shared, round, p.client, client), p.sign);
+  }
 }
 
 /**
@@ -39,7 +68,7 @@ export interface MaskJob {
 export type Unmasker = (sum: RingAccumulator, jobs: readonly MaskJob[], crypto: CryptoProvider) => Promise<void>;
 
 export const sequentialUnmasker: Unmasker = async (sum, jobs, crypto) => {
-  for (const job of jobs) await sum.addPrg(crypto, job.key, job.sign);
+  for (const job of jobs) await applyMaskJob(sum, job, crypto);
 };
 
 export interface ServerOptions {
@@ -477,10 +506,16 @@ async function finish(state: ServerState): Promise<ServerStep> {
     inFlight.push(it.unmasker(it.sum!, batch, c));
     batch = [];
   };
+  let batchExpansions = 0;
   const push = (job: MaskJob) => {
     batch.push(job);
-    expansions++;
-    if (batch.length >= perBatch) flush();
+    const n = jobExpansions(job);
+    expansions += n;
+    batchExpansions += n;
+    if (batchExpansions >= perBatch) {
+      flush();
+      batchExpansions = 0;
+    }
   };
   const gather = (owner: number, from: Map<number, Map<number, Uint8Array>>) => {
     const byHolder = from.get(owner) ?? new Map<number, Uint8Array>();
@@ -519,13 +554,14 @@ async function finish(state: ServerState): Promise<ServerStep> {
         verify: async (sk: Uint8Array) => derive.bytesEqual((await c.x25519(sk)).publicKey, advertised),
       });
       for (const h of badHolders) bad.add(h);
-      const key = await c.x25519(secret);
-      // Survivor u added +PRG(s_uv) if v > u, −PRG(s_uv) if v < u: remove exactly that.
-      for (const u of it.graph!.neighbours(v as ClientId)) {
-        if (!it.u3set!.has(u)) continue;
-        const shared = await key.agree(it.advertised.get(u)!.maskingKey);
-        push({ key: await derive.pairwiseMaskKey(c, shared, config.roundId, u, v as ClientId), sign: v > u ? -1 : 1 });
-      }
+      // Survivor u added +PRG(s_uv) if v > u, −PRG(s_uv) if v < u: remove exactly that. Long peer
+      // lists are split so that batches stay balanced across workers.
+      const peers = it.graph!
+        .neighbours(v as ClientId)
+        .filter((u) => it.u3set!.has(u))
+        .map((u) => ({ client: u, publicKey: it.advertised.get(u)!.maskingKey, sign: (v > u ? -1 : 1) as 1 | -1 }));
+      for (let i = 0; i < peers.length; i += perBatch)
+        push({ dropped: { round: config.roundId, client: v as ClientId, secretKey: secret, peers: peers.slice(i, i + perBatch) } });
     }
     flush();
     await Promise.all(inFlight);
