@@ -1,16 +1,21 @@
 #!/usr/bin/env node
 /**
- * npm run example:fl -- [--rounds N] [--clients N] [--seed N] [--out DIR] [--epochs N] [--dropout RATE] [--clip C]
+ * npm run example:fl -- [--network [--history FILE]] [--rounds N] [--clients N] [--seed N] [--out DIR] [--epochs N] [--dropout RATE] [--clip C]
  *
  * Federated training of a small TF.js classifier, aggregated by the real SecAgg protocol with
  * dropouts, next to plain FedAvg on the same data and seeds. Prints both curves per round and
  * writes DIR/fl-curves.svg and DIR/fl-results.json (DIR default test-output/fl).
+ *
+ * --network: the secure sums come from the aggregation service (createServer on 127.0.0.1, one
+ * participate() client per FL client over a real WebSocket, dropouts by disconnecting); writes
+ * DIR/fl-curves-network.svg and DIR/fl-results-network.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { DEFAULT_OPTIONS, runFederated } from './run.js';
+import { runFederatedNetwork } from './network.js';
 import { renderSvg } from './plot.js';
 
 const { values } = parseArgs({
@@ -22,11 +27,17 @@ const { values } = parseArgs({
     dropout: { type: 'string' },
     clip: { type: 'string' },
     out: { type: 'string' },
+    network: { type: 'boolean' },
+    history: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  console.log('usage: npm run example:fl -- [--rounds 20] [--clients 24] [--seed 7] [--epochs 2] [--dropout 0.15] [--clip 0.2] [--out test-output/fl]');
+  console.log(
+    'usage: npm run example:fl -- [--network [--history FILE]] [--rounds 20] [--clients 24] [--seed 7] [--epochs 2] [--dropout 0.15] [--clip 0.2] [--out test-output/fl]\n' +
+      '  --network   aggregate through the service (local server, one WebSocket client per FL client)\n' +
+      '  --history   with --network: keep the service\'s round history in this SQLite file (default: a temporary one)',
+  );
   process.exit(0);
 }
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
@@ -53,13 +64,27 @@ if (!(clip > 0 && Number.isFinite(clip))) {
   process.exit(2);
 }
 const out = resolve(values.out ?? 'test-output/fl');
+const network = values.network ?? false;
+if (values.history !== undefined && !network) {
+  console.error('--history needs --network');
+  process.exit(2);
+}
 
 tf.env().set('PROD', true); // silences tfjs's "install the node backend" banner; we use the pure-JS CPU backend on purpose
 await tf.setBackend('cpu');
 
 const t0 = performance.now();
-console.log(`federated learning: ${clients} clients, ${rounds} rounds, seed ${seed}, synthetic non-IID data (see docs/federated-learning.md)`);
-const result = await runFederated({ rounds, clients, seed, localEpochs, dropoutRate, clip, log: (l) => console.log(l) });
+console.log(
+  `federated learning: ${clients} clients, ${rounds} rounds, seed ${seed}, synthetic non-IID data (see docs/federated-learning.md)` +
+    (network ? '; secure sums from the aggregation service over WebSockets' : ''),
+);
+const options = { rounds, clients, seed, localEpochs, dropoutRate, clip, log: (l: string) => console.log(l) };
+const result = network
+  ? await runFederatedNetwork(options, {
+      ...(values.history !== undefined ? { historyFile: resolve(values.history) } : {}),
+      onListening: (s) => console.log(`service: ${s.url} (dashboard ${s.httpUrl}), ${clients} participate() clients`),
+    })
+  : await runFederated(options);
 const last = result.rounds.at(-1)!;
 const gap = 100 * (last.secure.accuracy - last.plain.accuracy);
 console.log(
@@ -67,7 +92,12 @@ console.log(
     `plain ${(100 * last.plain.accuracy).toFixed(2)}% (loss ${last.plain.loss.toFixed(4)}), ` +
     `difference ${gap >= 0 ? '+' : ''}${gap.toFixed(2)} pp; ${((performance.now() - t0) / 1000).toFixed(1)} s`,
 );
+if (result.service) {
+  const done = result.service.history.filter((h) => h.outcome === 'completed').length;
+  console.log(`service history: ${done}/${result.service.history.length} rounds completed; every secure round's sum came from the service`);
+}
+const suffix = network ? '-network' : '';
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'fl-curves.svg'), renderSvg(result));
-writeFileSync(join(out, 'fl-results.json'), JSON.stringify(result, null, 2) + '\n');
-console.log(`wrote ${join(out, 'fl-curves.svg')} and ${join(out, 'fl-results.json')}`);
+writeFileSync(join(out, `fl-curves${suffix}.svg`), renderSvg(result));
+writeFileSync(join(out, `fl-results${suffix}.json`), JSON.stringify(result, null, 2) + '\n');
+console.log(`wrote ${join(out, `fl-curves${suffix}.svg`)} and ${join(out, `fl-results${suffix}.json`)}`);

@@ -59,18 +59,19 @@ function panel(x0: number, y0: number, w: number, h: number, title: string, yLab
 export function renderSvg(result: FlResult): string {
   const acc = (k: 'secure' | 'plain') => [result.initial.accuracy, ...result.rounds.map((r) => r[k].accuracy)].map((a) => 100 * a);
   const loss = (k: 'secure' | 'plain') => [result.initial.loss, ...result.rounds.map((r) => r[k].loss)];
-  const secure = { label: 'SecAgg (masked, fixed-point, dropouts)', colour: '#7fa7e6', dash: '' };
+  const network = result.aggregation === 'network';
+  const secure = { label: network ? 'SecAgg service (WebSocket clients, dropouts)' : 'SecAgg (masked, fixed-point, dropouts)', colour: '#7fa7e6', dash: '' };
   const plain = { label: 'plain FedAvg (unmasked, float64)', colour: '#e07b00', dash: '6 4' };
   const W = 900;
   const H = 400;
   const o = result.options;
   const last = result.rounds.at(-1);
   const subtitle =
-    `${o.clients} clients (non-IID: ~85% of each client's data from 2 of ${o.spec.classes} classes), ${result.rounds.length} rounds, ` +
+    `${o.clients} ${network ? 'WebSocket ' : ''}clients (non-IID: ~85% of each client's data from 2 of ${o.spec.classes} classes), ${result.rounds.length} rounds, ` +
     `${Math.round(o.dropoutRate * 100)}% dropouts per round; ring 2^${result.plan.bits}, scale 2^${result.plan.fractionalBits}` +
     (last ? `; final accuracy ${(100 * last.secure.accuracy).toFixed(2)}% vs ${(100 * last.plain.accuracy).toFixed(2)}%` : '');
   const body = [
-    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">Federated averaging: secure aggregation vs plain FedAvg</text>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">Federated averaging: ${network ? 'secure aggregation over the network service' : 'secure aggregation'} vs plain FedAvg</text>`,
     `<text x="${W / 2}" y="44" text-anchor="middle" font-size="11" fill="#444">${esc(subtitle)}</text>`,
     panel(80, 80, 330, 230, 'test accuracy', 'accuracy (%)', [{ ...secure, points: acc('secure') }, { ...plain, points: acc('plain') }], (v) => v.toFixed(0)),
     panel(530, 80, 330, 230, 'test loss', 'cross-entropy', [{ ...secure, points: loss('secure') }, { ...plain, points: loss('plain') }], (v) => v.toFixed(2)),

@@ -1,8 +1,12 @@
 /**
  * Federated averaging of a small TF.js classifier, twice on the same data, seeds and dropout
- * schedule: once aggregated by the real SecAgg protocol (simulateRound: keys, encrypted shares,
- * masks, dropouts, unmasking) with the fixed-point encoding, once by plain unmasked FedAvg in
- * float64. The only differences between the two runs are clipping and quantisation.
+ * schedule: once aggregated by the real SecAgg protocol (keys, encrypted shares, masks, dropouts,
+ * unmasking) with the fixed-point encoding, once by plain unmasked FedAvg in float64. The only
+ * differences between the two runs are clipping and quantisation.
+ *
+ * The training/evaluation loop (`federatedLoop`) is shared by both variants of the example; what
+ * differs is the `Aggregator` that turns the clients' encoded vectors into a sum: in process
+ * (`simulateRound`, here) or over the aggregation service (`network.ts`: createServer + participate).
  */
 import * as tf from '@tensorflow/tfjs';
 import { simulateRound, STAGES, type Stage } from '../../sim/simulate.js';
@@ -71,15 +75,68 @@ export interface RoundLog {
   errorBound: number;
   /** max |secure global − plain global| over all weights after this round. */
   maxWeightGap: number;
+  /** In process: the protocol's time; over the network: the service round, start to result (includes local training). */
   secureMs: number;
+  /** Over the network: the service's record of the round that produced this sum. */
+  service?: ServiceRoundLog;
 }
+
+/** What the service said about one round (network variant). */
+export interface ServiceRoundLog {
+  /** The service's round number and 16-byte round id (hex), as in its history. */
+  id: number;
+  roundId: string;
+  cohort: number;
+  /** Clients whose message each stage accepted. */
+  stages: Record<string, number>;
+  /** SHA-256 (hex) of the published sum's bytes. */
+  sumSha256: string;
+}
+
+export type AggregationKind = 'in-process' | 'network';
 
 export interface FlResult {
   options: Omit<FlOptions, 'log' | 'rng'>;
+  /** How the secure sums were computed: simulateRound in process, or the service over WebSockets. */
+  aggregation: AggregationKind;
   plan: EncodingPlan;
   parameters: number;
   initial: Metrics;
   rounds: RoundLog[];
+  /** Network variant: where the service listened and its history (newest first, without sums). */
+  service?: { url: string; history: Array<{ id: number; roundId: string; outcome: string; included: number; cohort: number }> };
+}
+
+/** One round's secure sum, from whichever aggregator. */
+export interface SecureRound {
+  /** Σ encoded vectors mod 2^plan.bits over `included`. */
+  sum: Uint32Array;
+  /** Indices (0-based) of the clients whose vector is in the sum, ascending. */
+  included: number[];
+  ms: number;
+  service?: ServiceRoundLog;
+}
+
+/**
+ * Runs the secure aggregation of each round. `input(i)` trains client i locally from the current
+ * secure global model and returns its encoded vector (the loop serialises the training, so it may
+ * be called concurrently); an aggregator calls it for the clients that send an input, and makes the
+ * clients in `dropped` fall silent at their stage.
+ */
+export interface Aggregator {
+  readonly kind: AggregationKind;
+  round(round: number, dropped: Partial<Record<Stage, number[]>>, input: (client: number) => Promise<Uint32Array>): Promise<SecureRound>;
+  /** After the last round (or a failure): release everything; may return a summary for the result. */
+  close(failed: boolean): Promise<FlResult['service'] | undefined>;
+}
+
+export interface AggregatorContext {
+  clients: number;
+  rounds: number;
+  plan: EncodingPlan;
+  /** Elements per encoded vector (parameters + plan.extraElements). */
+  dimension: number;
+  rng: Rng;
 }
 
 function buildModel(features: number, hidden: number, classes: number, seed: number, lr: number): tf.Sequential {
@@ -135,12 +192,41 @@ function dropSchedule(rnd: SeededRandom, n: number, rate: number): Partial<Recor
 }
 
 /** Clients whose masked input reaches the sum: all but those silent before sending it. */
-function expectedIncluded(n: number, dropped: Partial<Record<Stage, number[]>>): number[] {
+export function expectedIncluded(n: number, dropped: Partial<Record<Stage, number[]>>): number[] {
   const gone = new Set([...(dropped.advertise ?? []), ...(dropped.share ?? []), ...(dropped.masked ?? [])]);
   return Array.from({ length: n }, (_, i) => i).filter((i) => !gone.has(i));
 }
 
-export async function runFederated(partial: Partial<FlOptions> = {}): Promise<FlResult> {
+/** The in-process aggregator: the real protocol between simulated clients (simulateRound). */
+export function inProcessAggregator(ctx: AggregatorContext): Aggregator {
+  return {
+    kind: 'in-process',
+    async round(_r, dropped, input) {
+      const zero = new Uint32Array(ctx.dimension); // clients silent before MaskedInput never send theirs
+      const inputs: Uint32Array[] = new Array<Uint32Array>(ctx.clients).fill(zero);
+      for (const i of expectedIncluded(ctx.clients, dropped)) inputs[i] = await input(i);
+      const t0 = performance.now();
+      const result = await simulateRound({ inputs, bits: ctx.plan.bits, dropouts: dropped, rng: ctx.rng });
+      return { sum: result.sum, included: result.included, ms: performance.now() - t0 };
+    },
+    async close() {
+      return undefined;
+    },
+  };
+}
+
+/** FedAvg with the in-process protocol (the original example). */
+export function runFederated(partial: Partial<FlOptions> = {}): Promise<FlResult> {
+  return federatedLoop(partial, async (ctx) => inProcessAggregator(ctx));
+}
+
+/**
+ * The shared training/evaluation loop: each round, the clients train from the secure global model
+ * and their encoded updates are summed by the aggregator; `secureFedAvg` turns the sum into the new
+ * secure global model. The plain run trains the same included clients from the plain global model
+ * and averages in float64.
+ */
+export async function federatedLoop(partial: Partial<FlOptions>, makeAggregator: (ctx: AggregatorContext) => Promise<Aggregator>): Promise<FlResult> {
   const o: FlOptions = { ...DEFAULT_OPTIONS, ...partial };
   const log = o.log ?? (() => {});
   const rng = o.rng ?? cryptoRng;
@@ -162,82 +248,117 @@ export async function runFederated(partial: Partial<FlOptions> = {}): Promise<Fl
       `clip ±${plan.clip}, maxWeight ${maxWeight}, headroom ${plan.headroomBits.toFixed(2)} bits, mean error ≤ ${plan.errorBound.mean.toExponential(2)}/(mean weight)`,
   );
 
-  let secureGlobal: Float32Array = initial.slice();
-  let plainGlobal: Float32Array = initial.slice();
-  const initialMetrics = await evaluate(model, test);
-  log(`round  0  secure acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}  | plain acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}`);
-  const schedule = new SeededRandom(o.seed + 2);
-  const rounds: RoundLog[] = [];
+  const aggregator = await makeAggregator({ clients: o.clients, rounds: o.rounds, plan, dimension: layout.size + plan.extraElements, rng });
+  let failed = true;
+  try {
+    let secureGlobal: Float32Array = initial.slice();
+    let plainGlobal: Float32Array = initial.slice();
+    const initialMetrics = await evaluate(model, test);
+    log(`round  0  secure acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}  | plain acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}`);
+    const schedule = new SeededRandom(o.seed + 2);
+    const rounds: RoundLog[] = [];
 
-  /** Load `global` into the model and train it on one client's data (its weights are then the local model). */
-  const trainLocal = async (global: Float32Array, client: number, order: readonly number[]): Promise<void> => {
-    setFlat(model, global, layout);
-    const { xs, ys } = toTensors(data.clients[client]!, order);
-    await model.fit(xs, ys, { epochs: o.localEpochs, batchSize: o.batchSize, shuffle: false, verbose: 0 });
-    tf.dispose([xs, ys]);
-  };
+    /** Load `global` into the model and train it on one client's data (its weights are then the local model). */
+    const trainLocal = async (global: Float32Array, client: number, order: readonly number[]): Promise<void> => {
+      setFlat(model, global, layout);
+      const { xs, ys } = toTensors(data.clients[client]!, order);
+      await model.fit(xs, ys, { epochs: o.localEpochs, batchSize: o.batchSize, shuffle: false, verbose: 0 });
+      tf.dispose([xs, ys]);
+    };
+    // One model serves every client in turn, so local training runs one client at a time.
+    let idle: Promise<unknown> = Promise.resolve();
+    const serially = <T>(f: () => Promise<T>): Promise<T> => {
+      const p = idle.then(f);
+      idle = p.catch(() => {});
+      return p;
+    };
 
-  for (let r = 1; r <= o.rounds; r++) {
-    const dropped = dropSchedule(schedule, o.clients, o.dropoutRate);
-    const included = expectedIncluded(o.clients, dropped);
-    const orders = sizes.map((n) => schedule.shuffle(Array.from({ length: n }, (_, i) => i)));
+    for (let r = 1; r <= o.rounds; r++) {
+      const dropped = dropSchedule(schedule, o.clients, o.dropoutRate);
+      const included = expectedIncluded(o.clients, dropped);
+      const orders = sizes.map((n) => schedule.shuffle(Array.from({ length: n }, (_, i) => i)));
 
-    // Secure run: clients train from the secure global model and contribute encoded updates
-    // (local − global, clipped, times their example count, plus the count itself as the last element).
-    const zero = new Uint32Array(layout.size + plan.extraElements); // clients silent before MaskedInput never send theirs
-    const inputs: Uint32Array[] = new Array<Uint32Array>(o.clients).fill(zero);
-    let clipped = 0;
-    let clippedOf = 0;
-    let maxAbsUpdate = 0;
-    for (const i of included) {
-      await trainLocal(secureGlobal, i, orders[i]!);
-      const c = contribute(model, sizes[i]!, plan, { base: secureGlobal, rng });
-      clipped += c.report.clipped;
-      clippedOf += c.report.elements;
-      maxAbsUpdate = Math.max(maxAbsUpdate, c.report.maxAbs);
-      inputs[i] = c.vector;
+      // Secure run: clients train from the secure global model and contribute encoded updates
+      // (local − global, clipped, times their example count, plus the count itself as the last element).
+      const reports = new Map<number, ReturnType<typeof contribute>['report']>();
+      const base = secureGlobal;
+      const input = (i: number): Promise<Uint32Array> =>
+        serially(async () => {
+          if (!Number.isInteger(i) || i < 0 || i >= o.clients) throw new RangeError(`no client ${i}`);
+          await trainLocal(base, i, orders[i]!);
+          const c = contribute(model, sizes[i]!, plan, { base, rng });
+          reports.set(i, c.report);
+          return c.vector;
+        });
+      const result = await aggregator.round(r, dropped, input);
+      await idle;
+      if (result.included.join() !== included.join())
+        throw new Error(`round ${r}: the protocol included [${result.included}] but the schedule predicts [${included}]`);
+      let clipped = 0;
+      let clippedOf = 0;
+      let maxAbsUpdate = 0;
+      for (const i of included) {
+        const report = reports.get(i);
+        if (!report) throw new Error(`round ${r}: client ${i} is in the sum but never trained`);
+        clipped += report.clipped;
+        clippedOf += report.elements;
+        maxAbsUpdate = Math.max(maxAbsUpdate, report.maxAbs);
+      }
+      setFlat(model, secureGlobal, layout); // the template: secureFedAvg adds the mean update to it
+      const agg = secureFedAvg(result, plan, model, { delta: true });
+      applyWeights(model, agg.weights);
+      tf.dispose(agg.weights);
+      secureGlobal = flattenWeights(model, layout).values;
+      const secure = await evaluate(model, test);
+
+      // Plain run: the same clients, data order and weights; exact float64 FedAvg of the updates.
+      const sumUpdate = new Float64Array(layout.size);
+      let totalWeight = 0;
+      for (const i of included) {
+        await trainLocal(plainGlobal, i, orders[i]!);
+        const local = flattenWeights(model, layout).values;
+        const w = sizes[i]!;
+        for (let j = 0; j < local.length; j++) sumUpdate[j] = sumUpdate[j]! + w * (local[j]! - plainGlobal[j]!);
+        totalWeight += w;
+      }
+      const nextPlain = new Float32Array(layout.size);
+      for (let j = 0; j < nextPlain.length; j++) nextPlain[j] = plainGlobal[j]! + sumUpdate[j]! / totalWeight;
+      plainGlobal = nextPlain;
+      setFlat(model, plainGlobal, layout);
+      const plain = await evaluate(model, test);
+
+      let gap = 0;
+      for (let j = 0; j < layout.size; j++) gap = Math.max(gap, Math.abs(secureGlobal[j]! - plainGlobal[j]!));
+      const entry: RoundLog = {
+        round: r,
+        secure,
+        plain,
+        included,
+        dropped,
+        clipped,
+        clippedOf,
+        maxAbsUpdate,
+        errorBound: agg.errorBound,
+        maxWeightGap: gap,
+        secureMs: result.ms,
+        ...(result.service ? { service: result.service } : {}),
+      };
+      rounds.push(entry);
+      const drops = STAGES.filter((s) => dropped[s]?.length).map((s) => `${s}:${dropped[s]!.length}`).join(' ') || 'none';
+      const where = result.service ? `service round #${result.service.id} ${result.ms.toFixed(0)} ms` : `protocol ${result.ms.toFixed(0)} ms`;
+      log(
+        `round ${String(r).padStart(2)}  secure acc ${(100 * secure.accuracy).toFixed(2)}%  loss ${secure.loss.toFixed(4)}  | ` +
+          `plain acc ${(100 * plain.accuracy).toFixed(2)}%  loss ${plain.loss.toFixed(4)}  | ${included.length}/${o.clients} in sum, ` +
+          `dropped ${drops}, clipped ${clipped}/${clippedOf} (max |update| ${maxAbsUpdate.toFixed(2)}), max |Δw| ${gap.toExponential(1)}, ${where}`,
+      );
     }
-    const t0 = performance.now();
-    const result = await simulateRound({ inputs, bits: plan.bits, dropouts: dropped, rng });
-    const secureMs = performance.now() - t0;
-    if (result.included.join() !== included.join())
-      throw new Error(`round ${r}: the protocol included [${result.included}] but the schedule predicts [${included}]`);
-    setFlat(model, secureGlobal, layout); // the template: secureFedAvg adds the mean update to it
-    const agg = secureFedAvg(result, plan, model, { delta: true });
-    applyWeights(model, agg.weights);
-    tf.dispose(agg.weights);
-    secureGlobal = flattenWeights(model, layout).values;
-    const secure = await evaluate(model, test);
-
-    // Plain run: the same clients, data order and weights; exact float64 FedAvg of the updates.
-    const sumUpdate = new Float64Array(layout.size);
-    let totalWeight = 0;
-    for (const i of included) {
-      await trainLocal(plainGlobal, i, orders[i]!);
-      const local = flattenWeights(model, layout).values;
-      const w = sizes[i]!;
-      for (let j = 0; j < local.length; j++) sumUpdate[j] = sumUpdate[j]! + w * (local[j]! - plainGlobal[j]!);
-      totalWeight += w;
-    }
-    const nextPlain = new Float32Array(layout.size);
-    for (let j = 0; j < nextPlain.length; j++) nextPlain[j] = plainGlobal[j]! + sumUpdate[j]! / totalWeight;
-    plainGlobal = nextPlain;
-    setFlat(model, plainGlobal, layout);
-    const plain = await evaluate(model, test);
-
-    let gap = 0;
-    for (let j = 0; j < layout.size; j++) gap = Math.max(gap, Math.abs(secureGlobal[j]! - plainGlobal[j]!));
-    const entry: RoundLog = { round: r, secure, plain, included, dropped, clipped, clippedOf, maxAbsUpdate, errorBound: agg.errorBound, maxWeightGap: gap, secureMs };
-    rounds.push(entry);
-    const drops = STAGES.filter((s) => dropped[s]?.length).map((s) => `${s}:${dropped[s]!.length}`).join(' ') || 'none';
-    log(
-      `round ${String(r).padStart(2)}  secure acc ${(100 * secure.accuracy).toFixed(2)}%  loss ${secure.loss.toFixed(4)}  | ` +
-        `plain acc ${(100 * plain.accuracy).toFixed(2)}%  loss ${plain.loss.toFixed(4)}  | ${included.length}/${o.clients} in sum, ` +
-        `dropped ${drops}, clipped ${clipped}/${clippedOf} (max |update| ${maxAbsUpdate.toFixed(2)}), max |Δw| ${gap.toExponential(1)}, protocol ${secureMs.toFixed(0)} ms`,
-    );
+    failed = false;
+    const service = await aggregator.close(false);
+    const { log: _l, rng: _r, ...rest } = o;
+    return { options: rest, aggregation: aggregator.kind, plan, parameters: layout.size, initial: initialMetrics, rounds, ...(service ? { service } : {}) };
+  } finally {
+    if (failed) await aggregator.close(true).catch(() => {});
+    tf.dispose([test.xs, test.ys]);
+    model.dispose();
   }
-  tf.dispose([test.xs, test.ys]);
-  model.dispose();
-  const { log: _l, rng: _r, ...rest } = o;
-  return { options: rest, plan, parameters: layout.size, initial: initialMetrics, rounds };
 }
