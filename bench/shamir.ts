@@ -4,6 +4,8 @@
  * verified reconstruction from all n shares: the common case (all honest; the cached dual check
  * clears the n − t spares in O(n·C)), the same without a cache, and with one bad spare (the exact
  * O((n − t)·t·C) per-spare check that names it — what every call cost before the dual check).
+ * Second table: a whole complete-graph round (n owners, each reconstructed from U \ {v}) with one
+ * cache, before supersets (every owner O(n²): O(n³) in all) and after (dual.ts, "Supersets").
  * Run: node dist/bench/shamir.js
  */
 import { cryptoRng } from '../src/rng.js';
@@ -90,8 +92,61 @@ for (const [n, t] of cases) {
   table.push([`${n}`, `${t}`, fmt(split), fmt(cold), fmt(cached), fmt(verified), fmt(verifiedCold), fmt(exact), fmt(oneBad)]);
 }
 
-const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
-for (const [i, row] of table.entries()) {
-  console.log('| ' + row.map((cell, c) => cell.padStart(widths[c]!)).join(' | ') + ' |');
-  if (i === 0) console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+printTable(table);
+
+// The server's complete-graph case: every owner v's shares are held by U \ {v} (U = the n
+// responders), one fresh LagrangeCache for the whole round as in serverRound.finish(). Without
+// supersets (`supersets: false`, the code before them) every owner misses the dual-vector cache at
+// O(n²) each: O(n³) for the round. With them the O(n²) part is done a constant number of times.
+const rounds: string[][] = [
+  ['n', 't', 'n owners each from U \\ {v}: before (no supersets)', 'after (automatic)', 'after + setUniverse(U)', 'per owner', 'O(n²) weight computations'],
+];
+for (const [n, t] of [
+  [500, 251],
+  [1000, 501],
+] as const) {
+  const U = Array.from({ length: n }, (_, i) => i + 1);
+  const owners = U.map((v) => {
+    const secret = cryptoRng(32);
+    const holders = U.filter((u) => u !== v);
+    const shares = splitSecret({ secret, holders, threshold: t, rng: cryptoRng });
+    const expect = Buffer.from(secret);
+    return { holders, shares, verify: (s: Uint8Array) => expect.equals(s) };
+  });
+  const once = async (opts: { supersets: boolean; universe: boolean }) => {
+    const cache = new LagrangeCache({ supersets: opts.supersets });
+    const start = performance.now();
+    if (opts.universe) cache.setUniverse(U);
+    for (const o of owners) await reconstructVerified({ holders: o.holders, shares: o.shares, threshold: t, verify: o.verify, cache });
+    const ms = performance.now() - start;
+    if (cache.exactChecks !== 0) throw new Error('fast path not taken');
+    return { ms, weights: cache.weightComputations };
+  };
+  const median = async (opts: { supersets: boolean; universe: boolean }) => {
+    await once(opts); // warm-up
+    const runs = [await once(opts), await once(opts), await once(opts)].sort((a, b) => a.ms - b.ms);
+    return runs[1]!;
+  };
+  const auto = await median({ supersets: true, universe: false });
+  const univ = await median({ supersets: true, universe: true });
+  const before = await once({ supersets: false, universe: false }); // one run: O(n³), seconds
+  rounds.push([
+    `${n}`,
+    `${t}`,
+    fmt(before.ms),
+    fmt(auto.ms),
+    fmt(univ.ms),
+    fmt(univ.ms / n),
+    `${before.weights} → ${auto.weights} / ${univ.weights}`,
+  ]);
+}
+console.log();
+printTable(rounds);
+
+function printTable(table: string[][]): void {
+  const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
+  for (const [i, row] of table.entries()) {
+    console.log('| ' + row.map((cell, c) => cell.padStart(widths[c]!)).join(' | ') + ' |');
+    if (i === 0) console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+  }
 }

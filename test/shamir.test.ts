@@ -5,7 +5,18 @@ import fc from 'fast-check';
 import { SecAggError, isSecAggError } from '../src/errors.js';
 import type { Rng } from '../src/rng.js';
 import { P, batchInvert, inv, mul, reduce } from '../src/shamir/field.js';
-import { DUAL_VECTORS, dualCheck, dualVectorsUnchecked } from '../src/shamir/dual.js';
+import {
+  DUAL_VECTORS,
+  MAX_MISSING,
+  dualCheck,
+  dualFromSuperset,
+  dualVectorsUnchecked,
+  lagrangeZeroFromSuperset,
+  missingPositions,
+  nearUnion,
+  newSuperset,
+  supersetDualTable,
+} from '../src/shamir/dual.js';
 import {
   FIELD_PRIME,
   LagrangeCache,
@@ -697,4 +708,205 @@ test('reconstructVerified: random single-chunk corruption of random spares is al
     { numRuns: 100 },
   );
   assert.equal(cache.dualComputations, 1);
+});
+
+// ---- supersets: S = U \ R in O(k·|R|) -------------------------------------------------------
+
+test('superset path: derived dual vectors and Lagrange coefficients equal direct ones (BigInt), |R| = 0..MAX_MISSING', () => {
+  const U = [3, 7, 10, 22, 31, 40, 51, 60, 77, 1000, 65535];
+  const t = 4;
+  const K = U.length;
+  const m = K - t;
+  // Known coefficients c^(v)_0..c^(v)_{m−1}: the superset serves |R| = j with the truncation to
+  // degree < m − j, which is exactly what dualVectorsUnchecked draws for a set of K − j points.
+  const c = Array.from({ length: DUAL_VECTORS * m }, (_, i) => (i === 0 ? P - 1 : (i * 104729 + 777) % P));
+  const sup = newSuperset(U);
+  const table = supersetDualTable(sup, t, (out) => out.set(c));
+  assert.equal(supersetDualTable(sup, t, () => assert.fail('drawn twice')), table, 'cached per threshold');
+  const removals: number[][] = [[], ...U.map((_, r) => [r]), [0, 5], [3, 10], [1, 2, 9], [0, 4, 6, 8]];
+  for (const R of removals) {
+    const S = U.filter((_, i) => !R.includes(i));
+    const k = S.length;
+    const mS = k - t;
+    const d = dualFromSuperset(sup, table, t, R);
+    const direct = dualVectorsUnchecked(S, t, (out) => {
+      for (let v = 0; v < DUAL_VECTORS; v++) out.set(c.slice(v * m, v * m + mS), v * mS);
+    });
+    assert.deepEqual(Array.from(d), Array.from(direct), `R = ${R}`);
+    const w = bigWeights(S);
+    for (let v = 0; v < DUAL_VECTORS; v++)
+      S.forEach((x, i) => {
+        const qx = bmod(c.slice(v * m, v * m + mS).reduce((acc, ci, j) => acc + BigInt(ci) * bpow(BigInt(x), BigInt(j)), 0n));
+        assert.equal(BigInt(d[v * k + i]!), bmod(w[i]! * qx), `R ${R} v ${v} i ${i}`);
+      });
+    assert.deepEqual(Array.from(lagrangeZeroFromSuperset(sup, R)), bigLagrangeAtZero(S).map(Number), `λ, R = ${R}`);
+  }
+  // |S| must stay above t.
+  assert.throws(() => dualFromSuperset(sup, table, t, range(0, MAX_MISSING)), RangeError);
+  assert.throws(() => supersetDualTable(newSuperset([1, 2, 3]), 3, () => {}), RangeError);
+});
+
+test('superset helpers: missingPositions and nearUnion', () => {
+  assert.deepEqual(missingPositions([2, 4], [1, 2, 3, 4], 4), [0, 2]);
+  assert.deepEqual(missingPositions([1, 2, 3, 4], [1, 2, 3, 4], 0), []);
+  assert.equal(missingPositions([1, 5], [1, 2, 3, 4], 4), null, 'not a subset');
+  assert.equal(missingPositions([0, 1], [1, 2, 3], 4), null, 'not a subset');
+  assert.equal(missingPositions([4], [1, 2, 3, 4], 2), null, 'gap too large');
+  assert.equal(missingPositions([1, 2, 3], [1, 2], 4), null, 'larger than the superset');
+  assert.deepEqual(nearUnion([1, 2, 4], [2, 3, 4], 1), [1, 2, 3, 4]);
+  assert.deepEqual(nearUnion([1, 2], [1, 2], 0), [1, 2]);
+  assert.deepEqual(nearUnion([1, 2, 3], [2], 2), [1, 2, 3]);
+  assert.equal(nearUnion([1, 2, 3], [2], 1), null);
+  assert.equal(nearUnion([1, 2, 5, 6], [3, 4, 5, 6], 1), null);
+});
+
+test('superset path via the cache: setUniverse(U) serves every U \\ {r} with the full dual code, catching any single change', () => {
+  const U = range(1, 14).map((i) => i * 11 + 2);
+  const t = 5;
+  const cache = new LagrangeCache();
+  cache.setUniverse(U.slice().reverse()); // any order
+  cache.setUniverse(U); // same set: no-op
+  assert.equal(cache.weightComputations, 1);
+  assert.equal(cache.supersetCount, 1);
+  for (let r = 0; r < U.length; r++) {
+    const S = U.filter((_, i) => i !== r);
+    const k = S.length;
+    const d = cache.dualLookup(S, t);
+    assert.equal(cache.dualLookup(S, t), d, 'then a plain hit');
+    const w = bigWeights(S);
+    for (let v = 0; v < DUAL_VECTORS; v++) {
+      const row = Array.from(d.subarray(v * k, (v + 1) * k), BigInt);
+      // In the dual code: orthogonal to x^j for j < t.
+      for (let j = 0; j < t; j++)
+        assert.equal(bmod(row.reduce((acc, di, i) => acc + di * bpow(BigInt(S[i]!), BigInt(j)), 0n)), 0n, `r ${r} v ${v} j ${j}`);
+      // d_i / w^S_i is a polynomial of degree < k − t (interpolate through the first k − t points).
+      const q = row.map((di, i) => bmod(di * binv(w[i]!)));
+      const bx = S.map(BigInt);
+      for (let i = k - t; i < k; i++) assert.equal(bigInterpolate(bx.slice(0, k - t), q.slice(0, k - t), bx[i]!), q[i]);
+    }
+    // Every single-row, single-chunk change is caught (false pass 2^-52 each).
+    const secret = seededRng(`u${r}`)(32);
+    const shares = splitSecret({ secret, holders: S, threshold: t, rng: seededRng(`u${r}`) });
+    const rows = new Float64Array(k * 11);
+    shares.forEach((sh, i) => {
+      for (let ch = 0; ch < 11; ch++) rows[i * 11 + ch] = readU32(sh, ch);
+    });
+    assert.equal(dualCheck(d, rows, k, 11), true);
+    for (let i = 0; i < k; i++)
+      for (const ch of [0, 7, 10]) {
+        const bad = rows.slice();
+        bad[i * 11 + ch] = (bad[i * 11 + ch]! + 1 + i) % P;
+        assert.equal(dualCheck(d, bad, k, 11), false, `r ${r} row ${i} chunk ${ch}`);
+      }
+  }
+  assert.equal(cache.weightComputations, 1, 'no O(k²) work beyond the superset');
+  assert.equal(cache.dualComputations, U.length);
+  assert.equal(cache.derivations, U.length);
+  // The superset itself and U minus two: also derived.
+  cache.dualLookup(U, t);
+  cache.dualLookup(U.slice(2), t);
+  assert.equal(cache.weightComputations, 1);
+  // Too far from U: computed directly.
+  cache.dualLookup(U.slice(MAX_MISSING + 1), t);
+  assert.equal(cache.weightComputations, 2);
+  assert.throws(() => cache.dualLookup(U.slice(0, t), t), RangeError);
+  assert.throws(() => cache.setUniverse([1, 1]), RangeError);
+});
+
+test('complete graph: reconstructing for every owner v from U \\ {v} does the O(k²) work a constant number of times', async () => {
+  for (const [n, t] of [
+    [30, 16],
+    [61, 31],
+  ] as const) {
+    const U = range(1, n).map((i) => i * 3 + 1);
+    const owners = U.map((v, i) => {
+      const secret = seededRng(`cg${n}/${i}`)(32);
+      const holders = U.filter((u) => u !== v);
+      return { holders, secret, shares: splitSecret({ secret, holders, threshold: t, rng: seededRng(`cg${n}/${i}`) }) };
+    });
+    const round = async (options: { supersets?: boolean }, universe: boolean) => {
+      const cache = new LagrangeCache(options);
+      if (universe) cache.setUniverse(U);
+      for (const o of owners) {
+        const r = await reconstructVerified({ holders: o.holders, shares: o.shares, threshold: t, verify: verifierFor(o.secret), cache });
+        assert.ok(eq(r.secret, o.secret));
+        assert.deepEqual(r.badHolders, []);
+      }
+      assert.equal(cache.exactChecks, 0);
+      assert.equal(cache.dualComputations, n, 'one dual-vector set per owner');
+      // Canonical subsets: the first t holders of U \ {v} — a different set for each of the first t
+      // owners, then {first t of U} for all the rest.
+      assert.equal(cache.computations, t + 1);
+      return cache;
+    };
+    // Before supersets: every owner paid O(k²) for its dual vectors, the first t also for λ.
+    const off = await round({ supersets: false }, false);
+    assert.equal(off.weightComputations, n + t + 1);
+    assert.equal(off.derivations, 0);
+    // With an explicit universe: U once (all dual vectors), plus 2 for the canonical subsets (the
+    // first owner's, then the union of it with the second's, which serves the rest).
+    const univ = await round({}, true);
+    assert.equal(univ.weightComputations, 3, `n ${n}`);
+    assert.equal(univ.derivations, n + t, 'every miss but the first owner\'s canonical subset');
+    // Automatic: the first owner's two sets are computed directly, the second owner's form the
+    // two supersets.
+    const auto = await round({}, false);
+    assert.equal(auto.weightComputations, 4, `n ${n}`);
+    assert.equal(auto.supersetCount, 2);
+  }
+});
+
+test('complete graph: a corrupted spare (and a malformed share) is still detected and named via the superset path', async () => {
+  const n = 14;
+  const t = 6;
+  const U = range(1, n).map((i) => i * 5);
+  const owners = U.map((v, i) => {
+    const secret = seededRng(`cgbad/${i}`)(32);
+    const holders = U.filter((u) => u !== v);
+    return { holders, secret, shares: splitSecret({ secret, holders, threshold: t, rng: seededRng(`cgbad/${i}`) }) };
+  });
+  const cache = new LagrangeCache();
+  cache.setUniverse(U);
+  let exact = 0;
+  for (const [i, o] of owners.entries()) {
+    const k = o.holders.length;
+    // Every spare position (k − t of them) in some chunk, one at a time.
+    for (let pos = t; pos < k; pos++) {
+      const bad = o.shares.slice();
+      bad[pos] = corrupt(bad[pos]!, (i + pos) % 11, 1 + pos);
+      const verify = verifierFor(o.secret);
+      const r = await reconstructVerified({ holders: o.holders, shares: bad, threshold: t, verify, cache });
+      assert.ok(eq(r.secret, o.secret));
+      assert.deepEqual(r.badHolders, [o.holders[pos]], `owner ${i} pos ${pos}`);
+      assert.equal(verify.calls, 1, 'canonical subset verified: the dual check decided');
+      assert.equal(cache.exactChecks, ++exact);
+    }
+    // A malformed share: S = U \ {v, h}, |R| = 2 — still derived, fast path, named.
+    const mal = o.shares.slice();
+    mal[k - 1] = new Uint8Array(3);
+    const r = await reconstructVerified({ holders: o.holders, shares: mal, threshold: t, verify: verifierFor(o.secret), cache });
+    assert.deepEqual(r.badHolders, [o.holders[k - 1]]);
+    assert.equal(cache.exactChecks, exact);
+  }
+  // All dual vectors came from U; only the canonical-subset Lagrange sets cost O(k²) (2 of them).
+  // Dual sets: U \ {v} per owner, and U \ {v, h} — the last two owners share that one.
+  assert.equal(cache.weightComputations, 3);
+  assert.equal(cache.dualComputations, 2 * n - 1);
+});
+
+test('supersets: at most MAX_SUPERSETS are kept, least recently used evicted; clear() drops them', () => {
+  const cache = new LagrangeCache();
+  const sets = range(0, 4).map((s) => range(1, 12).map((i) => i + 100 * s));
+  for (const S of sets) cache.setUniverse(S);
+  assert.equal(cache.supersetCount, 4);
+  assert.equal(cache.weightComputations, 5);
+  // sets[0] was evicted: its subsets are computed directly; sets[1] is still there.
+  cache.dualLookup(sets[1]!.slice(1), 3);
+  assert.equal(cache.weightComputations, 5);
+  cache.dualLookup(sets[0]!.slice(1), 3);
+  assert.equal(cache.weightComputations, 6);
+  cache.clear();
+  assert.equal(cache.supersetCount, 0);
+  cache.dualLookup(sets[1]!.slice(2), 3);
+  assert.equal(cache.weightComputations, 7);
 });

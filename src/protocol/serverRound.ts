@@ -494,6 +494,9 @@ async function finish(state: ServerState): Promise<ServerStep> {
   const c = it.crypto;
   const t = config.threshold;
   const cache = new LagrangeCache();
+  // In a complete graph every owner's holders are the responders minus itself: one superset
+  // serves them all (O(k) per owner instead of O(k²)).
+  if (it.graph!.kind === 'complete' && it.responded.size > 0) cache.setUniverse([...it.responded]);
   const bad = new Set<number>();
   // Masks are removed in batches while the remaining secrets are still being reconstructed, so a
   // worker-thread unmasker expands keystream while this thread does Shamir and X25519.

@@ -14,7 +14,18 @@ import { SecAggError, abytes, aint } from '../errors.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { MAX_CLIENT_ID } from '../ids.js';
 import { P, barycentricWeights, batchInvert, lagrangeAt, sub, lagrangeAtZeroUnchecked, reduce } from './field.js';
-import { dualCheck, dualVectorsUnchecked } from './dual.js';
+import {
+  MAX_MISSING,
+  dualCheck,
+  dualFromSuperset,
+  dualVectorsUnchecked,
+  lagrangeZeroFromSuperset,
+  missingPositions,
+  nearUnion,
+  newSuperset,
+  supersetDualTable,
+  type Superset,
+} from './dual.js';
 
 export const SECRET_BYTES = 32;
 /** Field elements per share (one per secret chunk). */
@@ -235,29 +246,87 @@ function lruSet<V>(map: Map<string, V>, key: string, value: V, max: number): voi
  * `reconstructVerified` confirm in O(k·C) that all k shares lie on one polynomial (see dual.ts).
  * Those live in a separate LRU map of the same capacity and are drawn from the platform CSPRNG:
  * they are server-secret state and must not be predictable to share holders.
+ *
+ * Supersets (dual.ts): a miss for a set S = U \ R with U a known superset and |R| ≤ MAX_MISSING
+ * costs O(|S|·|R|) instead of O(|S|²), for both kinds of entry. Supersets come from
+ * `setUniverse(holders)` or automatically: when a directly computed miss S' and a new miss S each
+ * lack at most MAX_MISSING points of the other, S ∪ S' becomes a superset. So in a complete graph,
+ * where owner v's holders are U \ {v}, the O(k²) work is done a constant number of times per
+ * round instead of once per owner. At most MAX_SUPERSETS supersets are kept (least recently used
+ * evicted); each holds O(|U|) numbers plus, per threshold, a secret dual table.
  */
 export class LagrangeCache {
   readonly #map = new Map<string, Float64Array>();
   readonly #duals = new Map<string, Float64Array>();
   readonly #maxEntries: number;
+  readonly #useSupersets: boolean;
+  /** Most recently used first. */
+  #supersets: Superset[] = [];
+  /** Recent directly computed sets (most recent first): candidates for an automatic superset. */
+  #recent: (readonly number[])[] = [];
   #computations = 0;
   #dualComputations = 0;
+  #derivations = 0;
+  #weightComputations = 0;
   #exactChecks = 0;
 
-  constructor(options: { readonly maxEntries?: number } = {}) {
+  /**
+   * `maxEntries` bounds each LRU map (default 64). `supersets: false` turns the superset path off
+   * (every miss is computed directly, as before it existed) — for benchmarks and tests.
+   */
+  constructor(options: { readonly maxEntries?: number; readonly supersets?: boolean } = {}) {
     const maxEntries = options.maxEntries ?? 64;
     aint(maxEntries, 'maxEntries', 1, 1 << 20);
     this.#maxEntries = maxEntries;
+    this.#useSupersets = options.supersets ?? true;
   }
 
-  /** How many times coefficients were actually computed (cache misses). */
+  /** How many coefficient sets were produced (cache misses, computed directly or from a superset). */
   get computations(): number {
     return this.#computations;
   }
 
-  /** How many times dual (consistency-check) vectors were computed (cache misses). */
+  /** How many dual (consistency-check) vector sets were produced (cache misses, either way). */
   get dualComputations(): number {
     return this.#dualComputations;
+  }
+
+  /** How many of the misses (coefficients or dual vectors) were served from a superset in O(k·|R|). */
+  get derivations(): number {
+    return this.#derivations;
+  }
+
+  /**
+   * How many times O(k²) barycentric weights were computed: direct misses of either kind plus
+   * superset set-ups. Constant per round in a complete graph.
+   */
+  get weightComputations(): number {
+    return this.#weightComputations;
+  }
+
+  /** Number of supersets currently held. */
+  get supersetCount(): number {
+    return this.#supersets.length;
+  }
+
+  /**
+   * Declares `holders` (any order, distinct ids) as a superset: later holder sets that are it minus
+   * at most MAX_MISSING ids get their Lagrange coefficients and dual vectors in O(k·|R|). Costs one
+   * O(k²) weight computation now. Optional — near-identical misses create supersets on their own —
+   * but it saves the first owners' direct computations. A no-op with `supersets: false`, or when
+   * this exact set is already a superset.
+   */
+  setUniverse(holders: readonly number[]): void {
+    checkHolders(holders, 'holders', 1);
+    if (!this.#useSupersets) return;
+    const xs = isAscending(holders) ? holders.slice() : holders.slice().sort((a, b) => a - b);
+    const existing = this.#supersets.findIndex((u) => u.xs.length === xs.length && missingPositions(xs, u.xs, 0) !== null);
+    if (existing >= 0) {
+      this.#touchSuperset(existing);
+      return;
+    }
+    this.#addSuperset(newSuperset(xs));
+    this.#weightComputations++;
   }
 
   /**
@@ -276,6 +345,8 @@ export class LagrangeCache {
   clear(): void {
     this.#map.clear();
     this.#duals.clear();
+    this.#supersets = [];
+    this.#recent = [];
   }
 
   /** Coefficients aligned with `holders` (a fresh copy: the cached array stays untouched). */
@@ -307,7 +378,18 @@ export class LagrangeCache {
       lruSet(this.#duals, key, hit, this.#maxEntries);
       return hit;
     }
-    const d = dualVectorsUnchecked(sortedXs, threshold, newDualSeed);
+    if (!(sortedXs.length > threshold))
+      throw new RangeError(`dual vectors need more points than the threshold: k = ${sortedXs.length}, t = ${threshold}`);
+    let d: Float64Array;
+    const found = this.#fromSuperset(sortedXs);
+    if (found !== null) {
+      d = dualFromSuperset(found.sup, supersetDualTable(found.sup, threshold, newDualSeed), threshold, found.missing);
+      this.#derivations++;
+    } else {
+      d = dualVectorsUnchecked(sortedXs, threshold, newDualSeed);
+      this.#weightComputations++;
+      this.#remember(sortedXs);
+    }
     this.#dualComputations++;
     lruSet(this.#duals, key, d, this.#maxEntries);
     return d;
@@ -326,12 +408,71 @@ export class LagrangeCache {
       lruSet(this.#map, key, hit, this.#maxEntries);
       return hit;
     }
-    const coeffs = lagrangeAtZeroUnchecked(sortedHolders);
+    let coeffs: Float64Array;
+    const found = this.#fromSuperset(sortedHolders);
+    if (found !== null) {
+      coeffs = lagrangeZeroFromSuperset(found.sup, found.missing);
+      this.#derivations++;
+    } else {
+      coeffs = lagrangeAtZeroUnchecked(sortedHolders);
+      this.#weightComputations++;
+      this.#remember(sortedHolders);
+    }
     this.#computations++;
     lruSet(this.#map, key, coeffs, this.#maxEntries);
     return coeffs;
   }
+
+  /**
+   * A superset U ⊇ sortedXs with |U \ sortedXs| ≤ MAX_MISSING and the missing positions, or null.
+   * Tries the held supersets, then forms one from a recent direct miss that is a near-twin of
+   * sortedXs (each lacks ≤ MAX_MISSING points of the other) — one O(k²) set-up, the same as the
+   * direct miss it replaces. O(k) per candidate otherwise, with early exits.
+   */
+  #fromSuperset(sortedXs: readonly number[]): { sup: Superset; missing: number[] } | null {
+    if (!this.#useSupersets) return null;
+    for (let u = 0; u < this.#supersets.length; u++) {
+      const sup = this.#supersets[u]!;
+      const missing = missingPositions(sortedXs, sup.xs, MAX_MISSING);
+      if (missing !== null) {
+        this.#touchSuperset(u);
+        return { sup, missing };
+      }
+    }
+    for (let r = 0; r < this.#recent.length; r++) {
+      const union = nearUnion(sortedXs, this.#recent[r]!, MAX_MISSING);
+      if (union === null) continue;
+      this.#recent.splice(r, 1);
+      const sup = newSuperset(union);
+      this.#weightComputations++;
+      this.#addSuperset(sup);
+      return { sup, missing: missingPositions(sortedXs, sup.xs, MAX_MISSING)! };
+    }
+    return null;
+  }
+
+  #remember(sortedXs: readonly number[]): void {
+    if (!this.#useSupersets) return;
+    this.#recent.unshift(sortedXs.slice());
+    if (this.#recent.length > MAX_RECENT) this.#recent.pop();
+  }
+
+  #addSuperset(sup: Superset): void {
+    this.#supersets.unshift(sup);
+    if (this.#supersets.length > MAX_SUPERSETS) this.#supersets.pop();
+  }
+
+  #touchSuperset(u: number): void {
+    if (u === 0) return;
+    const [sup] = this.#supersets.splice(u, 1);
+    this.#supersets.unshift(sup!);
+  }
 }
+
+/** Supersets a LagrangeCache keeps (least recently used evicted). */
+const MAX_SUPERSETS = 4;
+/** Recent direct misses a LagrangeCache compares new misses against for an automatic superset. */
+const MAX_RECENT = 4;
 
 /** Uniform coefficients for the random dual polynomials, from the platform CSPRNG (never injected). */
 function newDualSeed(out: Float64Array): void {
