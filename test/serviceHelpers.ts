@@ -4,7 +4,12 @@ import WebSocket from 'ws';
 import { createServer, signToken, silentLogger, type PublishedResult, type SecAggServer, type ServiceOptions } from '../src/server/index.js';
 import { participate, type ParticipateOptions, type RoundReport } from '../src/client/index.js';
 import type { WebSocketConstructor } from '../src/transport/socket.js';
+import { WebSocketServer } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { decodeControl, encodeControl, isControlFrame } from '../src/transport/frames.js';
+import { ControlSchema, type Control } from '../src/wire/gen/secagg/v1/service_pb.js';
+import { identityPublicKey, issueCertificate } from '../src/client/identity.js';
 import { PROTOCOL_VERSION } from '../src/wire/codec.js';
 import { unsafeSeededRng } from '../src/rng.js';
 
@@ -139,4 +144,67 @@ export function assertSum(result: PublishedResult, clients: readonly NodeClient[
     return c.input;
   });
   assert.deepEqual(result.sum, plaintextSum(inputs, m, bits), 'the sum equals the plaintext sum of the included clients');
+}
+
+// ---- active mode ----
+
+export interface TestIdentity {
+  readonly name: string;
+  readonly seed: Uint8Array;
+  readonly key: Uint8Array;
+  /** Issued by ISSUER_SEED. */
+  readonly certificate: string;
+}
+
+export const ISSUER_SEED = new Uint8Array(32).fill(7);
+
+export async function makeIdentity(name: string, seed = unsafeSeededRng(name.length * 7919 + [...name].reduce((a, ch) => a * 31 + ch.charCodeAt(0), 0))(32)): Promise<TestIdentity> {
+  const key = await identityPublicKey(seed);
+  const certificate = await issueCertificate({ clientId: name, identityKey: key, expiresAt: Date.now() + 3600_000 }, ISSUER_SEED);
+  return { name, seed, key, certificate };
+}
+
+/** An HMAC token for `name` bound to `key`. */
+export const boundToken = (name: string, key: Uint8Array, ttlMs = 60_000): string =>
+  signToken({ clientId: name, expiresAt: Date.now() + ttlMs, identityKey: key }, SECRET);
+
+/**
+ * A man in the middle posing as the server: relays frames both ways and lets `rewrite` change the
+ * control frames the server sends (e.g. substitute an identity key in a round's directory).
+ */
+export async function tamperingProxy(upstreamUrl: string, rewrite: (ctl: Control) => Control): Promise<{ url: string; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  const sockets = new Set<WebSocket>();
+  wss.on('connection', (down: WebSocket) => {
+    const up = new WebSocket(upstreamUrl);
+    sockets.add(up).add(down);
+    const pending: Buffer[] = [];
+    const closeCode = (c: number) => (c === 1005 || c === 1006 || c === 1015 ? 1000 : c);
+    up.on('open', () => {
+      for (const f of pending) up.send(f);
+      pending.length = 0;
+    });
+    down.on('message', (d: Buffer) => (up.readyState === WebSocket.OPEN ? up.send(d) : pending.push(d)));
+    up.on('message', (d: Buffer) => {
+      let bytes = new Uint8Array(d);
+      if (isControlFrame(bytes)) {
+        const inner = toBinary(ControlSchema, rewrite(fromBinary(ControlSchema, bytes.subarray(1))));
+        bytes = new Uint8Array(inner.length + 1);
+        bytes.set(inner, 1);
+      }
+      if (down.readyState === WebSocket.OPEN) down.send(bytes);
+    });
+    up.on('close', (code, reason) => down.readyState === WebSocket.OPEN && down.close(closeCode(code), reason));
+    down.on('close', (code, reason) => (up.readyState === WebSocket.OPEN ? up.close(closeCode(code), reason) : up.terminate()));
+    up.on('error', () => down.terminate());
+    down.on('error', () => up.terminate());
+  });
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+    close: async () => {
+      for (const s of sockets) s.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+    },
+  };
 }

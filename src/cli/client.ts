@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
-import { participate, isClientError, type RoundInfo } from '../client/index.js';
+import { participate, isClientError, type RoundInfo, type ParticipateOptions } from '../client/index.js';
+import { generateIdentity, identityPublicKey, parseKey, toHex } from '../client/identity.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
 import { UsageError } from './simulate.js';
 import { num } from './serve.js';
@@ -20,8 +21,20 @@ Options:
   --rounds R       rounds to take part in (default 1)
   -h, --help       this text
 
+Active mode (servers run with --mode active):
+  --identity FILE        the long-term Ed25519 identity seed (hex); created (mode 0600) when FILE
+                         does not exist. The token must be bound to its public key.
+  --show-identity        print the identity's public key (hex) and exit
+  --directory FILE       pinned directory: JSON { "name": "public key hex", ... } from a source you
+                         trust; every cohort member's key must match it
+  --issuer-key HEX|@FILE pinned issuer public key: every cohort member needs its certificate
+  --certificate C|@FILE  this client's certificate from the issuer
+  --server-id ID         refuse a server whose challenge names another id
+  Without --directory or --issuer-key the client trusts the server's directory (see docs/service.md).
+
 Exit code 0 when the input was in every round's sum, 1 when a round ended without it, 2 for bad
-arguments, 3 when the server refused the token or could not be reached.`;
+arguments, 3 when the server refused the token or could not be reached, 4 when an identity check
+failed (the server's directory does not match the pinned directory / issuer certificates).`;
 
 const fail = (m: string): never => {
   throw new UsageError(m);
@@ -56,6 +69,12 @@ export async function runClient(argv: string[]): Promise<number> {
         input: { type: 'string' },
         random: { type: 'string' },
         rounds: { type: 'string' },
+        identity: { type: 'string' },
+        'show-identity': { type: 'boolean' },
+        directory: { type: 'string' },
+        'issuer-key': { type: 'string' },
+        certificate: { type: 'string' },
+        'server-id': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -67,6 +86,33 @@ export async function runClient(argv: string[]): Promise<number> {
     process.stdout.write(CLIENT_HELP + '\n');
     return 0;
   }
+  const active: Partial<ParticipateOptions> = {};
+  if (a.identity !== undefined) {
+    const seed = loadOrCreateIdentity(a.identity);
+    const pub = toHex(await identityPublicKey(seed));
+    if (a['show-identity']) {
+      process.stdout.write(pub + '\n');
+      return 0;
+    }
+    process.stderr.write(`identity public key ${pub}\n`);
+    Object.assign(active, { identity: seed });
+  } else if (a['show-identity']) fail('--show-identity needs --identity FILE');
+  const fileOrValue = (v: string) => (v.startsWith('@') ? readFileSync(v.slice(1), 'utf8').trim() : v);
+  try {
+    if (a.directory !== undefined) {
+      const dir = JSON.parse(readFileSync(a.directory, 'utf8')) as unknown;
+      if (typeof dir !== 'object' || dir === null || Array.isArray(dir) || !Object.values(dir).every((v) => typeof v === 'string'))
+        fail(`${a.directory}: expected a JSON object of name → public key hex`);
+      Object.assign(active, { directory: Object.fromEntries(Object.entries(dir as Record<string, string>).map(([k, v]) => [k, parseKey(v, `key of ${k}`)])) });
+    }
+    if (a['issuer-key'] !== undefined) Object.assign(active, { issuerKey: parseKey(fileOrValue(a['issuer-key']), '--issuer-key') });
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    fail((e as Error).message);
+  }
+  if (a.certificate !== undefined) Object.assign(active, { certificate: fileOrValue(a.certificate) });
+  if (a['server-id'] !== undefined) Object.assign(active, { serverId: a['server-id'] });
+  if ((active.directory !== undefined || active.issuerKey !== undefined) && active.identity === undefined) fail('--directory and --issuer-key need --identity');
   const url = a.url ?? fail('--url is required');
   const token = a.token ?? process.env['SECAGG_TOKEN'] ?? fail('--token is required');
   if ((a.input === undefined) === (a.random === undefined)) fail('give exactly one of --input FILE and --random M');
@@ -82,6 +128,7 @@ export async function runClient(argv: string[]): Promise<number> {
       url,
       token,
       inputProvider,
+      ...active,
       rounds: num(a.rounds, 'rounds', 1, 1, 1e9),
       WebSocket: WebSocket as unknown as WebSocketConstructor,
       onEvent: (e) => {
@@ -94,8 +141,23 @@ export async function runClient(argv: string[]): Promise<number> {
   } catch (e) {
     if (isClientError(e)) {
       process.stderr.write(`secagg client: ${e.code}: ${e.message}\n`);
-      return e.code === 'ERR_INPUT' ? 2 : 3;
+      return e.code === 'ERR_INPUT' ? 2 : e.code === 'ERR_IDENTITY' ? 4 : 3;
     }
     throw e;
   }
+}
+
+/** Read a 32-byte identity seed (hex) from `path`, or create one there (mode 0600). */
+export function loadOrCreateIdentity(path: string): Uint8Array {
+  if (existsSync(path)) {
+    const raw = readFileSync(path);
+    const text = raw.toString('utf8').trim();
+    if (/^[0-9a-fA-F]{64}$/.test(text)) return Uint8Array.from(Buffer.from(text, 'hex'));
+    if (raw.length === 32) return new Uint8Array(raw);
+    return fail(`${path}: expected a 32-byte identity seed as 64 hex characters`);
+  }
+  const seed = generateIdentity();
+  writeFileSync(path, toHex(seed) + '\n', { mode: 0o600, flag: 'wx' });
+  process.stderr.write(`created a new identity in ${path}\n`);
+  return seed;
 }

@@ -5,7 +5,8 @@ import { availableParallelism } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { createServer, signToken, silentLogger, type PublishedResult } from '../server/index.js';
-import { participate } from '../client/index.js';
+import { participate, type ReplyStage } from '../client/index.js';
+import { identityPublicKey, issueCertificate, toHex } from '../client/identity.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
 import { unsafeSeededRng } from '../rng.js';
 import { UsageError } from './simulate.js';
@@ -23,6 +24,9 @@ Options:
   --dim M          elements per vector (default 1000)
   --dropout P      probability that a client drops out during a round (default 0.1)
   --port P         port (default 8080)
+  --mode M         semi-honest | active (default semi-honest). Active: every client gets an Ed25519
+                   identity certified by a demo issuer; tokens are bound to the identity keys and
+                   clients check every peer's certificate against the pinned issuer key
   -h, --help       this text`;
 
 interface Job {
@@ -31,6 +35,8 @@ interface Job {
   ids: number[];
   m: number;
   dropout: number;
+  /** Active mode: per client (same order as ids) its identity seed (hex) and certificate, and the issuer key (hex). */
+  active?: { seeds: string[]; certificates: string[]; issuerKey: string };
 }
 
 /** Client i's input in round r: reproducible, so the demo can check every sum. */
@@ -39,16 +45,19 @@ function demoInput(i: number, round: number, m: number): Uint32Array {
 }
 
 async function clientWorker(job: Job): Promise<void> {
-  const stages = ['advertise', 'share', 'masked', 'unmask'] as const;
+  const stages: readonly ReplyStage[] = job.active ? ['advertise', 'share', 'masked', 'consistency', 'unmask'] : ['advertise', 'share', 'masked', 'unmask'];
   await Promise.all(
-    job.ids.map(async (i) => {
+    job.ids.map(async (i, k) => {
+      const seed = job.active ? Uint8Array.from(Buffer.from(job.active.seeds[k]!, 'hex')) : undefined;
+      const identityKey = seed ? await identityPublicKey(seed) : undefined;
       for (;;) {
         // Each round: with probability `dropout` this client leaves at a random stage, then comes back.
         const drop = Math.random() < job.dropout ? stages[Math.floor(Math.random() * stages.length)] : undefined;
         try {
           await participate({
             url: job.url,
-            token: signToken({ clientId: `demo-${i}`, expiresAt: Date.now() + 86_400_000 }, job.secret),
+            token: signToken({ clientId: `demo-${i}`, expiresAt: Date.now() + 86_400_000, ...(identityKey ? { identityKey } : {}) }, job.secret),
+            ...(job.active ? { identity: seed!, certificate: job.active.certificates[k]!, issuerKey: job.active.issuerKey } : {}),
             inputProvider: (r) => demoInput(i, r.round, r.dimension),
             WebSocket: WebSocket as unknown as WebSocketConstructor,
             reconnect: { maxAttempts: 1000, maxDelayMs: 2000 },
@@ -74,6 +83,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         dim: { type: 'string' },
         dropout: { type: 'string' },
         port: { type: 'string' },
+        mode: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -90,7 +100,19 @@ export async function runDemo(argv: string[]): Promise<number> {
   const m = num(a.dim, 'dim', 1000, 1, 1 << 24);
   const dropout = a.dropout === undefined ? 0.1 : Number(a.dropout);
   if (!(dropout >= 0 && dropout < 1)) throw new UsageError('--dropout must be in [0, 1)');
+  const mode = a.mode ?? 'semi-honest';
+  if (mode !== 'semi-honest' && mode !== 'active') throw new UsageError(`--mode must be semi-honest or active, got '${mode}'`);
   const secret = randomBytes(24).toString('hex');
+  // Active mode: a demo identity issuer certifies every client's key; clients pin the issuer's public key.
+  let issuer: { key: Uint8Array; seeds: string[]; certificates: string[] } | undefined;
+  if (mode === 'active') {
+    const issuerSeed = new Uint8Array(randomBytes(32));
+    const seeds = Array.from({ length: n }, () => new Uint8Array(randomBytes(32)));
+    const certificates = await Promise.all(
+      seeds.map(async (seed, i) => issueCertificate({ clientId: `demo-${i}`, identityKey: await identityPublicKey(seed), expiresAt: Date.now() + 86_400_000 }, issuerSeed)),
+    );
+    issuer = { key: await identityPublicKey(issuerSeed), seeds: seeds.map(toHex), certificates };
+  }
   const server = await createServer({
     port: num(a.port, 'port', 8080, 0, 65535),
     secret,
@@ -103,8 +125,10 @@ export async function runDemo(argv: string[]): Promise<number> {
     degree: n > 60 ? 'recommended' : 'complete',
     stageTimeoutMs: 5000,
     maxRounds: rounds,
+    mode,
+    ...(issuer ? { issuerKey: issuer.key } : {}),
   });
-  process.stdout.write(`secagg demo: ${n} clients, m = ${m}, dropout ${dropout}; dashboard ${server.httpUrl}\n`);
+  process.stdout.write(`secagg demo: ${n} clients, m = ${m}, dropout ${dropout}, ${mode}; dashboard ${server.httpUrl}\n`);
   let ended = 0;
   let failures = 0;
   const finished = new Promise<void>((resolve) => {
@@ -132,7 +156,8 @@ export async function runDemo(argv: string[]): Promise<number> {
   const threads = Math.max(1, Math.min(availableParallelism(), 4));
   const workers = Array.from({ length: threads }, (_, w) => {
     const ids = Array.from({ length: n }, (_, i) => i).filter((i) => i % threads === w);
-    return new Worker(fileURLToPath(import.meta.url), { workerData: { url: server.url, secret, ids, m, dropout } satisfies Job });
+    const active = issuer ? { seeds: ids.map((i) => issuer.seeds[i]!), certificates: ids.map((i) => issuer.certificates[i]!), issuerKey: toHex(issuer.key) } : undefined;
+    return new Worker(fileURLToPath(import.meta.url), { workerData: { url: server.url, secret, ids, m, dropout, ...(active ? { active } : {}) } satisfies Job });
   });
   const interrupted = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());

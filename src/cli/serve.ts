@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { createServer, type SecAggServer, type ServiceOptions } from '../server/index.js';
+import { createServer, type SecAggServer, type ServiceOptions, type StaticTokenEntry } from '../server/index.js';
+import { parseKey } from '../client/identity.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import type { Degree } from '../protocol/config.js';
 import { UsageError } from './simulate.js';
@@ -15,7 +16,15 @@ Options:
   --port P               TCP port (default 8080; 0 = any free port)
   --host H               interface (default 127.0.0.1)
   --secret S             HMAC secret for signed tokens (or env SECAGG_SECRET)
-  --tokens LIST|@FILE    static bearer tokens, comma-separated or one per line in FILE
+  --tokens LIST|@FILE    static bearer tokens, comma-separated, or one per line in FILE as
+                         'TOKEN [NAME [IDENTITY_KEY_HEX]]' (active mode needs the key)
+  --mode M               semi-honest | active (default semi-honest). Active: clients have Ed25519
+                         identities, tokens are bound to them, clients prove possession at hello
+  --issuer-key HEX|@FILE active mode: the identity issuer's public key; clients must present a
+                         certificate from it (forwarded to their peers)
+  --server-id ID         name signed into identity proofs (default secagg:HOST:PORT)
+  --keepalive MS         WebSocket ping interval; no pong by the next ping drops the connection
+                         (default 15000; 0 = off)
   --min-clients N        start a round when N clients wait (default 3)
   --max-clients N        cohort cap, sampled at random (default 1000)
   --start-delay MS       gather this long after min-clients is reached (default 500)
@@ -58,6 +67,10 @@ export async function runServe(argv: string[]): Promise<number> {
         host: { type: 'string' },
         secret: { type: 'string' },
         tokens: { type: 'string' },
+        mode: { type: 'string' },
+        'issuer-key': { type: 'string' },
+        'server-id': { type: 'string' },
+        keepalive: { type: 'string' },
         'min-clients': { type: 'string' },
         'max-clients': { type: 'string' },
         'start-delay': { type: 'string' },
@@ -84,13 +97,39 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   const level = (a['log-level'] ?? 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error'].includes(level)) fail(`--log-level must be debug, info, warn or error`);
-  let tokens: string[] = [];
-  if (a.tokens !== undefined)
-    tokens = (a.tokens.startsWith('@') ? readFileSync(a.tokens.slice(1), 'utf8').split('\n') : a.tokens.split(','))
+  const mode = (a.mode ?? 'semi-honest') as 'semi-honest' | 'active';
+  if (mode !== 'semi-honest' && mode !== 'active') fail(`--mode must be semi-honest or active, got '${mode}'`);
+  let tokens: string[] | Map<string, string | StaticTokenEntry> = [];
+  if (a.tokens !== undefined) {
+    const lines = (a.tokens.startsWith('@') ? readFileSync(a.tokens.slice(1), 'utf8').split('\n') : a.tokens.split(','))
       .map((s) => s.trim())
-      .filter(Boolean);
+      .filter((s) => s && !s.startsWith('#'));
+    if (lines.some((l) => /\s/.test(l))) {
+      const map = new Map<string, string | StaticTokenEntry>();
+      for (const l of lines) {
+        const [tok, name, key] = l.split(/\s+/);
+        let identityKey: Uint8Array | undefined;
+        try {
+          identityKey = key !== undefined ? parseKey(key, 'identity key') : undefined;
+        } catch (e) {
+          fail(`--tokens: ${(e as Error).message}`);
+        }
+        map.set(tok!, identityKey ? { identity: name!, identityKey } : (name ?? tok!));
+      }
+      tokens = map;
+    } else tokens = lines;
+  }
+  let issuerKey: Uint8Array | undefined;
+  if (a['issuer-key'] !== undefined) {
+    if (mode !== 'active') fail('--issuer-key is for --mode active');
+    try {
+      issuerKey = parseKey(a['issuer-key'].startsWith('@') ? readFileSync(a['issuer-key'].slice(1), 'utf8') : a['issuer-key'], '--issuer-key');
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  }
   const secret = a.secret ?? process.env['SECAGG_SECRET'];
-  if (secret === undefined && tokens.length === 0) fail('give --secret (or SECAGG_SECRET) and/or --tokens: no client could authenticate');
+  if (secret === undefined && (Array.isArray(tokens) ? tokens.length : tokens.size) === 0) fail('give --secret (or SECAGG_SECRET) and/or --tokens: no client could authenticate');
   if (secret !== undefined && secret.length < 16) fail('--secret must be at least 16 characters');
   const history = a.history ?? 'secagg-history.db';
   const options: Partial<ServiceOptions> = {
@@ -110,10 +149,14 @@ export async function runServe(argv: string[]): Promise<number> {
     ...(history !== '' ? { historyFile: history } : {}),
     ...(a.workers !== undefined ? { unmaskWorkers: num(a.workers, 'workers', 0, 0, 64) } : {}),
     logger: jsonLogger({ level }),
+    mode,
+    ...(issuerKey ? { issuerKey } : {}),
+    ...(a['server-id'] !== undefined ? { serverId: a['server-id'] } : {}),
+    keepAliveIntervalMs: num(a.keepalive, 'keepalive', 15_000, 0, 86_400_000),
   };
   const grace = num(a.grace, 'grace', 10_000, 0, 86_400_000);
   const server = await createServer(options);
-  process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.httpUrl }) + '\n');
+  process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.httpUrl, mode }) + '\n');
   await untilSignal(server, grace);
   return 0;
 }

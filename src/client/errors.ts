@@ -6,6 +6,7 @@ export const CLIENT_ERROR_CODES = [
   'ERR_INPUT', // the input does not fit the round (length or range)
   'ERR_CANCELLED', // the caller's AbortSignal fired
   'ERR_UNSUPPORTED', // no WebSocket implementation available
+  'ERR_IDENTITY', // active mode: the server's identity directory or round does not match what this client trusts
 ] as const;
 
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];

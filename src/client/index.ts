@@ -3,6 +3,15 @@
  * nothing here imports Node modules; in Node 20 pass `WebSocket` from the ws package.
  */
 export { participate, type ParticipateOptions, type RoundInfo, type RoundReport, type ClientEvent, type ReplyStage } from './participate.js';
+export {
+  generateIdentity,
+  identityPublicKey,
+  issueCertificate,
+  verifyCertificate,
+  helloTranscript,
+  type CertificateClaims,
+  type CertificateCheck,
+} from './identity.js';
 export { ClientError, isClientError, CLIENT_ERROR_CODES, type ClientErrorCode } from './errors.js';
 export { CLOSE, TransportError } from '../transport/frames.js';
 export type { WebSocketConstructor, WebSocketLike } from '../transport/socket.js';

@@ -4,11 +4,16 @@
  * reconnecting with exponential back-off between them. The same code runs in browsers (the global
  * WebSocket) and in Node (pass `WebSocket` from the `ws` package).
  */
+import { fromBinary } from '@bufbuild/protobuf';
+import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
-import { clientId } from '../ids.js';
+import { clientId, roundId as asRoundId } from '../ids.js';
 import { createClient, handleClientMessage, type ClientStage, type ClientState } from '../protocol/clientRound.js';
-import { PROTOCOL_VERSION } from '../wire/codec.js';
-import { CLOSE, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
+import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
+import { CLOSE, MAX_CONTROL_BYTES, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
+import { ControlSchema, type Control, type DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
+import { Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
+import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from './identity.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
 import { ClientError } from './errors.js';
 
@@ -30,6 +35,12 @@ export interface RoundInfo {
   readonly clientId: number;
   readonly bits: number;
   readonly dimension: number;
+  /**
+   * Active mode: what the cohort's identity keys were checked against — the pinned directory, the
+   * issuer's certificates, both, or only the server's word ('server': no protection against a
+   * server that substitutes keys).
+   */
+  readonly identityCheck?: 'pinned' | 'issuer' | 'pinned+issuer' | 'server';
 }
 
 export interface RoundReport extends RoundInfo {
@@ -72,6 +83,28 @@ export interface ParticipateOptions {
   readonly signal?: AbortSignal;
   readonly onEvent?: (event: ClientEvent) => void;
   /**
+   * Active mode: this client's long-term Ed25519 identity (32-byte seed). The token must be bound to
+   * its public key; the client proves possession at hello, refuses servers and rounds that are not
+   * active, and signs its keys and the survivor set in every round.
+   */
+  readonly identity?: Uint8Array;
+  /**
+   * Active mode: the pinned directory, identity name → Ed25519 public key (bytes, hex or base64url),
+   * from a source this client trusts (not the aggregation server). Every cohort member's key the
+   * server announces must match it, else the client aborts the round (ERR_IDENTITY).
+   */
+  readonly directory?: ReadonlyMap<string, Uint8Array | string> | Readonly<Record<string, Uint8Array | string>>;
+  /**
+   * Active mode: the pinned public key of the identity issuer. Every cohort member must come with a
+   * valid, unexpired certificate from it (issueCertificate) for its name and key, else the client
+   * aborts the round (ERR_IDENTITY).
+   */
+  readonly issuerKey?: Uint8Array | string;
+  /** Active mode: this client's certificate from the issuer, presented at hello and forwarded to peers. */
+  readonly certificate?: string;
+  /** Refuse a server whose challenge names another server id. */
+  readonly serverId?: string;
+  /**
    * Test hook: decide what to do with a reply before it is sent — send it, stay silent (a client
    * that never answers), or disconnect (a client that drops out at this stage).
    */
@@ -98,6 +131,11 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
   if (typeof options.token !== 'string') throw new TypeError('token must be a string');
   if (options.input === undefined && options.inputProvider === undefined) throw new TypeError('input or inputProvider is required');
   if (options.input !== undefined && !(options.input instanceof Uint32Array)) throw new TypeError('input must be a Uint32Array');
+  if (options.identity !== undefined && !(options.identity instanceof Uint8Array && options.identity.length === 32))
+    throw new TypeError('identity must be a 32-byte Ed25519 seed (Uint8Array)');
+  if ((options.directory !== undefined || options.issuerKey !== undefined) && options.identity === undefined)
+    throw new TypeError('directory and issuerKey are for active mode: give identity too');
+  const trust = trustAnchors(options);
   const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (WS === undefined) throw new ClientError('ERR_UNSUPPORTED', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
   const rounds = options.rounds ?? 1;
@@ -129,7 +167,7 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
       continue;
     }
     emit({ type: 'connected' });
-    const end = await session(ch, options, rounds - reports.length, emit, () => (failures = 0));
+    const end = await session(ch, options, trust, rounds - reports.length, emit, () => (failures = 0));
     reports.push(...end.reports);
     emit({ type: 'disconnected', code: end.code, reason: end.reason });
     if (end.error) throw end.error;
@@ -148,10 +186,88 @@ interface SessionEnd {
   error?: ClientError;
 }
 
-/** One connection: hello, then rounds until `wanted` reports or the connection closes. */
+interface Trust {
+  readonly pinned: ReadonlyMap<string, Uint8Array> | undefined;
+  readonly issuerKey: Uint8Array | undefined;
+}
+
+function trustAnchors(options: ParticipateOptions): Trust {
+  let pinned: Map<string, Uint8Array> | undefined;
+  if (options.directory !== undefined) {
+    pinned = new Map();
+    const entries = options.directory instanceof Map ? [...options.directory] : Object.entries(options.directory);
+    for (const [name, key] of entries as [string, Uint8Array | string][]) {
+      const bytes = typeof key === 'string' ? parseKey(key, `directory key of ${name}`) : key;
+      if (!(bytes instanceof Uint8Array) || bytes.length !== 32) throw new TypeError(`directory key of ${name} must be 32 bytes`);
+      pinned.set(name, bytes);
+    }
+  }
+  const issuerKey = typeof options.issuerKey === 'string' ? parseKey(options.issuerKey, 'issuerKey') : options.issuerKey;
+  if (issuerKey !== undefined && issuerKey.length !== 32) throw new TypeError('issuerKey must be 32 bytes');
+  return { pinned, issuerKey };
+}
+
+/** A control frame from the server: a round assignment may exceed MAX_CONTROL_BYTES (its directory). */
+const MAX_ASSIGNMENT_BYTES = 64 << 20;
+function decodeServerControl(bytes: Uint8Array): Control {
+  if (bytes.length <= MAX_CONTROL_BYTES) return decodeControl(bytes);
+  if (bytes.length > MAX_ASSIGNMENT_BYTES) throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes`);
+  let c: Control;
+  try {
+    c = fromBinary(ControlSchema, bytes.subarray(1));
+  } catch {
+    throw new TransportError(CLOSE.MALFORMED, 'malformed control frame');
+  }
+  if (c.body.case !== 'assignment') throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
+  return c;
+}
+
+class IdentityFailure extends Error {}
+
+/**
+ * Check the directory the server sent with a round assignment against what this client trusts, and
+ * return it as ClientId → identity key for the protocol. Throws IdentityFailure on any mismatch.
+ */
+async function checkDirectory(
+  entries: readonly DirectoryEntry[],
+  me: { clientId: number; identityKey: Uint8Array },
+  trust: Trust,
+  crypto: CryptoProvider,
+): Promise<Map<number, Uint8Array>> {
+  const out = new Map<number, Uint8Array>();
+  const names = new Set<string>();
+  const keys = new Set<string>();
+  for (const e of entries) {
+    if (e.identityKey.length !== 32) throw new IdentityFailure(`the identity key of client ${e.clientId} is not 32 bytes`);
+    const hex = keyHex(e.identityKey);
+    if (out.has(e.clientId) || names.has(e.identity) || keys.has(hex))
+      throw new IdentityFailure(`the directory lists client ${e.clientId} / ${e.identity} / a key twice`);
+    out.set(e.clientId, e.identityKey);
+    names.add(e.identity);
+    keys.add(hex);
+    if (trust.pinned !== undefined) {
+      const pinned = trust.pinned.get(e.identity);
+      if (pinned === undefined) throw new IdentityFailure(`${e.identity} (client ${e.clientId}) is not in the pinned directory`);
+      if (!bytesEqual(pinned, e.identityKey))
+        throw new IdentityFailure(`the server's directory gives ${e.identity} the key ${hex.slice(0, 16)}…, the pinned directory ${keyHex(pinned).slice(0, 16)}…`);
+    }
+    if (trust.issuerKey !== undefined) {
+      const cert = await verifyCertificate(e.certificate, trust.issuerKey, { crypto });
+      if (!cert.ok) throw new IdentityFailure(`the certificate of ${e.identity} (client ${e.clientId}) is ${cert.reason}`);
+      if (cert.claims.clientId !== e.identity || !bytesEqual(cert.claims.identityKey, e.identityKey))
+        throw new IdentityFailure(`the certificate of client ${e.clientId} is for another identity or key than the directory says`);
+    }
+  }
+  const mine = out.get(me.clientId);
+  if (mine === undefined || !bytesEqual(mine, me.identityKey)) throw new IdentityFailure('the directory does not give this client its own identity key');
+  return out;
+}
+
+/** One connection: challenge, hello, then rounds until `wanted` reports or the connection closes. */
 async function session(
   ch: FrameChannel,
   options: ParticipateOptions,
+  trust: Trust,
   wanted: number,
   emit: (e: ClientEvent) => void,
   onWelcome: () => void,
@@ -162,6 +278,19 @@ async function session(
   let state: ClientState | undefined;
   let chain = Promise.resolve();
   let leaving = false;
+  let helloSent = false;
+  const crypto = options.crypto ?? defaultCrypto;
+  const identityKey = options.identity !== undefined ? await identityPublicKey(options.identity, crypto) : undefined;
+  const identityCheck: RoundInfo['identityCheck'] =
+    trust.pinned && trust.issuerKey ? 'pinned+issuer' : trust.pinned ? 'pinned' : trust.issuerKey ? 'issuer' : 'server';
+  /** Give up on this server: an identity check failed (retrying cannot help). */
+  const identityFailure = (message: string, abortRound?: { roundId: Uint8Array; clientId: number }) => {
+    error = new ClientError('ERR_IDENTITY', message);
+    leaving = true;
+    if (abortRound)
+      ch.send(encodeClientMessage(asRoundId(abortRound.roundId), clientId(abortRound.clientId), { case: 'abort', value: { code: 'ERR_SIGNATURE_INVALID' } }));
+    ch.close(CLOSE.NORMAL, 'identity check failed');
+  };
   const cancel = () => {
     error = new ClientError('ERR_CANCELLED', 'cancelled', { cause: options.signal?.reason });
     ch.close(CLOSE.NORMAL, 'cancelled');
@@ -171,15 +300,47 @@ async function session(
   const onFrame = async (bytes: Uint8Array) => {
     if (leaving) return;
     if (isControlFrame(bytes)) {
-      const ctl = decodeControl(bytes);
+      const ctl = decodeServerControl(bytes);
       switch (ctl.body.case) {
+        case 'challenge': {
+          if (helloSent) throw new TransportError(CLOSE.MALFORMED, 'a second challenge');
+          const ch0 = ctl.body.value;
+          if (options.serverId !== undefined && ch0.serverId !== options.serverId)
+            return identityFailure(`the server calls itself '${ch0.serverId}', expected '${options.serverId}'`);
+          let proof: { identityKey: Uint8Array; signature: Uint8Array; certificate: string } | undefined;
+          if (options.identity !== undefined) {
+            if (ch0.mode !== WireMode.ACTIVE) return identityFailure('the server runs semi-honest rounds; this client has an identity and takes part in active rounds only');
+            const transcript = await helloTranscript({ version: PROTOCOL_VERSION, nonce: ch0.nonce, serverId: ch0.serverId, token: options.token, identityKey: identityKey! }, crypto);
+            const signature = await (await crypto.ed25519(options.identity)).sign(transcript);
+            proof = { identityKey: identityKey!, signature, certificate: options.certificate ?? '' };
+          }
+          helloSent = true;
+          ch.send(encodeControl({ case: 'hello', value: { version: PROTOCOL_VERSION, token: options.token, ...(proof ? { proof } : {}) } }));
+          return;
+        }
         case 'welcome':
           onWelcome();
           emit({ type: 'welcome', clientId: ctl.body.value.clientId, identity: ctl.body.value.identity });
           return;
         case 'assignment': {
           const a = ctl.body.value;
-          round = { round: a.roundNumber, roundId: toHex(a.roundId), clientId: a.clientId, bits: a.bits, dimension: a.dimension };
+          let directory: Map<number, Uint8Array> | undefined;
+          if (options.identity !== undefined) {
+            try {
+              directory = await checkDirectory(a.directory, { clientId: a.clientId, identityKey: identityKey! }, trust, crypto);
+            } catch (e) {
+              if (!(e instanceof IdentityFailure)) throw e;
+              return identityFailure(`round ${a.roundNumber}: ${e.message}`, { roundId: a.roundId, clientId: a.clientId });
+            }
+          }
+          round = {
+            round: a.roundNumber,
+            roundId: toHex(a.roundId),
+            clientId: a.clientId,
+            bits: a.bits,
+            dimension: a.dimension,
+            ...(directory ? { identityCheck } : {}),
+          };
           emit({ type: 'assigned', round });
           const input = options.input ?? (await options.inputProvider!(round));
           const max = 2 ** a.bits;
@@ -193,7 +354,12 @@ async function session(
             ch.close(CLOSE.NORMAL, 'input does not fit the round');
             return;
           }
-          state = createClient({ id: clientId(a.clientId), input: input!, ...(options.crypto ? { crypto: options.crypto } : {}) });
+          state = createClient({
+            id: clientId(a.clientId),
+            input: input!,
+            ...(options.crypto ? { crypto: options.crypto } : {}),
+            ...(directory ? { identity: options.identity!, directory } : {}),
+          });
           return;
         }
         case 'finished': {
@@ -225,6 +391,16 @@ async function session(
     const stage = REPLY[state.stage];
     const step = await handleClientMessage(state, bytes);
     state = step.state;
+    if (options.identity !== undefined && state.config !== undefined && state.config.mode !== 'active')
+      return identityFailure(`round ${round?.round}: the server started a semi-honest round; this client takes part in active rounds only`, {
+        roundId: state.config.roundId,
+        clientId: state.id,
+      });
+    if (step.error?.code === 'ERR_SIGNATURE_INVALID' && options.identity !== undefined && step.outgoing !== null) {
+      // The protocol caught a key not signed by the identity the directory names: send the abort, then leave.
+      ch.send(step.outgoing);
+      return identityFailure(`round ${round?.round}: ${step.error.message}`);
+    }
     if (step.outgoing === null) return;
     const decision = stage && options.unsafeBeforeSend ? options.unsafeBeforeSend(stage, step.outgoing) : 'send';
     if (decision === 'silent') return;
@@ -246,7 +422,6 @@ async function session(
       }),
     );
   });
-  ch.send(encodeControl({ case: 'hello', value: { version: PROTOCOL_VERSION, token: options.token } }));
   const { code, reason } = await ch.closed;
   await chain;
   options.signal?.removeEventListener('abort', cancel);

@@ -3,7 +3,8 @@
  * Node-only; the package root stays browser-safe.
  */
 export { createServer, type SecAggServer, type ServiceOptions, type PublishedResult, type ServiceStatus, type LiveRound } from './server.js';
-export { signToken, createTokenVerifier, type TokenClaims, type TokenCheck, type TokenVerifierOptions } from './token.js';
+export { signToken, createTokenVerifier, type TokenClaims, type TokenCheck, type TokenVerifierOptions, type StaticTokenEntry } from './token.js';
+export { generateIdentity, identityPublicKey, issueCertificate, verifyCertificate, type CertificateClaims } from '../client/identity.js';
 export { memoryStore, SERVICE_STAGES, type RoundStore, type RoundRecord, type RoundParams, type StageRecord, type RoundOutcome, type ServiceStage } from './store.js';
 export { sqliteStore } from './sqliteStore.js';
 export { jsonLogger, silentLogger, type Logger, type LogLevel } from './logger.js';

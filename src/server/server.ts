@@ -11,7 +11,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { nodeCrypto } from '../crypto/node.js';
 import { SecAggError } from '../errors.js';
@@ -30,7 +30,9 @@ import {
 import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
 import { createWorkerUnmasker, type WorkerUnmasker } from '../node/workerUnmasker.js';
 import { CLOSE, MAX_CONTROL_BYTES, TransportError, decodeControl, encodeControl, isControlFrame } from '../transport/frames.js';
-import { createTokenVerifier } from './token.js';
+import { createTokenVerifier, type StaticTokenEntry } from './token.js';
+import { bytesEqual, helloTranscript, toHex, verifyCertificate, NONCE_BYTES } from '../client/identity.js';
+import { Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { jsonLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { memoryStore, SERVICE_STAGES, type RoundRecord, type RoundStore, type ServiceStage, type StageRecord } from './store.js';
@@ -42,8 +44,11 @@ export interface ServiceOptions {
   readonly port: number;
   /** Interface to listen on (default 127.0.0.1). */
   readonly host: string;
-  /** Static bearer tokens: a list (each its own identity) or token → identity. */
-  readonly tokens: ReadonlyMap<string, string> | readonly string[];
+  /**
+   * Static bearer tokens: a list (each its own identity) or token → identity. In active mode each
+   * must be bound to an identity key: token → `{ identity, identityKey }`.
+   */
+  readonly tokens: ReadonlyMap<string, string | StaticTokenEntry> | readonly string[];
   /** Secret for HMAC-signed tokens (see signToken); omit to accept static tokens only. */
   readonly secret: string | Uint8Array | undefined;
   /** A round starts when this many clients wait (≥ 3; default 3)… */
@@ -82,6 +87,22 @@ export interface ServiceOptions {
   readonly unmaskWorkers: number;
   /** Structured logs (default: JSON lines on stderr). */
   readonly logger: Logger;
+  /**
+   * 'semi-honest' (default) or 'active': every client then has a long-term Ed25519 identity, its
+   * token is bound to the identity key, it proves possession at hello, and rounds run the protocol's
+   * active mode with the cohort's identity keys as the directory (sent to the clients too).
+   */
+  readonly mode: 'semi-honest' | 'active';
+  /** The server's name, signed into every identity proof (default `secagg:<host>:<port>`). */
+  readonly serverId: string | undefined;
+  /**
+   * Active mode: the identity issuer's Ed25519 public key. When set, a client must present a
+   * certificate from this issuer for its (identity, identity key) at hello; the server forwards the
+   * certificates in the directory so clients that pin the same issuer key can check every peer.
+   */
+  readonly issuerKey: Uint8Array | undefined;
+  /** WebSocket ping interval, ms (default 15,000; 0 = off). A connection that has not answered the previous ping is dropped. */
+  readonly keepAliveIntervalMs: number;
 }
 
 /** What subscribers receive when a round completes. */
@@ -94,6 +115,8 @@ export interface PublishedResult {
   readonly included: readonly number[];
   /** Identities (from the tokens) of the included clients. */
   readonly identities: readonly string[];
+  /** Active mode: the included clients' identity public keys, hex (same order). */
+  readonly identityKeys?: readonly string[];
   readonly params: RoundRecord['params'];
   readonly stages: RoundRecord['stages'];
   readonly startedAt: number;
@@ -166,14 +189,25 @@ const DEFAULTS: Omit<ServiceOptions, 'logger'> = {
   store: undefined,
   historyFile: undefined,
   unmaskWorkers: availableParallelism(),
+  mode: 'semi-honest',
+  serverId: undefined,
+  issuerKey: undefined,
+  keepAliveIntervalMs: 15_000,
 };
 
 interface Conn {
   readonly seq: number;
   readonly ws: WebSocket;
   readonly remote: string;
-  phase: 'handshake' | 'waiting' | 'in-round' | 'closed';
+  phase: 'handshake' | 'authenticating' | 'waiting' | 'in-round' | 'closed';
+  /** The challenge nonce sent on connect. */
+  readonly nonce: Uint8Array;
+  /** Answered the last ping. */
+  alive: boolean;
   identity?: string;
+  /** Active mode: the proven identity key and the certificate the client presented. */
+  identityKey?: Uint8Array;
+  certificate?: string;
   clientId?: ClientId;
   handshakeTimer?: ReturnType<typeof setTimeout>;
   tokens: number;
@@ -214,6 +248,10 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     throw new RangeError(`maxClients must be an integer in [minClients, ${MAX_CLIENT_ID}]`);
   if (!Number.isInteger(o.dimension) || o.dimension < 1) throw new RangeError('dimension must be a positive integer');
   if (!Number.isInteger(o.bits) || o.bits < 1 || o.bits > 32) throw new RangeError('bits must be in [1, 32]');
+  if (o.mode !== 'semi-honest' && o.mode !== 'active') throw new RangeError("mode must be 'semi-honest' or 'active'");
+  if (o.issuerKey !== undefined && !(o.issuerKey instanceof Uint8Array && o.issuerKey.length === 32)) throw new RangeError('issuerKey must be a 32-byte Ed25519 public key');
+  if (!(o.keepAliveIntervalMs >= 0)) throw new RangeError('keepAliveIntervalMs must be ≥ 0');
+  const active = o.mode === 'active';
   const log = o.logger;
   const verify = createTokenVerifier({ tokens: o.tokens, ...(o.secret !== undefined ? { secret: o.secret } : {}) });
   const store = o.store ?? (o.historyFile !== undefined ? sqliteStore(o.historyFile) : memoryStore());
@@ -229,6 +267,8 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   const conns = new Set<Conn>();
   const waiting = new Set<Conn>();
   const identities = new Map<string, Conn>();
+  const identityKeys = new Map<string, Conn>(); // hex identity key → connection (active mode)
+  let serverId = o.serverId ?? '';
   const byClientId = new Map<number, Conn>();
   let nextClientId = 1;
   let nextSeq = 1;
@@ -263,6 +303,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     conns.delete(c);
     waiting.delete(c);
     if (c.identity !== undefined && identities.get(c.identity) === c) identities.delete(c.identity);
+    if (c.identityKey !== undefined && identityKeys.get(toHex(c.identityKey)) === c) identityKeys.delete(toHex(c.identityKey));
     if (c.clientId !== undefined && byClientId.get(c.clientId) === c) byClientId.delete(c.clientId);
     metrics.connections = conns.size;
     metrics.waiting = waiting.size;
@@ -295,19 +336,46 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     return true;
   };
 
-  const onHello = (c: Conn, bytes: Uint8Array) => {
+  const refuse = (c: Conn, reason: string, metricReason: string) => closeConn(c, CLOSE.UNAUTHORIZED, reason, metricReason);
+
+  const onHello = async (c: Conn, bytes: Uint8Array) => {
     const ctl = decodeControl(bytes);
     if (ctl.body.case !== 'hello') throw new TransportError(CLOSE.MALFORMED, `expected hello, got ${ctl.body.case}`);
     const hello = ctl.body.value;
     if (hello.version !== PROTOCOL_VERSION)
       throw new TransportError(CLOSE.MALFORMED, `protocol version ${hello.version} is not ${PROTOCOL_VERSION}`);
     const check = verify(hello.token);
-    if (!check.ok) {
-      closeConn(c, CLOSE.UNAUTHORIZED, check.reason === 'expired' ? 'token expired' : 'invalid token', `unauthorized_${check.reason}`);
-      return;
+    if (!check.ok) return refuse(c, check.reason === 'expired' ? 'token expired' : 'invalid token', `unauthorized_${check.reason}`);
+    let identityKey: Uint8Array | undefined;
+    let certificate: string | undefined;
+    if (active) {
+      // The token names the identity key; the hello must prove possession of exactly that key.
+      if (check.identityKey === undefined) return refuse(c, 'token is not bound to an identity key', 'unauthorized_unbound');
+      const proof = hello.proof;
+      if (proof === undefined || proof.identityKey.length !== 32 || proof.signature.length !== 64)
+        return refuse(c, 'identity proof required', 'unauthorized_no_proof');
+      if (!bytesEqual(proof.identityKey, check.identityKey)) return refuse(c, 'token is bound to another identity key', 'unauthorized_wrong_key');
+      c.phase = 'authenticating';
+      const transcript = await helloTranscript({ version: hello.version, nonce: c.nonce, serverId, token: hello.token, identityKey: proof.identityKey }, nodeCrypto);
+      const proven = await nodeCrypto.ed25519Verify(proof.identityKey, transcript, proof.signature);
+      if (c.phase !== 'authenticating') return; // closed meanwhile
+      if (!proven) return refuse(c, 'identity proof does not verify', 'unauthorized_bad_proof');
+      if (o.issuerKey !== undefined) {
+        const cert = await verifyCertificate(proof.certificate, o.issuerKey, { crypto: nodeCrypto });
+        if (c.phase !== 'authenticating') return;
+        if (!cert.ok) return refuse(c, cert.reason === 'expired' ? 'certificate expired' : 'invalid certificate', `unauthorized_certificate_${cert.reason}`);
+        if (cert.claims.clientId !== check.identity || !bytesEqual(cert.claims.identityKey, proof.identityKey))
+          return refuse(c, 'certificate is for another identity', 'unauthorized_certificate_mismatch');
+      }
+      identityKey = proof.identityKey;
+      certificate = proof.certificate || undefined;
     }
     if (identities.has(check.identity)) {
       closeConn(c, CLOSE.DUPLICATE_IDENTITY, `identity ${check.identity} is already connected`, 'duplicate_identity');
+      return;
+    }
+    if (identityKey !== undefined && identityKeys.has(toHex(identityKey))) {
+      closeConn(c, CLOSE.DUPLICATE_IDENTITY, `identity key ${toHex(identityKey).slice(0, 16)}… is already connected`, 'duplicate_identity');
       return;
     }
     const id = allocateClientId();
@@ -319,10 +387,15 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     c.identity = check.identity;
     c.clientId = id;
     identities.set(check.identity, c);
+    if (identityKey !== undefined) {
+      c.identityKey = identityKey;
+      if (certificate !== undefined) c.certificate = certificate;
+      identityKeys.set(toHex(identityKey), c);
+    }
     byClientId.set(id, c);
     c.phase = 'waiting';
     c.ws.send(encodeControl({ case: 'welcome', value: { clientId: id, identity: check.identity, maxFrameBytes: maxPayload } }));
-    log.log('debug', 'client authenticated', { conn: c.seq, clientId: id, identity: check.identity });
+    log.log('debug', 'client authenticated', { conn: c.seq, clientId: id, identity: check.identity, ...(identityKey ? { identityKey: toHex(identityKey) } : {}) });
     waiting.add(c);
     metrics.waiting = waiting.size;
     schedule();
@@ -336,8 +409,14 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     try {
       if (c.phase === 'handshake') {
         if (bytes.length > MAX_CONTROL_BYTES) return closeConn(c, CLOSE.TOO_BIG, `hello of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`, 'too_big');
-        return onHello(c, bytes);
+        onHello(c, bytes).catch((e: unknown) => {
+          if (e instanceof TransportError) return closeConn(c, e.closeCode, e.message, e.closeCode === CLOSE.TOO_BIG ? 'too_big' : 'malformed');
+          log.log('error', 'unexpected error handling a hello', { conn: c.seq, error: String(e) });
+          closeConn(c, CLOSE.INTERNAL, 'internal error', 'internal');
+        });
+        return;
       }
+      if (c.phase === 'authenticating') return closeConn(c, CLOSE.MALFORMED, 'frame before the welcome', 'malformed');
       if (isControlFrame(bytes)) {
         const ctl = decodeControl(bytes);
         throw new TransportError(CLOSE.MALFORMED, `unexpected ${ctl.body.case} frame`);
@@ -419,12 +498,14 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       dimension: o.dimension,
       threshold,
       degree,
-      mode: 'semi-honest',
+      mode: o.mode,
       cohort: members.map((c) => c.clientId!),
     };
+    // Active mode: the directory is the identity keys the members proved possession of at hello.
+    const directory = active ? new Map<number, Uint8Array>(members.map((c) => [c.clientId!, c.identityKey!])) : undefined;
     let first: ServerStep;
     try {
-      first = startServerRound({ config, crypto: nodeCrypto, ...(unmasker ? { unmasker: unmasker.unmask } : {}) });
+      first = startServerRound({ config, crypto: nodeCrypto, ...(directory ? { directory } : {}), ...(unmasker ? { unmasker: unmasker.unmask } : {}) });
     } catch (e) {
       log.log('error', 'could not start a round', { error: String(e) });
       return undefined;
@@ -436,7 +517,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     }
     metrics.waiting = waiting.size;
     const now = Date.now();
-    const params = { bits: o.bits, dimension: o.dimension, threshold, degree: effectiveDegree(degree, n), mode: 'semi-honest' as const, cohort: n };
+    const params = { bits: o.bits, dimension: o.dimension, threshold, degree: effectiveDegree(degree, n), mode: o.mode, cohort: n };
     const base: Omit<RoundRecord, 'id'> = {
       roundId: hex(config.roundId),
       params,
@@ -469,6 +550,9 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     metrics.stageClients.clear();
     (l.record as { id: number }).id = await store.begin(base);
     log.log('info', 'round started', { round: l.record.id, roundId: l.record.roundId, ...params });
+    const directoryEntries = active
+      ? members.map((c) => ({ clientId: c.clientId!, identity: c.identity!, identityKey: c.identityKey!, certificate: c.certificate ?? '' }))
+      : [];
     for (const c of members) {
       c.ws.send(
         encodeControl({
@@ -481,6 +565,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
             dimension: o.dimension,
             maxFrameBytes: l.maxFrame,
             stageTimeoutMs: o.stageTimeoutMs,
+            directory: directoryEntries,
           },
         }),
       );
@@ -618,6 +703,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
         sum: result.sum,
         included: rec.included!,
         identities: rec.included!.map((id) => l.members.get(id)?.identity ?? ''),
+        ...(active ? { identityKeys: rec.included!.map((id) => toHex(l.members.get(id)?.identityKey ?? new Uint8Array(0))) } : {}),
         params: rec.params,
         stages: structuredClone(rec.stages),
         startedAt: rec.startedAt,
@@ -699,7 +785,16 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const c: Conn = { seq: nextSeq++, ws, remote: req.socket.remoteAddress ?? '', phase: 'handshake', tokens: 2 * o.maxMessagesPerSecond, lastRefill: performance.now() };
+      const c: Conn = {
+        seq: nextSeq++,
+        ws,
+        remote: req.socket.remoteAddress ?? '',
+        phase: 'handshake',
+        nonce: new Uint8Array(randomBytes(NONCE_BYTES)),
+        alive: true,
+        tokens: 2 * o.maxMessagesPerSecond,
+        lastRefill: performance.now(),
+      };
       if (conns.size >= o.maxConnections) {
         metrics.closed('server_full');
         ws.close(CLOSE.SERVER_FULL, 'too many connections');
@@ -709,17 +804,48 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       metrics.connections = conns.size;
       c.handshakeTimer = setTimeout(() => closeConn(c, CLOSE.HANDSHAKE_TIMEOUT, `no hello within ${o.handshakeTimeoutMs} ms`, 'handshake_timeout'), o.handshakeTimeoutMs);
       ws.on('message', (data, isBinary) => onFrame(c, data, isBinary));
+      ws.on('pong', () => (c.alive = true));
       ws.on('close', (code) => {
         if (code === CLOSE.TOO_BIG && c.phase !== 'closed') metrics.closed('too_big'); // ws enforced maxPayload
         gone(c);
       });
       ws.on('error', (e) => log.log('debug', 'socket error', { conn: c.seq, error: String(e) }));
+      ws.send(
+        encodeControl({
+          case: 'challenge',
+          value: { version: PROTOCOL_VERSION, mode: active ? WireMode.ACTIVE : WireMode.SEMI_HONEST, nonce: c.nonce, serverId },
+        }),
+      );
     });
   });
   await new Promise<void>((ok, fail) => http.once('error', fail).listen(o.port, o.host, ok));
   const port = (http.address() as AddressInfo).port;
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
-  log.log('info', 'listening', { url: `http://${hostForUrl}:${port}/`, dimension: o.dimension, bits: o.bits, degree: o.degree, maxPayload });
+  if (o.serverId === undefined) serverId = `secagg:${hostForUrl}:${port}`;
+
+  // Keep-alive: ping every connection each interval; one that has not answered the previous ping
+  // (a half-open TCP connection, a frozen peer) is dropped — in a round, that is a dropout.
+  const keepAlive =
+    o.keepAliveIntervalMs > 0
+      ? setInterval(() => {
+          for (const c of [...conns]) {
+            if (!c.alive) {
+              log.log('info', 'no pong: dropping the connection', { conn: c.seq, clientId: c.clientId, identity: c.identity });
+              metrics.closed('keepalive_timeout');
+              gone(c);
+              c.ws.terminate();
+              continue;
+            }
+            c.alive = false;
+            try {
+              c.ws.ping();
+            } catch {
+              /* closing */
+            }
+          }
+        }, o.keepAliveIntervalMs)
+      : undefined;
+  log.log('info', 'listening', { url: `http://${hostForUrl}:${port}/`, dimension: o.dimension, bits: o.bits, degree: o.degree, mode: o.mode, serverId, maxPayload });
 
   return {
     url: `ws://${hostForUrl}:${port}/ws`,
@@ -740,6 +866,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       if (closing) return;
       closing = true;
       if (startTimer) clearTimeout(startTimer);
+      if (keepAlive) clearInterval(keepAlive);
       const l = live;
       if (l) {
         const grace = options.graceMs ?? 0;
