@@ -437,14 +437,16 @@ async function session(
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(new ClientError('ERR_CANCELLED', 'cancelled', { cause: signal.reason }));
-      },
-      { once: true },
-    );
+    // The listener is removed when the timer fires: a long-lived signal across many reconnects
+    // must not collect one listener per back-off.
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new ClientError('ERR_CANCELLED', 'cancelled', { cause: signal?.reason }));
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
