@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { availableParallelism } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
-import { createServer, signToken, silentLogger, type PublishedResult } from '../server/index.js';
+import { createServer, signToken, silentLogger, type PublishedResult, type ServiceOptions } from '../server/index.js';
 import { participate, type ReplyStage } from '../client/index.js';
 import { identityPublicKey, issueCertificate, toHex } from '../client/identity.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
@@ -113,8 +113,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     );
     issuer = { key: await identityPublicKey(issuerSeed), seeds: seeds.map(toHex), certificates };
   }
-  const server = await createServer({
-    port: num(a.port, 'port', 8080, 0, 65535),
+  const options: Partial<ServiceOptions> = {
     secret,
     logger: silentLogger,
     minClients: Math.max(3, Math.floor(n * 0.7)),
@@ -127,7 +126,17 @@ export async function runDemo(argv: string[]): Promise<number> {
     maxRounds: rounds,
     mode,
     ...(issuer ? { issuerKey: issuer.key } : {}),
-  });
+  };
+  const port = num(a.port, 'port', 8080, 0, 65535);
+  let server: Awaited<ReturnType<typeof createServer>>;
+  try {
+    server = await createServer({ ...options, port });
+  } catch (e) {
+    // The default port may be taken on a developer machine: fall back to any free one, and say so.
+    if (a.port !== undefined || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    process.stderr.write(`secagg demo: port ${port} is in use, using a free port instead\n`);
+    server = await createServer({ ...options, port: 0 });
+  }
   process.stdout.write(`secagg demo: ${n} clients, m = ${m}, dropout ${dropout}, ${mode}; dashboard ${server.httpUrl}\n`);
   let ended = 0;
   let failures = 0;

@@ -818,7 +818,15 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       );
     });
   });
-  await new Promise<void>((ok, fail) => http.once('error', fail).listen(o.port, o.host, ok));
+  try {
+    await new Promise<void>((ok, fail) => http.once('error', fail).listen(o.port, o.host, ok));
+  } catch (e) {
+    // Nothing may outlive a server that never started: the worker pool would keep the process alive.
+    wss.close();
+    await unmasker?.close();
+    await store.close();
+    throw e;
+  }
   const port = (http.address() as AddressInfo).port;
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
   if (o.serverId === undefined) serverId = `secagg:${hostForUrl}:${port}`;
