@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { simulateRound, STAGES, type Stage, type SimulateResult } from '../src/sim/simulate.js';
+import { spreadDropouts } from '../src/sim/random.js';
 import { jobExpansions, sequentialUnmasker, type MaskJob, type Unmasker } from '../src/protocol/serverRound.js';
 import { createWorkerUnmasker, type WorkerUnmasker } from '../src/node/workerUnmasker.js';
 import { RingAccumulator } from '../src/ring/accumulator.js';
@@ -230,18 +231,6 @@ interface RoundOutcome {
   maskNeighbours: { mean: number; max: number };
 }
 
-/** A deterministic-free spread of `count` dropped clients over the stages (semi-honest: 4 stages). */
-function spreadDropouts(n: number, count: number, stages: readonly Stage[]): Partial<Record<Stage, number[]>> {
-  const order = Array.from({ length: n }, (_, i) => i);
-  const r = randomBytes(4 * n);
-  for (let i = n - 1; i > 0; i--) {
-    const j = r.readUInt32LE(4 * i) % (i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  const out: Partial<Record<Stage, number[]>> = {};
-  for (let d = 0; d < count; d++) (out[stages[d % stages.length]!] ??= []).push(order[d]!);
-  return out;
-}
 
 /** Which clients compute a masked input, and how many pairwise masks each adds (mirrors the server's U2 peel). */
 function maskNeighbourCounts(spec: RoundSpec, seed: Uint8Array, threshold: number): { mean: number; max: number } {

@@ -6,6 +6,7 @@
  * mixes both providers on the wire. Chromium missing is a failure, not a skip: install it with
  * `apt-get install -y chromium`.
  */
+import { randomRingVector } from '../src/sim/random.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -106,17 +107,11 @@ interface MixedResult {
   ms: Record<'browser' | 'node', Partial<Record<Stage, number[]>>>;
 }
 
-function randomVector(rng: (n: number) => Uint8Array, m: number, bits: number): Uint32Array {
-  const v = new Uint32Array(rng(4 * m).buffer);
-  if (bits < 32) for (let i = 0; i < m; i++) v[i]! &= 2 ** bits - 1;
-  return v;
-}
-
 async function runMixedRound(r: MixedRound): Promise<MixedResult> {
   const rng = unsafeSeededRng(r.seed);
   const ids = Array.from({ length: r.n }, (_, i) => clientId(i + 1));
   const inBrowser = new Set(r.browserIds);
-  const inputs = new Map(ids.map((id) => [id as number, randomVector(rng, r.m, r.bits)]));
+  const inputs = new Map(ids.map((id) => [id as number, randomRingVector(r.m, r.bits, rng)]));
 
   let directory: Map<number, Uint8Array> | undefined;
   const nodeIdentity = new Map<number, Uint8Array>();

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
+import { randomRingVector } from '../sim/random.js';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { participate, isClientError, type RoundInfo, type ParticipateOptions } from '../client/index.js';
 import { generateIdentity, identityPublicKey, parseKey, toHex } from '../client/identity.js';
@@ -50,12 +50,6 @@ export function readVector(path: string): Uint32Array {
   }
   if (raw.length % 4 !== 0) fail(`${path}: raw input must be a multiple of 4 bytes`);
   return new Uint32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
-}
-
-export function randomVector(m: number, bits: number): Uint32Array {
-  const v = new Uint32Array(randomBytes(4 * m).buffer);
-  if (bits < 32) for (let i = 0; i < m; i++) v[i]! &= 2 ** bits - 1;
-  return v;
 }
 
 export async function runClient(argv: string[]): Promise<number> {
@@ -121,7 +115,7 @@ export async function runClient(argv: string[]): Promise<number> {
   const inputProvider = (r: RoundInfo): Uint32Array => {
     if (fixed) return fixed;
     if (m !== r.dimension) process.stderr.write(`secagg client: the round wants ${r.dimension} elements, --random gave ${m}\n`);
-    return randomVector(m!, r.bits);
+    return randomRingVector(m!, r.bits);
   };
   try {
     const reports = await participate({

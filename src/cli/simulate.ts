@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { randomBytes } from 'node:crypto';
-import { simulateRound, STAGES, type SimulateResult, type Stage } from '../sim/simulate.js';
+import { simulateRound, STAGES, type SimulateResult } from '../sim/simulate.js';
+import { randomRingVector, spreadDropouts } from '../sim/random.js';
 import { plainSum } from '../ring/vector.js';
 import { recommendParameters, defaultThreshold } from '../graph/index.js';
 import { isSecAggError } from '../errors.js';
@@ -39,20 +39,6 @@ function int(value: string | undefined, name: string, def: number, min: number, 
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) fail(`--${name} must be an integer in [${min}, ${max}], got '${value}'`);
   return n;
-}
-
-/** Spread `count` dropped clients over the stages a mode has, in a seeded-free deterministic way. */
-function spreadDropouts(n: number, count: number, mode: Mode): Partial<Record<Stage, number[]>> {
-  const stages = STAGES.filter((s) => mode === 'active' || s !== 'consistency');
-  const order = Array.from({ length: n }, (_, i) => i);
-  const r = randomBytes(4 * n);
-  for (let i = n - 1; i > 0; i--) {
-    const j = r.readUInt32LE(4 * i) % (i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  const out: Partial<Record<Stage, number[]>> = {};
-  for (let d = 0; d < count; d++) (out[stages[d % stages.length]!] ??= []).push(order[d]!);
-  return out;
 }
 
 export async function runSimulate(argv: string[]): Promise<number> {
@@ -101,12 +87,8 @@ export async function runSimulate(argv: string[]): Promise<number> {
   if (a.threshold !== undefined) threshold = int(a.threshold, 'threshold', 0, 2, 65534);
   const workers = int(a.workers, 'workers', (await import('node:os')).availableParallelism(), 0, 64);
 
-  const inputs = Array.from({ length: n }, () => {
-    const v = new Uint32Array(randomBytes(4 * m).buffer);
-    if (bits < 32) for (let i = 0; i < m; i++) v[i]! &= 2 ** bits - 1;
-    return v;
-  });
-  const dropouts = spreadDropouts(n, dropped, mode);
+  const inputs = Array.from({ length: n }, () => randomRingVector(m, bits));
+  const dropouts = spreadDropouts(n, dropped, STAGES.filter((s) => mode === 'active' || s !== 'consistency'));
   const unmasker = workers > 0 ? createWorkerUnmasker({ workers }) : undefined;
   const progress = !a.quiet && !a.json;
   const t0 = performance.now();
