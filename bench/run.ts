@@ -8,7 +8,9 @@
  *
  * Rows: c100 (100 clients, complete, m = 100k), c500 (500 clients, complete), c1000 (1,000 clients,
  * SecAgg+ at the recommended degree, 5% dropped over the stages), s101 (server unmasks 101 clients,
- * 10 dropped after sharing), mask1m (one client's MaskedInput work, m = 2^20, 100 neighbours).
+ * 10 dropped after sharing), mask1m / mask100k (one client's MaskedInput work alone, m = 2^20 or
+ * 100,000, 100 neighbours: the simulated rounds' client rows also carry the GC work of the other
+ * clients held in the same process).
  *
  * The floor of a row is the time `nodeCrypto.keystream` takes on this machine to produce the same
  * number of keystream words into a no-op sink. Targets are reported (PASS/FAIL), never thrown.
@@ -35,7 +37,7 @@ import type { Degree } from '../src/protocol/config.js';
 // ---------------------------------------------------------------------------------------------
 // Arguments
 
-const ROW_IDS = ['c100', 'c500', 'c1000', 's101', 'mask1m'] as const;
+const ROW_IDS = ['c100', 'c500', 'c1000', 's101', 'mask1m', 'mask100k'] as const;
 type RowId = (typeof ROW_IDS)[number];
 
 const { values: args } = parseArgs({
@@ -526,14 +528,14 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
 }
 
 // ---------------------------------------------------------------------------------------------
-// (b) One client's MaskedInput work at m = 2^20 with 100 neighbours
+// (b) One client's MaskedInput work alone, 100 neighbours, m = 2^20 (mask1m) or 100,000 (mask100k)
 
-async function benchMask1m(): Promise<void> {
-  const m = QUICK ? 1 << 16 : 1 << 20;
+async function benchMask1m(id: 'mask1m' | 'mask100k' = 'mask1m'): Promise<void> {
+  const m = QUICK ? 1 << 16 : id === 'mask1m' ? 1 << 20 : 100_000;
   const k = QUICK ? 20 : 100;
   const reps = Math.max(REPS, QUICK ? 1 : 7);
   const scen = `one client masks, m=${m}, ${k} neighbours`;
-  log(`${stamp()} mask1m: ${scen} — ${reps} reps`);
+  log(`${stamp()} ${id}: ${scen} — ${reps} reps`);
   const c = nodeCrypto;
   const round = roundId(randomBytes(16));
   const me = clientId(Math.floor(k / 2) + 1);
@@ -594,7 +596,7 @@ async function benchMask1m(): Promise<void> {
   const pairedWhole = median(whole.map((x, i) => x / timedFloors[i]!));
   const pairedPrg = median(prgMs.map((x, i) => x / timedFloors[i]!));
   row({
-    row: 'mask1m',
+    row: id,
     scenario: scen,
     measure: 'MaskedInput stage work (PRG+add)',
     meanMs: wMed,
@@ -608,7 +610,7 @@ async function benchMask1m(): Promise<void> {
     note: `accumulator ${simd ? 'WASM SIMD' : 'plain JS'}; new accumulator, input add, ${k + 1} expansions, toVector`,
   });
   row({
-    row: 'mask1m',
+    row: id,
     scenario: scen,
     measure: `  of which ${k + 1}× addPrg`,
     meanMs: pMed,
@@ -622,15 +624,15 @@ async function benchMask1m(): Promise<void> {
     note: 'ratio: median of per-pass ratios to a floor measured right before each pass',
   });
   row({
-    row: 'mask1m',
+    row: id,
     scenario: scen,
     measure: `  key derivation, done at ShareKeys: ${k}× X25519+HKDF`,
     meanMs: median(keysMs),
     maxMs: Math.max(...keysMs),
     note: `${((median(keysMs) / k) * 1000).toFixed(1)} µs per neighbour`,
   });
-  extra.mask1m = { m, neighbours: k, reps, wholeMs: whole, prgMs, keysMs, floorMs: timedFloors, floorRateGBps: gbps(rate) };
-  log(`${stamp()} mask1m: done`);
+  extra[id] = { m, neighbours: k, reps, wholeMs: whole, prgMs, keysMs, floorMs: timedFloors, floorRateGBps: gbps(rate) };
+  log(`${stamp()} ${id}: done`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -776,6 +778,7 @@ try {
   }
   for (const spec of specs()) if (wanted(spec.id)) await benchRound(spec, pool);
   if (wanted('mask1m')) await benchMask1m();
+  if (wanted('mask100k')) await benchMask1m('mask100k');
 } finally {
   await pool?.close();
   await closeKeystreamWorkers();
