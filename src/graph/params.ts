@@ -78,6 +78,12 @@ const LN2 = Math.LN2;
  * Smallest even k (and the smallest compatible t) meeting the bounds in this module's header, or
  * the complete graph when no k ≤ 0.9·(n − 1) does. Throws ERR_INVALID_PARAMETERS when not even the
  * complete graph can meet them (e.g. corrupt + dropped ≥ n − 1).
+ *
+ * @example
+ * ```ts
+ * const { degree, threshold } = recommendParameters({ clients: 1000, dropoutRate: 0.1, corruptionRate: 0, securityBits: 40 });
+ * // degree 48, threshold 25: each client talks to 48 others instead of 999
+ * ```
  */
 export function recommendParameters(req: ParameterRequirements): ParameterRecommendation {
   validate(req, MAX_CLIENT_ID);

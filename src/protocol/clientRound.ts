@@ -96,6 +96,17 @@ export interface ClientStep {
   readonly error?: SecAggError;
 }
 
+/**
+ * A client ready for a round; feed it the server's messages with handleClientMessage.
+ *
+ * @example
+ * ```ts
+ * let client = createClient({ id: clientId(7), input });
+ * const step = await handleClientMessage(client, bytesFromServer);
+ * client = step.state;
+ * if (step.outgoing) send(step.outgoing); // step.error says why a message was refused
+ * ```
+ */
 export function createClient(options: ClientOptions): ClientState {
   if (!Number.isInteger(options.id) || options.id < 1 || options.id > MAX_CLIENT_ID) throw new RangeError(`id must be in [1, ${MAX_CLIENT_ID}]`);
   if (!(options.input instanceof Uint32Array)) throw new TypeError('input must be a Uint32Array');

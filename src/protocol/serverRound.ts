@@ -159,6 +159,18 @@ export interface ServerStep {
   readonly error?: SecAggError;
 }
 
+/**
+ * Start a round: returns the state and the RoundStart message for every cohort member.
+ *
+ * @example
+ * ```ts
+ * let { state, outgoing } = startServerRound({ config });
+ * for (const o of outgoing) send(o.to, o.bytes);
+ * ({ state, outgoing } = await handleServerMessage(state, from, bytes)); // on each client message
+ * ({ state, outgoing } = await handleServerDeadline(state));             // when a stage times out
+ * if (state.stage === 'done') console.log(state.result.sum);
+ * ```
+ */
 export function startServerRound(options: ServerOptions): ServerStep {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const config = options.config;

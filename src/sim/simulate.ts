@@ -109,6 +109,13 @@ function emptyStage(): StageStats {
 /**
  * Run one round. Client i has id i + 1. Rejects with a SecAggError when the round cannot complete
  * (its `code` says why).
+ *
+ * @example
+ * ```ts
+ * const inputs = [Uint32Array.of(1, 2), Uint32Array.of(3, 4), Uint32Array.of(5, 6), Uint32Array.of(7, 8)];
+ * const { sum, included } = await simulateRound({ inputs, bits: 16, dropouts: { masked: [3] } });
+ * // sum = [9, 12], included = [0, 1, 2]
+ * ```
  */
 export async function simulateRound(options: SimulateOptions): Promise<SimulateResult> {
   const wall = performance.now();
