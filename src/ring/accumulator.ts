@@ -22,7 +22,8 @@ export class RingAccumulator {
   private readonly kernel: Kernel | null;
   private readonly accOffset: number; // byte offsets into kernel memory
   private readonly scratchOffset: number;
-  private readonly words: Uint32Array; // memory only grows in the constructor, so the view stays valid
+  private readonly words: Uint32Array; // memory only grows in the constructor, so the views stay valid
+  private readonly scratch: Uint32Array | null;
 
   constructor(length: number, options: { simd?: boolean } = {}) {
     if (!Number.isSafeInteger(length) || length < 1 || length > 1 << 28) throw new RangeError(`length must be in [1, 2^28], got ${length}`);
@@ -35,7 +36,9 @@ export class RingAccumulator {
       this.scratchOffset = 0;
       this.accOffset = 4 * SCRATCH_WORDS;
       this.words = new Uint32Array(this.kernel.memory.buffer, this.accOffset, length);
+      this.scratch = new Uint32Array(this.kernel.memory.buffer, this.scratchOffset, SCRATCH_WORDS);
     } else {
+      this.scratch = null;
       this.scratchOffset = 0;
       this.accOffset = 0;
       this.words = new Uint32Array(length);
@@ -61,11 +64,11 @@ export class RingAccumulator {
       addJs(this.words, chunk, offset, sign);
       return;
     }
+    const scratch = this.scratch!;
     for (let start = 0; start < n; start += SCRATCH_WORDS) {
       const len = Math.min(SCRATCH_WORDS, n - start);
       const full = len - (len % PAD_WORDS); // kernel handles whole 64-byte blocks, JS the tail
-      const mem = new Uint32Array(k.memory.buffer);
-      mem.set(full === len ? chunk.subarray(start, start + len) : chunk.subarray(start, start + full), this.scratchOffset / 4);
+      scratch.set(start === 0 && full === n ? chunk : chunk.subarray(start, start + full));
       const dst = this.accOffset + 4 * (offset + start);
       if (sign === 1) k.add(dst, this.scratchOffset, 4 * full);
       else k.sub(dst, this.scratchOffset, 4 * full);
