@@ -10,14 +10,13 @@ import { randomRingVector } from '../src/sim/random.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { bundleForBrowser, launchChromium, CHROMIUM, CHROMIUM_MISSING, ROOT, type Chromium } from './chromium.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { defaultThreshold } from '../src/graph/index.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
@@ -27,9 +26,7 @@ import { handleServerDeadline, handleServerMessage, startServerRound, type Outgo
 import { unsafeSeededRng } from '../src/rng.js';
 import type { BrowserApi, DeliverResult } from './browser/entry.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/test
-const ROOT = resolve(HERE, '..', '..');
 const ENTRY = join(HERE, 'browser', 'entry.js');
 const OUT_DIR = join(ROOT, 'test-output', 'browser');
 
@@ -40,25 +37,14 @@ type Api = BrowserApi;
 declare const secagg: Api;
 
 let httpServer: Server | undefined;
-let context: BrowserContext | undefined;
-let profileDir: string | undefined;
+let browser: Chromium | undefined;
 let page: Page;
 let bundleInputs: string[] = [];
 
 async function bundle(): Promise<string> {
-  const result = await build({
-    entryPoints: [ENTRY],
-    bundle: true,
-    platform: 'browser', // conditions browser/default/import: '#crypto-default' → crypto/web.js
-    format: 'esm',
-    target: 'es2022',
-    write: false,
-    metafile: true,
-    logLevel: 'silent',
-    absWorkingDir: ROOT,
-  });
-  bundleInputs = Object.keys(result.metafile.inputs);
-  return result.outputFiles[0]!.text;
+  const { js, inputs } = await bundleForBrowser(ENTRY);
+  bundleInputs = inputs;
+  return js;
 }
 
 const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>secagg in the browser</title>
@@ -230,7 +216,7 @@ const median = (xs: number[]): number => {
   return s.length ? s[Math.floor(s.length / 2)]! : NaN;
 };
 
-const MISSING = `${CHROMIUM} not found: the browser tests need Debian's Chromium — install it with \`apt-get install -y chromium\``;
+const MISSING = CHROMIUM_MISSING;
 
 // Not a skip: without Chromium this fails (and the suite below fails in its before hook).
 test(`Chromium is installed at ${CHROMIUM}`, () => {
@@ -244,23 +230,8 @@ describe('browser (headless Chromium)', { timeout: 50_000 }, () => {
     await mkdir(OUT_DIR, { recursive: true });
     await writeFile(join(OUT_DIR, 'bundle.js'), js);
     const url = await serve(js);
-    profileDir = await mkdtemp(join(tmpdir(), 'secagg-chromium-'));
-    context = await chromium.launchPersistentContext(profileDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1000, height: 800 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    browser = await launchChromium({ width: 1000, height: 800 });
+    page = browser.page;
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     await page.goto(url);
@@ -270,9 +241,8 @@ describe('browser (headless Chromium)', { timeout: 50_000 }, () => {
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
+    await browser?.close();
     await new Promise<void>((ok) => (httpServer ? httpServer.close(() => ok()) : ok()));
-    if (profileDir) await rm(profileDir, { recursive: true, force: true });
   });
 
   test('the bundle is browser-only: web provider, no node: import', async () => {

@@ -6,19 +6,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { bundleForBrowser, launchChromium, CHROMIUM, ROOT, type Chromium } from './chromium.js';
 import type { SecAggServer } from '../src/server/index.js';
 import type * as ClientModule from '../src/client/index.js';
 import { assertSum, nextResult, nodeClient, startServer, token, vector, type NodeClient } from './serviceHelpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '..', '..');
 const OUT_DIR = join(ROOT, 'test-output', 'service');
 const M = 256;
 const BITS = 24;
@@ -26,8 +23,7 @@ const BITS = 24;
 declare const secaggClient: typeof ClientModule;
 
 let server: SecAggServer;
-let context: BrowserContext | undefined;
-let profileDir: string | undefined;
+let browser: Chromium | undefined;
 let page: Page;
 let bundleInputs: string[] = [];
 
@@ -43,27 +39,11 @@ describe('service with headless Chromium clients and the dashboard', { timeout: 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: install it with apt-get install -y chromium`);
     server = await startServer({ autoStart: false, dimension: M, bits: BITS, stageTimeoutMs: 2500 });
-    const result = await build({
-      entryPoints: [join(HERE, '..', 'src', 'client', 'index.js')],
-      bundle: true,
-      platform: 'browser',
-      format: 'esm',
-      target: 'es2022',
-      write: false,
-      metafile: true,
-      logLevel: 'silent',
-      absWorkingDir: ROOT,
-    });
-    bundleInputs = Object.keys(result.metafile.inputs);
-    const js = result.outputFiles[0]!.text;
-    profileDir = await mkdtemp(join(tmpdir(), 'secagg-chromium-'));
-    context = await chromium.launchPersistentContext(profileDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1200, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    const bundled = await bundleForBrowser(join(HERE, '..', 'src', 'client', 'index.js'));
+    bundleInputs = bundled.inputs;
+    const js = bundled.js;
+    browser = await launchChromium({ width: 1200, height: 900 });
+    page = browser.page;
     await page.goto(server.httpUrl);
     // Load the ESM bundle in the dashboard's page (same origin as the WebSocket).
     await page.evaluate(async (code) => {
@@ -73,9 +53,8 @@ describe('service with headless Chromium clients and the dashboard', { timeout: 
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
+    await browser?.close();
     await server?.close();
-    if (profileDir) await rm(profileDir, { recursive: true, force: true });
   });
 
   test('the client bundle is browser-only (web crypto provider, no Node module)', () => {
