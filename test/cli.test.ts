@@ -36,3 +36,14 @@ test('bad arguments exit 2 with a message; too many dropouts abort with a typed 
   assert.equal(aborted.status, 2);
   assert.equal(JSON.parse(aborted.stdout).code, 'ERR_BELOW_THRESHOLD');
 });
+
+test('secagg example fl runs the federated-learning example and passes its flags through', () => {
+  const out = `${process.env.TMPDIR ?? '/tmp'}/secagg-cli-fl-${process.pid}`;
+  const r = run('example', 'fl', '--rounds', '1', '--clients', '4', '--out', out);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /4 clients, 1 rounds/);
+  assert.match(r.stdout, /final: secure [\d.]+% .* plain [\d.]+%/);
+  const unknown = run('example', 'nope');
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /available: fl/);
+});

@@ -18,10 +18,32 @@ Commands:
   client     take part in rounds of a service with a vector
   rounds     list the rounds in a service's history, or show one
   demo       a local service with N clients, dropouts and verified results
+  example fl federated training of a TF.js classifier, secure vs plain FedAvg (--network: over the service)
 
 Run 'secagg <command> --help' for a command's options.
 
 ${SIMULATE_HELP}`;
+
+/** `secagg example fl [...]`: the federated-learning example, run as its own process (it parses its own flags). */
+async function runExample(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name !== 'fl') {
+    process.stderr.write(`secagg example: unknown example '${name ?? ''}'; available: fl\n`);
+    return 2;
+  }
+  const { existsSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const script = fileURLToPath(new URL('../examples/fl/main.js', import.meta.url));
+  if (!existsSync(script)) {
+    process.stderr.write('secagg example fl: the example is not in this installation (it ships with the repository: npm run example:fl)\n');
+    return 2;
+  }
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [script, ...rest], { stdio: 'inherit' });
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -45,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`secagg ${command}: ${e.message}\n\nRun 'secagg ${command} --help' for the options.\n`);
         return 2;
       }
+    case 'example':
+      return runExample(rest);
     case undefined:
     case '-h':
     case '--help':
