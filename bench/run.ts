@@ -26,7 +26,7 @@ import { nodeCrypto } from '../src/crypto/node.js';
 import { simulateRound, STAGES, type Stage, type SimulateResult } from '../src/sim/simulate.js';
 import { spreadDropouts } from '../src/sim/random.js';
 import { jobExpansions, sequentialUnmasker, type MaskJob, type Unmasker } from '../src/protocol/serverRound.js';
-import { createWorkerUnmasker, type WorkerUnmasker } from '../src/node/workerUnmasker.js';
+import { createWorkerUnmasker, MIN_PARALLEL_WORDS, type WorkerUnmasker } from '../src/node/workerUnmasker.js';
 import { RingAccumulator } from '../src/ring/accumulator.js';
 import { plainSum } from '../src/ring/vector.js';
 import { buildGraph, defaultThreshold, recommendParameters } from '../src/graph/index.js';
@@ -73,8 +73,6 @@ const REPS = args.reps !== undefined ? Math.max(1, Number.parseInt(args.reps, 10
 const CORES = availableParallelism();
 const WORKERS = args.workers !== undefined ? Math.max(0, Number.parseInt(args.workers, 10) || 0) : CORES;
 const OUT = args.out ?? 'test-output/bench/results.json';
-/** Mirrors MIN_PARALLEL_WORDS in src/node/workerUnmasker.ts (not exported): below it, no workers. */
-const MIN_PARALLEL_WORDS = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -12,7 +12,7 @@ export interface WorkerUnmasker {
 }
 
 /** Below this many words of keystream in a batch, the hand-off costs more than it saves. */
-const MIN_PARALLEL_WORDS = 1 << 20;
+export const MIN_PARALLEL_WORDS = 1 << 20;
 
 export function createWorkerUnmasker(options: { workers: number }): WorkerUnmasker {
   const count = Math.max(1, Math.floor(options.workers));

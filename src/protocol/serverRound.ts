@@ -131,7 +131,6 @@ interface ServerInternals {
   readonly advertised: Map<number, Advertised>;
   readonly keysSeen: Set<string>;
   graph?: NeighbourGraph;
-  graphSeed?: Uint8Array;
   readonly shared: Map<number, Shared>;
   u2?: number[];
   u2set?: Set<number>;
@@ -141,6 +140,7 @@ interface ServerInternals {
   u3set?: Set<number>;
   readonly signatures: Map<number, Uint8Array>;
   u4?: number[];
+  u4set?: Set<number>;
   /** Revealed shares, per owner. Self-mask shares only ever for U3, key shares only for U2 \ U3. */
   readonly selfShares: Map<number, Map<number, Uint8Array>>;
   readonly keyShares: Map<number, Map<number, Uint8Array>>;
@@ -336,7 +336,7 @@ async function onSignature(state: ServerState, from: number, signature: Uint8Arr
 
 function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): void {
   const it = state.internal;
-  const allowed = state.config.mode === 'active' ? new Set(it.u4!) : it.u3set!;
+  const allowed = state.config.mode === 'active' ? it.u4set! : it.u3set!;
   if (!allowed.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} was not asked to unmask`);
   if (it.responded.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already answered`);
   // Check everything first; only then record, so a bad response leaves no trace.
@@ -367,28 +367,33 @@ function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): 
   it.responded.add(from);
 }
 
-/** Clients whose message the current stage still waits for. */
-function expected(state: ServerState): number[] {
+/** Who the current stage waits for, and who has answered (every answer was checked to be from a member). */
+function stageProgress(state: ServerState): { members: { has(u: number): boolean; readonly size: number }; answered: { has(u: number): boolean; readonly size: number } } | undefined {
   const it = state.internal;
   switch (state.stage) {
     case 'advertise':
-      return state.config.cohort.filter((u) => !it.advertised.has(u));
+      return { members: it.cohort, answered: it.advertised };
     case 'share':
-      return it.graph!.clients.filter((u) => !it.shared.has(u));
+      return { members: { has: (u) => it.graph!.has(u), size: it.graph!.clients.length }, answered: it.shared };
     case 'masked':
-      return it.u2!.filter((u) => !it.masked.has(u));
+      return { members: it.u2set!, answered: it.masked };
     case 'consistency':
-      return it.u3!.filter((u) => !it.signatures.has(u));
+      return { members: it.u3set!, answered: it.signatures };
     case 'unmask':
-      return (state.config.mode === 'active' ? it.u4! : it.u3!).filter((u) => !it.responded.has(u));
+      return { members: state.config.mode === 'active' ? it.u4set! : it.u3set!, answered: it.responded };
     default:
-      return [];
+      return undefined;
   }
 }
 
+/** Close the stage once every member has answered or quit: O(quitters) per message, not O(n). */
 async function maybeClose(state: ServerState): Promise<ServerStep> {
-  const quit = state.internal.quit;
-  if (expected(state).every((u) => quit.has(u))) return closeStage(state);
+  const progress = stageProgress(state);
+  if (progress === undefined) return { state, outgoing: [] };
+  const { members, answered } = progress;
+  let quitWithoutAnswer = 0;
+  for (const u of state.internal.quit) if (members.has(u) && !answered.has(u)) quitWithoutAnswer++;
+  if (answered.size + quitWithoutAnswer >= members.size) return closeStage(state);
   return { state, outgoing: [] };
 }
 
@@ -412,15 +417,15 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
     case 'advertise': {
       const u1 = [...it.advertised.keys()].sort((a, b) => a - b);
       if (u1.length < t + 1) return abort(state, below('clients that advertised keys', u1.length, t + 1));
-      it.graphSeed = it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES);
-      it.graph = buildGraph({ clients: u1 as ClientId[], degree: config.degree, seed: it.graphSeed });
+      const graphSeed = it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES);
+      it.graph = buildGraph({ clients: u1 as ClientId[], degree: config.degree, seed: graphSeed });
       if (it.graph.degree < t) return abort(state, below('neighbours per client', it.graph.degree, t));
       const outgoing = u1.map((u) => {
         const neighbours = it.graph!.neighbours(u as ClientId).map((v) => {
           const a = it.advertised.get(v)!;
           return { client: v, encryptionPublicKey: a.encryptionKey, maskingPublicKey: a.maskingKey, signature: a.signature };
         });
-        const body: ServerBody = { case: 'keys', value: { graphSeed: it.graphSeed!, advertised: u1, neighbours } };
+        const body: ServerBody = { case: 'keys', value: { graphSeed, advertised: u1, neighbours } };
         return { to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) };
       });
       return { state: with_(state, { stage: 'share' }), outgoing };
@@ -432,9 +437,7 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
       for (let changed = true; changed; ) {
         changed = false;
         for (const u of u2) {
-          let live = 0;
-          for (const v of it.graph!.neighbours(u as ClientId)) if (u2.has(v)) live++;
-          if (live < t) {
+          if (neighboursIn(it.graph!, u, u2) < t) {
             u2.delete(u);
             changed = true;
           }
@@ -469,8 +472,9 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
     case 'consistency': {
       const u4 = it.u3!.filter((u) => it.signatures.has(u));
       it.u4 = u4;
+      it.u4set = new Set(u4);
       if (u4.length < t) return abort(state, below('signatures on the survivor set', u4.length, t));
-      const short = reconstructible(state, new Set(u4));
+      const short = reconstructible(state, it.u4set);
       if (short !== undefined) return abort(state, short);
       const signatures = u4.map((client) => ({ client, signature: it.signatures.get(client)! }));
       const bytes = encodeServerMessage(config.roundId, { case: 'unmaskRequest', value: { survivors: it.u3!, signatures } });
@@ -488,11 +492,16 @@ function reconstructible(state: ServerState, holders: ReadonlySet<number>): SecA
   const it = state.internal;
   const t = state.config.threshold;
   for (const v of it.u2!) {
-    let n = 0;
-    for (const u of it.graph!.neighbours(v as ClientId)) if (holders.has(u)) n++;
+    const n = neighboursIn(it.graph!, v, holders);
     if (n < t) return below(`live holders of client ${v}'s shares`, n, t);
   }
   return undefined;
+}
+
+function neighboursIn(graph: NeighbourGraph, v: number, set: ReadonlySet<number>): number {
+  let n = 0;
+  for (const u of graph.neighbours(v as ClientId)) if (set.has(u)) n++;
+  return n;
 }
 
 /** Jobs handed to the unmasker at a time: enough keystream per batch (~16 MiB) to be worth a thread hop. */

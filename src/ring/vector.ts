@@ -1,4 +1,5 @@
 import { SecAggError } from '../errors.js';
+import { LITTLE_ENDIAN as LE } from './keystream-common.js';
 
 /** Caller bug guard: every ring function takes an integer bit width in [1, 32]. */
 export function assertBits(bits: number): void {
@@ -27,7 +28,10 @@ export function packVector(v: Uint32Array, bits: number): Uint8Array {
     const out = new Uint8Array(4 * v.length);
     const words = new Uint32Array(out.buffer);
     words.set(v);
-    if (!LE) for (let i = 0; i < v.length; i++) new DataView(out.buffer).setUint32(4 * i, v[i]!, true);
+    if (!LE) {
+      const dv = new DataView(out.buffer);
+      for (let i = 0; i < v.length; i++) dv.setUint32(4 * i, v[i]!, true);
+    }
     return out;
   }
   const out = new Uint8Array(w * v.length);
@@ -49,7 +53,8 @@ export function unpackVector(bytes: Uint8Array, bits: number, m: number): Uint32
   if (bytes.length !== w * m) throw new SecAggError('ERR_SIZE', `vector is ${bytes.length} bytes, expected ${w * m}`);
   const out = new Uint32Array(m);
   if (w === 4) {
-    if (LE) out.set(new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)));
+    // One copy: view the bytes as words where they are aligned, copy them first only where not.
+    if (LE) out.set(new Uint32Array(bytes.byteOffset % 4 === 0 ? bytes.buffer : bytes.slice().buffer, bytes.byteOffset % 4 === 0 ? bytes.byteOffset : 0, m));
     else {
       const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
       for (let i = 0; i < m; i++) out[i] = dv.getUint32(4 * i, true);
@@ -68,8 +73,6 @@ export function unpackVector(bytes: Uint8Array, bits: number, m: number): Uint32
   }
   return out;
 }
-
-const LE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Σ vectors mod 2^bits, the plaintext reference the tests and the CLI compare against. */
 export function plainSum(vectors: readonly Uint32Array[], bits: number, m: number): Uint32Array {
