@@ -5,8 +5,7 @@ import WebSocket from 'ws';
 import { participate, isClientError, type RoundInfo, type ParticipateOptions } from '../client/index.js';
 import { generateIdentity, identityPublicKey, parseKey, toHex } from '../client/identity.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
-import { UsageError } from './simulate.js';
-import { num } from './serve.js';
+import { UsageError, fail, intFlag as num } from './args.js';
 
 export const CLIENT_HELP = `Usage: secagg client --url URL --token TOKEN [--input FILE | --random M] [options]
 
@@ -35,10 +34,6 @@ Active mode (servers run with --mode active):
 Exit code 0 when the input was in every round's sum, 1 when a round ended without it, 2 for bad
 arguments, 3 when the server refused the token or could not be reached, 4 when an identity check
 failed (the server's directory does not match the pinned directory / issuer certificates).`;
-
-const fail = (m: string): never => {
-  throw new UsageError(m);
-};
 
 export function readVector(path: string): Uint32Array {
   const raw = readFileSync(path);

@@ -9,8 +9,7 @@ import { participate, type ReplyStage } from '../client/index.js';
 import { identityPublicKey, issueCertificate, toHex } from '../client/identity.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
 import { unsafeSeededRng } from '../rng.js';
-import { UsageError } from './simulate.js';
-import { num } from './serve.js';
+import { UsageError, intFlag as num } from './args.js';
 
 export const DEMO_HELP = `Usage: secagg demo [options]
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { runSimulate, SIMULATE_HELP, UsageError } from './simulate.js';
+import { runSimulate, SIMULATE_HELP } from './simulate.js';
+import { UsageError } from './args.js';
 
 type Runner = (argv: string[]) => Promise<number>;
 /** Service commands load on demand, so `simulate` never pulls in ws or SQLite. */

@@ -2,8 +2,7 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { sqliteStore } from '../server/sqliteStore.js';
 import type { RoundRecord } from '../server/store.js';
-import { UsageError } from './simulate.js';
-import { num } from './serve.js';
+import { UsageError, fail, intFlag as num } from './args.js';
 
 export const ROUNDS_HELP = `Usage: secagg rounds [--history FILE] [--id N] [--json] [--limit N]
 
@@ -15,10 +14,6 @@ Options:
   --limit N        rounds to list (default 50)
   --json           JSON output
   -h, --help       this text`;
-
-const fail = (m: string): never => {
-  throw new UsageError(m);
-};
 
 const secs = (r: RoundRecord) => (r.endedAt === null ? '…' : `${((r.endedAt - r.startedAt) / 1000).toFixed(2)} s`);
 

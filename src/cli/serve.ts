@@ -4,7 +4,7 @@ import { createServer, type SecAggServer, type ServiceOptions, type StaticTokenE
 import { parseKey } from '../client/identity.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import type { Degree } from '../protocol/config.js';
-import { UsageError } from './simulate.js';
+import { UsageError, fail, intFlag as num } from './args.js';
 
 export const SERVE_HELP = `Usage: secagg serve [options]
 
@@ -40,16 +40,6 @@ Options:
   --log-level L          debug | info | warn | error (default info)
   -h, --help             this text`;
 
-const fail = (m: string): never => {
-  throw new UsageError(m);
-};
-
-export function num(v: string | undefined, name: string, def: number, min: number, max: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) fail(`--${name} must be an integer in [${min}, ${max}], got '${v}'`);
-  return n;
-}
 
 export function parseDegree(v: string | undefined): Degree | 'recommended' {
   if (v === undefined || v === 'complete') return 'complete';

@@ -6,6 +6,7 @@ import { recommendParameters, defaultThreshold } from '../graph/index.js';
 import { isSecAggError } from '../errors.js';
 import type { Degree, Mode } from '../protocol/config.js';
 import { createWorkerUnmasker } from '../node/workerUnmasker.js';
+import { fail, intFlag } from './args.js';
 
 export const SIMULATE_HELP = `Usage: secagg simulate [options]
 
@@ -28,18 +29,7 @@ Options:
 Exit code 0 when the result equals the plaintext sum of the included clients, 1 when it does not,
 2 for bad arguments or an aborted round.`;
 
-export class UsageError extends Error {}
-
-function fail(message: string): never {
-  throw new UsageError(message);
-}
-
-function int(value: string | undefined, name: string, def: number, min: number, max: number): number {
-  if (value === undefined) return def;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) fail(`--${name} must be an integer in [${min}, ${max}], got '${value}'`);
-  return n;
-}
+export { UsageError } from './args.js';
 
 export async function runSimulate(argv: string[]): Promise<number> {
   let parsed;
@@ -69,9 +59,9 @@ export async function runSimulate(argv: string[]): Promise<number> {
     process.stdout.write(SIMULATE_HELP + '\n');
     return 0;
   }
-  const n = int(a.clients, 'clients', 100, 3, 65535);
-  const m = int(a.dim, 'dim', 10000, 1, 1 << 26);
-  const bits = int(a.bits, 'bits', 32, 1, 32);
+  const n = intFlag(a.clients, 'clients', 100, 3, 65535);
+  const m = intFlag(a.dim, 'dim', 10000, 1, 1 << 26);
+  const bits = intFlag(a.bits, 'bits', 32, 1, 32);
   const mode = (a.mode ?? 'semi-honest') as Mode;
   if (mode !== 'semi-honest' && mode !== 'active') fail(`--mode must be semi-honest or active, got '${a.mode}'`);
   const rate = a.dropout === undefined ? 0 : Number(a.dropout);
@@ -83,9 +73,9 @@ export async function runSimulate(argv: string[]): Promise<number> {
     const rec = recommendParameters({ clients: n, dropoutRate: Math.max(rate, 0.01), corruptionRate: 0, securityBits: 40 });
     degree = rec.degree;
     threshold = Math.max(rec.threshold, defaultThreshold(Math.min(rec.degree, n - 1)));
-  } else if (a.degree !== undefined && a.degree !== 'complete') degree = int(a.degree, 'degree', 0, 2, 65534);
-  if (a.threshold !== undefined) threshold = int(a.threshold, 'threshold', 0, 2, 65534);
-  const workers = int(a.workers, 'workers', (await import('node:os')).availableParallelism(), 0, 64);
+  } else if (a.degree !== undefined && a.degree !== 'complete') degree = intFlag(a.degree, 'degree', 0, 2, 65534);
+  if (a.threshold !== undefined) threshold = intFlag(a.threshold, 'threshold', 0, 2, 65534);
+  const workers = intFlag(a.workers, 'workers', (await import('node:os')).availableParallelism(), 0, 64);
 
   const inputs = Array.from({ length: n }, () => randomRingVector(m, bits));
   const dropouts = spreadDropouts(n, dropped, STAGES.filter((s) => mode === 'active' || s !== 'consistency'));
