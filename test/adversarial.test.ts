@@ -37,9 +37,7 @@ function assertHonestResult(d: Driver, included: readonly number[]): void {
 describe('server: bad client messages are refused with typed errors; the round goes on', () => {
   test('AdvertiseKeys stage: garbage, wrong version, wrong round, forged sender, stranger, oversize, duplicate, out of stage, reused key', async () => {
     const d = await new Driver({ n: 6 }).start();
-    await d.toClients();
-    const replies = d.replies;
-    d.replies = [];
+    const replies = await d.collectReplies();
     const [r1, r2, r3] = replies as [(typeof replies)[0], (typeof replies)[0], (typeof replies)[0]];
 
     assertCode(await d.toServer(r1.from, new Uint8Array([0xff, 0xff, 0xff, 0x07])), 'ERR_DECODE');
@@ -78,9 +76,7 @@ describe('server: bad client messages are refused with typed errors; the round g
   test('ShareKeys stage: wrong neighbour set, wrong ciphertext size, duplicate', async () => {
     const d = await new Driver({ n: 12, degree: 4 }).start();
     await d.until('share');
-    await d.toClients();
-    const replies = d.replies;
-    d.replies = [];
+    const replies = await d.collectReplies();
     const r = replies[0]!;
     const wrongPeer = decode(r.bytes);
     if (wrongPeer.body.case === 'shareKeys') {
@@ -108,9 +104,7 @@ describe('server: bad client messages are refused with typed errors; the round g
     await d.toClients([7]); // client 7 never shares keys, so it is not in U2
     await d.flush();
     assert.equal(d.server.stage, 'masked');
-    await d.toClients();
-    const replies = d.replies;
-    d.replies = [];
+    const replies = await d.collectReplies();
     const r = replies[0]!;
     const short = decode(r.bytes);
     if (short.body.case === 'maskedInput') short.body.value.vector = short.body.value.vector.subarray(2);
@@ -139,9 +133,7 @@ describe('server: bad client messages are refused with typed errors; the round g
     await d.toClients([12]); // client 12 drops after sharing: its key shares are wanted, not its self-mask shares
     await d.flush();
     assert.equal(d.server.stage, 'unmask');
-    await d.toClients();
-    const replies = d.replies;
-    d.replies = [];
+    const replies = await d.collectReplies();
     const r = replies.find((x) => {
       const m = decode(x.bytes);
       return m.body.case === 'unmaskResponse' && m.body.value.keyShares.length > 0;
@@ -178,9 +170,7 @@ describe('server: bad client messages are refused with typed errors; the round g
   test('a corrupted share, with more than t shares, is recovered from and its holder named', async () => {
     const d = await new Driver({ n: 9 }).start();
     await d.until('unmask');
-    await d.toClients();
-    const replies = d.replies;
-    d.replies = [];
+    const replies = await d.collectReplies();
     // Client 1 flips a bit in every share it reveals.
     for (const x of replies) {
       let bytes = x.bytes;
@@ -198,9 +188,7 @@ describe('server: bad client messages are refused with typed errors; the round g
   test('with exactly t shares, a corrupted one aborts with ERR_RECONSTRUCTION_FAILED instead of a wrong sum', async () => {
     const d = await new Driver({ n: 7, threshold: 4 }).start(); // 6 holders per secret, t = 4
     await d.until('unmask');
-    await d.toClients([6, 7]); // only 5 respond: each responder's secret has exactly 4 holders
-    const replies = d.replies;
-    d.replies = [];
+    const replies = await d.collectReplies([6, 7]); // only 5 respond: each responder's secret has exactly 4 holders
     for (const x of replies) {
       let bytes = x.bytes;
       if (x.from === 1) {
@@ -254,7 +242,6 @@ describe('client: bad server messages abort that client with a typed error and r
   test('a client asked for both kinds of share of one neighbour refuses', async () => {
     const d = await new Driver({ n: 6 }).start();
     await d.until('unmask');
-    const request = d.pending.find((p) => p.to === 1)!.bytes;
     await d.toClients();
     d.replies = [];
     // The server asks again, now claiming client 2 dropped: that would reveal its key share too.
@@ -270,7 +257,6 @@ describe('client: bad server messages abort that client with a typed error and r
     const repeat = await handleClientMessage(d2.clients.get(1)!, req2);
     assert.equal(repeat.error, undefined);
     assert.equal(fromBinary(ClientMessageSchema, repeat.outgoing!).body.case, 'unmaskResponse');
-    assert.ok(request.length > 0);
   });
 });
 

@@ -30,8 +30,6 @@ export class Driver {
   pending: Outgoing[] = [];
   /** Client replies not yet delivered to the server. */
   replies: Array<{ from: ClientId; bytes: Uint8Array }> = [];
-  readonly serverErrors: SecAggError[] = [];
-  readonly clientErrors = new Map<number, SecAggError>();
   directory: Map<number, Uint8Array> | undefined;
   private identities = new Map<number, Uint8Array>();
 
@@ -85,7 +83,6 @@ export class Driver {
       if (silent.includes(to)) continue;
       const r = await handleClientMessage(this.clients.get(to)!, bytes);
       this.clients.set(to, r.state);
-      if (r.error) this.clientErrors.set(to, r.error);
       if (r.outgoing) this.replies.push({ from: to, bytes: r.outgoing });
     }
   }
@@ -95,7 +92,6 @@ export class Driver {
     const s = await handleServerMessage(this.server, from, bytes);
     this.server = s.state;
     this.pending.push(...s.outgoing);
-    if (s.error) this.serverErrors.push(s.error);
     return s.error;
   }
 
@@ -131,9 +127,9 @@ export class Driver {
     }
   }
 
-  /** Deliver pending messages and collect the replies without sending them to the server. */
-  async collectReplies(): Promise<Array<{ from: ClientId; bytes: Uint8Array }>> {
-    await this.toClients();
+  /** Deliver pending messages (except to `silent`) and collect the replies without sending them to the server. */
+  async collectReplies(silent: readonly number[] = []): Promise<Array<{ from: ClientId; bytes: Uint8Array }>> {
+    await this.toClients(silent);
     const r = this.replies;
     this.replies = [];
     return r;

@@ -67,6 +67,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
         ids.map((x) => Buffer.from(x.key).toString('hex')).sort(),
         'the published identity keys are the proven ones',
       );
+      assert.equal(assigned.length, 6, 'every client accepted its assignment');
       assert.ok(assigned.every((r) => r.identityCheck === 'pinned'));
       assert.equal(reports[0]![0]!.code, 'ERR_DISCONNECTED');
       for (const r of reports.slice(1)) assert.equal(r[0]!.included, true);
@@ -99,6 +100,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
       assert.equal(result.included.length, 4);
       assert.ok(!result.included.includes(clients[2]!.clientId!));
       assertSum(result, clients, M, BITS);
+      assert.equal(assigned.length, 5, 'every client accepted its assignment');
       assert.ok(assigned.every((r) => r.identityCheck === 'issuer'));
 
       // Without a certificate (or with one for another name) the server refuses the hello.
