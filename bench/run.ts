@@ -25,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { simulateRound, STAGES, type Stage, type SimulateResult } from '../src/sim/simulate.js';
 import { spreadDropouts } from '../src/sim/random.js';
+import { effectiveDegree } from '../src/protocol/config.js';
 import { jobExpansions, sequentialUnmasker, type MaskJob, type Unmasker } from '../src/protocol/serverRound.js';
 import { createWorkerUnmasker, MIN_PARALLEL_WORDS, type WorkerUnmasker } from '../src/node/workerUnmasker.js';
 import { RingAccumulator } from '../src/ring/accumulator.js';
@@ -277,7 +278,7 @@ async function runRoundOnce(spec: RoundSpec, pool: WorkerUnmasker | undefined, l
   const pool_ = Array.from({ length: distinct }, () => new Uint32Array(randomBytes(4 * m).buffer));
   const inputs = Array.from({ length: n }, (_, i) => pool_[i % distinct]!);
   const seed = randomBytes(32);
-  const k = spec.degree === 'complete' ? n - 1 : Math.min(spec.degree, n - 1);
+  const k = effectiveDegree(spec.degree, n);
   const threshold = spec.threshold ?? defaultThreshold(k);
   const maskNeighbours = maskNeighbourCounts(spec, seed, threshold);
 

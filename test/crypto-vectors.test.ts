@@ -165,9 +165,15 @@ for (const p of PROVIDERS) {
       assert.equal(await p.ed25519Verify(pk, msg, new Uint8Array(65)), false);
       // y = 2^255 - 1 is not a canonical field element / not on the curve.
       assert.equal(await p.ed25519Verify(new Uint8Array(32).fill(0xff), msg, sig), false);
-      // S >= L must be rejected (malleability): S = L + S is the classic attack; use S = all ones.
+      // S >= L must be rejected (malleability): S' = S + L satisfies the verification equation
+      // just as S does, so only the explicit S < L check refuses it.
+      const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+      let s = 0n;
+      for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(sig[i]!);
+      let sPlusL = s + L;
       const bigS = Uint8Array.from(sig);
-      bigS.fill(0xff, 32);
+      for (let i = 32; i < 64; i++, sPlusL >>= 8n) bigS[i] = Number(sPlusL & 0xffn);
+      assert.equal(sPlusL, 0n, 'S + L still fits in 32 bytes');
       assert.equal(await p.ed25519Verify(pk, msg, bigS), false);
       assert.equal(await p.ed25519Verify('nope' as unknown as Uint8Array, msg, sig), false);
     });
