@@ -161,7 +161,7 @@ export function fromBase64url(s: string): Uint8Array | undefined {
   return out;
 }
 
-export const toHex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+export { bytesEqual, hex as toHex } from '../bytes.js';
 
 /** A 32-byte key from hex (64 characters) or base64url (43 characters). */
 export function parseKey(s: string, what = 'key'): Uint8Array {
@@ -171,11 +171,4 @@ export function parseKey(s: string, what = 'key'): Uint8Array {
   else if (t.length === 43) out = fromBase64url(t);
   if (out === undefined || out.length !== 32) throw new RangeError(`${what} must be 32 bytes as hex (64 characters) or base64url (43 characters)`);
   return out;
-}
-
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
 }

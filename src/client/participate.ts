@@ -111,7 +111,6 @@ export interface ParticipateOptions {
   readonly unsafeBeforeSend?: (stage: ReplyStage, bytes: Uint8Array) => 'send' | 'silent' | 'disconnect';
 }
 
-const toHex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 
 /** Close codes after which reconnecting cannot help. */
 const FATAL: ReadonlySet<number> = new Set([CLOSE.UNAUTHORIZED, CLOSE.MALFORMED, CLOSE.TOO_BIG, CLOSE.RATE_LIMITED, CLOSE.POLICY]);
@@ -335,7 +334,7 @@ async function session(
           }
           round = {
             round: a.roundNumber,
-            roundId: toHex(a.roundId),
+            roundId: keyHex(a.roundId),
             clientId: a.clientId,
             bits: a.bits,
             dimension: a.dimension,

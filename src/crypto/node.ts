@@ -17,6 +17,7 @@ import {
 import { SecAggError, abytes, aint } from '../errors.js';
 import { aesCtrKeystreamNode } from '../ring/keystream-node.js';
 import type { CryptoProvider, Ed25519PrivateKey, X25519PrivateKey } from './provider.js';
+import { isAllZero } from '../bytes.js';
 
 type OkpCurve = 'X25519' | 'Ed25519';
 
@@ -69,11 +70,6 @@ function importPublic(curve: OkpCurve, raw: Uint8Array): KeyObject {
   return createPublicKey({ key: { kty: 'OKP', crv: curve, x: b64u(raw) }, format: 'jwk' });
 }
 
-function isAllZero(bytes: Uint8Array): boolean {
-  let acc = 0;
-  for (let i = 0; i < bytes.length; i++) acc |= bytes[i]!;
-  return acc === 0;
-}
 
 class NodeX25519PrivateKey implements X25519PrivateKey {
   readonly publicKey: Uint8Array;

@@ -22,6 +22,7 @@ import { SecAggError, abytes, aint } from '../errors.js';
 import { checkKeystreamArgs, wordsOf } from '../ring/keystream-common.js';
 import { aesCtrKeystreamWeb } from '../ring/keystream-web.js';
 import type { CryptoProvider, Ed25519PrivateKey, KeystreamSink, X25519PrivateKey } from './provider.js';
+import { bytesEqual, isAllZero } from '../bytes.js';
 
 /**
  * Inputs at least this long are hashed by WebCrypto. noble hashes at ~7 ns/byte; WebCrypto's async
@@ -54,18 +55,6 @@ function fromBase64Url(s: string): Uint8Array {
   return out;
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
-
-function isAllZero(bytes: Uint8Array): boolean {
-  let acc = 0;
-  for (let i = 0; i < bytes.length; i++) acc |= bytes[i]!;
-  return acc === 0;
-}
 
 // WebCrypto imports raw private keys only as PKCS#8 (or JWK, which needs the public key we do not
 // have yet, and which Node validates). RFC 8410 prefixes for a 32-byte OKP private key:
@@ -108,7 +97,7 @@ async function probeX25519(subtle: SubtleCrypto): Promise<boolean> {
     [],
   );
   const k = new Uint8Array(await subtle.deriveBits({ name: 'X25519', public: bob }, alice, 256));
-  return equalBytes(k, hex('4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742'));
+  return bytesEqual(k, hex('4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742'));
 }
 
 async function probeEd25519(subtle: SubtleCrypto): Promise<boolean> {
@@ -120,7 +109,7 @@ async function probeEd25519(subtle: SubtleCrypto): Promise<boolean> {
     ['sign'],
   );
   const sig = new Uint8Array(await subtle.sign({ name: 'Ed25519' }, key, new Uint8Array(0)));
-  return equalBytes(
+  return bytesEqual(
     sig,
     hex(
       'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',

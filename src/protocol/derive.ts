@@ -84,20 +84,9 @@ export function sharePlaintext(sender: ClientId, recipient: ClientId, keyShare: 
   return concat(u32(sender, recipient), keyShare, selfShare);
 }
 
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
 
 export function readU32(bytes: Uint8Array, offset: number): number {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset, false);
 }
 
-/** Hex of a key, for set membership (duplicate-key checks). */
-export function hex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += b[i]!.toString(16).padStart(2, '0');
-  return s;
-}
+export { bytesEqual, hex } from '../bytes.js';

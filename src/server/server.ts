@@ -229,7 +229,6 @@ interface Live {
   resolveDone: () => void;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const isStage = (s: string): s is ServiceStage => (SERVICE_STAGES as readonly string[]).includes(s);
 
 /**
@@ -519,7 +518,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     const now = Date.now();
     const params = { bits: o.bits, dimension: o.dimension, threshold, degree: effectiveDegree(degree, n), mode: o.mode, cohort: n };
     const base: Omit<RoundRecord, 'id'> = {
-      roundId: hex(config.roundId),
+      roundId: toHex(config.roundId),
       params,
       startedAt: now,
       endedAt: null,

@@ -1,0 +1,23 @@
+/** Byte helpers shared by every layer (no dependencies, browser-safe). */
+
+/** Equal length and contents; runs over the whole input whatever it finds (no early exit). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
+
+/** True when every byte is zero (an X25519 output from a low-order point). */
+export function isAllZero(bytes: Uint8Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < bytes.length; i++) acc |= bytes[i]!;
+  return acc === 0;
+}
+
+/** Lowercase hex, e.g. for keys in sets and round ids in logs. */
+export function hex(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += b[i]!.toString(16).padStart(2, '0');
+  return s;
+}
