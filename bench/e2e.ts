@@ -18,13 +18,15 @@ import { participate } from '../src/client/index.js';
 import { signToken } from '../src/server/token.js';
 import type { WebSocketConstructor } from '../src/transport/socket.js';
 import { unsafeSeededRng } from '../src/rng.js';
+import { randomRingVector } from '../src/sim/random.js';
+import { plainSum } from '../src/ring/vector.js';
 
 const SECRET = 'bench-secret-0123456789abcdef';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MAIN = resolve(HERE, '..', 'src', 'cli', 'main.js');
 
 function input(i: number, m: number): Uint32Array {
-  return new Uint32Array(unsafeSeededRng(i + 1)(4 * m).buffer);
+  return randomRingVector(m, 32, unsafeSeededRng(i + 1));
 }
 
 interface Job {
@@ -108,11 +110,7 @@ async function main(): Promise<void> {
   peak = Math.max(peak, h.memory.maxRss);
   clearInterval(sampler);
   server.kill('SIGTERM');
-  const expected = new Uint32Array(m);
-  for (let i = 0; i < n; i++) {
-    const x = input(i, m);
-    for (let j = 0; j < m; j++) expected[j] = (expected[j]! + x[j]!) >>> 0;
-  }
+  const expected = plainSum(Array.from({ length: n }, (_, i) => input(i, m)), 32, m);
   const ok = round.outcome === 'completed' && round.sum !== null && round.sum.every((v, j) => v === expected[j]);
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const lines = [

@@ -7,6 +7,7 @@
  * `apt-get install -y chromium`.
  */
 import { randomRingVector } from '../src/sim/random.js';
+import { plaintextSum } from './helpers.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -186,17 +187,6 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
   return { sum: result.sum, included: [...result.included], inputs, ms };
 }
 
-/** Σ inputs over `included` mod 2^bits, computed here without the library. */
-function plaintextSum(inputs: Map<number, Uint32Array>, included: readonly number[], m: number, bits: number): Uint32Array {
-  const out = new Uint32Array(m);
-  const mod = 2 ** bits;
-  for (const id of included) {
-    const x = inputs.get(id)!;
-    for (let i = 0; i < m; i++) out[i] = (out[i]! + x[i]!) % mod;
-  }
-  return out;
-}
-
 function expectedIncluded(n: number, drop: Map<number, Stage>): number[] {
   // A client is in the sum iff it sent its masked input; later dropouts do not remove it.
   const before: Stage[] = ['advertise', 'share', 'masked'];
@@ -207,7 +197,7 @@ async function checkRound(r: MixedRound): Promise<MixedResult> {
   const res = await runMixedRound(r);
   assert.deepEqual(res.included, expectedIncluded(r.n, r.drop), 'included clients');
   assert.ok(r.browserIds.filter((id) => res.included.includes(id)).length >= 4, 'browser clients are in the sum');
-  assert.deepEqual(res.sum, plaintextSum(res.inputs, res.included, r.m, r.bits), 'sum equals the plaintext sum of the included clients');
+  assert.deepEqual(res.sum, plaintextSum(res.included.map((id) => res.inputs.get(id)!), r.m, r.bits), 'sum equals the plaintext sum of the included clients');
   return res;
 }
 

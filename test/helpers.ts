@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { unsafeSeededRng } from '../src/rng.js';
-import { plainSum } from '../src/ring/vector.js';
+import { randomRingVector } from '../src/sim/random.js';
 import { buildGraph } from '../src/graph/index.js';
 import { simulateRound, type SimulateOptions, type SimulateResult } from '../src/sim/simulate.js';
 import { isSecAggError, type SecAggErrorCode } from '../src/errors.js';
@@ -9,16 +9,23 @@ import type { ClientId } from '../src/ids.js';
 /** n random vectors of m elements < 2^bits, reproducible from `seed`. */
 export function randomInputs(n: number, m: number, bits: number, seed = 1): Uint32Array[] {
   const rng = unsafeSeededRng(seed);
-  return Array.from({ length: n }, () => {
-    const v = new Uint32Array(rng(4 * m).buffer);
-    if (bits < 32) for (let i = 0; i < m; i++) v[i]! &= 2 ** bits - 1;
-    return v;
-  });
+  return Array.from({ length: n }, () => randomRingVector(m, bits, rng));
 }
 
-/** The plaintext sum computed independently of the protocol, over the given client indices. */
+/**
+ * Σ vectors mod 2^bits, written here without the library (not even its plainSum), so a sum the
+ * protocol gets wrong cannot agree with it by sharing a bug.
+ */
+export function plaintextSum(vectors: readonly Uint32Array[], m: number, bits: number): Uint32Array {
+  const out = new Uint32Array(m);
+  const mod = 2 ** bits;
+  for (const x of vectors) for (let i = 0; i < m; i++) out[i] = (out[i]! + x[i]!) % mod;
+  return out;
+}
+
+/** The plaintext sum over the given client indices. */
 export function expectedSum(inputs: readonly Uint32Array[], included: readonly number[], bits: number): Uint32Array {
-  return plainSum(included.map((i) => inputs[i]!), bits, inputs[0]!.length);
+  return plaintextSum(included.map((i) => inputs[i]!), inputs[0]!.length, bits);
 }
 
 export async function runOk(options: SimulateOptions, expectIncluded: readonly number[]): Promise<SimulateResult> {

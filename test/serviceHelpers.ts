@@ -12,6 +12,8 @@ import { ControlSchema, type Control } from '../src/wire/gen/secagg/v1/service_p
 import { identityPublicKey, issueCertificate } from '../src/client/identity.js';
 import { PROTOCOL_VERSION } from '../src/wire/codec.js';
 import { unsafeSeededRng } from '../src/rng.js';
+import { randomRingVector } from '../src/sim/random.js';
+import { plaintextSum } from './helpers.js';
 
 export const SECRET = 'test-secret-0123456789abcdef';
 export const WS = WebSocket as unknown as WebSocketConstructor;
@@ -32,17 +34,10 @@ export async function startServer(options: Partial<ServiceOptions> = {}): Promis
 }
 
 export function vector(seed: number, m: number, bits: number): Uint32Array {
-  const v = new Uint32Array(unsafeSeededRng(seed)(4 * m).buffer);
-  if (bits < 32) for (let i = 0; i < m; i++) v[i]! &= 2 ** bits - 1;
-  return v;
+  return randomRingVector(m, bits, unsafeSeededRng(seed));
 }
 
-export function plaintextSum(vectors: readonly Uint32Array[], m: number, bits: number): Uint32Array {
-  const out = new Uint32Array(m);
-  const mod = 2 ** bits;
-  for (const x of vectors) for (let i = 0; i < m; i++) out[i] = (out[i]! + x[i]!) % mod;
-  return out;
-}
+export { plaintextSum } from './helpers.js';
 
 export interface NodeClient {
   readonly name: string;

@@ -9,6 +9,8 @@ import { participate, type ReplyStage } from '../client/index.js';
 import { identityPublicKey, issueCertificate, toHex } from '../client/identity.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
 import { unsafeSeededRng } from '../rng.js';
+import { randomRingVector } from '../sim/random.js';
+import { plainSum } from '../ring/vector.js';
 import { UsageError, intFlag as num } from './args.js';
 
 export const DEMO_HELP = `Usage: secagg demo [options]
@@ -40,7 +42,7 @@ interface Job {
 
 /** Client i's input in round r: reproducible, so the demo can check every sum. */
 function demoInput(i: number, round: number, m: number): Uint32Array {
-  return new Uint32Array(unsafeSeededRng(i * 1_000_003 + round)(4 * m).buffer);
+  return randomRingVector(m, 32, unsafeSeededRng(i * 1_000_003 + round));
 }
 
 async function clientWorker(job: Job): Promise<void> {
@@ -147,11 +149,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     });
   });
   server.onResult((r: PublishedResult) => {
-    const expected = new Uint32Array(m);
-    for (const name of r.identities) {
-      const x = demoInput(Number(name.slice('demo-'.length)), r.round, m);
-      for (let j = 0; j < m; j++) expected[j] = (expected[j]! + x[j]!) >>> 0;
-    }
+    const expected = plainSum(r.identities.map((name) => demoInput(Number(name.slice('demo-'.length)), r.round, m)), 32, m);
     const ok = r.sum.every((v, j) => v === expected[j]);
     if (!ok) failures++;
     const stages = Object.entries(r.stages)
