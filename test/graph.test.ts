@@ -2,6 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { sha256 } from '@noble/hashes/sha2.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { chacha20 } from '@noble/ciphers/chacha.js';
 import { buildGraph, checkParameters, defaultThreshold, recommendParameters, type NeighbourGraph } from '../src/graph/index.js';
 import { seededPermutation } from '../src/graph/harary.js';
 import { recommendParametersForAnalysis } from '../src/graph/params.js';
@@ -360,5 +362,46 @@ describe('defaultThreshold and checkParameters', () => {
     assert.equal(checkParameters({ ...req, degree: r.degree, threshold: r.thresholdRange.max + 1 }).ok, false);
     assert.equal(checkParameters({ ...req, degree: r.degree - 2, threshold: r.threshold }).ok, false);
     assert.throws(() => checkParameters({ ...req, degree: 5, threshold: 3 }), (e: unknown) => isSecAggError(e, 'ERR_INVALID_PARAMETERS'));
+  });
+});
+
+describe('the graph permutation follows its specification (so every version builds the same graph)', () => {
+  // Written from the spec in harary.ts, not from its code: key = HKDF-SHA256(seed, no salt,
+  // "secagg/v1/graph/harary-permutation", 32); ChaCha20 with a zero nonce from block 0, generated
+  // here in one piece (the module refills in 4 KiB chunks); little-endian uint32 words; Fisher–Yates
+  // from the top, j uniform in [0, i] by rejecting words ≥ the largest multiple of i + 1 below 2^32.
+  function specPermutation(sorted: readonly number[], seed: Uint8Array): number[] {
+    const key = hkdf(sha256, seed, undefined, new TextEncoder().encode('secagg/v1/graph/harary-permutation'), 32);
+    const bytes = chacha20(key, new Uint8Array(12), new Uint8Array(4 * 8 * sorted.length + 4096));
+    const words = new DataView(bytes.buffer);
+    let w = 0;
+    const perm = sorted.slice();
+    for (let i = perm.length - 1; i > 0; i--) {
+      const m = i + 1;
+      const limit = 2 ** 32 - (2 ** 32 % m);
+      let x: number;
+      do x = words.getUint32(4 * w++, true);
+      while (x >= limit);
+      const j = x % m;
+      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+    }
+    return perm;
+  }
+
+  it('equals an independent computation for n = 5, 100, 2000', () => {
+    for (const [n, s] of [[5, 1], [100, 2], [2000, 3]] as const) {
+      const sorted = range(n);
+      assert.deepEqual(Array.from(seededPermutation(sorted, seedOf(s))), specPermutation(sorted, seedOf(s)), `n = ${n}`);
+    }
+  });
+
+  it('neighbours are the ring positions ±1..±k/2 of that permutation', () => {
+    const sorted = range(50);
+    const perm = specPermutation(sorted, seedOf(9));
+    const g = buildGraph({ clients: sorted, degree: 6, seed: seedOf(9) });
+    for (let p = 0; p < perm.length; p++) {
+      const want = [1, 2, 3].flatMap((d) => [perm[(p + d) % 50]!, perm[(p - d + 50) % 50]!]).sort((a, b) => a - b);
+      assert.deepEqual([...g.neighbours(perm[p]! as ClientId)], want);
+    }
   });
 });
