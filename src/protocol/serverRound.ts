@@ -35,6 +35,11 @@ export type MaskJob =
   | { readonly key: Uint8Array; readonly sign: 1 | -1 }
   | { readonly dropped: DroppedClientMasks };
 
+interface RevealedShares {
+  readonly holders: number[];
+  readonly shares: Uint8Array[];
+}
+
 export interface DroppedClientMasks {
   readonly round: RoundId;
   readonly client: ClientId;
@@ -142,8 +147,9 @@ interface ServerInternals {
   u4?: number[];
   u4set?: Set<number>;
   /** Revealed shares, per owner. Self-mask shares only ever for U3, key shares only for U2 \ U3. */
-  readonly selfShares: Map<number, Map<number, Uint8Array>>;
-  readonly keyShares: Map<number, Map<number, Uint8Array>>;
+  /** Revealed shares by owner, in arrival order: a holder answers once, so (owner, holder) never repeats. */
+  readonly selfShares: Map<number, RevealedShares>;
+  readonly keyShares: Map<number, RevealedShares>;
   readonly responded: Set<number>;
 }
 
@@ -355,11 +361,12 @@ function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): 
   };
   check(m.selfMaskShares, 'self');
   check(m.keyShares, 'key');
-  const record = (into: Map<number, Map<number, Uint8Array>>, entries: readonly { owner: number; share: Uint8Array }[]) => {
+  const record = (into: Map<number, RevealedShares>, entries: readonly { owner: number; share: Uint8Array }[]) => {
     for (const { owner, share } of entries) {
-      let byHolder = into.get(owner);
-      if (!byHolder) into.set(owner, (byHolder = new Map()));
-      byHolder.set(from, share);
+      let got = into.get(owner);
+      if (!got) into.set(owner, (got = { holders: [], shares: [] }));
+      got.holders.push(from);
+      got.shares.push(share);
     }
   };
   record(it.selfShares, m.selfMaskShares);
@@ -541,11 +548,8 @@ async function finish(state: ServerState): Promise<ServerStep> {
       batchExpansions = 0;
     }
   };
-  const gather = (owner: number, from: Map<number, Map<number, Uint8Array>>) => {
-    const byHolder = from.get(owner) ?? new Map<number, Uint8Array>();
-    const holders = [...byHolder.keys()].sort((a, b) => a - b);
-    return { holders, shares: holders.map((h) => byHolder.get(h)!) };
-  };
+  // Holders in arrival order: reconstructVerified puts them in ascending order itself.
+  const gather = (owner: number, from: Map<number, RevealedShares>): RevealedShares => from.get(owner) ?? { holders: [], shares: [] };
   const stop = async (error: SecAggError): Promise<ServerStep> => {
     await Promise.allSettled(inFlight); // the sum is discarded; let the workers finish first
     return abort(state, error);
