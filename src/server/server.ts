@@ -258,7 +258,9 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   if (interrupted.length) log.log('warn', 'rounds interrupted by a restart recorded as aborted', { rounds: interrupted });
   const unmasker: WorkerUnmasker | undefined = o.unmaskWorkers > 0 ? createWorkerUnmasker({ workers: o.unmaskWorkers }) : undefined;
   const metrics = new Metrics();
-  for (const r of await store.list({ limit: 100_000 })) if (r.outcome !== 'running') metrics.rounds[r.outcome]++;
+  const history = await store.countOutcomes();
+  metrics.rounds.completed += history.completed;
+  metrics.rounds.aborted += history.aborted;
 
   // Largest frame any round of this server can need: the bound for the biggest cohort.
   const maxPayload = Math.max(MAX_CONTROL_BYTES, maxClientMessageBytes(fakeConfig(o, o.maxClients)));

@@ -4,7 +4,7 @@
  * server opens the file was interrupted and is recorded as aborted — its sum is never published.
  */
 import Database from 'better-sqlite3';
-import type { RoundRecord, RoundStore } from './store.js';
+import type { RoundOutcome, RoundRecord, RoundStore } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rounds (
@@ -86,6 +86,7 @@ export function sqliteStore(path: string): RoundStore {
   const listSome = db.prepare(
     'SELECT id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included FROM rounds ORDER BY id DESC LIMIT ?',
   );
+  const outcomes = db.prepare('SELECT outcome, COUNT(*) AS n FROM rounds GROUP BY outcome');
   const unfinished = db.prepare("SELECT id FROM rounds WHERE outcome = 'running'");
   const abortOne = db.prepare("UPDATE rounds SET outcome='aborted', code=?, reason=?, ended_at=?, sum=NULL, included=NULL WHERE id=?");
   return {
@@ -101,6 +102,12 @@ export function sqliteStore(path: string): RoundStore {
     },
     async list(options = {}) {
       return (listSome.all(options.limit ?? 100) as Row[]).map(fromRow);
+    },
+    async countOutcomes() {
+      const counts: Record<RoundOutcome, number> = { running: 0, completed: 0, aborted: 0 };
+      for (const { outcome, n } of outcomes.all() as Array<{ outcome: string; n: number }>)
+        if (outcome === 'running' || outcome === 'completed' || outcome === 'aborted') counts[outcome] = n;
+      return counts;
     },
     async abortUnfinished(code, reason, at) {
       const ids = (unfinished.all() as Array<{ id: number }>).map((r) => r.id);

@@ -57,6 +57,8 @@ export interface RoundStore {
   get(id: number): Promise<RoundRecord | undefined>;
   /** Newest first, without sums. */
   list(options?: { limit?: number }): Promise<RoundRecord[]>;
+  /** How many rounds of the whole history ended each way (the metrics' totals after a restart). */
+  countOutcomes(): Promise<Record<RoundOutcome, number>>;
   /** Mark every round that never ended as aborted (after a restart); returns their numbers. */
   abortUnfinished(code: string, reason: string, at: number): Promise<number[]>;
   close(): Promise<void>;
@@ -91,6 +93,11 @@ export function memoryStore(): RoundStore {
         .sort((a, b) => b.id - a.id)
         .slice(0, options.limit ?? 100)
         .map((r) => clone(r, false));
+    },
+    async countOutcomes() {
+      const counts: Record<RoundOutcome, number> = { running: 0, completed: 0, aborted: 0 };
+      for (const r of rounds.values()) counts[r.outcome]++;
+      return counts;
     },
     async abortUnfinished(code, reason, at) {
       const ids: number[] = [];
