@@ -4,14 +4,13 @@
  * reconnecting with exponential back-off between them. The same code runs in browsers (the global
  * WebSocket) and in Node (pass `WebSocket` from the `ws` package).
  */
-import { fromBinary } from '@bufbuild/protobuf';
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { clientId, roundId as asRoundId } from '../ids.js';
 import { createClient, handleClientMessage, type ClientStage, type ClientState } from '../protocol/clientRound.js';
 import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
-import { CLOSE, MAX_CONTROL_BYTES, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
-import { ControlSchema, type Control, type DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
+import { CLOSE, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
+import { type DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
 import { Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from './identity.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
@@ -206,21 +205,6 @@ function trustAnchors(options: ParticipateOptions): Trust {
   return { pinned, issuerKey };
 }
 
-/** A control frame from the server: a round assignment may exceed MAX_CONTROL_BYTES (its directory). */
-const MAX_ASSIGNMENT_BYTES = 64 << 20;
-function decodeServerControl(bytes: Uint8Array): Control {
-  if (bytes.length <= MAX_CONTROL_BYTES) return decodeControl(bytes);
-  if (bytes.length > MAX_ASSIGNMENT_BYTES) throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes`);
-  let c: Control;
-  try {
-    c = fromBinary(ControlSchema, bytes.subarray(1));
-  } catch {
-    throw new TransportError(CLOSE.MALFORMED, 'malformed control frame');
-  }
-  if (c.body.case !== 'assignment') throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
-  return c;
-}
-
 class IdentityFailure extends Error {}
 
 /**
@@ -299,7 +283,7 @@ async function session(
   const onFrame = async (bytes: Uint8Array) => {
     if (leaving) return;
     if (isControlFrame(bytes)) {
-      const ctl = decodeServerControl(bytes);
+      const ctl = decodeControl(bytes, { allowAssignment: true });
       switch (ctl.body.case) {
         case 'challenge': {
           if (helloSent) throw new TransportError(CLOSE.MALFORMED, 'a second challenge');

@@ -25,10 +25,19 @@ export function isControlFrame(bytes: Uint8Array): boolean {
   return bytes.length > 0 && bytes[0] === CONTROL_PREFIX;
 }
 
-/** Decode a control frame; throws a TransportError('malformed') on anything else. */
-export function decodeControl(bytes: Uint8Array): Control {
+/** A round assignment carries the round's directory (active mode): the one control frame that grows with the cohort. */
+export const MAX_ASSIGNMENT_BYTES = 64 << 20;
+
+/**
+ * Decode a control frame; throws a TransportError('malformed') on anything else. Frames are capped
+ * at MAX_CONTROL_BYTES, except — where `allowAssignment` (a client reading the server) — a round
+ * assignment, which may be up to MAX_ASSIGNMENT_BYTES.
+ */
+export function decodeControl(bytes: Uint8Array, options: { allowAssignment?: boolean } = {}): Control {
   if (!isControlFrame(bytes)) throw new TransportError(CLOSE.MALFORMED, 'not a control frame');
-  if (bytes.length > MAX_CONTROL_BYTES) throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
+  const large = bytes.length > MAX_CONTROL_BYTES;
+  if (large && (!options.allowAssignment || bytes.length > MAX_ASSIGNMENT_BYTES))
+    throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
   let c: Control;
   try {
     c = fromBinary(ControlSchema, bytes.subarray(1));
@@ -36,6 +45,8 @@ export function decodeControl(bytes: Uint8Array): Control {
     throw new TransportError(CLOSE.MALFORMED, 'malformed control frame');
   }
   if (c.body.case === undefined) throw new TransportError(CLOSE.MALFORMED, 'control frame without a body');
+  if (large && c.body.case !== 'assignment')
+    throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
   return c;
 }
 
