@@ -1,11 +1,10 @@
-import { parseArgs } from 'node:util';
 import { randomRingVector } from '../sim/random.js';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import WebSocket from 'ws';
 import { participate, isClientError, type RoundInfo, type ParticipateOptions } from '../client/index.js';
 import { generateIdentity, identityPublicKey, parseKey, toHex } from '../client/identity.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
-import { UsageError, fail, intFlag as num } from './args.js';
+import { UsageError, fail, intFlag as num, parseFlags } from './args.js';
 
 export const CLIENT_HELP = `Usage: secagg client --url URL --token TOKEN [--input FILE | --random M] [options]
 
@@ -48,33 +47,24 @@ export function readVector(path: string): Uint32Array {
 }
 
 export async function runClient(argv: string[]): Promise<number> {
-  let a;
-  try {
-    a = parseArgs({
-      args: argv,
-      options: {
-        url: { type: 'string' },
-        token: { type: 'string' },
-        input: { type: 'string' },
-        random: { type: 'string' },
-        rounds: { type: 'string' },
-        identity: { type: 'string' },
-        'show-identity': { type: 'boolean' },
-        directory: { type: 'string' },
-        'issuer-key': { type: 'string' },
-        certificate: { type: 'string' },
-        'server-id': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-  if (a.help) {
-    process.stdout.write(CLIENT_HELP + '\n');
-    return 0;
-  }
+  const a = parseFlags(
+    argv,
+    {
+      url: { type: 'string' },
+      token: { type: 'string' },
+      input: { type: 'string' },
+      random: { type: 'string' },
+      rounds: { type: 'string' },
+      identity: { type: 'string' },
+      'show-identity': { type: 'boolean' },
+      directory: { type: 'string' },
+      'issuer-key': { type: 'string' },
+      certificate: { type: 'string' },
+      'server-id': { type: 'string' },
+    },
+    CLIENT_HELP,
+  );
+  if (!a) return 0;
   const active: Partial<ParticipateOptions> = {};
   if (a.identity !== undefined) {
     const seed = loadOrCreateIdentity(a.identity);

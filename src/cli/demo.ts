@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { availableParallelism } from 'node:os';
@@ -11,7 +10,7 @@ import type { WebSocketConstructor } from '../transport/socket.js';
 import { unsafeSeededRng } from '../rng.js';
 import { randomRingVector } from '../sim/random.js';
 import { plainSum } from '../ring/vector.js';
-import { UsageError, intFlag as num } from './args.js';
+import { UsageError, intFlag as num, parseFlags } from './args.js';
 
 export const DEMO_HELP = `Usage: secagg demo [options]
 
@@ -74,28 +73,19 @@ async function clientWorker(job: Job): Promise<void> {
 }
 
 export async function runDemo(argv: string[]): Promise<number> {
-  let a;
-  try {
-    a = parseArgs({
-      args: argv,
-      options: {
-        clients: { type: 'string' },
-        rounds: { type: 'string' },
-        dim: { type: 'string' },
-        dropout: { type: 'string' },
-        port: { type: 'string' },
-        mode: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  if (a.help) {
-    process.stdout.write(DEMO_HELP + '\n');
-    return 0;
-  }
+  const a = parseFlags(
+    argv,
+    {
+      clients: { type: 'string' },
+      rounds: { type: 'string' },
+      dim: { type: 'string' },
+      dropout: { type: 'string' },
+      port: { type: 'string' },
+      mode: { type: 'string' },
+    },
+    DEMO_HELP,
+  );
+  if (!a) return 0;
   const n = num(a.clients, 'clients', 50, 3, 10_000);
   const rounds = a.rounds === undefined ? Infinity : num(a.rounds, 'rounds', 0, 1, 1e9);
   const m = num(a.dim, 'dim', 1000, 1, 1 << 24);

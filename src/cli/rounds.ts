@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { sqliteStore } from '../server/sqliteStore.js';
 import type { RoundRecord } from '../server/store.js';
-import { UsageError, fail, intFlag as num } from './args.js';
+import { UsageError, fail, intFlag as num, parseFlags } from './args.js';
 
 export const ROUNDS_HELP = `Usage: secagg rounds [--history FILE] [--id N] [--json] [--limit N]
 
@@ -18,20 +17,8 @@ Options:
 const secs = (r: RoundRecord) => (r.endedAt === null ? '…' : `${((r.endedAt - r.startedAt) / 1000).toFixed(2)} s`);
 
 export async function runRounds(argv: string[]): Promise<number> {
-  let a;
-  try {
-    a = parseArgs({
-      args: argv,
-      options: { history: { type: 'string' }, id: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    }).values;
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-  if (a.help) {
-    process.stdout.write(ROUNDS_HELP + '\n');
-    return 0;
-  }
+  const a = parseFlags(argv, { history: { type: 'string' }, id: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, ROUNDS_HELP);
+  if (!a) return 0;
   const path = a.history ?? 'secagg-history.db';
   if (!existsSync(path)) fail(`no history file at ${path}`);
   const store = sqliteStore(path);

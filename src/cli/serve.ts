@@ -1,10 +1,9 @@
-import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { createServer, type SecAggServer, type ServiceOptions, type StaticTokenEntry } from '../server/index.js';
 import { parseKey } from '../client/identity.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import type { Degree } from '../protocol/config.js';
-import { UsageError, fail, intFlag as num } from './args.js';
+import { UsageError, fail, intFlag as num, parseFlags } from './args.js';
 
 export const SERVE_HELP = `Usage: secagg serve [options]
 
@@ -48,43 +47,34 @@ export function parseDegree(v: string | undefined): Degree | 'recommended' {
 }
 
 export async function runServe(argv: string[]): Promise<number> {
-  let a;
-  try {
-    a = parseArgs({
-      args: argv,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        secret: { type: 'string' },
-        tokens: { type: 'string' },
-        mode: { type: 'string' },
-        'issuer-key': { type: 'string' },
-        'server-id': { type: 'string' },
-        keepalive: { type: 'string' },
-        'min-clients': { type: 'string' },
-        'max-clients': { type: 'string' },
-        'start-delay': { type: 'string' },
-        dim: { type: 'string' },
-        bits: { type: 'string' },
-        degree: { type: 'string' },
-        threshold: { type: 'string' },
-        'stage-timeout': { type: 'string' },
-        rounds: { type: 'string' },
-        history: { type: 'string' },
-        workers: { type: 'string' },
-        grace: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-  if (a.help) {
-    process.stdout.write(SERVE_HELP + '\n');
-    return 0;
-  }
+  const a = parseFlags(
+    argv,
+    {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      secret: { type: 'string' },
+      tokens: { type: 'string' },
+      mode: { type: 'string' },
+      'issuer-key': { type: 'string' },
+      'server-id': { type: 'string' },
+      keepalive: { type: 'string' },
+      'min-clients': { type: 'string' },
+      'max-clients': { type: 'string' },
+      'start-delay': { type: 'string' },
+      dim: { type: 'string' },
+      bits: { type: 'string' },
+      degree: { type: 'string' },
+      threshold: { type: 'string' },
+      'stage-timeout': { type: 'string' },
+      rounds: { type: 'string' },
+      history: { type: 'string' },
+      workers: { type: 'string' },
+      grace: { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+    SERVE_HELP,
+  );
+  if (!a) return 0;
   const level = (a['log-level'] ?? 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error'].includes(level)) fail(`--log-level must be debug, info, warn or error`);
   const mode = (a.mode ?? 'semi-honest') as 'semi-honest' | 'active';

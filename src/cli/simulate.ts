@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { simulateRound, STAGES, type SimulateResult } from '../sim/simulate.js';
 import { randomRingVector, spreadDropouts } from '../sim/random.js';
 import { plainSum } from '../ring/vector.js';
@@ -6,7 +5,7 @@ import { recommendParameters, defaultThreshold } from '../graph/index.js';
 import { isSecAggError } from '../errors.js';
 import type { Degree, Mode } from '../protocol/config.js';
 import { createWorkerUnmasker } from '../node/workerUnmasker.js';
-import { fail, intFlag } from './args.js';
+import { fail, intFlag, parseFlags } from './args.js';
 
 export const SIMULATE_HELP = `Usage: secagg simulate [options]
 
@@ -32,33 +31,23 @@ Exit code 0 when the result equals the plaintext sum of the included clients, 1 
 export { UsageError } from './args.js';
 
 export async function runSimulate(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        clients: { type: 'string' },
-        dim: { type: 'string' },
-        bits: { type: 'string' },
-        degree: { type: 'string' },
-        threshold: { type: 'string' },
-        dropout: { type: 'string' },
-        mode: { type: 'string' },
-        workers: { type: 'string' },
-        json: { type: 'boolean' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    });
-  } catch (e) {
-    fail((e as Error).message);
-  }
-  const a = parsed.values;
-  if (a.help) {
-    process.stdout.write(SIMULATE_HELP + '\n');
-    return 0;
-  }
+  const a = parseFlags(
+    argv,
+    {
+      clients: { type: 'string' },
+      dim: { type: 'string' },
+      bits: { type: 'string' },
+      degree: { type: 'string' },
+      threshold: { type: 'string' },
+      dropout: { type: 'string' },
+      mode: { type: 'string' },
+      workers: { type: 'string' },
+      json: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+    },
+    SIMULATE_HELP,
+  );
+  if (!a) return 0;
   const n = intFlag(a.clients, 'clients', 100, 3, 65535);
   const m = intFlag(a.dim, 'dim', 10000, 1, 1 << 26);
   const bits = intFlag(a.bits, 'bits', 32, 1, 32);
