@@ -10,19 +10,7 @@
  */
 import { cryptoRng } from '../src/rng.js';
 import { LagrangeCache, combineShares, reconstructVerified, splitSecret } from '../src/shamir/index.js';
-
-function timeIt(fn: () => void, minMs = 300): number {
-  fn(); // warm-up
-  let iters = 0;
-  const start = performance.now();
-  let now = start;
-  while (now - start < minMs) {
-    fn();
-    iters++;
-    now = performance.now();
-  }
-  return (now - start) / iters;
-}
+import { timeIt } from './timing.js';
 
 async function timeAsync(fn: () => Promise<unknown>, minMs = 300): Promise<number> {
   await fn();

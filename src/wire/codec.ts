@@ -6,9 +6,10 @@ import {
   type ClientMessage,
   type ServerMessage,
 } from './gen/secagg/v1/secagg_pb.js';
+import { fastDecodeClientMessage, fastDecodeServerMessage, fastEncodeClientMessage, fastEncodeServerMessage } from './fast.js';
+import { PROTOCOL_VERSION } from './version.js';
 
-/** The protocol version this implementation speaks; bumped on any incompatible change. */
-export const PROTOCOL_VERSION = 1;
+export { PROTOCOL_VERSION };
 
 /** A message body as the encoder accepts it: plain objects, nested messages need not be created first. */
 export type ClientBody = NonNullable<MessageInitShape<typeof ClientMessageSchema>['body']>;
@@ -21,11 +22,14 @@ export type ServerBody = NonNullable<MessageInitShape<typeof ServerMessageSchema
 export function decodeClientMessage(bytes: Uint8Array, maxBytes: number): ClientMessage {
   if (!(bytes instanceof Uint8Array)) throw new SecAggError('ERR_DECODE', 'message is not bytes');
   if (bytes.length > maxBytes) throw new SecAggError('ERR_SIZE', `message of ${bytes.length} bytes exceeds the limit of ${maxBytes}`);
-  let msg: ClientMessage;
-  try {
-    msg = fromBinary(ClientMessageSchema, bytes);
-  } catch (cause) {
-    throw new SecAggError('ERR_DECODE', 'malformed client message', { cause });
+  // The fast path only answers for input protobuf-es would decode to the same value.
+  let msg = fastDecodeClientMessage(bytes);
+  if (msg === undefined) {
+    try {
+      msg = fromBinary(ClientMessageSchema, bytes);
+    } catch (cause) {
+      throw new SecAggError('ERR_DECODE', 'malformed client message', { cause });
+    }
   }
   if (msg.version !== PROTOCOL_VERSION) throw new SecAggError('ERR_VERSION', `protocol version ${msg.version} is not ${PROTOCOL_VERSION}`);
   if (msg.body.case === undefined) throw new SecAggError('ERR_DECODE', 'client message has no body');
@@ -35,11 +39,13 @@ export function decodeClientMessage(bytes: Uint8Array, maxBytes: number): Client
 export function decodeServerMessage(bytes: Uint8Array, maxBytes: number): ServerMessage {
   if (!(bytes instanceof Uint8Array)) throw new SecAggError('ERR_DECODE', 'message is not bytes');
   if (bytes.length > maxBytes) throw new SecAggError('ERR_SIZE', `message of ${bytes.length} bytes exceeds the limit of ${maxBytes}`);
-  let msg: ServerMessage;
-  try {
-    msg = fromBinary(ServerMessageSchema, bytes);
-  } catch (cause) {
-    throw new SecAggError('ERR_DECODE', 'malformed server message', { cause });
+  let msg = fastDecodeServerMessage(bytes);
+  if (msg === undefined) {
+    try {
+      msg = fromBinary(ServerMessageSchema, bytes);
+    } catch (cause) {
+      throw new SecAggError('ERR_DECODE', 'malformed server message', { cause });
+    }
   }
   if (msg.version !== PROTOCOL_VERSION) throw new SecAggError('ERR_VERSION', `protocol version ${msg.version} is not ${PROTOCOL_VERSION}`);
   if (msg.body.case === undefined) throw new SecAggError('ERR_DECODE', 'server message has no body');
@@ -47,11 +53,14 @@ export function decodeServerMessage(bytes: Uint8Array, maxBytes: number): Server
 }
 
 export function encodeClientMessage(roundId: Uint8Array, sender: number, body: ClientBody): Uint8Array {
-  return toBinary(ClientMessageSchema, create(ClientMessageSchema, { version: PROTOCOL_VERSION, roundId, sender, body }));
+  return (
+    fastEncodeClientMessage(roundId, sender, body) ??
+    toBinary(ClientMessageSchema, create(ClientMessageSchema, { version: PROTOCOL_VERSION, roundId, sender, body }))
+  );
 }
 
 export function encodeServerMessage(roundId: Uint8Array, body: ServerBody): Uint8Array {
-  return toBinary(ServerMessageSchema, create(ServerMessageSchema, { version: PROTOCOL_VERSION, roundId, body }));
+  return fastEncodeServerMessage(roundId, body) ?? toBinary(ServerMessageSchema, create(ServerMessageSchema, { version: PROTOCOL_VERSION, roundId, body }));
 }
 
 /** Worst-case framing overhead of one repeated/length-delimited entry: tag + length varint + small fields. */
