@@ -13,6 +13,7 @@ import { gcm as nobleGcm } from '@noble/ciphers/aes.js';
 import type { CryptoProvider } from '../src/crypto/provider.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { createWebCrypto, webCrypto } from '../src/crypto/web.js';
+import { asKeystream, gbps, keystreamBytesPerMs } from './timing.js';
 
 const QUICK = process.argv.includes('--quick');
 const BUDGET_MS = QUICK ? 100 : 400;
@@ -76,16 +77,17 @@ function printRow(r: Row): void {
     const tp = r.perOp === undefined ? '' : ` ${((r.perOp / (ms / 1000)) / 1e9).toFixed(2)} GB/s`;
     return `${fmtOps(ms).padStart(7)}/s ${fmtUs(ms).padStart(11)}${tp}`.padStart(26);
   };
-  console.log(`| ${r.primitive.padEnd(24)} | ${r.impl.padEnd(16)} | ${cell(r.seq)} | ${cell(r.par)} |`);
+  console.log(`| ${r.primitive.padEnd(24)} | ${r.impl.padEnd(16)} | ${cell(r.seq)} | ${cell(r.par)} | ${asKeystream(r.seq, rate).padStart(16)} |`);
 }
 
 const nobleOnly = createWebCrypto({ useSubtle: false });
 const providers: readonly CryptoProvider[] = [nodeCrypto, webCrypto, nobleOnly];
 const subtle = globalThis.crypto.subtle;
 
-console.log(`node ${process.version}, ${QUICK ? 'quick' : 'full'} run`);
-console.log(`| ${'primitive'.padEnd(24)} | ${'impl'.padEnd(16)} | ${'seq (ops/s, per op)'.padStart(26)} | ${'par x64 (ops/s, per op)'.padStart(26)} |`);
-console.log(`|${'-'.repeat(26)}|${'-'.repeat(18)}|${'-'.repeat(28)}|${'-'.repeat(28)}|`);
+const rate = keystreamBytesPerMs();
+console.log(`node ${process.version}, ${QUICK ? 'quick' : 'full'} run; PRG keystream floor in this run: ${gbps(rate)} ("seq as ks": the keystream generated in one op's time)`);
+console.log(`| ${'primitive'.padEnd(24)} | ${'impl'.padEnd(16)} | ${'seq (ops/s, per op)'.padStart(26)} | ${'par x64 (ops/s, per op)'.padStart(26)} | ${'seq as ks'.padStart(16)} |`);
+console.log(`|${'-'.repeat(26)}|${'-'.repeat(18)}|${'-'.repeat(28)}|${'-'.repeat(28)}|${'-'.repeat(18)}|`);
 
 const sk = randomBytes(32);
 const peers = Array.from({ length: 64 }, () => randomBytes(32));

@@ -10,7 +10,7 @@
  */
 import { cryptoRng } from '../src/rng.js';
 import { LagrangeCache, combineShares, reconstructVerified, splitSecret } from '../src/shamir/index.js';
-import { timeIt } from './timing.js';
+import { asKeystream, gbps, keystreamBytesPerMs, timeIt } from './timing.js';
 
 async function timeAsync(fn: () => Promise<unknown>, minMs = 300): Promise<number> {
   await fn();
@@ -25,8 +25,11 @@ async function timeAsync(fn: () => Promise<unknown>, minMs = 300): Promise<numbe
   return (now - start) / iters;
 }
 
+const rate = keystreamBytesPerMs();
+console.log(`PRG keystream floor in this run: ${gbps(rate)}; each timing also as the keystream generated in the same time`);
+
 function fmt(ms: number): string {
-  return ms >= 1 ? `${ms.toFixed(2)} ms` : `${(ms * 1000).toFixed(1)} µs`;
+  return `${ms >= 1 ? `${ms.toFixed(2)} ms` : `${(ms * 1000).toFixed(1)} µs`} (${asKeystream(ms, rate)})`;
 }
 
 const cases: Array<[number, number]> = [
