@@ -40,3 +40,32 @@ test('a round unmasked on worker threads sums correctly with dropped clients', a
     await pool.close();
   }
 });
+
+test('many more batches than workers: the queue (and the idle main thread) runs each exactly once', async () => {
+  const m = 1 << 18; // 2^18 words × 4 jobs ≥ MIN_PARALLEL_WORDS: every batch is queued for the pool
+  const rng = unsafeSeededRng(78);
+  const batches: MaskJob[][] = Array.from({ length: 9 }, (_, b) => Array.from({ length: 4 }, (_, i) => ({ key: rng(16), sign: (b + i) % 2 === 0 ? 1 : -1 })));
+  const expected = new RingAccumulator(m);
+  for (const b of batches) await sequentialUnmasker(expected, b, nodeCrypto);
+  const pool = createWorkerUnmasker({ workers: 2 });
+  try {
+    const got = new RingAccumulator(m);
+    await Promise.all(batches.map((b) => pool.unmask(got, b, nodeCrypto)));
+    assert.deepEqual(got.view(), expected.view());
+  } finally {
+    await pool.close();
+  }
+});
+
+test('closing the pool rejects batches still queued or running, and later calls', async () => {
+  const m = 1 << 18;
+  const rng = unsafeSeededRng(79);
+  const pool = createWorkerUnmasker({ workers: 1 });
+  const acc = new RingAccumulator(m);
+  const pending = Array.from({ length: 4 }, () => pool.unmask(acc, Array.from({ length: 8 }, () => ({ key: rng(16), sign: 1 as const })), nodeCrypto));
+  const settled = Promise.allSettled(pending);
+  await pool.close();
+  const outcomes = await settled;
+  assert.ok(outcomes.some((o) => o.status === 'rejected'), 'at least the queued batches are rejected');
+  await assert.rejects(pool.unmask(acc, [{ key: rng(16), sign: 1 }], nodeCrypto), /closed/);
+});
