@@ -548,6 +548,45 @@ test('unpackVector: rejects any element ≥ 2^bits when bits is not a multiple o
   }
 });
 
+test('RingAccumulator.addPacked equals addVector(unpackVector(...)) for every bits, unaligned bytes, both signs and both paths', () => {
+  for (const simd of [true, false])
+    for (let bits = 1; bits <= 32; bits++) {
+      const m = bits % 5 === 0 ? 40_000 : 1 + ((bits * 37) % 300); // some cross the 16,384-word chunks
+      const v = new Uint32Array(m);
+      const mask = bits === 32 ? 0xffffffff : 2 ** bits - 1;
+      const rnd = new Uint32Array(randomBytes(4 * m).buffer);
+      for (let i = 0; i < m; i++) v[i] = rnd[i]! & mask;
+      const packed = packVector(v, bits);
+      const framed = new Uint8Array(packed.length + 3); // the field sits at an odd offset, as inside a message
+      framed.set(packed, 3);
+      const view = framed.subarray(3);
+      const start = new Uint32Array(randomBytes(4 * m).buffer);
+      for (const sign of [1, -1] as const) {
+        const a = new RingAccumulator(m, { simd });
+        a.addVector(start, 1);
+        a.addPacked(view, bits, sign);
+        const b = new RingAccumulator(m, { simd });
+        b.addVector(start, 1);
+        b.addVector(unpackVector(packed, bits, m), sign);
+        assert.deepEqual(a.view(), b.view(), `bits ${bits}, sign ${sign}, simd ${simd}`);
+      }
+    }
+});
+
+test('RingAccumulator.addPacked refuses wrong lengths and out-of-ring elements with ERR_SIZE, leaving the words untouched', () => {
+  for (const bits of [5, 12, 20, 27]) {
+    const m = 20_000;
+    const w = Math.ceil(bits / 8);
+    const bytes = packVector(new Uint32Array(m).fill(1), bits);
+    bytes[w * (m - 1) + w - 1] = 0xff; // the last element's top byte: out of the ring
+    const acc = new RingAccumulator(m);
+    acc.addVector(new Uint32Array(m).fill(9), 1);
+    assert.throws(() => acc.addPacked(bytes, bits, 1), (e: unknown) => isSecAggError(e) && e.code === 'ERR_SIZE');
+    assert.ok(acc.view().every((x) => x === 9), 'nothing was added before the refusal');
+    assert.throws(() => acc.addPacked(bytes.subarray(1), bits, 1), (e: unknown) => isSecAggError(e) && e.code === 'ERR_SIZE');
+  }
+});
+
 test('assertInRing: throws RangeError naming the index; accepts in-ring vectors', () => {
   for (let bits = 1; bits < 32; bits++) {
     const v = randomInRing(20, bits);

@@ -12,7 +12,6 @@ import type { CryptoProvider } from '../crypto/provider.js';
 import { SecAggError, isSecAggError } from '../errors.js';
 import type { ClientId, RoundId } from '../ids.js';
 import { RingAccumulator } from '../ring/accumulator.js';
-import { unpackVector } from '../ring/vector.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { LagrangeCache, reconstructVerified, SHARE_BYTES } from '../shamir/index.js';
@@ -324,8 +323,7 @@ function onMasked(state: ServerState, from: number, vector: Uint8Array): void {
   const it = state.internal;
   if (!it.u2set!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in the shared-keys set`);
   if (it.masked.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already sent its masked input`);
-  const v = unpackVector(vector, state.config.bits, state.config.dimension);
-  it.sum!.addVector(v, 1);
+  it.sum!.addPacked(vector, state.config.bits, 1); // validates length and range before adding anything
   it.masked.add(from);
 }
 

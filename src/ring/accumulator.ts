@@ -1,6 +1,8 @@
 import { createKernel, type Kernel } from './kernel.js';
+import { SecAggError } from '../errors.js';
 import type { CryptoProvider } from '../crypto/provider.js';
-import { assertBits } from './vector.js';
+import { assertBits, elementBytes } from './vector.js';
+import { LITTLE_ENDIAN as LE } from './keystream-common.js';
 
 const SCRATCH_WORDS = 16384; // 64 KiB: the keystream chunk size, stays in L2 cache
 const PAD_WORDS = 16; // kernel works on 64-byte blocks
@@ -82,6 +84,40 @@ export class RingAccumulator {
     this.addChunk(vector, 0, sign);
   }
 
+  /**
+   * Add or subtract a vector packed as by packVector (little-endian, elementBytes(bits) per element)
+   * straight from untrusted bytes: no m-sized temporary, and nothing is added unless the length is
+   * exactly `length` elements and every element is < 2^bits (checked first, so a refusal leaves the
+   * words untouched). Throws SecAggError ERR_SIZE otherwise.
+   */
+  addPacked(bytes: Uint8Array, bits: number, sign: 1 | -1): void {
+    const w = elementBytes(bits);
+    const m = this.length;
+    if (bytes.length !== w * m) throw new SecAggError('ERR_SIZE', `vector is ${bytes.length} bytes, expected ${w * m}`);
+    if (bits % 8 !== 0) {
+      // Only the top byte of each element can exceed the ring.
+      const top = 2 ** (bits - 8 * (w - 1));
+      for (let i = 0, o = w - 1; i < m; i++, o += w)
+        if (bytes[o]! >= top) throw new SecAggError('ERR_SIZE', `element ${i} is not < 2^${bits}`);
+    }
+    const tmp = packedChunk();
+    const tmpBytes = new Uint8Array(tmp.buffer);
+    for (let start = 0; start < m; start += tmp.length) {
+      const n = Math.min(tmp.length, m - start);
+      const src = bytes.subarray(w * start, w * (start + n));
+      if (w === 4 && LE) tmpBytes.set(src);
+      else
+        for (let i = 0, o = 0; i < n; i++, o += w) {
+          let x = src[o]!;
+          if (w > 1) x |= src[o + 1]! << 8;
+          if (w > 2) x |= src[o + 2]! << 16;
+          if (w > 3) x |= src[o + 3]! << 24;
+          tmp[i] = x;
+        }
+      this.addChunk(n === tmp.length ? tmp : tmp.subarray(0, n), start, sign);
+    }
+  }
+
   /** Add or subtract the PRG expansion of a 16-byte key, chunk by chunk, with no m-sized temporary. */
   addPrg(crypto: CryptoProvider, key: Uint8Array, sign: 1 | -1): void | Promise<void> {
     return crypto.keystream(key, this.length, (chunk, offset) => this.addChunk(chunk, offset, sign));
@@ -97,6 +133,12 @@ export class RingAccumulator {
     }
     return out;
   }
+}
+
+let packedScratch: Uint32Array | undefined;
+/** One reusable chunk for decoding packed bytes (accumulators are used from one thread at a time). */
+function packedChunk(): Uint32Array {
+  return (packedScratch ??= new Uint32Array(SCRATCH_WORDS));
 }
 
 function addJs(words: Uint32Array, chunk: Uint32Array, offset: number, sign: 1 | -1): void {

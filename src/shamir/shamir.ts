@@ -44,7 +44,6 @@ const LAST_CHUNK_LIMIT = 1 << 16;
 // ---------------------------------------------------------------------------------------------
 // Validation
 
-/** Validates holders; returns true when they are strictly ascending (the cache's canonical order). */
 /** Validates holder ids; returns whether they are already strictly ascending. */
 function checkHolders(holders: readonly number[], name: string, minLength: number): boolean {
   if (!Array.isArray(holders)) throw new TypeError(`${name} must be an array of client ids`);
