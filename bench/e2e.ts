@@ -20,6 +20,7 @@ import type { WebSocketConstructor } from '../src/transport/socket.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { randomRingVector } from '../src/sim/random.js';
 import { plainSum } from '../src/ring/vector.js';
+import { asKeystream, gbps, keystreamBytesPerMs } from './timing.js';
 
 const SECRET = 'bench-secret-0123456789abcdef';
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -113,14 +114,25 @@ async function main(): Promise<void> {
   const expected = plainSum(Array.from({ length: n }, (_, i) => input(i, m)), 32, m);
   const ok = round.outcome === 'completed' && round.sum !== null && round.sum.every((v, j) => v === expected[j]);
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  // The PRG floor, measured now that the round is over: every client that masked expands k + 1
+  // masks and the server one self mask per survivor (dropped clients' pairwise masks aside).
+  const rate = keystreamBytesPerMs();
+  const k = round.params.degree;
+  const maskers = round.stages.masked?.clients ?? 0;
+  const prgWords = maskers * (k + 2) * m;
+  const floorMs = (4 * prgWords) / rate;
+  const roundMs = round.endedAt - round.startedAt;
+  const cores = availableParallelism();
   const lines = [
     `e2e loopback round: n = ${n}, m = ${m}, bits = 32, degree k = ${round.params.degree}, t = ${round.params.threshold}`,
     `  outcome ${round.outcome}, ${round.included?.length ?? 0} clients in the sum (clients saw ${included.reduce((x, y) => x + y, 0)} included), sum ${ok ? 'verified' : 'WRONG'}`,
     `  wall (first connection → last client done): ${(wall / 1000).toFixed(2)} s; round (start → result): ${((round.endedAt - round.startedAt) / 1000).toFixed(2)} s`,
     ...Object.entries(round.stages).map(
       ([s, v]) =>
-        `  ${s.padEnd(10)} ${((v.endedAt - v.startedAt) / 1000).toFixed(2).padStart(7)} s  ${String(v.clients).padStart(5)} clients  in ${mb(v.bytesIn).padStart(8)}  out ${mb(v.bytesOut).padStart(8)}`,
+        `  ${s.padEnd(10)} ${((v.endedAt - v.startedAt) / 1000).toFixed(2).padStart(7)} s  ${String(v.clients).padStart(5)} clients  in ${mb(v.bytesIn).padStart(8)}  out ${mb(v.bytesOut).padStart(8)}  ${asKeystream(v.endedAt - v.startedAt, rate)}`,
     ),
+    `  PRG floor in this run ${gbps(rate)}: the round's ${(prgWords / 1e6).toFixed(0)}M mask words take ${floorMs.toFixed(0)} ms on one thread; ` +
+      `the round took ${(roundMs / (floorMs / cores)).toFixed(1)}× that ÷ ${cores} cores (key agreement, Shamir and messaging dominate at m = ${m})`,
     `  server peak RSS: ${mb(peak)}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -37,6 +37,7 @@ export function keystreamBytesPerMs(): number {
 /** `ms` as the keystream this machine generates in the same time ("≈ 180 KB ks"): a timing relative to the PRG floor. */
 export function asKeystream(ms: number, bytesPerMs: number): string {
   const bytes = ms * bytesPerMs;
+  if (bytes >= 1e9) return `≈ ${(bytes / 1e9).toFixed(2)} GB ks`;
   return bytes >= 1e6 ? `≈ ${(bytes / 1e6).toFixed(1)} MB ks` : `≈ ${(bytes / 1e3).toFixed(bytes >= 1e4 ? 0 : 1)} KB ks`;
 }
 
