@@ -217,7 +217,7 @@ interface UnmaskRecord {
   tLast: number;
   tDone: number;
   batches: number;
-  /** Batches big enough to go to a worker (see MIN_PARALLEL_WORDS). */
+  /** Batches that ran on a worker thread (small rounds and batches stay on the main thread). */
   workerBatches: number;
   jobs: number;
   threads: number;
@@ -266,7 +266,7 @@ function maskNeighbourCounts(spec: RoundSpec, seed: Uint8Array, threshold: numbe
   return { mean: count ? sum / count : 0, max };
 }
 
-/** The server hands the unmasker batches (concurrently); the pool sends each batch of ≥ 2^20 words whole to the next worker, round-robin. */
+/** The pool runs each batch whole on a free worker (or on the idle main thread): threads used, at most the workers. */
 function threadsUsed(workerBatches: number): number {
   return workerBatches === 0 ? 1 : Math.min(WORKERS, workerBatches);
 }
@@ -284,16 +284,15 @@ async function runRoundOnce(spec: RoundSpec, pool: WorkerUnmasker | undefined, l
 
   const base: Unmasker = pool ? pool.unmask : sequentialUnmasker;
   const rec: UnmaskRecord = { tStage: NaN, tFirst: NaN, tLast: NaN, tDone: NaN, batches: 0, workerBatches: 0, jobs: 0, threads: 1, jobsCopy: [] };
-  const unmasker: Unmasker = async (sum, jobs, crypto) => {
+  const workerBatchesBefore = pool?.batches.worker ?? 0;
+  const unmasker: Unmasker = async (sum, jobs, crypto, round) => {
     const t = performance.now();
     if (rec.batches === 0) rec.tFirst = t;
     rec.tLast = t;
     rec.batches++;
-    const expansions = jobs.reduce((n, j) => n + jobExpansions(j), 0);
-    if (pool && expansions * sum.length >= MIN_PARALLEL_WORDS) rec.workerBatches++;
-    rec.jobs += expansions;
+    rec.jobs += jobs.reduce((n, j) => n + jobExpansions(j), 0);
     rec.jobsCopy.push(...jobs);
-    await base(sum, jobs, crypto);
+    await base(sum, jobs, crypto, round);
     rec.tDone = Math.max(Number.isNaN(rec.tDone) ? 0 : rec.tDone, performance.now());
   };
 
@@ -335,6 +334,7 @@ async function runRoundOnce(spec: RoundSpec, pool: WorkerUnmasker | undefined, l
   });
   const expected = plainSum(result.included.map((i) => inputs[i]!), 32, m);
   const ok = expected.length === result.sum.length && expected.every((v, i) => v === result.sum[i]);
+  rec.workerBatches = (pool?.batches.worker ?? 0) - workerBatchesBefore;
   rec.threads = threadsUsed(rec.workerBatches);
   return { stats: result.stats, ok, unmask: rec, maskNeighbours };
 }
@@ -810,11 +810,10 @@ const pool = WORKERS > 0 ? createWorkerUnmasker({ workers: WORKERS }) : undefine
 try {
   if (pool) {
     // Start the pool before timing anything: a server keeps its workers across rounds.
+    // One batch per worker at once, so every worker has run (and compiled) the code once.
     const warm = new RingAccumulator(MIN_PARALLEL_WORDS);
-    await pool.unmask(
-      warm,
-      Array.from({ length: Math.max(2, WORKERS) }, () => ({ key: randomBytes(16), sign: 1 as const })),
-      nodeCrypto,
+    await Promise.all(
+      Array.from({ length: WORKERS }, () => pool.unmask(warm, [{ key: randomBytes(16), sign: 1 as const }], nodeCrypto)),
     );
   }
   for (const spec of specs()) if (wanted(spec.id)) await benchRound(spec, pool);

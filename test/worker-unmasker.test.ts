@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWorkerUnmasker } from '../src/node/workerUnmasker.js';
+import { MIN_PARALLEL_ROUND_WORDS, createWorkerUnmasker } from '../src/node/workerUnmasker.js';
 import { sequentialUnmasker, type MaskJob } from '../src/protocol/serverRound.js';
 import { RingAccumulator } from '../src/ring/accumulator.js';
 import { nodeCrypto } from '../src/crypto/node.js';
@@ -31,11 +31,12 @@ test('worker-thread unmasking gives the same sum as in-thread unmasking, for con
 
 test('a round unmasked on worker threads sums correctly with dropped clients', async () => {
   const inputs = randomInputs(12, 1 << 17, 24, 8);
-  const pool = createWorkerUnmasker({ workers: 2 });
+  const pool = createWorkerUnmasker({ workers: 2, minRoundWords: 0 }); // this round is small: force the workers
   try {
     const r = await simulateRound({ inputs, bits: 24, degree: 6, dropouts: { masked: [3, 7] }, unmasker: pool.unmask });
     assert.deepEqual(r.sum, expectedSum(inputs, r.included, 24));
     assert.equal(r.included.length, 10);
+    assert.ok(pool.batches.worker > 0, 'batches went to the workers');
   } finally {
     await pool.close();
   }
@@ -52,6 +53,8 @@ test('many more batches than workers: the queue (and the idle main thread) runs 
     const got = new RingAccumulator(m);
     await Promise.all(batches.map((b) => pool.unmask(got, b, nodeCrypto)));
     assert.deepEqual(got.view(), expected.view());
+    assert.equal(pool.batches.worker + pool.batches.main, batches.length, 'each batch ran exactly once');
+    assert.ok(pool.batches.worker >= 2, 'both workers took batches');
   } finally {
     await pool.close();
   }
@@ -68,4 +71,20 @@ test('closing the pool rejects batches still queued or running, and later calls'
   const outcomes = await settled;
   assert.ok(outcomes.some((o) => o.status === 'rejected'), 'at least the queued batches are rejected');
   await assert.rejects(pool.unmask(acc, [{ key: rng(16), sign: 1 }], nodeCrypto), /closed/);
+});
+
+test('a round with little keystream stays on the calling thread; a large one goes to the workers', async () => {
+  const pool = createWorkerUnmasker({ workers: 2 });
+  const m = 1 << 18;
+  const rng = unsafeSeededRng(80);
+  const jobs = (): MaskJob[] => Array.from({ length: 4 }, () => ({ key: rng(16), sign: 1 as const }));
+  try {
+    const acc = new RingAccumulator(m);
+    await pool.unmask(acc, jobs(), nodeCrypto, { words: 8 * m }); // a small round
+    assert.deepEqual(pool.batches, { worker: 0, main: 1 });
+    await pool.unmask(acc, jobs(), nodeCrypto, { words: MIN_PARALLEL_ROUND_WORDS });
+    assert.deepEqual(pool.batches, { worker: 1, main: 1 });
+  } finally {
+    await pool.close();
+  }
 });

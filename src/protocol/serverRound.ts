@@ -69,7 +69,13 @@ export async function applyMaskJob(sum: RingAccumulator, job: MaskJob, crypto: C
  * several times concurrently, one batch at a time, without waiting for the previous batch:
  * additions commute, so any interleaving gives the same sum.
  */
-export type Unmasker = (sum: RingAccumulator, jobs: readonly MaskJob[], crypto: CryptoProvider) => Promise<void>;
+export type Unmasker = (sum: RingAccumulator, jobs: readonly MaskJob[], crypto: CryptoProvider, round?: UnmaskPlan) => Promise<void>;
+
+/** What the whole unmasking of a round will expand, known before the first batch: lets an unmasker choose threads per round. */
+export interface UnmaskPlan {
+  /** Keystream words over all batches of this round (PRG expansions × m). */
+  readonly words: number;
+}
 
 export const sequentialUnmasker: Unmasker = async (sum, jobs, crypto) => {
   for (const job of jobs) await applyMaskJob(sum, job, crypto);
@@ -530,9 +536,12 @@ async function finish(state: ServerState): Promise<ServerStep> {
   let batch: MaskJob[] = [];
   let expansions = 0;
   const perBatch = batchSize(config.dimension);
+  let planned = it.u3!.length;
+  for (const v of it.u2!) if (!it.u3set!.has(v)) planned += neighboursIn(it.graph!, v, it.u3set!);
+  const plan: UnmaskPlan = { words: planned * config.dimension };
   const flush = () => {
     if (batch.length === 0) return;
-    inFlight.push(it.unmasker(it.sum!, batch, c));
+    inFlight.push(it.unmasker(it.sum!, batch, c, plan));
     batch = [];
   };
   let batchExpansions = 0;
