@@ -28,6 +28,7 @@ export {
   type RoundResult,
   type Outgoing,
   type Unmasker,
+  type UnmaskPlan,
   type MaskJob,
 } from './protocol/serverRound.js';
 export { RingAccumulator, packVector, unpackVector, plainSum } from './ring/index.js';
