@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { MIN_PARALLEL_ROUND_WORDS, createWorkerUnmasker } from '../src/node/workerUnmasker.js';
 import { sequentialUnmasker, type MaskJob } from '../src/protocol/serverRound.js';
@@ -84,6 +85,26 @@ test('a round with little keystream stays on the calling thread; a large one goe
     assert.deepEqual(pool.batches, { worker: 0, main: 1 });
     await pool.unmask(acc, jobs(), nodeCrypto, { words: MIN_PARALLEL_ROUND_WORDS });
     assert.deepEqual(pool.batches, { worker: 1, main: 1 });
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a worker that dies fails only its own batch; the pool carries on with the others and the main thread', async () => {
+  const workers: Worker[] = [];
+  const pool = createWorkerUnmasker({ workers: 2, onWorker: (w) => workers.push(w) });
+  const m = 1 << 18;
+  const rng = unsafeSeededRng(81);
+  const jobs = (): MaskJob[] => Array.from({ length: 4 }, () => ({ key: rng(16), sign: 1 as const }));
+  try {
+    assert.equal(workers.length, 2);
+    await workers[0]!.terminate();
+    const batches = Array.from({ length: 6 }, jobs);
+    const expected = new RingAccumulator(m);
+    for (const b of batches) await sequentialUnmasker(expected, b, nodeCrypto);
+    const got = new RingAccumulator(m);
+    await Promise.all(batches.map((b) => pool.unmask(got, b, nodeCrypto)));
+    assert.deepEqual(got.view(), expected.view(), 'every batch ran, on the live worker or the main thread');
   } finally {
     await pool.close();
   }

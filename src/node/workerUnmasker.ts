@@ -41,9 +41,19 @@ interface Batch {
 interface Slot {
   readonly worker: Worker;
   busy: Batch | null;
+  /** The thread died (crashed or was killed): it gets no more batches; the rest, or the main thread, carry on. */
+  dead: boolean;
 }
 
-export function createWorkerUnmasker(options: { workers: number; minRoundWords?: number }): WorkerUnmasker {
+export interface WorkerUnmaskerOptions {
+  readonly workers: number;
+  /** Rounds expanding fewer keystream words stay on the calling thread (default MIN_PARALLEL_ROUND_WORDS). */
+  readonly minRoundWords?: number;
+  /** Sees each worker thread as it starts (monitoring; tests use it to kill one). */
+  readonly onWorker?: (worker: Worker) => void;
+}
+
+export function createWorkerUnmasker(options: WorkerUnmaskerOptions): WorkerUnmasker {
   const count = Math.max(1, Math.floor(options.workers));
   const minRoundWords = options.minRoundWords ?? MIN_PARALLEL_ROUND_WORDS;
   const batches = { worker: 0, main: 0 };
@@ -59,7 +69,7 @@ export function createWorkerUnmasker(options: { workers: number; minRoundWords?:
   };
   // Started at once: a server keeps its pool, so thread start-up is not paid inside a round.
   const slots: Slot[] = Array.from({ length: count }, () => {
-    const slot: Slot = { worker: new Worker(new URL('./unmaskWorker.js', import.meta.url)), busy: null };
+    const slot: Slot = { worker: new Worker(new URL('./unmaskWorker.js', import.meta.url)), busy: null, dead: false };
     slot.worker.on('message', (m: { partial?: Uint32Array; error?: string }) => {
       const b = slot.busy;
       if (!b) return;
@@ -73,14 +83,22 @@ export function createWorkerUnmasker(options: { workers: number; minRoundWords?:
       }
       pump();
     });
-    slot.worker.on('error', (e) => fail(slot, e));
+    slot.worker.on('error', (e) => {
+      slot.dead = true;
+      fail(slot, e);
+    });
+    slot.worker.on('exit', () => {
+      slot.dead = true;
+      if (slot.busy) fail(slot, new Error('unmask worker exited'));
+    });
+    options.onWorker?.(slot.worker);
     return slot;
   });
 
   function pump(): void {
     for (const slot of slots) {
       if (queue.length === 0) return;
-      if (slot.busy !== null) continue;
+      if (slot.busy !== null || slot.dead) continue;
       const b = queue.shift()!;
       slot.busy = b;
       batches.worker++;

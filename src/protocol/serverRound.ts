@@ -151,8 +151,10 @@ interface ServerInternals {
   readonly signatures: Map<number, Uint8Array>;
   u4?: number[];
   u4set?: Set<number>;
-  /** Revealed shares, per owner. Self-mask shares only ever for U3, key shares only for U2 \ U3. */
-  /** Revealed shares by owner, in arrival order: a holder answers once, so (owner, holder) never repeats. */
+  /**
+   * Revealed shares by owner, in arrival order (a holder answers once, so (owner, holder) never
+   * repeats). Self-mask shares only ever for U3, key shares only for U2 \ U3.
+   */
   readonly selfShares: Map<number, RevealedShares>;
   readonly keyShares: Map<number, RevealedShares>;
   readonly responded: Set<number>;
