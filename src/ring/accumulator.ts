@@ -1,7 +1,7 @@
 import { createKernel, type Kernel } from './kernel.js';
 import { SecAggError } from '../errors.js';
 import type { CryptoProvider } from '../crypto/provider.js';
-import { assertBits, elementBytes } from './vector.js';
+import { assertBits, elementBytes, readPacked } from './vector.js';
 import { LITTLE_ENDIAN as LE } from './keystream-common.js';
 
 const SCRATCH_WORDS = 16384; // 64 KiB: the keystream chunk size, stays in L2 cache
@@ -106,14 +106,7 @@ export class RingAccumulator {
       const n = Math.min(tmp.length, m - start);
       const src = bytes.subarray(w * start, w * (start + n));
       if (w === 4 && LE) tmpBytes.set(src);
-      else
-        for (let i = 0, o = 0; i < n; i++, o += w) {
-          let x = src[o]!;
-          if (w > 1) x |= src[o + 1]! << 8;
-          if (w > 2) x |= src[o + 2]! << 16;
-          if (w > 3) x |= src[o + 3]! << 24;
-          tmp[i] = x;
-        }
+      else readPacked(src, w, tmp, n);
       this.addChunk(n === tmp.length ? tmp : tmp.subarray(0, n), start, sign);
     }
   }

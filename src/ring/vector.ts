@@ -44,6 +44,17 @@ export function packVector(v: Uint32Array, bits: number): Uint8Array {
   return out;
 }
 
+/** Reads n little-endian elements of w bytes from `src` into out[0..n). */
+export function readPacked(src: Uint8Array, w: number, out: Uint32Array, n: number): void {
+  for (let i = 0, o = 0; i < n; i++, o += w) {
+    let x = src[o]!;
+    if (w > 1) x |= src[o + 1]! << 8;
+    if (w > 2) x |= src[o + 2]! << 16;
+    if (w > 3) x |= src[o + 3]! << 24;
+    out[i] = x;
+  }
+}
+
 /**
  * Inverse of packVector for untrusted bytes: the length must be exactly m elements and every element
  * must be < 2^bits (a value above the ring would let a client bias the sum's high bits).
@@ -52,21 +63,9 @@ export function unpackVector(bytes: Uint8Array, bits: number, m: number): Uint32
   const w = elementBytes(bits);
   if (bytes.length !== w * m) throw new SecAggError('ERR_SIZE', `vector is ${bytes.length} bytes, expected ${w * m}`);
   const out = new Uint32Array(m);
-  if (w === 4) {
-    // One copy: view the bytes as words where they are aligned, copy them first only where not.
-    if (LE) out.set(new Uint32Array(bytes.byteOffset % 4 === 0 ? bytes.buffer : bytes.slice().buffer, bytes.byteOffset % 4 === 0 ? bytes.byteOffset : 0, m));
-    else {
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-      for (let i = 0; i < m; i++) out[i] = dv.getUint32(4 * i, true);
-    }
-  } else {
-    for (let i = 0, o = 0; i < m; i++) {
-      let x = bytes[o++]!;
-      if (w > 1) x |= bytes[o++]! << 8;
-      if (w > 2) x |= bytes[o++]! << 16;
-      out[i] = x;
-    }
-  }
+  // One copy on little-endian hosts: view the bytes as words where they are aligned, copy them first only where not.
+  if (w === 4 && LE) out.set(new Uint32Array(bytes.byteOffset % 4 === 0 ? bytes.buffer : bytes.slice().buffer, bytes.byteOffset % 4 === 0 ? bytes.byteOffset : 0, m));
+  else readPacked(bytes, w, out, m);
   if (bits < 32 && bits % 8 !== 0) {
     const limit = 2 ** bits;
     for (let i = 0; i < m; i++) if (out[i]! >= limit) throw new SecAggError('ERR_SIZE', `element ${i} is not < 2^${bits}`);
