@@ -5,16 +5,16 @@ import { nodeCrypto } from '../crypto/node.js';
 import { applyMaskJob, type MaskJob } from '../protocol/serverRound.js';
 
 interface Batch {
+  readonly id: number;
   readonly length: number;
   readonly jobs: readonly MaskJob[];
 }
 
-// One batch at a time per worker (the pool waits for the answer), so messages need no ids.
 parentPort!.on('message', (batch: Batch) => {
   void (async () => {
     const acc = new RingAccumulator(batch.length);
     for (const job of batch.jobs) await applyMaskJob(acc, job, nodeCrypto);
     const partial = acc.toVector(32);
-    parentPort!.postMessage({ partial }, [partial.buffer as ArrayBuffer]);
-  })().catch((e: unknown) => parentPort!.postMessage({ error: e instanceof Error ? e.message : String(e) }));
+    parentPort!.postMessage({ id: batch.id, partial }, [partial.buffer as ArrayBuffer]);
+  })().catch((e: unknown) => parentPort!.postMessage({ id: batch.id, error: e instanceof Error ? e.message : String(e) }));
 });
