@@ -26,7 +26,7 @@ import { nodeCrypto } from '../src/crypto/node.js';
 import { simulateRound, STAGES, type Stage, type SimulateResult } from '../src/sim/simulate.js';
 import { spreadDropouts } from '../src/sim/random.js';
 import { effectiveDegree } from '../src/protocol/config.js';
-import { jobExpansions, sequentialUnmasker, type MaskJob, type Unmasker } from '../src/protocol/serverRound.js';
+import { droppedMaskKeys, sequentialUnmasker, type MaskJob, type Unmasker } from '../src/protocol/serverRound.js';
 import { createWorkerUnmasker, MIN_PARALLEL_WORDS, type WorkerUnmasker } from '../src/node/workerUnmasker.js';
 import { RingAccumulator } from '../src/ring/accumulator.js';
 import { plainSum } from '../src/ring/vector.js';
@@ -219,7 +219,6 @@ interface UnmaskRecord {
   batches: number;
   /** Batches that ran on a worker thread (small rounds and batches stay on the main thread). */
   workerBatches: number;
-  jobs: number;
   threads: number;
   jobsCopy: MaskJob[];
 }
@@ -266,7 +265,7 @@ function maskNeighbourCounts(spec: RoundSpec, seed: Uint8Array, threshold: numbe
   return { mean: count ? sum / count : 0, max };
 }
 
-/** The pool runs each batch whole on a free worker (or on the idle main thread): threads used, at most the workers. */
+/** The pool runs each batch whole on one worker (small rounds stay on the main thread): threads used, at most the workers. */
 function threadsUsed(workerBatches: number): number {
   return workerBatches === 0 ? 1 : Math.min(WORKERS, workerBatches);
 }
@@ -283,14 +282,13 @@ async function runRoundOnce(spec: RoundSpec, pool: WorkerUnmasker | undefined, l
   const maskNeighbours = maskNeighbourCounts(spec, seed, threshold);
 
   const base: Unmasker = pool ? pool.unmask : sequentialUnmasker;
-  const rec: UnmaskRecord = { tStage: NaN, tFirst: NaN, tLast: NaN, tDone: NaN, batches: 0, workerBatches: 0, jobs: 0, threads: 1, jobsCopy: [] };
+  const rec: UnmaskRecord = { tStage: NaN, tFirst: NaN, tLast: NaN, tDone: NaN, batches: 0, workerBatches: 0, threads: 1, jobsCopy: [] };
   const workerBatchesBefore = pool?.batches.worker ?? 0;
   const unmasker: Unmasker = async (sum, jobs, crypto, round) => {
     const t = performance.now();
     if (rec.batches === 0) rec.tFirst = t;
     rec.tLast = t;
     rec.batches++;
-    rec.jobs += jobs.reduce((n, j) => n + jobExpansions(j), 0);
     rec.jobsCopy.push(...jobs);
     await base(sum, jobs, crypto, round);
     rec.tDone = Math.max(Number.isNaN(rec.tDone) ? 0 : rec.tDone, performance.now());
@@ -353,15 +351,7 @@ async function replaySequential(jobs: readonly MaskJob[], m: number): Promise<nu
 async function replayKeyAgreement(jobs: readonly MaskJob[]): Promise<{ ms: number; pairs: number }> {
   let pairs = 0;
   const ms = await timeAsync(async () => {
-    for (const job of jobs) {
-      if ('key' in job) continue;
-      const { round, client, secretKey, peers } = job.dropped;
-      const key = await nodeCrypto.x25519(secretKey);
-      for (const p of peers) {
-        await derive.pairwiseMaskKey(nodeCrypto, await key.agree(p.publicKey), round, p.client, client);
-        pairs++;
-      }
-    }
+    for (const job of jobs) if (!('key' in job)) for await (const _ of droppedMaskKeys(job.dropped, nodeCrypto)) pairs++;
   });
   return { ms, pairs };
 }

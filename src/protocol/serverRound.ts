@@ -52,15 +52,16 @@ export function jobExpansions(job: MaskJob): number {
   return 'key' in job ? 1 : job.dropped.peers.length;
 }
 
+/** The pairwise mask keys of a dropped client with its surviving neighbours, one at a time (X25519 + HKDF each). */
+export async function* droppedMaskKeys(d: DroppedClientMasks, crypto: CryptoProvider): AsyncGenerator<{ key: Uint8Array; sign: 1 | -1 }> {
+  const key = await crypto.x25519(d.secretKey);
+  for (const p of d.peers) yield { key: await derive.pairwiseMaskKey(crypto, await key.agree(p.publicKey), d.round, p.client, d.client), sign: p.sign };
+}
+
 /** Runs one job into `sum` in this thread. */
 export async function applyMaskJob(sum: RingAccumulator, job: MaskJob, crypto: CryptoProvider): Promise<void> {
   if ('key' in job) return sum.addPrg(crypto, job.key, job.sign);
-  const { round, client, secretKey, peers } = job.dropped;
-  const key = await crypto.x25519(secretKey);
-  for (const p of peers) {
-    const shared = await key.agree(p.publicKey);
-    await sum.addPrg(crypto, await derive.pairwiseMaskKey(crypto, shared, round, p.client, client), p.sign);
-  }
+  for await (const { key, sign } of droppedMaskKeys(job.dropped, crypto)) await sum.addPrg(crypto, key, sign);
 }
 
 /**
@@ -536,11 +537,11 @@ async function finish(state: ServerState): Promise<ServerStep> {
   // worker-thread unmasker expands keystream while this thread does Shamir and X25519.
   const inFlight: Promise<void>[] = [];
   let batch: MaskJob[] = [];
-  let expansions = 0;
   const perBatch = batchSize(config.dimension);
-  let planned = it.u3!.length;
-  for (const v of it.u2!) if (!it.u3set!.has(v)) planned += neighboursIn(it.graph!, v, it.u3set!);
-  const plan: UnmaskPlan = { words: planned * config.dimension };
+  // Every survivor's self mask, and each dropped client's pairwise masks with surviving neighbours.
+  let expansions = it.u3!.length;
+  for (const v of it.u2!) if (!it.u3set!.has(v)) expansions += neighboursIn(it.graph!, v, it.u3set!);
+  const plan: UnmaskPlan = { words: expansions * config.dimension };
   const flush = () => {
     if (batch.length === 0) return;
     inFlight.push(it.unmasker(it.sum!, batch, c, plan));
@@ -549,9 +550,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
   let batchExpansions = 0;
   const push = (job: MaskJob) => {
     batch.push(job);
-    const n = jobExpansions(job);
-    expansions += n;
-    batchExpansions += n;
+    batchExpansions += jobExpansions(job);
     if (batchExpansions >= perBatch) {
       flush();
       batchExpansions = 0;
