@@ -7,10 +7,15 @@
  * protobuf-es stays the reference. The encoder produces exactly the bytes of toBinary(create(...))
  * and declines (returns undefined) any input it would not reproduce exactly; the decoder returns a
  * value only for input it fully understands, and then one deep-equal to fromBinary's. Everything
- * else goes to protobuf-es, so this file changes how fast messages are handled, never which.
+ * else goes to protobuf-es, so this file changes how fast messages are handled, never which. The one
+ * answer the decoder gives besides a value is ERR_SIZE when given caps on repeated fields: it counts
+ * entries before reading them and throws at the same entry as peek.ts's scanBody, which vets input
+ * for protobuf-es (test/wire-checked.test.ts checks the two paths agree).
  */
+import { isSecAggError, SecAggError } from '../errors.js';
 import { PROTOCOL_VERSION } from './version.js';
 import type { ClientBody, ServerBody } from './codec.js';
+import { peekClientBody, peekServerBody, UNCAPPED, type ClientKind, type EntryCaps, type ServerKind } from './peek.js';
 import type {
   ClientMessage,
   EncryptedShare,
@@ -226,6 +231,8 @@ const keysForYouCodec: BodyCodec = {
   typeName: 'secagg.v1.KeysForYou',
   size(value, kept) {
     const v = value as Partial<KeysForYou>;
+    // Active mode's view proof (one per client per round) is left to protobuf-es.
+    if (v.view != null) throw DECLINE;
     const advertised = packedSize(list(v.advertised, kept));
     return (
       bytesFieldSize(bytes(v.graphSeed, kept)) +
@@ -305,14 +312,19 @@ export function fastEncodeServerMessage(roundId: Uint8Array, body: ServerBody): 
 // merge a second body), no unknown fields (it keeps them in $unknown), and every nested record must
 // end exactly at its declared length (it only checks against the end of the whole input). Bytes
 // fields are views into the input, as protobuf-es returns them.
+//
+// The envelope is read by peek.ts, which refuses what the fast path used to decline there (fields
+// given twice, unknown fields). Repeated fields are counted against the caller's caps before each
+// entry is read: more entries than the cap is ERR_SIZE, thrown after reading at most cap + 1 tags
+// — at the same entry where peek.ts's scanBody, which vets the input for protobuf-es, would throw it.
 
 class Reader {
-  pos = 0;
-  /** End of the message being read; every read is bounded by it. */
-  limit: number;
-  constructor(readonly buf: Uint8Array) {
-    this.limit = buf.length;
-  }
+  constructor(
+    readonly buf: Uint8Array,
+    public pos: number,
+    /** End of the message being read; every read is bounded by it. */
+    public limit: number,
+  ) {}
   more(): boolean {
     return this.pos < this.limit;
   }
@@ -357,6 +369,11 @@ function once(seen: number, no: number): number {
   const bit = 1 << no;
   if ((seen & bit) !== 0) throw DECLINE;
   return seen | bit;
+}
+
+/** The (cap + 1)-th entry of a repeated field: the same error, in the same words, as scanBody's. */
+function tooMany(field: string, cap: number): never {
+  throw new SecAggError('ERR_SIZE', `secagg.v1.${field} has more than ${cap} entries`);
 }
 
 /** EncryptedShare or RevealedShare: uint32 = 1, bytes = 2. */
@@ -418,8 +435,10 @@ function readNeighbourKeys(r: Reader): NeighbourKeys {
   return { $typeName: NEIGHBOUR_KEYS, client, encryptionPublicKey, maskingPublicKey, signature };
 }
 
-function readShareKeys(r: Reader): ShareKeys {
-  const outer = r.enter();
+// Body readers read up to r.limit, the end of the body.
+
+function readShareKeys(r: Reader, caps: EntryCaps): ShareKeys {
+  const cap = caps.maxNeighbours;
   let seen = 0;
   let selfMaskCommitment = EMPTY;
   const shares: EncryptedShare[] = [];
@@ -430,38 +449,40 @@ function readShareKeys(r: Reader): ShareKeys {
         selfMaskCommitment = r.bytes();
         break;
       case (2 << 3) | LEN:
+        if (shares.length >= cap) tooMany('ShareKeys.shares', cap);
         shares.push(readPair(r, encryptedShare));
         break;
       default:
         throw DECLINE;
     }
   }
-  r.leave(outer);
   return { $typeName: 'secagg.v1.ShareKeys', selfMaskCommitment, shares };
 }
 
-function readUnmaskResponse(r: Reader): UnmaskResponse {
-  const outer = r.enter();
+function readUnmaskResponse(r: Reader, caps: EntryCaps): UnmaskResponse {
+  const cap = caps.maxNeighbours;
   const selfMaskShares: RevealedShare[] = [];
   const keyShares: RevealedShare[] = [];
   while (r.more()) {
     switch (r.varint()) {
       case (1 << 3) | LEN:
+        if (selfMaskShares.length >= cap) tooMany('UnmaskResponse.self_mask_shares', cap);
         selfMaskShares.push(readPair(r, revealedShare));
         break;
       case (2 << 3) | LEN:
+        if (keyShares.length >= cap) tooMany('UnmaskResponse.key_shares', cap);
         keyShares.push(readPair(r, revealedShare));
         break;
       default:
         throw DECLINE;
     }
   }
-  r.leave(outer);
   return { $typeName: 'secagg.v1.UnmaskResponse', selfMaskShares, keyShares };
 }
 
-function readKeysForYou(r: Reader): KeysForYou {
-  const outer = r.enter();
+function readKeysForYou(r: Reader, caps: EntryCaps): KeysForYou {
+  const idCap = caps.maxMembers;
+  const cap = caps.maxNeighbours;
   let seen = 0;
   let graphSeed = EMPTY;
   const advertised: number[] = [];
@@ -475,90 +496,106 @@ function readKeysForYou(r: Reader): KeysForYou {
       case (2 << 3) | LEN: {
         // Packed; protobuf also allows several such records, and unpacked entries (below), all appended.
         const chunk = r.enter();
-        while (r.more()) advertised.push(r.varint());
+        while (r.more()) {
+          if (advertised.length >= idCap) tooMany('KeysForYou.advertised', idCap);
+          advertised.push(r.varint());
+        }
         r.leave(chunk);
         break;
       }
       case (2 << 3) | VARINT:
+        if (advertised.length >= idCap) tooMany('KeysForYou.advertised', idCap);
         advertised.push(r.varint());
         break;
       case (3 << 3) | LEN:
+        if (neighbours.length >= cap) tooMany('KeysForYou.neighbours', cap);
         neighbours.push(readNeighbourKeys(r));
         break;
       default:
+        // Including the view (field 4): active mode's view proof is left to protobuf-es.
         throw DECLINE;
     }
   }
-  r.leave(outer);
   return { $typeName: 'secagg.v1.KeysForYou', graphSeed, advertised, neighbours };
 }
 
-function readSharesForYou(r: Reader): SharesForYou {
-  const outer = r.enter();
+function readSharesForYou(r: Reader, caps: EntryCaps): SharesForYou {
+  const cap = caps.maxNeighbours;
   const shares: EncryptedShare[] = [];
   while (r.more()) {
     if (r.varint() !== ((1 << 3) | LEN)) throw DECLINE;
+    if (shares.length >= cap) tooMany('SharesForYou.shares', cap);
     shares.push(readPair(r, encryptedShare));
   }
-  r.leave(outer);
   return { $typeName: 'secagg.v1.SharesForYou', shares };
 }
 
-/** The oneof fields share one bit: a second body, of any kind, is left to protobuf-es. */
-const BODY = 10;
+/** A decoded body: one of the kinds, never the empty case. */
+export type DecodedClientBody = Extract<ClientMessage['body'], { case: ClientKind }>;
+export type DecodedServerBody = Extract<ServerMessage['body'], { case: ServerKind }>;
 
-/**
- * The envelope both directions share: version = 1, round_id = 2, sender = 3 (clients only) and one
- * body, which `readBody` reads for the fast kinds' field numbers and declines (undefined) otherwise.
- */
-function decodeEnvelope<B>(
-  bytes: Uint8Array,
-  withSender: boolean,
-  readBody: (field: number, r: Reader) => B | undefined,
-): { version: number; roundId: Uint8Array; sender: number; body: B } | undefined {
+function run<T>(read: () => T): T | undefined {
   try {
-    const r = new Reader(bytes);
-    let seen = 0;
-    let version = 0;
-    let roundId = EMPTY;
-    let sender = 0;
-    let body: B | undefined;
-    while (r.more()) {
-      const tag = r.varint();
-      if (tag === ((1 << 3) | VARINT)) {
-        seen = once(seen, 1);
-        version = r.varint();
-      } else if (tag === ((2 << 3) | LEN)) {
-        seen = once(seen, 2);
-        roundId = r.bytes();
-      } else if (withSender && tag === ((3 << 3) | VARINT)) {
-        seen = once(seen, 3);
-        sender = r.varint();
-      } else if ((tag & 7) === LEN) {
-        seen = once(seen, BODY);
-        body = readBody(tag >>> 3, r);
-        if (body === undefined) return undefined; // another body kind or an unknown field
-      } else return undefined; // an unknown field or an unexpected wire type
-    }
-    return body === undefined ? undefined : { version, roundId, sender, body };
+    return read();
   } catch (e) {
     if (e === DECLINE) return undefined;
     throw e;
   }
 }
 
-/** fromBinary(ClientMessageSchema, bytes) for a shareKeys or unmaskResponse body; else undefined. */
-export function fastDecodeClientMessage(bytes: Uint8Array): ClientMessage | undefined {
-  const m = decodeEnvelope(bytes, true, (field, r): ClientMessage['body'] | undefined =>
-    field === 11 ? { case: 'shareKeys', value: readShareKeys(r) } : field === 14 ? { case: 'unmaskResponse', value: readUnmaskResponse(r) } : undefined,
-  );
-  return m && { $typeName: 'secagg.v1.ClientMessage', ...m };
+/**
+ * fromBinary(<the kind's schema>, bytes.subarray(offset, offset + length)) as a body, for a
+ * shareKeys or unmaskResponse body; undefined for any other kind or input it declines. Throws
+ * ERR_SIZE when a repeated field has more entries than `caps` allow (nothing else).
+ */
+export function fastDecodeClientBody(kind: ClientKind, bytes: Uint8Array, offset: number, length: number, caps: EntryCaps = UNCAPPED): DecodedClientBody | undefined {
+  const r = new Reader(bytes, offset, offset + length);
+  switch (kind) {
+    case 'shareKeys':
+      return run(() => ({ case: kind, value: readShareKeys(r, caps) }));
+    case 'unmaskResponse':
+      return run(() => ({ case: kind, value: readUnmaskResponse(r, caps) }));
+    default:
+      return undefined;
+  }
+}
+
+/** fastDecodeClientBody for a keys (without a view) or shares body. */
+export function fastDecodeServerBody(kind: ServerKind, bytes: Uint8Array, offset: number, length: number, caps: EntryCaps = UNCAPPED): DecodedServerBody | undefined {
+  const r = new Reader(bytes, offset, offset + length);
+  switch (kind) {
+    case 'keys':
+      return run(() => ({ case: kind, value: readKeysForYou(r, caps) }));
+    case 'shares':
+      return run(() => ({ case: kind, value: readSharesForYou(r, caps) }));
+    default:
+      return undefined;
+  }
+}
+
+/** The envelope as peek.ts reads it, or undefined where it refuses it. */
+function peekOrDecline<P>(peek: (b: Uint8Array) => P, bytes: Uint8Array): P | undefined {
+  try {
+    return peek(bytes);
+  } catch (e) {
+    if (isSecAggError(e)) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * fromBinary(ClientMessageSchema, bytes) for a shareKeys or unmaskResponse body; else undefined
+ * (also for an envelope peekClientBody refuses). With `caps`, ERR_SIZE as fastDecodeClientBody.
+ */
+export function fastDecodeClientMessage(bytes: Uint8Array, caps: EntryCaps = UNCAPPED): ClientMessage | undefined {
+  const p = peekOrDecline(peekClientBody, bytes);
+  const body = p && fastDecodeClientBody(p.kind, bytes, p.bodyOffset, p.bodyLength, caps);
+  return p && body && { $typeName: 'secagg.v1.ClientMessage', version: p.version, roundId: p.roundId, sender: p.sender, body };
 }
 
 /** fromBinary(ServerMessageSchema, bytes) for a keys or shares body; else undefined. */
-export function fastDecodeServerMessage(bytes: Uint8Array): ServerMessage | undefined {
-  const m = decodeEnvelope(bytes, false, (field, r): ServerMessage['body'] | undefined =>
-    field === 11 ? { case: 'keys', value: readKeysForYou(r) } : field === 12 ? { case: 'shares', value: readSharesForYou(r) } : undefined,
-  );
-  return m && { $typeName: 'secagg.v1.ServerMessage', version: m.version, roundId: m.roundId, body: m.body };
+export function fastDecodeServerMessage(bytes: Uint8Array, caps: EntryCaps = UNCAPPED): ServerMessage | undefined {
+  const p = peekOrDecline(peekServerBody, bytes);
+  const body = p && fastDecodeServerBody(p.kind, bytes, p.bodyOffset, p.bodyLength, caps);
+  return p && body && { $typeName: 'secagg.v1.ServerMessage', version: p.version, roundId: p.roundId, body };
 }
