@@ -2,12 +2,12 @@
  * A hand-driven round for tests that need to step between stages: inject bad messages, play a
  * lying server, inspect state. Same state machines and encoded messages as the simulator.
  */
-import { createClient, handleClientMessage, type ClientState } from '../src/protocol/clientRound.js';
-import { handleServerDeadline, handleServerMessage, startServerRound, type Outgoing, type ServerState } from '../src/protocol/serverRound.js';
+import { createClient, handleClientMessage, type ClientFloors, type ClientState } from '../src/protocol/clientRound.js';
+import { handleServerDeadline, handleServerMessage, startServerRound, type Outgoing, type ServerOptions, type ServerState } from '../src/protocol/serverRound.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
-import type { Degree, Mode, RoundConfig } from '../src/protocol/config.js';
+import { minimumThreshold, type Degree, type Mode, type RoundConfig } from '../src/protocol/config.js';
 import type { SecAggError } from '../src/errors.js';
 import { randomInputs } from './helpers.js';
 
@@ -19,6 +19,10 @@ export interface DriverOptions {
   threshold?: number;
   mode?: Mode;
   seed?: number;
+  corruption?: number;
+  floors?: Partial<ClientFloors>;
+  /** Extra server options (unmasker, viewAttempts, …). */
+  server?: Partial<ServerOptions>;
 }
 
 export class Driver {
@@ -38,15 +42,17 @@ export class Driver {
     const bits = o.bits ?? 16;
     this.inputs = randomInputs(o.n, o.m ?? 32, bits, o.seed ?? 5);
     const cohort = Array.from({ length: o.n }, (_, i) => clientId(i + 1));
-    const k = o.degree === undefined || o.degree === 'complete' ? o.n - 1 : o.degree;
+    const mode = o.mode ?? 'semi-honest';
+    const degree = o.degree ?? 'complete';
     this.config = {
       roundId: roundId(rng(16)),
       bits,
       dimension: o.m ?? 32,
-      threshold: o.threshold ?? Math.floor(k / 2) + 1,
-      degree: o.degree ?? 'complete',
-      mode: o.mode ?? 'semi-honest',
+      threshold: o.threshold ?? minimumThreshold(mode, degree, o.n, o.corruption ?? 0),
+      degree,
+      mode,
       cohort,
+      ...(o.corruption !== undefined ? { corruption: o.corruption } : {}),
     };
     if (this.config.mode === 'active') {
       this.directory = new Map();
@@ -66,10 +72,11 @@ export class Driver {
           crypto: nodeCrypto,
           rng,
           ...(this.directory ? { identity: this.identities.get(id)!, directory: this.directory } : {}),
+          ...(this.o.floors ? { floors: this.o.floors } : {}),
         }),
       );
     }
-    const step = startServerRound({ config: this.config, crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}) });
+    const step = startServerRound({ config: this.config, crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}), ...this.o.server });
     this.server = step.state;
     this.pending = [...step.outgoing];
     return this;

@@ -13,6 +13,10 @@ import { Worker } from 'node:worker_threads';
 import { jobExpansions, sequentialUnmasker, type MaskJob, type Unmasker } from '../protocol/serverRound.js';
 import type { RingAccumulator } from '../ring/accumulator.js';
 import type { CryptoProvider } from '../crypto/provider.js';
+import { SecAggError, isSecAggError } from '../errors.js';
+
+/** Every failure reaches the server typed: a plain Error from a thread or an addition becomes ERR_INTERNAL, cause kept. */
+const typed = (e: unknown): SecAggError => (isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unmasking failed', { cause: e }));
 
 export interface WorkerUnmasker {
   readonly unmask: Unmasker;
@@ -68,7 +72,7 @@ export function createWorkerUnmasker(options: WorkerUnmaskerOptions): WorkerUnma
       await sequentialUnmasker(b.sum, b.jobs, b.crypto);
       b.resolve();
     } catch (e) {
-      b.reject(e);
+      b.reject(typed(e));
     }
   };
   // A dead worker never answers: its batches have not touched the sum yet, so they run again here.
@@ -79,7 +83,7 @@ export function createWorkerUnmasker(options: WorkerUnmaskerOptions): WorkerUnma
     slot.pending.clear();
     slot.outstanding = 0;
     for (const b of orphans) {
-      if (closed) b.reject(new Error('worker unmasker is closed'));
+      if (closed) b.reject(new SecAggError('ERR_INTERNAL', 'worker unmasker is closed'));
       else void runOnMain(b);
     }
   };
@@ -92,12 +96,12 @@ export function createWorkerUnmasker(options: WorkerUnmaskerOptions): WorkerUnma
       if (!b) return;
       slot.pending.delete(m.id);
       slot.outstanding -= b.words;
-      if (!m.partial) return b.reject(new Error(`unmask worker failed: ${m.error}`));
+      if (!m.partial) return b.reject(new SecAggError('ERR_INTERNAL', `unmask worker failed: ${m.error}`));
       try {
         b.sum.addVector(m.partial, 1);
         b.resolve();
       } catch (e) {
-        b.reject(e);
+        b.reject(typed(e));
       }
     });
     slot.worker.on('error', () => bury(slot));
@@ -107,7 +111,7 @@ export function createWorkerUnmasker(options: WorkerUnmaskerOptions): WorkerUnma
   });
 
   const unmask: Unmasker = (sum, jobs, crypto, round) => {
-    if (closed) return Promise.reject(new Error('worker unmasker is closed'));
+    if (closed) return Promise.reject(new SecAggError('ERR_INTERNAL', 'worker unmasker is closed'));
     const words = jobs.reduce((n, j) => n + jobExpansions(j), 0) * sum.length;
     let slot: Slot | undefined;
     if ((round === undefined || round.words >= minRoundWords) && words >= MIN_PARALLEL_WORDS)
@@ -131,7 +135,7 @@ export function createWorkerUnmasker(options: WorkerUnmaskerOptions): WorkerUnma
     async close() {
       if (closed) return;
       closed = true;
-      const e = new Error('worker unmasker is closed');
+      const e = new SecAggError('ERR_INTERNAL', 'worker unmasker is closed');
       for (const s of slots) {
         for (const b of s.pending.values()) b.reject(e);
         s.pending.clear();

@@ -17,14 +17,15 @@ import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
 import { decodeServerMessage, encodeClientMessage, type ClientBody } from '../wire/codec.js';
-import { Mode as WireMode, type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
-import { DEFAULT_LIMITS, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
+import { Mode as WireMode, type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest, type ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
+import { DEFAULT_LIMITS, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, maxRoundStartBytes, maxServerMessageBytes } from './limits.js';
 import { checkIdList } from './idlist.js';
 
 export type ClientStage =
   | 'awaiting-start'
+  | 'awaiting-view'
   | 'awaiting-keys'
   | 'awaiting-shares'
   | 'awaiting-consistency'
@@ -44,7 +45,29 @@ export interface ClientOptions {
   /** Active mode: the long-term Ed25519 public keys of the other clients (a PKI the server cannot forge). */
   readonly directory?: ReadonlyMap<number, Uint8Array>;
   readonly limits?: Partial<RoundLimits>;
+  /**
+   * This client's own floors: it refuses (ERR_INVALID_PARAMETERS) a round whose cohort, advertised
+   * set U1, threshold or corruption budget is below them, whatever the server says. They are how a
+   * client keeps a server from running it with a couple of fakes. Defaults are the protocol's own
+   * minimums (3, 3, 2, 0): set them for your deployment.
+   */
+  readonly floors?: Partial<ClientFloors>;
 }
+
+export interface ClientFloors {
+  /** Fewest invited clients (|cohort|) this client takes part with. */
+  readonly minCohort: number;
+  /** Fewest clients that advertised keys (|U1|, as shown to this client) it shares secrets with. */
+  readonly minAdvertised: number;
+  /** Smallest Shamir threshold t it accepts. */
+  readonly minThreshold: number;
+  /** Smallest corruption budget c it accepts (the round must tolerate at least this many colluders per neighbourhood). */
+  readonly minCorruption: number;
+  /** Active mode: most view attempts it signs before it gives up (each new attempt is a new graph seed a server could choose among). */
+  readonly maxViewAttempts: number;
+}
+
+export const DEFAULT_FLOORS: ClientFloors = { minCohort: 3, minAdvertised: 3, minThreshold: 2, minCorruption: 0, maxViewAttempts: 3 };
 
 interface Peer {
   readonly encryptionKey: Uint8Array;
@@ -65,11 +88,19 @@ export interface ClientState {
 interface ClientInternals {
   readonly options: Required<Pick<ClientOptions, 'id' | 'input' | 'crypto' | 'rng'>> & ClientOptions;
   readonly limits: RoundLimits;
+  readonly floors: ClientFloors;
   encryption?: X25519PrivateKey;
   masking?: X25519PrivateKey;
   maskingSecret?: Uint8Array;
   selfMaskSeed?: Uint8Array;
   identity?: Ed25519PrivateKey;
+  /** Active mode: this client's graph-seed contribution for the current view attempt, and its commitment. */
+  seedReveal?: Uint8Array;
+  seedCommitment?: Uint8Array;
+  /** Active mode: the view this client signed (the latest attempt). */
+  view?: { readonly attempt: number; readonly advertised: readonly number[]; readonly commitments: readonly Uint8Array[]; readonly digest: Uint8Array };
+  /** Active mode: the attempt whose reveal is outstanding (seedReveal belongs to it). */
+  attempt: number;
   graph?: NeighbourGraph;
   neighbours?: readonly ClientId[];
   peers?: Map<number, Peer>;
@@ -115,6 +146,8 @@ export function createClient(options: ClientOptions): ClientState {
   const internal: ClientInternals = {
     options: { ...options, crypto: options.crypto ?? defaultCrypto, rng: options.rng ?? cryptoRng },
     limits: { ...DEFAULT_LIMITS, ...options.limits },
+    floors: { ...DEFAULT_FLOORS, ...options.floors },
+    attempt: 1,
     revealed: new Map(),
   };
   return { stage: 'awaiting-start', id: options.id, config: undefined, abortCode: undefined, internal };
@@ -148,6 +181,7 @@ async function dispatch(state: ClientState, bytes: Uint8Array): Promise<ClientSt
   }
   const expect: Record<string, ClientStage[]> = {
     roundStart: ['awaiting-start'],
+    viewRequest: ['awaiting-view', 'awaiting-keys'],
     keys: ['awaiting-keys'],
     shares: ['awaiting-shares'],
     consistencyRequest: ['awaiting-consistency'],
@@ -158,6 +192,8 @@ async function dispatch(state: ClientState, bytes: Uint8Array): Promise<ClientSt
   switch (body.case) {
     case 'roundStart':
       return onRoundStart(state, msg.roundId, body.value);
+    case 'viewRequest':
+      return onViewRequest(state, body.value);
     case 'keys':
       return onKeys(state, body.value);
     case 'shares':
@@ -188,9 +224,15 @@ async function onRoundStart(state: ClientState, roundId: Uint8Array, p: RoundPar
     degree: p.degree === 0 ? 'complete' : p.degree,
     mode,
     cohort: p.cohort as ClientId[],
+    corruption: p.corruption,
   };
   validateConfig(config, it.limits);
   if (!config.cohort.includes(state.id)) throw new SecAggError('ERR_UNKNOWN_SENDER', 'this client is not in the cohort');
+  const f = it.floors;
+  if (config.cohort.length < f.minCohort) throw new SecAggError('ERR_INVALID_PARAMETERS', `cohort of ${config.cohort.length} is below this client's floor of ${f.minCohort}`);
+  if (config.threshold < f.minThreshold) throw new SecAggError('ERR_INVALID_PARAMETERS', `threshold ${config.threshold} is below this client's floor of ${f.minThreshold}`);
+  if ((config.corruption ?? 0) < f.minCorruption)
+    throw new SecAggError('ERR_INVALID_PARAMETERS', `corruption budget ${config.corruption ?? 0} is below this client's floor of ${f.minCorruption}`);
   const input = it.options.input;
   if (input.length !== config.dimension)
     throw new SecAggError('ERR_INVALID_PARAMETERS', `the round wants ${config.dimension} elements, this client has ${input.length}`);
@@ -205,22 +247,101 @@ async function onRoundStart(state: ClientState, roundId: Uint8Array, p: RoundPar
   const c = it.options.crypto;
   const rng = it.options.rng;
   it.encryption = await c.x25519(rng(32));
-  it.maskingSecret = rng(32);
+  // The masking key is shared in its clamped form, the one scalar X25519 really uses: then
+  // "derives the advertised public key and is clamped" pins the reconstructed value to exactly
+  // this secret, and a holder that shifts its share by an ignored bit cannot pass it off.
+  it.maskingSecret = clampScalar(rng(32));
   it.masking = await c.x25519(it.maskingSecret);
   it.selfMaskSeed = rng(32);
   let signature: Uint8Array = new Uint8Array(0);
+  let seedCommitment: Uint8Array = new Uint8Array(0);
   if (mode === 'active') {
     it.identity = await c.ed25519(it.options.identity!);
-    signature = await it.identity.sign(
-      derive.advertiseTranscript(config.roundId, state.id, it.encryption.publicKey, it.masking.publicKey),
-    );
+    it.seedReveal = rng(32);
+    it.seedCommitment = seedCommitment = await derive.seedCommitment(c, config.roundId, state.id, it.attempt, it.seedReveal);
+    signature = await it.identity.sign(derive.advertiseTranscript(config.roundId, state.id, it.encryption.publicKey, it.masking.publicKey));
   }
-  const started = next(state, 'awaiting-keys', { config });
+  const started = next(state, mode === 'active' ? 'awaiting-view' : 'awaiting-keys', { config });
   const outgoing = send(started, {
     case: 'advertiseKeys',
-    value: { encryptionPublicKey: it.encryption.publicKey, maskingPublicKey: it.masking.publicKey, signature },
+    value: { encryptionPublicKey: it.encryption.publicKey, maskingPublicKey: it.masking.publicKey, signature, seedCommitment },
   });
   return { state: started, outgoing };
+}
+
+/** U1 as the server shows it: ascending ids of the cohort, this client among them, at least this client's floor. */
+function checkAdvertised(state: ClientState, list: readonly number[]): number[] {
+  const config = state.config!;
+  const advertised = checkIdList(list, 'advertised clients');
+  const cohort = new Set<number>(config.cohort);
+  for (const v of advertised) if (!cohort.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} is not in the cohort`);
+  if (!advertised.includes(state.id)) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'this client is missing from the advertised set');
+  const floor = Math.max(state.internal.floors.minAdvertised, config.threshold + 1);
+  if (advertised.length < floor)
+    throw new SecAggError('ERR_BELOW_THRESHOLD', `${advertised.length} advertised clients is below the ${floor} this client takes part with`);
+  return advertised;
+}
+
+/**
+ * Active mode: sign the view (U1 and every member's seed commitment for this attempt) and reveal
+ * this client's contribution to the graph seed. The contribution was committed to before the
+ * server fixed U1, and is revealed only once this client has committed to the view, so whatever U1
+ * the server shows, the graph seed it leads to includes a value the server could not know when it
+ * chose that U1: the server can neither pick this client's neighbourhood nor grind the seed. A
+ * later attempt (a member failed to reveal) may only drop members, and uses a fresh contribution.
+ */
+async function onViewRequest(state: ClientState, m: ViewRequest): Promise<ClientStep> {
+  const it = state.internal;
+  const config = state.config!;
+  const c = it.options.crypto;
+  if (config.mode !== 'active') throw new SecAggError('ERR_STAGE_MISMATCH', 'view requests belong to active mode');
+  if (m.attempt !== it.attempt) throw new SecAggError('ERR_INCONSISTENT_VIEW', `view attempt ${m.attempt} where ${it.attempt} was due`);
+  if (m.attempt > it.floors.maxViewAttempts)
+    throw new SecAggError('ERR_INCONSISTENT_VIEW', `more than ${it.floors.maxViewAttempts} view attempts: each one is another graph seed to choose from`);
+  const advertised = checkAdvertised(state, m.advertised);
+  if (it.view !== undefined) {
+    const before = new Set(it.view.advertised);
+    for (const v of advertised) if (!before.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} was not in the previous view`);
+  }
+  if (m.seedCommitments.length !== advertised.length) throw new SecAggError('ERR_SIZE', `${m.seedCommitments.length} seed commitments for ${advertised.length} clients`);
+  for (const h of m.seedCommitments) if (h.length !== 32) throw new SecAggError('ERR_SIZE', 'seed commitments must be 32 bytes');
+  if (!derive.bytesEqual(m.seedCommitments[advertised.indexOf(state.id)]!, it.seedCommitment!))
+    throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the view carries another seed commitment for this client');
+  const commitments = m.seedCommitments.map((h) => h.slice());
+  const digest = await derive.viewDigest(c, config.roundId, m.attempt, advertised, commitments);
+  const signature = await it.identity!.sign(derive.viewTranscript(digest, state.id, it.encryption!.publicKey, it.masking!.publicKey));
+  const seedReveal = it.seedReveal!;
+  it.view = { attempt: m.attempt, advertised, commitments, digest };
+  it.attempt = m.attempt + 1;
+  it.seedReveal = it.options.rng(32);
+  it.seedCommitment = await derive.seedCommitment(c, config.roundId, state.id, it.attempt, it.seedReveal);
+  const after = next(state, 'awaiting-keys');
+  return { state: after, outgoing: send(after, { case: 'viewSignature', value: { signature, seedReveal, nextSeedCommitment: it.seedCommitment } }) };
+}
+
+/** Active mode: the graph seed from the view's reveals, each checked against its commitment; the neighbours' view signatures by client. */
+async function checkViewProof(state: ClientState, m: KeysForYou, advertised: readonly number[]): Promise<{ seed: Uint8Array; signatures: Map<number, Uint8Array> }> {
+  const it = state.internal;
+  const c = it.options.crypto;
+  const view = it.view;
+  if (view === undefined) throw new SecAggError('ERR_STAGE_MISMATCH', 'keys before a view was signed');
+  if (advertised.length !== view.advertised.length || advertised.some((v, i) => v !== view.advertised[i]))
+    throw new SecAggError('ERR_INCONSISTENT_VIEW', 'keys for another advertised set than the view this client signed');
+  const proof = m.view;
+  if (proof === undefined) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'active mode needs the view proof');
+  if (proof.seedReveals.length !== advertised.length) throw new SecAggError('ERR_SIZE', `${proof.seedReveals.length} seed reveals for ${advertised.length} clients`);
+  const round = state.config!.roundId;
+  const checks = await Promise.all(
+    proof.seedReveals.map(async (r, i) => r.length === 32 && derive.bytesEqual(await derive.seedCommitment(c, round, advertised[i]! as ClientId, view.attempt, r), view.commitments[i]!)),
+  );
+  const wrong = checks.indexOf(false);
+  if (wrong >= 0) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${advertised[wrong]}'s seed reveal does not match its commitment`);
+  const seed = await derive.viewGraphSeed(c, view.digest, proof.seedReveals);
+  if (!derive.bytesEqual(seed, m.graphSeed)) throw new SecAggError('ERR_INCONSISTENT_VIEW', "the graph seed is not the one the view's reveals give");
+  checkIdList(proof.viewSignatures.map((s) => s.client), 'view signers');
+  const signatures = new Map<number, Uint8Array>();
+  for (const s of proof.viewSignatures) signatures.set(s.client, s.signature);
+  return { seed, signatures };
 }
 
 async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
@@ -228,63 +349,80 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
   const config = state.config!;
   const c = it.options.crypto;
   if (m.graphSeed.length !== GRAPH_SEED_BYTES) throw new SecAggError('ERR_SIZE', 'graph seed must be 32 bytes');
-  const advertised = checkIdList(m.advertised, 'advertised clients');
-  const cohort = new Set<number>(config.cohort);
-  for (const v of advertised) if (!cohort.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} is not in the cohort`);
-  if (!advertised.includes(state.id)) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'this client is missing from the advertised set');
+  const advertised = checkAdvertised(state, m.advertised);
+  const active = config.mode === 'active';
+  const proof = active ? await checkViewProof(state, m, advertised) : undefined;
   const graph = buildGraph({ clients: advertised as ClientId[], degree: config.degree, seed: m.graphSeed });
   const neighbours = graph.neighbours(state.id);
+  // The bound against the neighbourhood this client really has, not the declared degree.
+  const why = neighbourhoodBoundViolation(config.mode, neighbours.length, config.threshold, config.corruption ?? 0);
+  if (why !== undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', why);
   if (neighbours.length < config.threshold)
     throw new SecAggError('ERR_BELOW_THRESHOLD', `${neighbours.length} neighbours is fewer than the threshold ${config.threshold}`);
   if (m.neighbours.length !== neighbours.length) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the server sent keys for a different neighbour set');
-  const seen = new Set<string>([derive.hex(it.encryption!.publicKey), derive.hex(it.masking!.publicKey)]);
-  const peers = new Map<number, Peer>();
   for (let i = 0; i < neighbours.length; i++) {
     const entry = m.neighbours[i]!;
-    const v = neighbours[i]!;
-    if (entry.client !== v) throw new SecAggError('ERR_NOT_NEIGHBOUR', `keys of client ${entry.client} where ${v} was expected`);
+    if (entry.client !== neighbours[i]) throw new SecAggError('ERR_NOT_NEIGHBOUR', `keys of client ${entry.client} where ${neighbours[i]} was expected`);
     if (entry.encryptionPublicKey.length !== KEY_BYTES || entry.maskingPublicKey.length !== KEY_BYTES)
-      throw new SecAggError('ERR_SIZE', `keys of client ${v} are not 32 bytes`);
-    for (const key of [entry.encryptionPublicKey, entry.maskingPublicKey]) {
-      const h = derive.hex(key);
-      if (seen.has(h)) throw new SecAggError('ERR_DUPLICATE_KEY', `client ${v} reuses a public key`);
-      seen.add(h);
-    }
-    if (config.mode === 'active') {
-      const identity = it.options.directory!.get(v);
-      if (identity === undefined) throw new SecAggError('ERR_SIGNATURE_INVALID', `no identity key for client ${v}`);
-      if (entry.signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', `signature of client ${v} has the wrong size`);
-      const transcript = derive.advertiseTranscript(config.roundId, v, entry.encryptionPublicKey, entry.maskingPublicKey);
-      if (!(await c.ed25519Verify(identity, transcript, entry.signature)))
-        throw new SecAggError('ERR_SIGNATURE_INVALID', `the keys of client ${v} are not signed by its identity`);
-    }
-    peers.set(v, { encryptionKey: entry.encryptionPublicKey, maskingKey: entry.maskingPublicKey });
+      throw new SecAggError('ERR_SIZE', `keys of client ${entry.client} are not 32 bytes`);
   }
+  // A neighbour whose keys are reused, unsigned or do not agree is treated as dropped: its
+  // secrets are not shared with it and its shares are not taken, so one bad key costs one edge,
+  // never the round. (An honest server refuses such keys before they reach anyone.)
+  const seen = new Set<string>([derive.hex(it.encryption!.publicKey), derive.hex(it.masking!.publicKey)]);
+  const fresh = m.neighbours.map((entry) => {
+    const keys = [derive.hex(entry.encryptionPublicKey), derive.hex(entry.maskingPublicKey)];
+    const ok = keys[0] !== keys[1] && !seen.has(keys[0]!) && !seen.has(keys[1]!);
+    for (const k of keys) seen.add(k);
+    return ok;
+  });
+  const agreed = await Promise.all(
+    m.neighbours.map(async (entry, i) => {
+      const v = entry.client as ClientId;
+      if (!fresh[i]) return undefined;
+      if (active && !(await signedByNeighbour(state, entry, proof!.signatures.get(v)))) return undefined;
+      try {
+        const maskKey = await derive.pairwiseMaskKey(c, await it.masking!.agree(entry.maskingPublicKey), config.roundId, state.id, v);
+        const shareKey = await derive.shareKey(c, await it.encryption!.agree(entry.encryptionPublicKey), config.roundId, state.id, v);
+        return { v, maskKey, shareKey, peer: { encryptionKey: entry.encryptionPublicKey, maskingKey: entry.maskingPublicKey } };
+      } catch (e) {
+        if (isSecAggError(e, 'ERR_INVALID_KEY')) return undefined;
+        throw e;
+      }
+    }),
+  );
+  const live = agreed.filter((a) => a !== undefined);
+  if (live.length < config.threshold)
+    throw new SecAggError('ERR_BELOW_THRESHOLD', `${live.length} neighbours with valid keys is fewer than the threshold ${config.threshold}`);
   it.graph = graph;
   it.neighbours = neighbours;
-  it.peers = peers;
+  it.peers = new Map(live.map((a) => [a.v, a.peer]));
+  it.maskKeys = new Map(live.map((a) => [a.v, a.maskKey]));
+  it.shareKeys = new Map(live.map((a) => [a.v, a.shareKey]));
 
-  // Share s_u^SK and b_u t-of-|N(u)| among the neighbours, then encrypt each pair of shares to its holder.
-  const holders = neighbours as readonly number[];
+  // Share s_u^SK and b_u t-of-|live| among the neighbours kept, then encrypt each pair of shares to its holder.
+  const holders = live.map((a) => a.v as number);
   const keyShares = splitSecret({ secret: it.maskingSecret!, holders, threshold: config.threshold, rng: it.options.rng });
   const selfShares = splitSecret({ secret: it.selfMaskSeed!, holders, threshold: config.threshold, rng: it.options.rng });
-  it.shareKeys = new Map();
-  it.maskKeys = new Map();
   const shares = await Promise.all(
-    neighbours.map(async (v, i) => {
-      const maskShared = await it.masking!.agree(peers.get(v)!.maskingKey);
-      it.maskKeys!.set(v, await derive.pairwiseMaskKey(c, maskShared, config.roundId, state.id, v));
-      const shared = await it.encryption!.agree(peers.get(v)!.encryptionKey);
-      const key = await derive.shareKey(c, shared, config.roundId, state.id, v);
-      it.shareKeys!.set(v, key);
+    live.map(async ({ v, shareKey }, i) => {
       const pt = derive.sharePlaintext(state.id, v, keyShares[i]!, selfShares[i]!);
-      const ciphertext = await c.aeadSeal(key, derive.shareNonce(state.id, v), pt, derive.sharesAad(config.roundId, state.id, v));
+      const ciphertext = await c.aeadSeal(shareKey, derive.shareNonce(state.id, v), pt, derive.sharesAad(config.roundId, state.id, v));
       return { peer: v, ciphertext };
     }),
   );
   const selfMaskCommitment = await derive.selfMaskCommitment(c, it.selfMaskSeed!, config.roundId, state.id);
   const after = next(state, 'awaiting-shares');
   return { state: after, outgoing: send(after, { case: 'shareKeys', value: { selfMaskCommitment, shares } }) };
+}
+
+/** Active mode: the neighbour signed this client's view, with exactly these keys. */
+async function signedByNeighbour(state: ClientState, entry: KeysForYou['neighbours'][number], viewSignature: Uint8Array | undefined): Promise<boolean> {
+  const it = state.internal;
+  const identity = it.options.directory!.get(entry.client);
+  if (identity === undefined || viewSignature === undefined || viewSignature.length !== SIGNATURE_BYTES) return false;
+  const transcript = derive.viewTranscript(it.view!.digest, entry.client as ClientId, entry.encryptionPublicKey, entry.maskingPublicKey);
+  return it.options.crypto.ed25519Verify(identity, transcript, viewSignature);
 }
 
 async function onShares(state: ClientState, m: SharesForYou): Promise<ClientStep> {
@@ -334,11 +472,9 @@ function checkSurvivors(state: ClientState, list: readonly number[]): number[] {
   if (survivors.length < config.threshold)
     throw new SecAggError('ERR_BELOW_THRESHOLD', `${survivors.length} survivors is fewer than the threshold ${config.threshold}`);
   if (!survivors.includes(state.id)) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'this client is missing from the survivor set');
-  for (const v of survivors) {
-    if (v !== state.id && it.graph!.isNeighbour(state.id, v) && !it.held!.has(v))
-      throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} is called a survivor but never shared its keys with this client`);
-    if (!it.graph!.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} never advertised keys`);
-  }
+  // A survivor that is a neighbour without an edge to this client (one of the two found the
+  // other's keys bad, so no shares went either way) is fine: neither masked with the other.
+  for (const v of survivors) if (!it.graph!.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} never advertised keys`);
   return survivors;
 }
 
@@ -346,7 +482,7 @@ async function onConsistency(state: ClientState, m: ConsistencyRequest): Promise
   const it = state.internal;
   const survivors = checkSurvivors(state, m.survivors);
   it.signedSurvivors = survivors;
-  const signature = await it.identity!.sign(derive.consistencyTranscript(state.config!.roundId, survivors));
+  const signature = await it.identity!.sign(derive.consistencyTranscript(state.config!.roundId, it.view!.digest, survivors));
   const after = next(state, 'awaiting-unmask');
   return { state: after, outgoing: send(after, { case: 'consistencySignature', value: { signature } }) };
 }
@@ -359,7 +495,7 @@ async function onUnmask(state: ClientState, m: UnmaskRequest): Promise<ClientSte
     const signed = it.signedSurvivors!;
     if (signed.length !== survivors.length || signed.some((v, i) => v !== survivors[i]))
       throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the survivor set differs from the one this client signed');
-    const transcript = derive.consistencyTranscript(config.roundId, survivors);
+    const transcript = derive.consistencyTranscript(config.roundId, it.view!.digest, survivors);
     const members = new Set(survivors);
     const signers = new Set<number>();
     for (const s of m.signatures) {
@@ -390,3 +526,11 @@ async function onUnmask(state: ClientState, m: UnmaskRequest): Promise<ClientSte
   return { state: after, outgoing: send(after, { case: 'unmaskResponse', value: { selfMaskShares, keyShares } }) };
 }
 
+
+/** RFC 7748 clamping: the X25519 scalar a 32-byte private key really stands for. */
+export function clampScalar(k: Uint8Array): Uint8Array {
+  const out = k.slice();
+  out[0] = out[0]! & 248;
+  out[31] = (out[31]! & 127) | 64;
+  return out;
+}

@@ -18,6 +18,13 @@ export interface RoundConfig {
   readonly mode: Mode;
   /** Ids invited to the round, ascending. */
   readonly cohort: readonly ClientId[];
+  /**
+   * c, the corruption budget: how many clients colluding with the server any one neighbourhood
+   * may contain while every honest client's input stays hidden (default 0). Active mode needs
+   * 2t > k + c for every realised neighbourhood size k; semi-honest mode needs t > c (and 2t > k).
+   * See docs/protocol.md, "Threat model".
+   */
+  readonly corruption?: number;
 }
 
 /** Limits on what a round may ask for: they bound the memory an untrusted peer can make us spend. */
@@ -29,6 +36,36 @@ export interface RoundLimits {
 }
 
 export const DEFAULT_LIMITS: RoundLimits = { maxDimension: 1 << 26, maxClients: MAX_CLIENT_ID };
+
+/**
+ * The largest neighbourhood any client of a round with this cohort size can end up with, whatever
+ * subset of the cohort advertises keys: an odd degree over an odd number of advertised clients
+ * gives k + 1 neighbours, and U1 may have either parity. Bounds are checked against this, never
+ * against the declared degree.
+ */
+export function maxNeighbourhood(degree: Degree, cohortSize: number): number {
+  if (degree === 'complete') return cohortSize - 1;
+  return Math.min(degree % 2 === 1 ? degree + 1 : degree, cohortSize - 1);
+}
+
+/**
+ * The bound that keeps an honest client's two secrets from both being reconstructed, for a
+ * realised neighbourhood of `k` clients: in active mode a lying server gets t shares of both kinds
+ * only from two disjoint groups of honest neighbours each topped up by the c colluders, which
+ * needs 2(t − c) ≤ k − c; so 2t > k + c is required. Semi-honest mode: the c colluders alone must
+ * stay below t (t > c), and 2t > k is kept so that a server that lies after all still gains nothing
+ * without colluders. Returns why the bound fails, or undefined when it holds.
+ */
+export function neighbourhoodBoundViolation(mode: Mode, k: number, threshold: number, corruption: number): string | undefined {
+  if (mode === 'active') {
+    if (2 * threshold <= k + corruption)
+      return `threshold ${threshold} with ${corruption} colluders tolerated needs 2t > k + c for a neighbourhood of ${k} (t ≥ ${Math.floor((k + corruption) / 2) + 1})`;
+    return undefined;
+  }
+  if (threshold <= corruption) return `threshold ${threshold} must exceed the ${corruption} colluders tolerated`;
+  if (2 * threshold <= k) return `threshold ${threshold} must be more than half the neighbourhood (${k})`;
+  return undefined;
+}
 
 /** Neighbours per client over `n` advertised clients; mirrors buildGraph's rounding (odd k·n is impossible). */
 export function effectiveDegree(degree: Degree, n: number): number {
@@ -55,10 +92,19 @@ export function validateConfig(c: RoundConfig, limits: RoundLimits = DEFAULT_LIM
     if (i > 0 && id <= c.cohort[i - 1]!) bad('cohort must be strictly ascending');
   }
   if (c.degree !== 'complete' && (!Number.isInteger(c.degree) || c.degree < 2)) bad(`degree must be 'complete' or an integer ≥ 2, got ${c.degree}`);
-  const k = effectiveDegree(c.degree, n);
+  const k = maxNeighbourhood(c.degree, n);
   if (!Number.isInteger(c.threshold) || c.threshold < 2 || c.threshold > k)
     bad(`threshold must be in [2, ${k}] (the neighbourhood size), got ${c.threshold}`);
-  // t ≤ k/2 would let the server collect both kinds of shares of one client from two disjoint
-  // halves of its neighbourhood without any client cheating.
-  if (2 * c.threshold <= k) bad(`threshold ${c.threshold} must be more than half the neighbourhood (${k})`);
+  const corruption = c.corruption ?? 0;
+  if (!Number.isInteger(corruption) || corruption < 0 || corruption >= k) bad(`corruption budget must be in [0, ${k - 1}], got ${corruption}`);
+  // Against the largest neighbourhood any U1 of this cohort can give; every client checks its own
+  // realised neighbourhood again (clientRound.ts), and the server the graph it built (serverRound.ts).
+  const why = neighbourhoodBoundViolation(c.mode, k, c.threshold, corruption);
+  if (why !== undefined) bad(why);
+}
+
+/** The smallest threshold that meets the neighbourhood bound for every U1 of this cohort. */
+export function minimumThreshold(mode: Mode, degree: Degree, cohortSize: number, corruption = 0): number {
+  const k = maxNeighbourhood(degree, cohortSize);
+  return Math.max(2, mode === 'active' ? Math.floor((k + corruption) / 2) + 1 : Math.max(corruption + 1, Math.floor(k / 2) + 1));
 }

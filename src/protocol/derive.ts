@@ -15,6 +15,9 @@ const LABEL = {
   sharesAad: enc.encode('secagg/v1/shares'),
   advertise: enc.encode('secagg/v1/advertise'),
   consistency: enc.encode('secagg/v1/consistency'),
+  seedCommitment: enc.encode('secagg/v1/graph-seed-commitment'),
+  view: enc.encode('secagg/v1/view'),
+  graphSeed: enc.encode('secagg/v1/graph-seed'),
 };
 
 function concat(...parts: Uint8Array[]): Uint8Array {
@@ -74,9 +77,42 @@ export function advertiseTranscript(round: RoundId, u: ClientId, encryptionKey: 
   return concat(LABEL.advertise, round, u32(u), encryptionKey, maskingKey);
 }
 
-/** What a client signs in active mode to commit to the survivor set it was shown. */
-export function consistencyTranscript(round: RoundId, survivors: readonly number[]): Uint8Array {
-  return concat(LABEL.consistency, round, u32(survivors.length), u32s(survivors));
+/** Active mode: commitment to client u's 32-byte contribution r to the graph seed of one view attempt. */
+export function seedCommitment(c: CryptoProvider, round: RoundId, u: ClientId, attempt: number, reveal: Uint8Array): Promise<Uint8Array> {
+  return c.sha256(concat(LABEL.seedCommitment, round, u32(u, attempt), reveal));
+}
+
+/**
+ * Active mode: the digest of one view of the round — U1 and each member's seed commitment for this
+ * attempt. Every client signs it before revealing its contribution, so all commitments are fixed
+ * before any contribution is known; it holds every member's fresh commitment, so no signature over
+ * it (or over a survivor set bound to it) fits another round, even one with the same round id.
+ */
+export function viewDigest(c: CryptoProvider, round: RoundId, attempt: number, advertised: readonly number[], commitments: readonly Uint8Array[]): Promise<Uint8Array> {
+  return c.sha256(concat(LABEL.view, round, u32(attempt, advertised.length), u32s(advertised), ...commitments));
+}
+
+/** Active mode: the graph seed of a view, from every member's revealed contribution (U1 order). */
+export function viewGraphSeed(c: CryptoProvider, view: Uint8Array, reveals: readonly Uint8Array[]): Promise<Uint8Array> {
+  return c.sha256(concat(LABEL.graphSeed, view, ...reveals));
+}
+
+/**
+ * What client u signs in active mode to say it holds this view of the round, with these round keys:
+ * the view digest is fresh (it holds every member's new commitment), so this signature also binds
+ * u's keys to this very round, which the advertise signature alone (over the server's round id)
+ * cannot.
+ */
+export function viewTranscript(view: Uint8Array, u: ClientId, encryptionKey: Uint8Array, maskingKey: Uint8Array): Uint8Array {
+  return concat(LABEL.view, view, u32(u), encryptionKey, maskingKey);
+}
+
+/**
+ * What a client signs in active mode to commit to the survivor set it was shown, bound to the view
+ * digest (fresh per round) so the signature cannot be replayed into another round.
+ */
+export function consistencyTranscript(round: RoundId, view: Uint8Array, survivors: readonly number[]): Uint8Array {
+  return concat(LABEL.consistency, round, view, u32(survivors.length), u32s(survivors));
 }
 
 /** Plaintext of one encrypted share message. */

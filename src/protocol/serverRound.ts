@@ -8,7 +8,7 @@
  * Masked inputs go into one running sum as they arrive (memory O(m), not O(n·m)).
  */
 import { defaultCrypto } from '#crypto-default';
-import type { CryptoProvider } from '../crypto/provider.js';
+import type { CryptoProvider, X25519PrivateKey } from '../crypto/provider.js';
 import { SecAggError, isSecAggError } from '../errors.js';
 import type { ClientId, RoundId } from '../ids.js';
 import { RingAccumulator } from '../ring/accumulator.js';
@@ -16,12 +16,12 @@ import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { LagrangeCache, reconstructVerified, SHARE_BYTES } from '../shamir/index.js';
 import { decodeClientMessage, encodeServerMessage, type ServerBody } from '../wire/codec.js';
-import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse } from '../wire/gen/secagg/v1/secagg_pb.js';
-import { DEFAULT_LIMITS, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
+import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
+import { DEFAULT_LIMITS, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, maxClientMessageBytes } from './limits.js';
 
-export type ServerStage = 'advertise' | 'share' | 'masked' | 'consistency' | 'unmask' | 'done' | 'aborted';
+export type ServerStage = 'advertise' | 'view' | 'share' | 'masked' | 'consistency' | 'unmask' | 'done' | 'aborted';
 
 /**
  * Masks the server must remove from the sum: one PRG expansion under a known key (a survivor's
@@ -91,9 +91,23 @@ export interface ServerOptions {
   readonly directory?: ReadonlyMap<number, Uint8Array>;
   readonly unmasker?: Unmasker;
   readonly limits?: Partial<RoundLimits>;
-  /** Fix the graph seed instead of drawing it (tests that need to know the graph in advance). */
+  /** Semi-honest mode: fix the graph seed instead of drawing it (tests that need to know the graph in advance). Active mode derives it from the clients' reveals. */
   readonly graphSeed?: Uint8Array;
+  /** Active mode: view attempts before the round aborts when members of U1 fail to reveal (default 3; clients cap it too). */
+  readonly viewAttempts?: number;
+  /**
+   * Lets other work run during unmasking: awaited between reconstructions and inside a slow one.
+   * Default: setImmediate where it exists (Node), else a zero-delay timeout.
+   */
+  readonly yieldToEventLoop?: () => Promise<void>;
 }
+
+const defaultYield = (): Promise<void> =>
+  new Promise((resolve) => {
+    const g = globalThis as { setImmediate?: (f: () => void) => unknown };
+    if (typeof g.setImmediate === 'function') g.setImmediate(resolve);
+    else setTimeout(resolve, 0);
+  });
 
 export interface RoundResult {
   /** Σ x_u mod 2^bits over `included`. */
@@ -106,12 +120,28 @@ export interface RoundResult {
   readonly badShareHolders: readonly ClientId[];
   /** PRG expansions the unmasking performed (self masks + pairwise masks of dropped clients). */
   readonly maskExpansions: number;
+  /** Reconstructions that needed the exact per-share check (inconsistent shares among those revealed). */
+  readonly exactShareChecks: number;
+  /** Active mode: view attempts it took to agree on U1 and the graph seed (0 in semi-honest mode). */
+  readonly viewAttempts: number;
 }
 
 interface Advertised {
   readonly encryptionKey: Uint8Array;
   readonly maskingKey: Uint8Array;
   readonly signature: Uint8Array;
+  /** Active mode: commitment to the client's seed contribution for the current view attempt. */
+  seedCommitment: Uint8Array;
+}
+
+/** Active mode: one view attempt: U1 and the commitments every member signs, and their answers. */
+interface View {
+  readonly attempt: number;
+  readonly advertised: readonly number[];
+  readonly members: ReadonlySet<number>;
+  readonly commitments: readonly Uint8Array[];
+  readonly digest: Uint8Array;
+  readonly answers: Map<number, { readonly signature: Uint8Array; readonly reveal: Uint8Array; readonly next: Uint8Array }>;
 }
 
 interface Shared {
@@ -135,12 +165,17 @@ interface ServerInternals {
   readonly directory: ReadonlyMap<number, Uint8Array> | undefined;
   readonly unmasker: Unmasker;
   readonly fixedGraphSeed: Uint8Array | undefined;
+  readonly viewAttempts: number;
+  readonly yieldToEventLoop: () => Promise<void>;
   readonly maxMessageBytes: number;
   readonly cohort: ReadonlySet<number>;
   /** Clients that told us they aborted; they are no longer waited for. */
   readonly quit: Set<number>;
   readonly advertised: Map<number, Advertised>;
   readonly keysSeen: Set<string>;
+  /** A throwaway key whose agreement with an advertised key proves that key is not of low order. */
+  keyCheck?: X25519PrivateKey;
+  view?: View;
   graph?: NeighbourGraph;
   readonly shared: Map<number, Shared>;
   u2?: number[];
@@ -159,6 +194,8 @@ interface ServerInternals {
   readonly selfShares: Map<number, RevealedShares>;
   readonly keyShares: Map<number, RevealedShares>;
   readonly responded: Set<number>;
+  /** Set when unmasking begins: its partial sum is never finished a second time. */
+  unmaskStarted: boolean;
 }
 
 export interface Outgoing {
@@ -199,6 +236,8 @@ export function startServerRound(options: ServerOptions): ServerStep {
     directory: options.directory,
     unmasker: options.unmasker ?? sequentialUnmasker,
     fixedGraphSeed: options.graphSeed,
+    viewAttempts: options.viewAttempts ?? 3,
+    yieldToEventLoop: options.yieldToEventLoop ?? defaultYield,
     maxMessageBytes: maxClientMessageBytes(config),
     cohort: new Set(config.cohort),
     quit: new Set(),
@@ -210,6 +249,7 @@ export function startServerRound(options: ServerOptions): ServerStep {
     selfShares: new Map(),
     keyShares: new Map(),
     responded: new Set(),
+    unmaskStarted: false,
   };
   const state: ServerState = { stage: 'advertise', config, result: undefined, abortError: undefined, internal };
   const start = encodeServerMessage(config.roundId, {
@@ -222,6 +262,7 @@ export function startServerRound(options: ServerOptions): ServerStep {
       degree: config.degree === 'complete' ? 0 : config.degree,
       mode: config.mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST,
       cohort: config.cohort.slice(),
+      corruption: config.corruption ?? 0,
     },
   });
   return { state, outgoing: config.cohort.map((to) => ({ to, bytes: start })) };
@@ -261,6 +302,7 @@ async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Pr
   }
   const stageOf: Record<string, ServerStage> = {
     advertiseKeys: 'advertise',
+    viewSignature: 'view',
     shareKeys: 'share',
     maskedInput: 'masked',
     consistencySignature: 'consistency',
@@ -270,6 +312,9 @@ async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Pr
   switch (body.case) {
     case 'advertiseKeys':
       await onAdvertise(state, from, body.value);
+      break;
+    case 'viewSignature':
+      await onViewSignature(state, from, body.value);
       break;
     case 'shareKeys':
       onShareKeys(state, from, body.value);
@@ -292,22 +337,70 @@ async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Pr
 
 async function onAdvertise(state: ServerState, from: number, m: AdvertiseKeys): Promise<void> {
   const it = state.internal;
+  const active = state.config.mode === 'active';
   if (it.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`);
   if (m.encryptionPublicKey.length !== KEY_BYTES || m.maskingPublicKey.length !== KEY_BYTES)
     throw new SecAggError('ERR_SIZE', 'public keys must be 32 bytes');
+  if (m.seedCommitment.length !== (active ? 32 : 0))
+    throw new SecAggError('ERR_SIZE', active ? 'the seed commitment must be 32 bytes' : 'no seed commitment is expected in semi-honest mode');
   const ek = derive.hex(m.encryptionPublicKey);
   const mk = derive.hex(m.maskingPublicKey);
   if (ek === mk || it.keysSeen.has(ek) || it.keysSeen.has(mk))
     throw new SecAggError('ERR_DUPLICATE_KEY', `client ${from} advertised a public key that is already in use`);
-  if (state.config.mode === 'active') {
+  if (active) {
     if (m.signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', 'signature must be 64 bytes');
     const transcript = derive.advertiseTranscript(state.config.roundId, from as ClientId, m.encryptionPublicKey, m.maskingPublicKey);
     if (!(await it.crypto.ed25519Verify(it.directory!.get(from)!, transcript, m.signature)))
       throw new SecAggError('ERR_SIGNATURE_INVALID', `the keys of client ${from} are not signed by its identity`);
   } else if (m.signature.length !== 0) throw new SecAggError('ERR_SIZE', 'no signature is expected in semi-honest mode');
+  // A low-order key would make every neighbour's key agreement fail: refuse it here, before it
+  // reaches anyone (agree() rejects a key whose shared secret is all zeros, whatever our scalar).
+  it.keyCheck ??= await it.crypto.x25519(it.rng(32));
+  for (const key of [m.encryptionPublicKey, m.maskingPublicKey]) {
+    try {
+      await it.keyCheck.agree(key);
+    } catch (cause) {
+      throw new SecAggError('ERR_INVALID_KEY', `client ${from} advertised a low-order or invalid public key`, { cause });
+    }
+  }
+  if (it.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`); // raced during the awaits
   it.keysSeen.add(ek);
   it.keysSeen.add(mk);
-  it.advertised.set(from, { encryptionKey: m.encryptionPublicKey, maskingKey: m.maskingPublicKey, signature: m.signature });
+  it.advertised.set(from, {
+    encryptionKey: m.encryptionPublicKey.slice(),
+    maskingKey: m.maskingPublicKey.slice(),
+    signature: m.signature.slice(),
+    seedCommitment: m.seedCommitment.slice(),
+  });
+}
+
+async function onViewSignature(state: ServerState, from: number, m: ViewSignature): Promise<void> {
+  const it = state.internal;
+  const view = it.view!;
+  if (!view.members.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this view`);
+  if (view.answers.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed the view`);
+  if (m.signature.length !== SIGNATURE_BYTES || m.seedReveal.length !== 32 || m.nextSeedCommitment.length !== 32)
+    throw new SecAggError('ERR_SIZE', 'a view signature has a 64-byte signature, a 32-byte reveal and a 32-byte commitment');
+  const a = it.advertised.get(from)!;
+  const c = it.crypto;
+  const [revealOk, signed] = await Promise.all([
+    derive.seedCommitment(c, state.config.roundId, from as ClientId, view.attempt, m.seedReveal).then((h) => derive.bytesEqual(h, a.seedCommitment)),
+    c.ed25519Verify(it.directory!.get(from)!, derive.viewTranscript(view.digest, from as ClientId, a.encryptionKey, a.maskingKey), m.signature),
+  ]);
+  if (!revealOk) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${from}'s seed reveal does not match its commitment`);
+  if (!signed) throw new SecAggError('ERR_SIGNATURE_INVALID', `client ${from} did not sign the view`);
+  if (it.view !== view || view.answers.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed the view`);
+  view.answers.set(from, { signature: m.signature.slice(), reveal: m.seedReveal.slice(), next: m.nextSeedCommitment.slice() });
+}
+
+/** Whether u and v exchanged shares: both in U2 and each sent the other a ciphertext (either may have dropped the other for a bad key). */
+function hasEdge(it: ServerInternals, u: number, v: number): boolean {
+  return it.shared.get(u)?.ciphertexts.has(v) === true && it.shared.get(v)?.ciphertexts.has(u) === true;
+}
+
+/** u's neighbours in `set` that it exchanged shares with. */
+function edgesIn(it: ServerInternals, u: number, set: ReadonlySet<number>): number[] {
+  return it.graph!.neighbours(u as ClientId).filter((v) => set.has(v) && hasEdge(it, u, v));
 }
 
 function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
@@ -316,12 +409,17 @@ function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
   if (it.shared.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already shared keys`);
   if (m.selfMaskCommitment.length !== 32) throw new SecAggError('ERR_SIZE', 'commitment must be 32 bytes');
   const neighbours = it.graph!.neighbours(from as ClientId);
-  if (m.shares.length !== neighbours.length)
+  // One ciphertext per neighbour the client kept (it leaves out a neighbour whose keys it found bad).
+  if (m.shares.length > neighbours.length)
     throw new SecAggError('ERR_NOT_NEIGHBOUR', `${m.shares.length} encrypted shares for ${neighbours.length} neighbours`);
+  if (m.shares.length < state.config.threshold)
+    throw new SecAggError('ERR_BELOW_THRESHOLD', `${m.shares.length} encrypted shares, fewer than the threshold ${state.config.threshold}`);
   const ciphertexts = new Map<number, Uint8Array>();
-  for (let i = 0; i < neighbours.length; i++) {
-    const s = m.shares[i]!;
-    if (s.peer !== neighbours[i]) throw new SecAggError('ERR_NOT_NEIGHBOUR', `shares addressed to ${s.peer}, expected neighbour ${neighbours[i]}`);
+  let previous = 0;
+  for (const s of m.shares) {
+    if (s.peer <= previous) throw new SecAggError('ERR_DUPLICATE_SENDER', 'encrypted shares must be addressed once per neighbour, ascending');
+    previous = s.peer;
+    if (!it.graph!.isNeighbour(from, s.peer)) throw new SecAggError('ERR_NOT_NEIGHBOUR', `shares addressed to ${s.peer}, who is not a neighbour`);
     if (s.ciphertext.length !== SHARE_CIPHERTEXT_BYTES) throw new SecAggError('ERR_SIZE', `ciphertext for ${s.peer} has the wrong size`);
     ciphertexts.set(s.peer, s.ciphertext);
   }
@@ -341,10 +439,11 @@ async function onSignature(state: ServerState, from: number, signature: Uint8Arr
   if (!it.u3set!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not a survivor`);
   if (it.signatures.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed`);
   if (signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', 'signature must be 64 bytes');
-  const transcript = derive.consistencyTranscript(state.config.roundId, it.u3!);
+  const transcript = derive.consistencyTranscript(state.config.roundId, it.view!.digest, it.u3!);
   if (!(await it.crypto.ed25519Verify(it.directory!.get(from)!, transcript, signature)))
     throw new SecAggError('ERR_SIGNATURE_INVALID', `client ${from} did not sign the survivor set`);
-  it.signatures.set(from, signature);
+  if (it.signatures.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed`);
+  it.signatures.set(from, signature.slice());
 }
 
 function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): void {
@@ -358,7 +457,7 @@ function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): 
     for (const { owner, share } of entries) {
       if (owners.has(owner)) throw new SecAggError('ERR_DUPLICATE_SENDER', `two shares of client ${owner}`);
       owners.add(owner);
-      if (!it.graph!.isNeighbour(from, owner) || !it.u2set!.has(owner))
+      if (!it.u2set!.has(owner) || !it.graph!.isNeighbour(from, owner) || !hasEdge(it, from, owner))
         throw new SecAggError('ERR_NOT_NEIGHBOUR', `client ${from} holds no shares of client ${owner}`);
       // The server only ever accepts one kind per owner: self-mask shares of survivors, key shares of the dropped.
       if ((kind === 'self') !== it.u3set!.has(owner))
@@ -387,6 +486,8 @@ function stageProgress(state: ServerState): { members: { has(u: number): boolean
   switch (state.stage) {
     case 'advertise':
       return { members: it.cohort, answered: it.advertised };
+    case 'view':
+      return { members: it.view!.members, answered: it.view!.answers };
     case 'share':
       return { members: { has: (u) => it.graph!.has(u), size: it.graph!.clients.length }, answered: it.shared };
     case 'masked':
@@ -423,35 +524,79 @@ function below(what: string, have: number, need: number): SecAggError {
   return new SecAggError('ERR_BELOW_THRESHOLD', `${what}: ${have}, need at least ${need}`);
 }
 
+/** Active mode: ask every member of `advertised` to sign this view attempt and reveal its seed contribution. */
+async function startView(state: ServerState, advertised: number[], attempt: number): Promise<ServerStep> {
+  const it = state.internal;
+  const config = state.config;
+  const commitments = advertised.map((u) => it.advertised.get(u)!.seedCommitment);
+  const digest = await derive.viewDigest(it.crypto, config.roundId, attempt, advertised, commitments);
+  it.view = { attempt, advertised, members: new Set(advertised), commitments, digest, answers: new Map() };
+  const bytes = encodeServerMessage(config.roundId, { case: 'viewRequest', value: { attempt, advertised, seedCommitments: commitments } });
+  return { state: with_(state, { stage: 'view' }), outgoing: advertised.map((to) => ({ to: to as ClientId, bytes })) };
+}
+
+/** Fix the graph over U1 and send each member its neighbours' keys (and, in active mode, the view proof). */
+function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array): ServerStep {
+  const it = state.internal;
+  const config = state.config;
+  const t = config.threshold;
+  it.graph = buildGraph({ clients: u1 as ClientId[], degree: config.degree, seed: graphSeed });
+  if (it.graph.degree < t) return abort(state, below('neighbours per client', it.graph.degree, t));
+  // The bound against the neighbourhoods this graph really has (every client checks its own too).
+  const why = neighbourhoodBoundViolation(config.mode, it.graph.degree, t, config.corruption ?? 0);
+  if (why !== undefined) return abort(state, new SecAggError('ERR_INVALID_PARAMETERS', why));
+  const view = it.view;
+  const reveals = view?.advertised.map((u) => view.answers.get(u)!.reveal);
+  const outgoing = u1.map((u) => {
+    const ns = it.graph!.neighbours(u as ClientId);
+    const neighbours = ns.map((v) => {
+      const a = it.advertised.get(v)!;
+      return { client: v, encryptionPublicKey: a.encryptionKey, maskingPublicKey: a.maskingKey, signature: a.signature };
+    });
+    const proof = view && { seedReveals: reveals!, viewSignatures: ns.map((v) => ({ client: v, signature: view.answers.get(v)!.signature })) };
+    const body: ServerBody = { case: 'keys', value: { graphSeed, advertised: u1, neighbours, ...(proof ? { view: proof } : {}) } };
+    return { to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) };
+  });
+  return { state: with_(state, { stage: 'share' }), outgoing };
+}
+
 async function closeStage(state: ServerState): Promise<ServerStep> {
   const it = state.internal;
   const { config } = state;
   const t = config.threshold;
   switch (state.stage) {
     case 'advertise': {
-      const u1 = [...it.advertised.keys()].sort((a, b) => a - b);
+      const u1 = [...it.advertised.keys()].filter((u) => !it.quit.has(u)).sort((a, b) => a - b);
       if (u1.length < t + 1) return abort(state, below('clients that advertised keys', u1.length, t + 1));
-      const graphSeed = it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES);
-      it.graph = buildGraph({ clients: u1 as ClientId[], degree: config.degree, seed: graphSeed });
-      if (it.graph.degree < t) return abort(state, below('neighbours per client', it.graph.degree, t));
-      const outgoing = u1.map((u) => {
-        const neighbours = it.graph!.neighbours(u as ClientId).map((v) => {
-          const a = it.advertised.get(v)!;
-          return { client: v, encryptionPublicKey: a.encryptionKey, maskingPublicKey: a.maskingKey, signature: a.signature };
-        });
-        const body: ServerBody = { case: 'keys', value: { graphSeed, advertised: u1, neighbours } };
-        return { to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) };
-      });
-      return { state: with_(state, { stage: 'share' }), outgoing };
+      if (config.mode === 'active') return startView(state, u1, 1);
+      return sendKeys(state, u1, it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES));
+    }
+    case 'view': {
+      const view = it.view!;
+      const revealed = view.advertised.filter((u) => view.answers.has(u) && !it.quit.has(u));
+      if (revealed.length === view.advertised.length) {
+        const seed = await derive.viewGraphSeed(it.crypto, view.digest, view.advertised.map((u) => view.answers.get(u)!.reveal));
+        return sendKeys(state, revealed, seed);
+      }
+      // Someone did not reveal: the seed cannot be formed without it, and leaving its reveal out
+      // after seeing the others' would let the server choose among seeds. Ask again, with the
+      // ones that answered and their fresh commitments; each attempt is one more seed to choose
+      // from, so attempts are capped (here and by every client).
+      if (view.attempt >= it.viewAttempts)
+        return abort(state, below(`members that revealed their seed contribution in all ${view.attempt} view attempts`, revealed.length, view.advertised.length));
+      if (revealed.length < t + 1) return abort(state, below('clients that signed the view', revealed.length, t + 1));
+      for (const u of revealed) it.advertised.get(u)!.seedCommitment = view.answers.get(u)!.next;
+      return startView(state, revealed, view.attempt + 1);
     }
     case 'share': {
-      // Peel clients with fewer than t neighbours in U2: their secrets could never be reconstructed,
-      // so they are left out before anyone masks with them (a sparse graph then still completes).
+      // Peel clients with fewer than t share-exchanging neighbours in U2: their secrets could never
+      // be reconstructed, so they are left out before anyone masks with them (a sparse graph then
+      // still completes).
       const u2 = new Set([...it.shared.keys()].filter((u) => !it.quit.has(u)));
       for (let changed = true; changed; ) {
         changed = false;
         for (const u of u2) {
-          if (neighboursIn(it.graph!, u, u2) < t) {
+          if (edgesIn(it, u, u2).length < t) {
             u2.delete(u);
             changed = true;
           }
@@ -462,10 +607,7 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
       it.u2set = u2;
       it.sum = new RingAccumulator(config.dimension);
       const outgoing = it.u2.map((v) => {
-        const shares = it.graph!
-          .neighbours(v as ClientId)
-          .filter((u) => u2.has(u))
-          .map((u) => ({ peer: u, ciphertext: it.shared.get(u)!.ciphertexts.get(v)! }));
+        const shares = edgesIn(it, v, u2).map((u) => ({ peer: u, ciphertext: it.shared.get(u)!.ciphertexts.get(v)! }));
         return { to: v as ClientId, bytes: encodeServerMessage(config.roundId, { case: 'shares', value: { shares } }) };
       });
       return { state: with_(state, { stage: 'masked' }), outgoing };
@@ -501,21 +643,15 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
   }
 }
 
-/** Every client of U2 needs ≥ t neighbours among the clients that may still reveal shares. */
+/** Every client of U2 needs ≥ t share-exchanging neighbours among the clients that may still reveal shares. */
 function reconstructible(state: ServerState, holders: ReadonlySet<number>): SecAggError | undefined {
   const it = state.internal;
   const t = state.config.threshold;
   for (const v of it.u2!) {
-    const n = neighboursIn(it.graph!, v, holders);
+    const n = edgesIn(it, v, holders).length;
     if (n < t) return below(`live holders of client ${v}'s shares`, n, t);
   }
   return undefined;
-}
-
-function neighboursIn(graph: NeighbourGraph, v: number, set: ReadonlySet<number>): number {
-  let n = 0;
-  for (const u of graph.neighbours(v as ClientId)) if (set.has(u)) n++;
-  return n;
 }
 
 /** Jobs handed to the unmasker at a time: enough keystream per batch (~16 MiB) to be worth a thread hop. */
@@ -523,9 +659,25 @@ function batchSize(dimension: number): number {
   return Math.max(8, Math.ceil((1 << 22) / dimension));
 }
 
+/** Reconstructions between two yields to the event loop: each fast one is tens of µs. */
+const RECONSTRUCTIONS_PER_YIELD = 16;
+
+/** RFC 7748's clamped form: bits 0–2 and 255 clear, bit 254 set. */
+function isClamped(k: Uint8Array): boolean {
+  return k.length === 32 && (k[0]! & 7) === 0 && (k[31]! & 0xc0) === 0x40;
+}
+
+/**
+ * Reconstruct every needed secret and remove the masks. Commits only on success: the running sum
+ * is modified in place, so any failure once this has begun — a reconstruction, a worker, anything —
+ * aborts the round with a typed reason, and a second call (a deadline after a failure) aborts too
+ * instead of unmasking a partly unmasked sum again.
+ */
 async function finish(state: ServerState): Promise<ServerStep> {
   const it = state.internal;
   const { config } = state;
+  if (it.unmaskStarted) return abort(state, new SecAggError('ERR_INTERNAL', 'unmasking was interrupted; its partial sum is discarded'));
+  it.unmaskStarted = true;
   const c = it.crypto;
   const t = config.threshold;
   const cache = new LagrangeCache();
@@ -536,15 +688,20 @@ async function finish(state: ServerState): Promise<ServerStep> {
   // Masks are removed in batches while the remaining secrets are still being reconstructed, so a
   // worker-thread unmasker expands keystream while this thread does Shamir and X25519.
   const inFlight: Promise<void>[] = [];
+  let failed: { error: unknown } | undefined;
   let batch: MaskJob[] = [];
   const perBatch = batchSize(config.dimension);
   // Every survivor's self mask, and each dropped client's pairwise masks with surviving neighbours.
   let expansions = it.u3!.length;
-  for (const v of it.u2!) if (!it.u3set!.has(v)) expansions += neighboursIn(it.graph!, v, it.u3set!);
+  for (const v of it.u2!) if (!it.u3set!.has(v)) expansions += edgesIn(it, v, it.u3set!).length;
   const plan: UnmaskPlan = { words: expansions * config.dimension };
   const flush = () => {
     if (batch.length === 0) return;
-    inFlight.push(it.unmasker(it.sum!, batch, c, plan));
+    const p = it.unmasker(it.sum!, batch, c, plan);
+    // Noted at once (a batch that fails while this thread still reconstructs stops the round
+    // early, and is never an unhandled rejection); awaited together below.
+    p.catch((error: unknown) => (failed ??= { error }));
+    inFlight.push(p);
     batch = [];
   };
   let batchExpansions = 0;
@@ -556,55 +713,55 @@ async function finish(state: ServerState): Promise<ServerStep> {
       batchExpansions = 0;
     }
   };
-  // Holders in arrival order: reconstructVerified puts them in ascending order itself.
-  const gather = (owner: number, from: Map<number, RevealedShares>): RevealedShares => from.get(owner) ?? { holders: [], shares: [] };
-  const stop = async (error: SecAggError): Promise<ServerStep> => {
-    await Promise.allSettled(inFlight); // the sum is discarded; let the workers finish first
-    return abort(state, error);
+  let sinceYield = 0;
+  const pause = async () => {
+    if (++sinceYield < RECONSTRUCTIONS_PER_YIELD) return;
+    sinceYield = 0;
+    await it.yieldToEventLoop();
+  };
+  // Holders in arrival order: reconstructVerified puts them in ascending order itself. A holder
+  // already named bad is left out of later reconstructions while enough others remain, so one
+  // lying holder costs one slow reconstruction, not one per owner.
+  const gather = (owner: number, from: Map<number, RevealedShares>): RevealedShares => {
+    const got = from.get(owner) ?? { holders: [], shares: [] };
+    if (bad.size === 0) return got;
+    const keep = got.holders.map((h, i) => (bad.has(h) ? -1 : i)).filter((i) => i >= 0);
+    if (keep.length === got.holders.length || keep.length < t) return got;
+    return { holders: keep.map((i) => got.holders[i]!), shares: keep.map((i) => got.shares[i]!) };
+  };
+  const reconstruct = async (owner: number, from: Map<number, RevealedShares>, what: string, verify: (secret: Uint8Array) => Promise<boolean>) => {
+    const { holders, shares } = gather(owner, from);
+    if (holders.length < t) throw below(what, holders.length, t);
+    const { secret, badHolders } = await reconstructVerified({ holders, shares, threshold: t, cache, verify, yieldToEventLoop: it.yieldToEventLoop });
+    for (const h of badHolders) bad.add(h);
+    await pause();
+    if (failed) throw failed.error;
+    return secret;
   };
   try {
     for (const v of it.u3!) {
-      const { holders, shares } = gather(v, it.selfShares);
-      if (holders.length < t) return await stop(below(`shares of client ${v}'s self mask`, holders.length, t));
       const commitment = it.shared.get(v)!.commitment;
-      const { secret, badHolders } = await reconstructVerified({
-        holders,
-        shares,
-        threshold: t,
-        cache,
-        verify: async (seed: Uint8Array) => derive.bytesEqual(await derive.selfMaskCommitment(c, seed, config.roundId, v as ClientId), commitment),
-      });
-      for (const h of badHolders) bad.add(h);
+      const secret = await reconstruct(v, it.selfShares, `shares of client ${v}'s self mask`, async (seed) =>
+        derive.bytesEqual(await derive.selfMaskCommitment(c, seed, config.roundId, v as ClientId), commitment),
+      );
       push({ key: await derive.selfMaskKey(c, secret, config.roundId, v as ClientId), sign: -1 });
     }
     for (const v of it.u2!) {
       if (it.u3set!.has(v)) continue;
-      const { holders, shares } = gather(v, it.keyShares);
-      if (holders.length < t) return await stop(below(`shares of dropped client ${v}'s key`, holders.length, t));
       const advertised = it.advertised.get(v)!.maskingKey;
-      const { secret, badHolders } = await reconstructVerified({
-        holders,
-        shares,
-        threshold: t,
-        cache,
-        verify: async (sk: Uint8Array) => derive.bytesEqual((await c.x25519(sk)).publicKey, advertised),
-      });
-      for (const h of badHolders) bad.add(h);
+      // Binding: clients share the clamped scalar, and only one clamped scalar gives this key.
+      const secret = await reconstruct(v, it.keyShares, `shares of dropped client ${v}'s key`, async (sk) => isClamped(sk) && derive.bytesEqual((await c.x25519(sk)).publicKey, advertised));
       // Survivor u added +PRG(s_uv) if v > u, −PRG(s_uv) if v < u: remove exactly that. Long peer
       // lists are split so that batches stay balanced across workers.
-      const peers = it.graph!
-        .neighbours(v as ClientId)
-        .filter((u) => it.u3set!.has(u))
-        .map((u) => ({ client: u, publicKey: it.advertised.get(u)!.maskingKey, sign: (v > u ? -1 : 1) as 1 | -1 }));
+      const peers = edgesIn(it, v, it.u3set!).map((u) => ({ client: u as ClientId, publicKey: it.advertised.get(u)!.maskingKey, sign: (v > u ? -1 : 1) as 1 | -1 }));
       for (let i = 0; i < peers.length; i += perBatch)
         push({ dropped: { round: config.roundId, client: v as ClientId, secretKey: secret, peers: peers.slice(i, i + perBatch) } });
     }
     flush();
     await Promise.all(inFlight);
   } catch (e) {
-    if (isSecAggError(e)) return stop(e);
-    await Promise.allSettled(inFlight);
-    throw e;
+    await Promise.allSettled(inFlight); // the sum is discarded; let the workers finish first
+    return abort(state, isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unmasking failed', { cause: e }));
   }
   const ids = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b) as ClientId[];
   const result: RoundResult = {
@@ -619,6 +776,8 @@ async function finish(state: ServerState): Promise<ServerStep> {
     },
     badShareHolders: ids(bad),
     maskExpansions: expansions,
+    exactShareChecks: cache.exactChecks,
+    viewAttempts: it.view?.attempt ?? 0,
   };
   return { state: with_(state, { stage: 'done', result }), outgoing: [] };
 }

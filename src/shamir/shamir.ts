@@ -539,7 +539,16 @@ export interface ReconstructParams {
   readonly cache?: LagrangeCache;
   /** Extra t-subsets to try after the canonical one fails (default DEFAULT_MAX_ATTEMPTS). */
   readonly maxAttempts?: number;
+  /**
+   * Awaited every few hundred thousand field operations of the slow paths (the exact per-share
+   * check and the subset search), so a server reconstructing inconsistent shares keeps serving
+   * others. Default: none (runs to the end).
+   */
+  readonly yieldToEventLoop?: () => Promise<void>;
 }
+
+/** Field operations (≈ t·C each for a checked share or a tried subset) between two yields. */
+const OPS_PER_YIELD = 1 << 18;
 
 export interface ReconstructResult {
   readonly secret: Uint8Array;
@@ -605,6 +614,15 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
   if (typeof verify !== 'function') throw new TypeError('verify must be a function');
   const maxAttempts = params.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   aint(maxAttempts, 'maxAttempts', 0, Number.MAX_SAFE_INTEGER);
+  const yielder = params.yieldToEventLoop;
+  let ops = 0;
+  /** Counts `n` field operations and yields once enough have run since the last yield. */
+  const work = async (n: number): Promise<void> => {
+    ops += n;
+    if (yielder === undefined || ops < OPS_PER_YIELD) return;
+    ops = 0;
+    await yielder();
+  };
 
   // Well-formed shares in ascending holder order; xs[i] is the holder of rows[i*C ..]. The server
   // passes holders sorted already: sorting them again cost ~10% of a reconstruction.
@@ -635,11 +653,11 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
   // the dual check clears all k shares at once. If it fails — or another subset verified, which
   // means a canonical share is bad and the dual check would fail anyway — the exact check names
   // the culprits.
-  const finish = (subset: number[], secret: Uint8Array, canonicalVerified: boolean): ReconstructResult => {
+  const finish = async (subset: number[], secret: Uint8Array, canonicalVerified: boolean): Promise<ReconstructResult> => {
     let inconsistent: number[] = [];
     if (k > threshold && !(canonicalVerified && allConsistent())) {
       cache?.noteExactCheck();
-      inconsistent = inconsistentHolders(xs, rows, subset);
+      inconsistent = await inconsistentHolders(xs, rows, subset, work);
     }
     const bad = malformed.concat(inconsistent);
     bad.sort((a, b) => a - b);
@@ -656,6 +674,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
   let attempts = 0;
   const tryIndices = async (idx: number[]): Promise<Uint8Array | null> => {
     attempts++;
+    await work(threshold * threshold);
     // Not via the cache: search subsets are one-offs and would evict the sets worth keeping.
     const lambdas = lagrangeAtZeroUnchecked(idx.map((i) => xs[i]!));
     const secret = combineRows(lambdas, rows, idx);
@@ -677,6 +696,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
     const cand = new Float64Array(C);
     for (let r = t; r < k && attempts < maxAttempts; r++) {
       attempts++; // the O(t·C) setup
+      await work(t * C);
       const y = xs[r]!;
       for (let j = 0; j < t; j++) a[j] = sub(y, canonicalXs[j]!);
       batchInvert(a); // 1/(y − s_j)
@@ -744,7 +764,12 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
  * Holders (not in `subset`) whose share disagrees, in any chunk, with the polynomials interpolated
  * through `subset`. Barycentric form: O(t²) once for the weights, then O(t·C) per checked share.
  */
-function inconsistentHolders(xs: readonly number[], rows: Float64Array, subset: readonly number[]): number[] {
+async function inconsistentHolders(
+  xs: readonly number[],
+  rows: Float64Array,
+  subset: readonly number[],
+  work: (ops: number) => Promise<void>,
+): Promise<number[]> {
   const inSubset = new Set(subset);
   const others: number[] = [];
   for (let i = 0; i < xs.length; i++) if (!inSubset.has(i)) others.push(i);
@@ -754,6 +779,7 @@ function inconsistentHolders(xs: readonly number[], rows: Float64Array, subset: 
   const bad: number[] = [];
   const acc = new Float64Array(C);
   for (const r of others) {
+    await work(subset.length * (C + 2));
     const basis = lagrangeAt(sx, weights, xs[r]!);
     acc.fill(0);
     for (let i = 0; i < subset.length; i++) {

@@ -7,9 +7,8 @@ import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { SecAggError } from '../errors.js';
 import { clientId, roundId, type ClientId } from '../ids.js';
-import { defaultThreshold } from '../graph/index.js';
 import { cryptoRng, type Rng } from '../rng.js';
-import { effectiveDegree, type Degree, type Mode, type RoundConfig } from '../protocol/config.js';
+import { effectiveDegree, minimumThreshold, type Degree, type Mode, type RoundConfig } from '../protocol/config.js';
 import { createClient, handleClientMessage, type ClientState } from '../protocol/clientRound.js';
 import {
   handleServerDeadline,
@@ -20,7 +19,7 @@ import {
   type Unmasker,
 } from '../protocol/serverRound.js';
 
-export const STAGES = ['advertise', 'share', 'masked', 'consistency', 'unmask'] as const;
+export const STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'] as const;
 export type Stage = (typeof STAGES)[number];
 
 export interface StageStats {
@@ -66,9 +65,11 @@ export interface SimulateOptions {
   bits: number;
   /** Neighbours per client; default 'complete'. */
   degree?: Degree;
-  /** Default: a safe choice for the graph (a majority of the neighbourhood). */
+  /** Default: the smallest threshold that meets the neighbourhood bound (config.ts, minimumThreshold). */
   threshold?: number;
   mode?: Mode;
+  /** c: colluding clients tolerated per neighbourhood (default 0). */
+  corruption?: number;
   /** Indices of clients that fall silent instead of sending that stage's message. */
   dropouts?: Partial<Record<Stage, number[]>>;
   crypto?: CryptoProvider;
@@ -96,6 +97,7 @@ export interface SimulateResult {
 /** Which stage's message a client sends in reply to each server message. */
 const REPLY_STAGE: Record<string, Stage> = {
   roundStart: 'advertise',
+  viewRequest: 'view',
   keys: 'share',
   shares: 'masked',
   consistencyRequest: 'consistency',
@@ -132,7 +134,8 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
   const mode = options.mode ?? 'semi-honest';
   const degree = options.degree ?? 'complete';
   const k = effectiveDegree(degree, n);
-  const threshold = options.threshold ?? defaultThreshold(k);
+  const corruption = options.corruption ?? 0;
+  const threshold = options.threshold ?? minimumThreshold(mode, degree, n, corruption);
   const dropAt = new Map<number, Stage>();
   for (const stage of STAGES) {
     for (const i of options.dropouts?.[stage] ?? []) {
@@ -142,7 +145,7 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
   }
 
   const ids = inputs.map((_, i) => clientId(i + 1));
-  const config: RoundConfig = { roundId: roundId(rng(16)), bits, dimension: m, threshold, degree, mode, cohort: ids };
+  const config: RoundConfig = { roundId: roundId(rng(16)), bits, dimension: m, threshold, degree, mode, cohort: ids, corruption };
 
   let directory: Map<number, Uint8Array> | undefined;
   const identities: Uint8Array[] = [];

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file secagg/v1/secagg.proto.
  */
 export const file_secagg_v1_secagg: GenFile = /*@__PURE__*/
-  fileDesc("ChZzZWNhZ2cvdjEvc2VjYWdnLnByb3RvEglzZWNhZ2cudjEimgEKD1JvdW5kUGFyYW1ldGVycxIQCghyb3VuZF9pZBgBIAEoDBIMCgRiaXRzGAIgASgNEhEKCWRpbWVuc2lvbhgDIAEoDRIRCgl0aHJlc2hvbGQYBCABKA0SDgoGZGVncmVlGAUgASgNEh0KBG1vZGUYBiABKA4yDy5zZWNhZ2cudjEuTW9kZRISCgZjb2hvcnQYByADKA1CAhABIl0KDUFkdmVydGlzZUtleXMSHQoVZW5jcnlwdGlvbl9wdWJsaWNfa2V5GAEgASgMEhoKEm1hc2tpbmdfcHVibGljX2tleRgCIAEoDBIRCglzaWduYXR1cmUYAyABKAwiMgoORW5jcnlwdGVkU2hhcmUSDAoEcGVlchgBIAEoDRISCgpjaXBoZXJ0ZXh0GAIgASgMIlQKCVNoYXJlS2V5cxIcChRzZWxmX21hc2tfY29tbWl0bWVudBgBIAEoDBIpCgZzaGFyZXMYAiADKAsyGS5zZWNhZ2cudjEuRW5jcnlwdGVkU2hhcmUiHQoLTWFza2VkSW5wdXQSDgoGdmVjdG9yGAEgASgMIikKFENvbnNpc3RlbmN5U2lnbmF0dXJlEhEKCXNpZ25hdHVyZRgBIAEoDCItCg1SZXZlYWxlZFNoYXJlEg0KBW93bmVyGAEgASgNEg0KBXNoYXJlGAIgASgMInIKDlVubWFza1Jlc3BvbnNlEjIKEHNlbGZfbWFza19zaGFyZXMYASADKAsyGC5zZWNhZ2cudjEuUmV2ZWFsZWRTaGFyZRIsCgprZXlfc2hhcmVzGAIgAygLMhguc2VjYWdnLnYxLlJldmVhbGVkU2hhcmUiGwoLQ2xpZW50QWJvcnQSDAoEY29kZRgBIAEoCSL7AgoNQ2xpZW50TWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhAKCHJvdW5kX2lkGAIgASgMEg4KBnNlbmRlchgDIAEoDRIyCg5hZHZlcnRpc2Vfa2V5cxgKIAEoCzIYLnNlY2FnZy52MS5BZHZlcnRpc2VLZXlzSAASKgoKc2hhcmVfa2V5cxgLIAEoCzIULnNlY2FnZy52MS5TaGFyZUtleXNIABIuCgxtYXNrZWRfaW5wdXQYDCABKAsyFi5zZWNhZ2cudjEuTWFza2VkSW5wdXRIABJAChVjb25zaXN0ZW5jeV9zaWduYXR1cmUYDSABKAsyHy5zZWNhZ2cudjEuQ29uc2lzdGVuY3lTaWduYXR1cmVIABI0Cg91bm1hc2tfcmVzcG9uc2UYDiABKAsyGS5zZWNhZ2cudjEuVW5tYXNrUmVzcG9uc2VIABInCgVhYm9ydBgPIAEoCzIWLnNlY2FnZy52MS5DbGllbnRBYm9ydEgAQgYKBGJvZHkibQoNTmVpZ2hib3VyS2V5cxIOCgZjbGllbnQYASABKA0SHQoVZW5jcnlwdGlvbl9wdWJsaWNfa2V5GAIgASgMEhoKEm1hc2tpbmdfcHVibGljX2tleRgDIAEoDBIRCglzaWduYXR1cmUYBCABKAwiZgoKS2V5c0ZvcllvdRISCgpncmFwaF9zZWVkGAEgASgMEhYKCmFkdmVydGlzZWQYAiADKA1CAhABEiwKCm5laWdoYm91cnMYAyADKAsyGC5zZWNhZ2cudjEuTmVpZ2hib3VyS2V5cyI5CgxTaGFyZXNGb3JZb3USKQoGc2hhcmVzGAEgAygLMhkuc2VjYWdnLnYxLkVuY3J5cHRlZFNoYXJlIisKEkNvbnNpc3RlbmN5UmVxdWVzdBIVCglzdXJ2aXZvcnMYASADKA1CAhABIjYKEVN1cnZpdm9yU2lnbmF0dXJlEg4KBmNsaWVudBgBIAEoDRIRCglzaWduYXR1cmUYAiABKAwiWAoNVW5tYXNrUmVxdWVzdBIVCglzdXJ2aXZvcnMYASADKA1CAhABEjAKCnNpZ25hdHVyZXMYAiADKAsyHC5zZWNhZ2cudjEuU3Vydml2b3JTaWduYXR1cmUiLAoMUm91bmRBYm9ydGVkEgwKBGNvZGUYASABKAkSDgoGcmVhc29uGAIgASgJIt0CCg1TZXJ2ZXJNZXNzYWdlEg8KB3ZlcnNpb24YASABKA0SEAoIcm91bmRfaWQYAiABKAwSMQoLcm91bmRfc3RhcnQYCiABKAsyGi5zZWNhZ2cudjEuUm91bmRQYXJhbWV0ZXJzSAASJQoEa2V5cxgLIAEoCzIVLnNlY2FnZy52MS5LZXlzRm9yWW91SAASKQoGc2hhcmVzGAwgASgLMhcuc2VjYWdnLnYxLlNoYXJlc0ZvcllvdUgAEjwKE2NvbnNpc3RlbmN5X3JlcXVlc3QYDSABKAsyHS5zZWNhZ2cudjEuQ29uc2lzdGVuY3lSZXF1ZXN0SAASMgoOdW5tYXNrX3JlcXVlc3QYDiABKAsyGC5zZWNhZ2cudjEuVW5tYXNrUmVxdWVzdEgAEioKB2Fib3J0ZWQYDyABKAsyFy5zZWNhZ2cudjEuUm91bmRBYm9ydGVkSABCBgoEYm9keSpDCgRNb2RlEhQKEE1PREVfVU5TUEVDSUZJRUQQABIUChBNT0RFX1NFTUlfSE9ORVNUEAESDwoLTU9ERV9BQ1RJVkUQAmIGcHJvdG8z");
+  fileDesc("ChZzZWNhZ2cvdjEvc2VjYWdnLnByb3RvEglzZWNhZ2cudjEirgEKD1JvdW5kUGFyYW1ldGVycxIQCghyb3VuZF9pZBgBIAEoDBIMCgRiaXRzGAIgASgNEhEKCWRpbWVuc2lvbhgDIAEoDRIRCgl0aHJlc2hvbGQYBCABKA0SDgoGZGVncmVlGAUgASgNEh0KBG1vZGUYBiABKA4yDy5zZWNhZ2cudjEuTW9kZRISCgZjb2hvcnQYByADKA1CAhABEhIKCmNvcnJ1cHRpb24YCCABKA0idgoNQWR2ZXJ0aXNlS2V5cxIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYASABKAwSGgoSbWFza2luZ19wdWJsaWNfa2V5GAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIXCg9zZWVkX2NvbW1pdG1lbnQYBCABKAwiVQoNVmlld1NpZ25hdHVyZRIRCglzaWduYXR1cmUYASABKAwSEwoLc2VlZF9yZXZlYWwYAiABKAwSHAoUbmV4dF9zZWVkX2NvbW1pdG1lbnQYAyABKAwiMgoORW5jcnlwdGVkU2hhcmUSDAoEcGVlchgBIAEoDRISCgpjaXBoZXJ0ZXh0GAIgASgMIlQKCVNoYXJlS2V5cxIcChRzZWxmX21hc2tfY29tbWl0bWVudBgBIAEoDBIpCgZzaGFyZXMYAiADKAsyGS5zZWNhZ2cudjEuRW5jcnlwdGVkU2hhcmUiHQoLTWFza2VkSW5wdXQSDgoGdmVjdG9yGAEgASgMIikKFENvbnNpc3RlbmN5U2lnbmF0dXJlEhEKCXNpZ25hdHVyZRgBIAEoDCItCg1SZXZlYWxlZFNoYXJlEg0KBW93bmVyGAEgASgNEg0KBXNoYXJlGAIgASgMInIKDlVubWFza1Jlc3BvbnNlEjIKEHNlbGZfbWFza19zaGFyZXMYASADKAsyGC5zZWNhZ2cudjEuUmV2ZWFsZWRTaGFyZRIsCgprZXlfc2hhcmVzGAIgAygLMhguc2VjYWdnLnYxLlJldmVhbGVkU2hhcmUiGwoLQ2xpZW50QWJvcnQSDAoEY29kZRgBIAEoCSKvAwoNQ2xpZW50TWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhAKCHJvdW5kX2lkGAIgASgMEg4KBnNlbmRlchgDIAEoDRIyCg5hZHZlcnRpc2Vfa2V5cxgKIAEoCzIYLnNlY2FnZy52MS5BZHZlcnRpc2VLZXlzSAASKgoKc2hhcmVfa2V5cxgLIAEoCzIULnNlY2FnZy52MS5TaGFyZUtleXNIABIuCgxtYXNrZWRfaW5wdXQYDCABKAsyFi5zZWNhZ2cudjEuTWFza2VkSW5wdXRIABJAChVjb25zaXN0ZW5jeV9zaWduYXR1cmUYDSABKAsyHy5zZWNhZ2cudjEuQ29uc2lzdGVuY3lTaWduYXR1cmVIABI0Cg91bm1hc2tfcmVzcG9uc2UYDiABKAsyGS5zZWNhZ2cudjEuVW5tYXNrUmVzcG9uc2VIABInCgVhYm9ydBgPIAEoCzIWLnNlY2FnZy52MS5DbGllbnRBYm9ydEgAEjIKDnZpZXdfc2lnbmF0dXJlGBAgASgLMhguc2VjYWdnLnYxLlZpZXdTaWduYXR1cmVIAEIGCgRib2R5Im0KDU5laWdoYm91cktleXMSDgoGY2xpZW50GAEgASgNEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgCIAEoDBIaChJtYXNraW5nX3B1YmxpY19rZXkYAyABKAwSEQoJc2lnbmF0dXJlGAQgASgMIlAKC1ZpZXdSZXF1ZXN0Eg8KB2F0dGVtcHQYASABKA0SFgoKYWR2ZXJ0aXNlZBgCIAMoDUICEAESGAoQc2VlZF9jb21taXRtZW50cxgDIAMoDCJYCglWaWV3UHJvb2YSFAoMc2VlZF9yZXZlYWxzGAEgAygMEjUKD3ZpZXdfc2lnbmF0dXJlcxgCIAMoCzIcLnNlY2FnZy52MS5TdXJ2aXZvclNpZ25hdHVyZSKKAQoKS2V5c0ZvcllvdRISCgpncmFwaF9zZWVkGAEgASgMEhYKCmFkdmVydGlzZWQYAiADKA1CAhABEiwKCm5laWdoYm91cnMYAyADKAsyGC5zZWNhZ2cudjEuTmVpZ2hib3VyS2V5cxIiCgR2aWV3GAQgASgLMhQuc2VjYWdnLnYxLlZpZXdQcm9vZiI5CgxTaGFyZXNGb3JZb3USKQoGc2hhcmVzGAEgAygLMhkuc2VjYWdnLnYxLkVuY3J5cHRlZFNoYXJlIisKEkNvbnNpc3RlbmN5UmVxdWVzdBIVCglzdXJ2aXZvcnMYASADKA1CAhABIjYKEVN1cnZpdm9yU2lnbmF0dXJlEg4KBmNsaWVudBgBIAEoDRIRCglzaWduYXR1cmUYAiABKAwiWAoNVW5tYXNrUmVxdWVzdBIVCglzdXJ2aXZvcnMYASADKA1CAhABEjAKCnNpZ25hdHVyZXMYAiADKAsyHC5zZWNhZ2cudjEuU3Vydml2b3JTaWduYXR1cmUiLAoMUm91bmRBYm9ydGVkEgwKBGNvZGUYASABKAkSDgoGcmVhc29uGAIgASgJIo0DCg1TZXJ2ZXJNZXNzYWdlEg8KB3ZlcnNpb24YASABKA0SEAoIcm91bmRfaWQYAiABKAwSMQoLcm91bmRfc3RhcnQYCiABKAsyGi5zZWNhZ2cudjEuUm91bmRQYXJhbWV0ZXJzSAASJQoEa2V5cxgLIAEoCzIVLnNlY2FnZy52MS5LZXlzRm9yWW91SAASKQoGc2hhcmVzGAwgASgLMhcuc2VjYWdnLnYxLlNoYXJlc0ZvcllvdUgAEjwKE2NvbnNpc3RlbmN5X3JlcXVlc3QYDSABKAsyHS5zZWNhZ2cudjEuQ29uc2lzdGVuY3lSZXF1ZXN0SAASMgoOdW5tYXNrX3JlcXVlc3QYDiABKAsyGC5zZWNhZ2cudjEuVW5tYXNrUmVxdWVzdEgAEioKB2Fib3J0ZWQYDyABKAsyFy5zZWNhZ2cudjEuUm91bmRBYm9ydGVkSAASLgoMdmlld19yZXF1ZXN0GBAgASgLMhYuc2VjYWdnLnYxLlZpZXdSZXF1ZXN0SABCBgoEYm9keSpDCgRNb2RlEhQKEE1PREVfVU5TUEVDSUZJRUQQABIUChBNT0RFX1NFTUlfSE9ORVNUEAESDwoLTU9ERV9BQ1RJVkUQAmIGcHJvdG8z");
 
 /**
  * The round's public parameters, sent by the server when a round starts.
@@ -68,6 +68,13 @@ export type RoundParameters = Message<"secagg.v1.RoundParameters"> & {
    * @generated from field: repeated uint32 cohort = 7 [packed = true];
    */
   cohort: number[];
+
+  /**
+   * c: colluding clients tolerated in any one neighbourhood (2t > k + c in active mode)
+   *
+   * @generated from field: uint32 corruption = 8;
+   */
+  corruption: number;
 };
 
 /**
@@ -96,11 +103,18 @@ export type AdvertiseKeys = Message<"secagg.v1.AdvertiseKeys"> & {
   maskingPublicKey: Uint8Array;
 
   /**
-   * active mode: Ed25519 over both keys, 64 bytes; else empty
+   * active mode: Ed25519 over both keys and the seed commitment, 64 bytes; else empty
    *
    * @generated from field: bytes signature = 3;
    */
   signature: Uint8Array;
+
+  /**
+   * active mode: SHA-256 commitment to this client's graph-seed contribution r_u; else empty
+   *
+   * @generated from field: bytes seed_commitment = 4;
+   */
+  seedCommitment: Uint8Array;
 };
 
 /**
@@ -109,6 +123,43 @@ export type AdvertiseKeys = Message<"secagg.v1.AdvertiseKeys"> & {
  */
 export const AdvertiseKeysSchema: GenMessage<AdvertiseKeys> = /*@__PURE__*/
   messageDesc(file_secagg_v1_secagg, 1);
+
+/**
+ * Active mode, after AdvertiseKeys: the client signs the view (U1 and every member's seed
+ * commitment) and reveals its seed contribution, committing to the next attempt's contribution in
+ * case a member of U1 fails to reveal and the server has to ask again with a smaller U1.
+ *
+ * @generated from message secagg.v1.ViewSignature
+ */
+export type ViewSignature = Message<"secagg.v1.ViewSignature"> & {
+  /**
+   * Ed25519 over the view digest, 64 bytes
+   *
+   * @generated from field: bytes signature = 1;
+   */
+  signature: Uint8Array;
+
+  /**
+   * r_u for this attempt, 32 bytes
+   *
+   * @generated from field: bytes seed_reveal = 2;
+   */
+  seedReveal: Uint8Array;
+
+  /**
+   * commitment to r_u for the next attempt, 32 bytes
+   *
+   * @generated from field: bytes next_seed_commitment = 3;
+   */
+  nextSeedCommitment: Uint8Array;
+};
+
+/**
+ * Describes the message secagg.v1.ViewSignature.
+ * Use `create(ViewSignatureSchema)` to create a new message.
+ */
+export const ViewSignatureSchema: GenMessage<ViewSignature> = /*@__PURE__*/
+  messageDesc(file_secagg_v1_secagg, 2);
 
 /**
  * @generated from message secagg.v1.EncryptedShare
@@ -134,7 +185,7 @@ export type EncryptedShare = Message<"secagg.v1.EncryptedShare"> & {
  * Use `create(EncryptedShareSchema)` to create a new message.
  */
 export const EncryptedShareSchema: GenMessage<EncryptedShare> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 2);
+  messageDesc(file_secagg_v1_secagg, 3);
 
 /**
  * @generated from message secagg.v1.ShareKeys
@@ -160,7 +211,7 @@ export type ShareKeys = Message<"secagg.v1.ShareKeys"> & {
  * Use `create(ShareKeysSchema)` to create a new message.
  */
 export const ShareKeysSchema: GenMessage<ShareKeys> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 3);
+  messageDesc(file_secagg_v1_secagg, 4);
 
 /**
  * @generated from message secagg.v1.MaskedInput
@@ -179,7 +230,7 @@ export type MaskedInput = Message<"secagg.v1.MaskedInput"> & {
  * Use `create(MaskedInputSchema)` to create a new message.
  */
 export const MaskedInputSchema: GenMessage<MaskedInput> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 4);
+  messageDesc(file_secagg_v1_secagg, 5);
 
 /**
  * @generated from message secagg.v1.ConsistencySignature
@@ -198,7 +249,7 @@ export type ConsistencySignature = Message<"secagg.v1.ConsistencySignature"> & {
  * Use `create(ConsistencySignatureSchema)` to create a new message.
  */
 export const ConsistencySignatureSchema: GenMessage<ConsistencySignature> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 5);
+  messageDesc(file_secagg_v1_secagg, 6);
 
 /**
  * @generated from message secagg.v1.RevealedShare
@@ -222,7 +273,7 @@ export type RevealedShare = Message<"secagg.v1.RevealedShare"> & {
  * Use `create(RevealedShareSchema)` to create a new message.
  */
 export const RevealedShareSchema: GenMessage<RevealedShare> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 6);
+  messageDesc(file_secagg_v1_secagg, 7);
 
 /**
  * @generated from message secagg.v1.UnmaskResponse
@@ -248,7 +299,7 @@ export type UnmaskResponse = Message<"secagg.v1.UnmaskResponse"> & {
  * Use `create(UnmaskResponseSchema)` to create a new message.
  */
 export const UnmaskResponseSchema: GenMessage<UnmaskResponse> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 7);
+  messageDesc(file_secagg_v1_secagg, 8);
 
 /**
  * @generated from message secagg.v1.ClientAbort
@@ -267,7 +318,7 @@ export type ClientAbort = Message<"secagg.v1.ClientAbort"> & {
  * Use `create(ClientAbortSchema)` to create a new message.
  */
 export const ClientAbortSchema: GenMessage<ClientAbort> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 8);
+  messageDesc(file_secagg_v1_secagg, 9);
 
 /**
  * @generated from message secagg.v1.ClientMessage
@@ -327,6 +378,12 @@ export type ClientMessage = Message<"secagg.v1.ClientMessage"> & {
      */
     value: ClientAbort;
     case: "abort";
+  } | {
+    /**
+     * @generated from field: secagg.v1.ViewSignature view_signature = 16;
+     */
+    value: ViewSignature;
+    case: "viewSignature";
   } | { case: undefined; value?: undefined };
 };
 
@@ -335,7 +392,7 @@ export type ClientMessage = Message<"secagg.v1.ClientMessage"> & {
  * Use `create(ClientMessageSchema)` to create a new message.
  */
 export const ClientMessageSchema: GenMessage<ClientMessage> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 9);
+  messageDesc(file_secagg_v1_secagg, 10);
 
 /**
  * @generated from message secagg.v1.NeighbourKeys
@@ -367,7 +424,70 @@ export type NeighbourKeys = Message<"secagg.v1.NeighbourKeys"> & {
  * Use `create(NeighbourKeysSchema)` to create a new message.
  */
 export const NeighbourKeysSchema: GenMessage<NeighbourKeys> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 10);
+  messageDesc(file_secagg_v1_secagg, 11);
+
+/**
+ * Active mode: the server asks every member of U1 to sign one view of the round.
+ *
+ * @generated from message secagg.v1.ViewRequest
+ */
+export type ViewRequest = Message<"secagg.v1.ViewRequest"> & {
+  /**
+   * 1, 2, …: a new attempt after a member failed to reveal
+   *
+   * @generated from field: uint32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * U1 for this attempt, ascending
+   *
+   * @generated from field: repeated uint32 advertised = 2 [packed = true];
+   */
+  advertised: number[];
+
+  /**
+   * each member's commitment for this attempt, in U1 order
+   *
+   * @generated from field: repeated bytes seed_commitments = 3;
+   */
+  seedCommitments: Uint8Array[];
+};
+
+/**
+ * Describes the message secagg.v1.ViewRequest.
+ * Use `create(ViewRequestSchema)` to create a new message.
+ */
+export const ViewRequestSchema: GenMessage<ViewRequest> = /*@__PURE__*/
+  messageDesc(file_secagg_v1_secagg, 12);
+
+/**
+ * Active mode: evidence that the neighbours share this client's view, and the reveals that fix the graph seed.
+ *
+ * @generated from message secagg.v1.ViewProof
+ */
+export type ViewProof = Message<"secagg.v1.ViewProof"> & {
+  /**
+   * r_v for every v in U1, in U1 order
+   *
+   * @generated from field: repeated bytes seed_reveals = 1;
+   */
+  seedReveals: Uint8Array[];
+
+  /**
+   * each neighbour's signature over the view digest, ascending by client
+   *
+   * @generated from field: repeated secagg.v1.SurvivorSignature view_signatures = 2;
+   */
+  viewSignatures: SurvivorSignature[];
+};
+
+/**
+ * Describes the message secagg.v1.ViewProof.
+ * Use `create(ViewProofSchema)` to create a new message.
+ */
+export const ViewProofSchema: GenMessage<ViewProof> = /*@__PURE__*/
+  messageDesc(file_secagg_v1_secagg, 13);
 
 /**
  * @generated from message secagg.v1.KeysForYou
@@ -393,6 +513,13 @@ export type KeysForYou = Message<"secagg.v1.KeysForYou"> & {
    * @generated from field: repeated secagg.v1.NeighbourKeys neighbours = 3;
    */
   neighbours: NeighbourKeys[];
+
+  /**
+   * active mode only
+   *
+   * @generated from field: secagg.v1.ViewProof view = 4;
+   */
+  view?: ViewProof | undefined;
 };
 
 /**
@@ -400,7 +527,7 @@ export type KeysForYou = Message<"secagg.v1.KeysForYou"> & {
  * Use `create(KeysForYouSchema)` to create a new message.
  */
 export const KeysForYouSchema: GenMessage<KeysForYou> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 11);
+  messageDesc(file_secagg_v1_secagg, 14);
 
 /**
  * @generated from message secagg.v1.SharesForYou
@@ -419,7 +546,7 @@ export type SharesForYou = Message<"secagg.v1.SharesForYou"> & {
  * Use `create(SharesForYouSchema)` to create a new message.
  */
 export const SharesForYouSchema: GenMessage<SharesForYou> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 12);
+  messageDesc(file_secagg_v1_secagg, 15);
 
 /**
  * @generated from message secagg.v1.ConsistencyRequest
@@ -438,7 +565,7 @@ export type ConsistencyRequest = Message<"secagg.v1.ConsistencyRequest"> & {
  * Use `create(ConsistencyRequestSchema)` to create a new message.
  */
 export const ConsistencyRequestSchema: GenMessage<ConsistencyRequest> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 13);
+  messageDesc(file_secagg_v1_secagg, 16);
 
 /**
  * @generated from message secagg.v1.SurvivorSignature
@@ -460,7 +587,7 @@ export type SurvivorSignature = Message<"secagg.v1.SurvivorSignature"> & {
  * Use `create(SurvivorSignatureSchema)` to create a new message.
  */
 export const SurvivorSignatureSchema: GenMessage<SurvivorSignature> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 14);
+  messageDesc(file_secagg_v1_secagg, 17);
 
 /**
  * @generated from message secagg.v1.UnmaskRequest
@@ -486,7 +613,7 @@ export type UnmaskRequest = Message<"secagg.v1.UnmaskRequest"> & {
  * Use `create(UnmaskRequestSchema)` to create a new message.
  */
 export const UnmaskRequestSchema: GenMessage<UnmaskRequest> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 15);
+  messageDesc(file_secagg_v1_secagg, 18);
 
 /**
  * @generated from message secagg.v1.RoundAborted
@@ -508,7 +635,7 @@ export type RoundAborted = Message<"secagg.v1.RoundAborted"> & {
  * Use `create(RoundAbortedSchema)` to create a new message.
  */
 export const RoundAbortedSchema: GenMessage<RoundAborted> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 16);
+  messageDesc(file_secagg_v1_secagg, 19);
 
 /**
  * @generated from message secagg.v1.ServerMessage
@@ -563,6 +690,12 @@ export type ServerMessage = Message<"secagg.v1.ServerMessage"> & {
      */
     value: RoundAborted;
     case: "aborted";
+  } | {
+    /**
+     * @generated from field: secagg.v1.ViewRequest view_request = 16;
+     */
+    value: ViewRequest;
+    case: "viewRequest";
   } | { case: undefined; value?: undefined };
 };
 
@@ -571,7 +704,7 @@ export type ServerMessage = Message<"secagg.v1.ServerMessage"> & {
  * Use `create(ServerMessageSchema)` to create a new message.
  */
 export const ServerMessageSchema: GenMessage<ServerMessage> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 17);
+  messageDesc(file_secagg_v1_secagg, 20);
 
 /**
  * @generated from enum secagg.v1.Mode
