@@ -12,22 +12,27 @@ export const GRAPH_SEED_BYTES = 32;
 
 /** Upper bound on any client→server message of this round: checked before decoding. */
 export function maxClientMessageBytes(c: RoundConfig): number {
-  const k = effectiveDegree(c.degree, c.cohort.length);
+  const k = maxNeighbourhood(c.degree, c.cohort.length);
   const shareKeys = KEY_BYTES + k * (SHARE_CIPHERTEXT_BYTES + ENTRY_OVERHEAD);
   const masked = elementBytes(c.bits) * c.dimension + ENTRY_OVERHEAD;
   const unmask = k * (SHARE_BYTES + ENTRY_OVERHEAD);
-  return ENVELOPE_OVERHEAD + Math.max(shareKeys, masked, unmask, 2 * KEY_BYTES + SIGNATURE_BYTES + ENTRY_OVERHEAD);
+  const advertise = 3 * KEY_BYTES + SIGNATURE_BYTES + 4 * ENTRY_OVERHEAD;
+  const view = SIGNATURE_BYTES + 2 * KEY_BYTES + 3 * ENTRY_OVERHEAD;
+  return ENVELOPE_OVERHEAD + Math.max(shareKeys, masked, unmask, advertise, view);
 }
 
 /** Upper bound on any server→client message of this round. */
 export function maxServerMessageBytes(c: RoundConfig): number {
   const n = c.cohort.length;
-  const k = effectiveDegree(c.degree, n);
+  const k = maxNeighbourhood(c.degree, n);
   const ids = 3 * n + ENTRY_OVERHEAD; // packed varints: ids < 2^16 take at most 3 bytes
-  const keys = GRAPH_SEED_BYTES + ids + k * (2 * KEY_BYTES + SIGNATURE_BYTES + ENTRY_OVERHEAD);
+  // Active mode's view proof: every member's 32-byte reveal and each neighbour's view signature.
+  const proof = ENTRY_OVERHEAD + n * (KEY_BYTES + ENTRY_OVERHEAD) + k * (SIGNATURE_BYTES + 2 * ENTRY_OVERHEAD);
+  const keys = GRAPH_SEED_BYTES + ids + k * (2 * KEY_BYTES + SIGNATURE_BYTES + ENTRY_OVERHEAD) + (c.mode === 'active' ? proof : 0);
+  const view = ENTRY_OVERHEAD + ids + n * (KEY_BYTES + ENTRY_OVERHEAD);
   const shares = k * (SHARE_CIPHERTEXT_BYTES + ENTRY_OVERHEAD);
   const unmask = ids + n * (SIGNATURE_BYTES + ENTRY_OVERHEAD);
-  return ENVELOPE_OVERHEAD + Math.max(keys, shares, unmask);
+  return ENVELOPE_OVERHEAD + Math.max(keys, view, shares, unmask);
 }
 
 /** Limit for the first server message (RoundStart), before the client knows the round's size. */
