@@ -225,7 +225,7 @@ export function peekServerBody(bytes: Uint8Array): PeekedBody<ServerKind> {
 // Body pre-scan, driven by the generated schema so that a field added to the .proto is covered.
 
 /** What each repeated field's length is bounded by (see EntryCaps). Keyed by `type.field` (proto names). */
-const CAP_OF: Readonly<Record<string, keyof EntryCaps>> = {
+export const REPEATED_FIELD_CAPS: Readonly<Record<string, keyof EntryCaps>> = {
   'secagg.v1.RoundParameters.cohort': 'maxMembers',
   'secagg.v1.ShareKeys.shares': 'maxNeighbours',
   'secagg.v1.UnmaskResponse.self_mask_shares': 'maxNeighbours',
@@ -243,12 +243,12 @@ const CAP_OF: Readonly<Record<string, keyof EntryCaps>> = {
 };
 
 /**
- * The cap a repeated field is counted against. A repeated field missing from CAP_OF (added to the
- * schema since) is held to the per-neighbour cap, the tighter one in SecAgg+; a test lists every
- * repeated field so that it gets its own entry.
+ * The cap a repeated field is counted against. A repeated field missing from REPEATED_FIELD_CAPS
+ * (added to the schema since) is held to the per-neighbour cap, the tighter one in SecAgg+;
+ * test/wire-checked.test.ts walks the schema so that every repeated field gets its own entry.
  */
 export function capOf(typeName: string, field: string): keyof EntryCaps {
-  return CAP_OF[`${typeName}.${field}`] ?? 'maxNeighbours';
+  return REPEATED_FIELD_CAPS[`${typeName}.${field}`] ?? 'maxNeighbours';
 }
 
 interface FieldRule {

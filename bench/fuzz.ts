@@ -1,0 +1,51 @@
+/**
+ * Fuzz every decoder of untrusted bytes (test/fuzz/harness.ts) and print the summary table.
+ *
+ *   node dist/bench/fuzz.js [--inputs N] [--seed S] [--only I]
+ *
+ * N inputs (default 1,000,000), each fed to every decoder; S (default 1) makes the run
+ * reproducible; --only I prints input I of that run (hex) and each decoder's answer to it.
+ * Exit code 1 if any decoder threw an untyped error or broke a contract.
+ */
+import { buildCorpus } from '../test/fuzz/corpus.js';
+import { decoders, formatReport, inputAt, runFuzz } from '../test/fuzz/harness.js';
+
+function flag(name: string): number | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isSafeInteger(v) || v < 0) {
+    console.error(`--${name} needs a non-negative integer`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const inputs = flag('inputs') ?? 1_000_000;
+const seed = flag('seed') ?? 1;
+const only = flag('only');
+
+if (only !== undefined) {
+  const corpus = buildCorpus(1);
+  const { bytes, steps } = inputAt(corpus, seed, only);
+  console.log(`input ${only} of seed ${seed} (${steps.join(', ')}): ${Buffer.from(bytes).toString('hex')}`);
+  for (const d of decoders(corpus)) {
+    try {
+      d.run(bytes, only);
+      console.log(`${d.name}: accepted`);
+    } catch (e) {
+      console.log(`${d.name}: ${e instanceof Error ? `${e.name} ${(e as { code?: unknown }).code ?? ''} ${e.message}` : String(e)}`);
+    }
+  }
+} else {
+  const started = Date.now();
+  const report = runFuzz({
+    inputs,
+    seed,
+    onProgress: (done) => process.stderr.write(`  ${done} inputs, ${((Date.now() - started) / 1000).toFixed(0)} s\n`),
+  });
+  console.log(`node dist/bench/fuzz.js --inputs ${inputs} --seed ${seed}\n`);
+  console.log(formatReport(report));
+  const bad = report.stats.reduce((a, s) => a + s.untyped + s.violations, 0);
+  process.exit(bad === 0 ? 0 : 1);
+}
