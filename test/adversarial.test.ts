@@ -13,6 +13,7 @@ import { unsafeRevealedOwners } from '../src/protocol/serverRound.js';
 import { maxClientMessageBytes } from '../src/protocol/limits.js';
 import type { SecAggErrorCode } from '../src/errors.js';
 import { Driver } from './driver.js';
+import { nodeCrypto } from '../src/crypto/node.js';
 import { expectedSum, range } from './helpers.js';
 
 function decode(bytes: Uint8Array): ClientMessage {
@@ -73,7 +74,7 @@ describe('server: bad client messages are refused with typed errors; the round g
     assertHonestResult(d, range(6));
   });
 
-  test('ShareKeys stage: wrong neighbour set, wrong ciphertext size, duplicate', async () => {
+  test('ShareKeys stage: a stranger, out-of-order or repeated recipients, fewer than t, wrong ciphertext size, duplicate', async () => {
     const d = await new Driver({ n: 12, degree: 4 }).start();
     await d.until('share');
     const replies = await d.collectReplies();
@@ -85,9 +86,14 @@ describe('server: bad client messages are refused with typed errors; the round g
       wrongPeer.body.value.shares[0]!.peer = stranger;
     }
     assertCode(await d.toServer(r.from, encode(wrongPeer)), 'ERR_NOT_NEIGHBOUR');
-    const missing = decode(r.bytes);
-    if (missing.body.case === 'shareKeys') missing.body.value.shares.pop();
-    assertCode(await d.toServer(r.from, encode(missing)), 'ERR_NOT_NEIGHBOUR');
+    // A client may leave out a neighbour whose keys it found bad, but it addresses each kept
+    // neighbour once, ascending, and keeps at least t of them.
+    const repeated = decode(r.bytes);
+    if (repeated.body.case === 'shareKeys') repeated.body.value.shares[1]!.peer = repeated.body.value.shares[0]!.peer;
+    assertCode(await d.toServer(r.from, encode(repeated)), 'ERR_DUPLICATE_SENDER');
+    const tooFew = decode(r.bytes);
+    if (tooFew.body.case === 'shareKeys') tooFew.body.value.shares = tooFew.body.value.shares.slice(0, d.config.threshold - 1);
+    assertCode(await d.toServer(r.from, encode(tooFew)), 'ERR_BELOW_THRESHOLD');
     const truncated = decode(r.bytes);
     if (truncated.body.case === 'shareKeys') truncated.body.value.shares[1]!.ciphertext = new Uint8Array(10);
     assertCode(await d.toServer(r.from, encode(truncated)), 'ERR_SIZE');
@@ -222,17 +228,27 @@ describe('client: bad server messages abort that client with a typed error and r
     assert.equal(r3.state.stage, 'awaiting-keys', 'a message for another round is ignored, not fatal');
   });
 
-  test('KeysForYou with a reused public key or a neighbour set that does not match the graph', async () => {
+  test('KeysForYou with a reused public key makes that neighbour a dropout; a neighbour set that does not match the graph aborts', async () => {
     const d = await new Driver({ n: 6 }).start();
     await d.toClients();
     await d.flush();
     const keysFor = (to: number) => fromBinary(ServerMessageSchema, d.pending.find((p) => p.to === to)!.bytes);
     const m = keysFor(1);
-    if (m.body.case === 'keys') m.body.value.neighbours[1]!.maskingPublicKey = m.body.value.neighbours[0]!.maskingPublicKey;
+    let reuser = 0;
+    if (m.body.case === 'keys') {
+      m.body.value.neighbours[1]!.maskingPublicKey = m.body.value.neighbours[0]!.maskingPublicKey;
+      reuser = m.body.value.neighbours[1]!.client;
+    }
     const r = await handleClientMessage(d.clients.get(1)!, toBinary(ServerMessageSchema, m));
-    assertCode(r.error, 'ERR_DUPLICATE_KEY');
-    assert.equal(r.state.stage, 'aborted');
-    assert.equal(fromBinary(ClientMessageSchema, r.outgoing!).body.case, 'abort', 'only an abort is sent, no shares');
+    assert.equal(r.error, undefined);
+    assert.equal(r.state.stage, 'awaiting-shares');
+    const sent = fromBinary(ClientMessageSchema, r.outgoing!);
+    assert.equal(sent.body.case, 'shareKeys');
+    if (sent.body.case === 'shareKeys') {
+      const peers = sent.body.value.shares.map((x) => x.peer);
+      assert.ok(!peers.includes(reuser), 'no shares for the neighbour that reused a key');
+      assert.deepEqual(peers, [2, 3, 4, 5, 6].filter((v) => v !== reuser));
+    }
     const m2 = keysFor(2);
     if (m2.body.case === 'keys') m2.body.value.neighbours.pop();
     const r2 = await handleClientMessage(d.clients.get(2)!, toBinary(ServerMessageSchema, m2));
@@ -317,14 +333,22 @@ describe('active mode: a lying server makes honest clients abort before revealin
     const r2 = await handleClientMessage(d.clients.get(2)!, toBinary(ServerMessageSchema, forged));
     assertCode(r2.error, 'ERR_SIGNATURE_INVALID');
 
-    // A server substituting its own round keys for client 2's is caught at KeysForYou.
+    // A server substituting its own round keys for a neighbour's is caught at KeysForYou: the
+    // neighbour's view signature covers its keys, so that neighbour is treated as dropped and
+    // gets no shares (the round goes on with the others).
     const d2 = await new Driver({ n: 7, mode: 'active', seed: 9 }).start();
-    await d2.toClients();
-    await d2.flush();
+    await d2.until('share');
     const keys = fromBinary(ServerMessageSchema, d2.pending.find((p) => p.to === 1)!.bytes);
-    if (keys.body.case === 'keys') keys.body.value.neighbours[0]!.encryptionPublicKey = new Uint8Array(32).fill(9);
+    let victim = 0;
+    if (keys.body.case === 'keys') {
+      keys.body.value.neighbours[0]!.encryptionPublicKey = (await nodeCrypto.x25519(new Uint8Array(32).fill(9))).publicKey;
+      victim = keys.body.value.neighbours[0]!.client;
+    }
     const r3 = await handleClientMessage(d2.clients.get(1)!, toBinary(ServerMessageSchema, keys));
-    assertCode(r3.error, 'ERR_SIGNATURE_INVALID');
+    assert.equal(r3.error, undefined);
+    const shared = fromBinary(ClientMessageSchema, r3.outgoing!);
+    assert.equal(shared.body.case, 'shareKeys');
+    if (shared.body.case === 'shareKeys') assert.ok(!shared.body.value.shares.some((x) => x.peer === victim), 'nothing encrypted to the substituted key');
   });
 
   test('the server refuses advertised keys whose signature does not verify', async () => {
