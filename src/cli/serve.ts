@@ -30,8 +30,19 @@ Options:
   --dim M                elements per vector (default 1000)
   --bits B               ring Z_{2^B} (default 32)
   --degree K|complete|recommended   neighbour graph (default complete)
-  --threshold T          Shamir threshold (default: safe majority)
+  --threshold T          Shamir threshold (default: the smallest that meets the neighbourhood
+                         bound for the cohort, degree and --corruption)
+  --corruption C         colluding clients tolerated per neighbourhood (default 0); raises the
+                         threshold (active: 2t > k + C; semi-honest: t > C) and is sent to clients
   --stage-timeout MS     deadline per protocol stage (default 30000)
+  --handshake-timeout MS a connection must finish its hello within this (default 5000)
+  --max-pending N        connections still in their handshake, in all (default 256)
+  --max-pending-per-address N
+                         of them from one IPv4 address / IPv6 /64 (default 8; raise it behind a
+                         reverse proxy, where every client has the proxy's address)
+  --max-refused N        close a connection after N refused protocol messages in a round (default 8)
+  --results-token LIST   bearer tokens (comma-separated, or env SECAGG_RESULTS_TOKEN) that
+                         /api/rounds and /api/rounds/:id (the sums) require; default: open
   --rounds R             stop starting rounds after R (default: no limit)
   --history FILE         SQLite round history (default secagg-history.db; '' = in memory)
   --workers W            unmasking worker threads (default: cores)
@@ -65,7 +76,13 @@ export async function runServe(argv: string[]): Promise<number> {
       bits: { type: 'string' },
       degree: { type: 'string' },
       threshold: { type: 'string' },
+      corruption: { type: 'string' },
       'stage-timeout': { type: 'string' },
+      'handshake-timeout': { type: 'string' },
+      'max-pending': { type: 'string' },
+      'max-pending-per-address': { type: 'string' },
+      'max-refused': { type: 'string' },
+      'results-token': { type: 'string' },
       rounds: { type: 'string' },
       history: { type: 'string' },
       workers: { type: 'string' },
@@ -112,6 +129,11 @@ export async function runServe(argv: string[]): Promise<number> {
   if (secret === undefined && (Array.isArray(tokens) ? tokens.length : tokens.size) === 0) fail('give --secret (or SECAGG_SECRET) and/or --tokens: no client could authenticate');
   if (secret !== undefined && secret.length < 16) fail('--secret must be at least 16 characters');
   const history = a.history ?? 'secagg-history.db';
+  const resultsTokens = (a['results-token'] ?? process.env['SECAGG_RESULTS_TOKEN'] ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+  if (a['results-token'] !== undefined && resultsTokens.length === 0) fail('--results-token: give at least one token');
   const options: Partial<ServiceOptions> = {
     port: num(a.port, 'port', 8080, 0, 65535),
     host: a.host ?? '127.0.0.1',
@@ -124,7 +146,13 @@ export async function runServe(argv: string[]): Promise<number> {
     bits: num(a.bits, 'bits', 32, 1, 32),
     degree: parseDegree(a.degree),
     ...(a.threshold !== undefined ? { threshold: num(a.threshold, 'threshold', 0, 2, 65534) } : {}),
+    corruption: num(a.corruption, 'corruption', 0, 0, 65533),
     stageTimeoutMs: num(a['stage-timeout'], 'stage-timeout', 30_000, 10, 86_400_000),
+    handshakeTimeoutMs: num(a['handshake-timeout'], 'handshake-timeout', 5_000, 100, 600_000),
+    maxPendingConnections: num(a['max-pending'], 'max-pending', 256, 1, 1_000_000),
+    maxPendingPerAddress: num(a['max-pending-per-address'], 'max-pending-per-address', 8, 1, 1_000_000),
+    maxRefusedMessages: num(a['max-refused'], 'max-refused', 8, 1, 1_000_000),
+    resultsTokens,
     ...(a.rounds !== undefined ? { maxRounds: num(a.rounds, 'rounds', 0, 1, 1e9) } : {}),
     ...(history !== '' ? { historyFile: history } : {}),
     ...(a.workers !== undefined ? { unmaskWorkers: num(a.workers, 'workers', 0, 0, 64) } : {}),
@@ -135,7 +163,14 @@ export async function runServe(argv: string[]): Promise<number> {
     keepAliveIntervalMs: num(a.keepalive, 'keepalive', 15_000, 0, 86_400_000),
   };
   const grace = num(a.grace, 'grace', 10_000, 0, 86_400_000);
-  const server = await createServer(options);
+  let server: SecAggServer;
+  try {
+    server = await createServer(options);
+  } catch (e) {
+    // Options no round could use (e.g. a threshold below the bound for every cohort) are a usage error.
+    if (e instanceof RangeError || e instanceof TypeError) fail(e.message);
+    throw e;
+  }
   process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.httpUrl, mode }) + '\n');
   await untilSignal(server, grace);
   return 0;

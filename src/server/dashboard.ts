@@ -35,7 +35,8 @@ svg{width:100%;height:160px;background:#fff}
 <tbody id="history"></tbody></table></section>
 </main>
 <script>
-const STAGES=['advertise','share','masked','consistency','unmask'];
+const STAGES=['advertise','view','share','masked','consistency','unmask'];
+const ACTIVE_ONLY=['view','consistency'];
 const $=(id)=>document.getElementById(id);
 const esc=(s)=>String(s).replace(/[&<>"]/g,(c)=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'})[c]);
 const fmtB=(n)=>n>1e6?(n/1e6).toFixed(1)+' MB':n>1e3?(n/1e3).toFixed(1)+' kB':n+' B';
@@ -56,11 +57,11 @@ function render(st){
   const r=st.round;
   if(!r){$('live').innerHTML='<p id="idle">No round running. '+st.waiting+' client(s) waiting.</p>';}
   else{const cur=STAGES.indexOf(r.stage);
-    const stages=STAGES.filter(s=>s!=='consistency'||r.params.mode==='active').map(s=>{const i=STAGES.indexOf(s);const cls=i===cur?'cur':i<cur?'past':'';const rec=r.stages[s];
+    const stages=STAGES.filter(s=>!ACTIVE_ONLY.includes(s)||r.params.mode==='active').map(s=>{const i=STAGES.indexOf(s);const cls=i===cur?'cur':i<cur?'past':'';const rec=r.stages[s];
       return '<div class="st '+cls+'" data-stage="'+s+'">'+s+'<br><b id="stage-clients-'+s+'">'+(rec?rec.clients:'–')+'</b></div>';}).join('');
     $('live').innerHTML='<div class="kv"><b>round</b><span id="live-round">#'+r.round+'</span><b>stage</b><span id="live-stage" class="running">'+esc(r.stage)+'</span>'+
       '<b>cohort</b><span id="live-cohort">'+r.params.cohort+'</span><b>dropped (disconnected)</b><span id="live-dropped">'+r.disconnected+'</span>'+
-      '<b>time left in stage</b><span id="live-time-left">'+(r.timeLeftMs/1000).toFixed(1)+' s</span><b>m / k / t</b><span>'+r.params.dimension+' / '+r.params.degree+' / '+r.params.threshold+'</span></div><div class="stages">'+stages+'</div>';}
+      '<b>time left in stage</b><span id="live-time-left">'+(r.timeLeftMs/1000).toFixed(1)+' s</span><b>m / k / t / c</b><span id="live-params">'+r.params.dimension+' / '+r.params.degree+' / '+r.params.threshold+' / '+(r.params.corruption??0)+'</span></div><div class="stages">'+stages+'</div>';}
   const hist=st.recent.slice().reverse();
   bars($('chart-duration'),hist.map(h=>({id:h.id,outcome:h.outcome,value:((h.endedAt??st.now)-h.startedAt)/1000})),false);
   bars($('chart-clients'),hist.map(h=>({id:h.id,outcome:h.outcome,value:h.included?h.included.length:0,total:h.params.cohort})),true);

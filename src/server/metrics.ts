@@ -15,7 +15,11 @@ export class Metrics {
   readonly stageDurations = new Map<ServiceStage, Histogram>();
   readonly bytes = { in: new Map<ServiceStage, number>(), out: new Map<ServiceStage, number>() };
   readonly closes = new Map<string, number>();
+  /** Protocol messages the service refused (the state machine's error, or the stage's frame limit), by code. */
+  readonly refused = new Map<string, number>();
   connections = 0;
+  /** Connections that have not finished their hello (within `connections`). */
+  pending = 0;
   waiting = 0;
   roundRunning = 0;
 
@@ -32,6 +36,10 @@ export class Metrics {
   addBytes(direction: 'in' | 'out', stage: ServiceStage, n: number): void {
     const m = this.bytes[direction];
     m.set(stage, (m.get(stage) ?? 0) + n);
+  }
+
+  refusedMessage(code: string): void {
+    this.refused.set(code, (this.refused.get(code) ?? 0) + 1);
   }
 
   closed(reason: string): void {
@@ -60,6 +68,10 @@ export class Metrics {
       for (const s of SERVICE_STAGES) out.push(`secagg_bytes_total{direction="${dir}",stage="${s}"} ${this.bytes[dir].get(s) ?? 0}`);
     head('secagg_connections', 'gauge', 'Open WebSocket connections.');
     out.push(`secagg_connections ${this.connections}`);
+    head('secagg_pending_connections', 'gauge', 'Open WebSocket connections that have not finished their hello.');
+    out.push(`secagg_pending_connections ${this.pending}`);
+    head('secagg_messages_refused_total', 'counter', 'Protocol messages refused (not used by the round), by code.');
+    for (const [k, v] of this.refused) out.push(`secagg_messages_refused_total{code="${k}"} ${v}`);
     head('secagg_waiting_clients', 'gauge', 'Authenticated clients waiting for a round.');
     out.push(`secagg_waiting_clients ${this.waiting}`);
     head('secagg_connections_closed_total', 'counter', 'Connections the server closed, by reason.');

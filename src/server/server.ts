@@ -11,15 +11,15 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { nodeCrypto } from '../crypto/node.js';
 import { SecAggError } from '../errors.js';
 import { clientId, roundId, MAX_CLIENT_ID, type ClientId } from '../ids.js';
 import { cryptoRng } from '../rng.js';
-import { defaultThreshold, recommendParameters } from '../graph/index.js';
-import { effectiveDegree, type Degree, type RoundConfig } from '../protocol/config.js';
-import { maxClientMessageBytes } from '../protocol/limits.js';
+import { recommendParameters } from '../graph/index.js';
+import { effectiveDegree, maxNeighbourhood, minimumThreshold, neighbourhoodBoundViolation, type Degree, type RoundConfig } from '../protocol/config.js';
+import { maxClientMessageBytes, maxClientMessageBytesForStage } from '../protocol/limits.js';
 import {
   handleServerDeadline,
   handleServerMessage,
@@ -67,18 +67,54 @@ export interface ServiceOptions {
   readonly dimension: number;
   /** 'complete' (SecAgg), 'recommended' (SecAgg+, from recommendParameters), or k (default 'complete'). */
   readonly degree: Degree | 'recommended';
-  /** Shamir threshold; default a safe majority of the neighbourhood. Ignored when invalid for the cohort. */
+  /**
+   * Shamir threshold; default `minimumThreshold(mode, degree, cohort, corruption)` (protocol/config.ts),
+   * the smallest that meets the neighbourhood bound for the largest neighbourhood the round's graph
+   * can give. A threshold that violates the bound for every cohort this server can draw is refused by
+   * createServer; for a cohort it does not fit it is clamped into [minimum, neighbourhood] (logged).
+   */
   readonly threshold: number | undefined;
+  /**
+   * c, clients colluding with the server that any one neighbourhood may contain while honest inputs
+   * stay hidden (default 0). It raises the threshold (active mode: 2t > k + c; semi-honest: t > c),
+   * goes into every round's parameters (clients check it) and sizes the 'recommended' degree.
+   */
+  readonly corruption: number;
   /** Dropout rate the 'recommended' degree is sized for (default 0.1). */
   readonly dropoutRate: number;
   /** Deadline of each protocol stage, ms (default 30,000). */
   readonly stageTimeoutMs: number;
-  /** A connection must send its hello within this time, ms (default 10,000). */
+  /** A connection must finish its hello (token and, in active mode, identity proof) within this time, ms (default 5,000). */
   readonly handshakeTimeoutMs: number;
-  /** Open connections accepted at once (default 10,000). */
+  /**
+   * Authenticated connections (waiting or in a round) accepted at once (default 10,000); a hello
+   * beyond it is closed with 4503. Connections still in their handshake do not count here: they
+   * have their own, smaller budget (`maxPendingConnections`, `maxPendingPerAddress`).
+   */
   readonly maxConnections: number;
+  /** Connections still in their handshake (no welcome yet), all addresses together (default 256); more are refused with HTTP 503. */
+  readonly maxPendingConnections: number;
+  /**
+   * Connections still in their handshake from one source — an IPv4 address or an IPv6 /64 — (default
+   * 8); more are refused with HTTP 503. Behind a reverse proxy every client has the proxy's address:
+   * raise it (e.g. to `maxPendingConnections`) and limit per client at the proxy.
+   */
+  readonly maxPendingPerAddress: number;
+  /**
+   * A connection is closed (1008) once this many of its protocol messages were refused since it was
+   * last assigned a round (default 8): wrong stage, duplicates, over the stage's frame limit, frames
+   * outside a round. An honest client sends one message per stage, so it never gets near it.
+   */
+  readonly maxRefusedMessages: number;
   /** Frames per second per connection, sustained; bursts of twice that pass (default 50). */
   readonly maxMessagesPerSecond: number;
+  /**
+   * Bearer tokens that may read round results over HTTP (`/api/rounds`, `/api/rounds/:id`, which
+   * carries the sum): a request must send `Authorization: Bearer <one of them>`, else 401. Default
+   * none: those endpoints are open, as for a server on loopback (a warning is logged when the host
+   * is not a loopback address). These are not the clients' tokens.
+   */
+  readonly resultsTokens: readonly string[];
   /** Round history; default: in memory, or SQLite when `historyFile` is set. */
   readonly store: RoundStore | undefined;
   /** SQLite file for the round history. */
@@ -181,11 +217,16 @@ const DEFAULTS: Omit<ServiceOptions, 'logger'> = {
   dimension: 1000,
   degree: 'complete',
   threshold: undefined,
+  corruption: 0,
   dropoutRate: 0.1,
   stageTimeoutMs: 30_000,
-  handshakeTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
   maxConnections: 10_000,
+  maxPendingConnections: 256,
+  maxPendingPerAddress: 8,
+  maxRefusedMessages: 8,
   maxMessagesPerSecond: 50,
+  resultsTokens: [],
   store: undefined,
   historyFile: undefined,
   unmaskWorkers: availableParallelism(),
@@ -199,7 +240,19 @@ interface Conn {
   readonly seq: number;
   readonly ws: WebSocket;
   readonly remote: string;
+  /** The source its handshake is budgeted against (addressKey). */
+  readonly source: string;
   phase: 'handshake' | 'authenticating' | 'waiting' | 'in-round' | 'closed';
+  /** Counted in the pending (pre-welcome) budget. */
+  pending: boolean;
+  /** The token's expiry (TokenCheck.expiresAt), checked again whenever a cohort is drawn. */
+  expiresAt?: number;
+  /** Protocol messages refused since this connection was last assigned a round. */
+  refused: number;
+  /** Its frames waiting in the round's queue. */
+  queued: number;
+  /** Closed by the server for misbehaving: frames it has in the round's queue are dropped, not handled. */
+  discard: boolean;
   /** The challenge nonce sent on connect. */
   readonly nonce: Uint8Array;
   /** Answered the last ping. */
@@ -219,7 +272,10 @@ interface Live {
   state: ServerState;
   readonly config: RoundConfig;
   readonly members: Map<number, Conn>;
+  /** The largest client message of the round (any stage): a bigger frame closes the connection (1009). */
   readonly maxFrame: number;
+  /** Per stage, the largest message a client may send in it: a bigger frame is refused unread. */
+  readonly stageFrame: Map<string, number>;
   queue: Promise<void>;
   timer?: ReturnType<typeof setTimeout>;
   stageDeadline: number;
@@ -250,6 +306,12 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   if (o.mode !== 'semi-honest' && o.mode !== 'active') throw new RangeError("mode must be 'semi-honest' or 'active'");
   if (o.issuerKey !== undefined && !(o.issuerKey instanceof Uint8Array && o.issuerKey.length === 32)) throw new RangeError('issuerKey must be a 32-byte Ed25519 public key');
   if (!(o.keepAliveIntervalMs >= 0)) throw new RangeError('keepAliveIntervalMs must be ≥ 0');
+  if (!(o.handshakeTimeoutMs > 0)) throw new RangeError('handshakeTimeoutMs must be > 0');
+  for (const name of ['maxConnections', 'maxPendingConnections', 'maxPendingPerAddress', 'maxRefusedMessages'] as const)
+    if (!((Number.isInteger(o[name]) && o[name] >= 1) || o[name] === Infinity)) throw new RangeError(`${name} must be an integer ≥ 1 (or Infinity)`);
+  if (!Array.isArray(o.resultsTokens) || !o.resultsTokens.every((t) => typeof t === 'string' && t.length > 0))
+    throw new TypeError('resultsTokens must be a list of non-empty strings');
+  checkThresholdOptions(o);
   const active = o.mode === 'active';
   const log = o.logger;
   const verify = createTokenVerifier({ tokens: o.tokens, ...(o.secret !== undefined ? { secret: o.secret } : {}) });
@@ -262,10 +324,15 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   metrics.rounds.completed += history.completed;
   metrics.rounds.aborted += history.aborted;
 
-  // Largest frame any round of this server can need: the bound for the biggest cohort.
+  // Largest frame any round of this server can need: the bound for the biggest cohort. It is the
+  // cap of authenticated sockets only; before the welcome a socket is held to MAX_CONTROL_BYTES.
   const maxPayload = Math.max(MAX_CONTROL_BYTES, maxClientMessageBytes(fakeConfig(o, o.maxClients)));
+  const resultsTokens = o.resultsTokens.map(digest);
 
   const conns = new Set<Conn>();
+  /** Connections before their welcome, per source (addressKey), and in all. */
+  const pendingBySource = new Map<string, number>();
+  let pendingCount = 0;
   const waiting = new Set<Conn>();
   const identities = new Map<string, Conn>();
   const identityKeys = new Map<string, Conn>(); // hex identity key → connection (active mode)
@@ -292,8 +359,26 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       reason,
     });
     metrics.closed(metricReason);
+    if (code !== CLOSE.NORMAL && code !== CLOSE.GOING_AWAY) {
+      // Misbehaviour: nothing more from this peer is used. Its frames still in the round's queue are
+      // dropped, and whatever it sends before answering the close must be small: a bigger frame makes
+      // ws end the connection at once instead of buffering it.
+      c.discard = true;
+      setPayloadCap(c.ws, MAX_CONTROL_BYTES);
+    }
     c.ws.close(code, reason.slice(0, 120));
     gone(c);
+  };
+
+  /** The connection leaves the pending (pre-welcome) budget: welcomed or gone. */
+  const settle = (c: Conn) => {
+    if (!c.pending) return;
+    c.pending = false;
+    pendingCount--;
+    const n = (pendingBySource.get(c.source) ?? 1) - 1;
+    if (n > 0) pendingBySource.set(c.source, n);
+    else pendingBySource.delete(c.source);
+    metrics.pending = pendingCount;
   };
 
   const gone = (c: Conn) => {
@@ -301,6 +386,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     const wasInRound = c.phase === 'in-round';
     c.phase = 'closed';
     if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
+    settle(c);
     conns.delete(c);
     waiting.delete(c);
     if (c.identity !== undefined && identities.get(c.identity) === c) identities.delete(c.identity);
@@ -379,13 +465,24 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       closeConn(c, CLOSE.DUPLICATE_IDENTITY, `identity key ${toHex(identityKey).slice(0, 16)}… is already connected`, 'duplicate_identity');
       return;
     }
+    if (conns.size - pendingCount >= o.maxConnections) {
+      closeConn(c, CLOSE.SERVER_FULL, 'too many connections', 'server_full');
+      return;
+    }
     const id = allocateClientId();
     if (id === undefined) {
       closeConn(c, CLOSE.SERVER_FULL, 'no client id free', 'server_full');
       return;
     }
+    if (!setPayloadCap(c.ws, maxPayload)) {
+      log.log('error', 'cannot raise the frame limit of an authenticated socket: ws internals changed (see setPayloadCap)', { conn: c.seq });
+      closeConn(c, CLOSE.INTERNAL, 'internal error', 'internal');
+      return;
+    }
     if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
+    settle(c);
     c.identity = check.identity;
+    c.expiresAt = check.expiresAt;
     c.clientId = id;
     identities.set(check.identity, c);
     if (identityKey !== undefined) {
@@ -402,6 +499,29 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     schedule();
   };
 
+  /**
+   * A protocol message that the round will not use: logged, counted, and at `maxRefusedMessages`
+   * since the connection's last round assignment the connection is closed (1008). Honest clients
+   * send one message per stage (plus perhaps a late one and an abort), far below the default 8.
+   */
+  const refusedMessage = (c: Conn, l: Live | undefined, code: string, reason: string) => {
+    metrics.refusedMessage(code);
+    log.log('info', 'message refused', { ...(l ? { round: l.record.id } : {}), conn: c.seq, clientId: c.clientId, code, reason });
+    c.refused++;
+    if (c.refused >= o.maxRefusedMessages && c.phase !== 'closed')
+      closeConn(c, CLOSE.POLICY, `${c.refused} refused messages (limit ${o.maxRefusedMessages})`, 'refused_messages');
+  };
+
+  /** The largest frame a client may send in `stage` of this round (cached per stage). */
+  const stageFrameLimit = (l: Live, stage: string): number => {
+    let n = l.stageFrame.get(stage);
+    if (n === undefined) {
+      n = Math.min(l.maxFrame, maxClientMessageBytesForStage(l.config, stage));
+      l.stageFrame.set(stage, n);
+    }
+    return n;
+  };
+
   const onFrame = (c: Conn, data: RawData, isBinary: boolean) => {
     if (c.phase === 'closed') return;
     if (!rateOk(c)) return closeConn(c, CLOSE.RATE_LIMITED, `more than ${o.maxMessagesPerSecond} frames per second`, 'rate_limited');
@@ -409,6 +529,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     const bytes = Array.isArray(data) ? new Uint8Array(Buffer.concat(data)) : new Uint8Array(data as ArrayBuffer | Buffer);
     try {
       if (c.phase === 'handshake') {
+        // ws already refused anything above MAX_CONTROL_BYTES before buffering it (setPayloadCap); kept as a second line.
         if (bytes.length > MAX_CONTROL_BYTES) return closeConn(c, CLOSE.TOO_BIG, `hello of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`, 'too_big');
         onHello(c, bytes).catch((e: unknown) => {
           if (e instanceof TransportError) return closeConn(c, e.closeCode, e.message, e.closeCode === CLOSE.TOO_BIG ? 'too_big' : 'malformed');
@@ -423,21 +544,38 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
         throw new TransportError(CLOSE.MALFORMED, `unexpected ${ctl.body.case} frame`);
       }
       const l = live;
-      if (c.phase !== 'in-round' || !l || c.clientId === undefined || l.members.get(c.clientId) !== c) return; // late frame of a finished round
+      // Not in a round: a late frame of a round that has finished (an honest client has one at most).
+      if (c.phase !== 'in-round' || !l || c.clientId === undefined || l.members.get(c.clientId) !== c)
+        return refusedMessage(c, undefined, 'ERR_STAGE_MISMATCH', 'protocol frame outside a round');
       if (bytes.length > l.maxFrame)
         return closeConn(c, CLOSE.TOO_BIG, `frame of ${bytes.length} bytes exceeds the round's limit of ${l.maxFrame}`, 'too_big');
       const id = c.clientId;
       const stage = l.state.stage;
+      // Frames are checked against the stage the round is in when they arrive: a client can only have
+      // been asked for this stage's message (the server sends a stage's requests after entering it),
+      // so a bigger frame is a late message of an earlier stage or junk — refused unread either way.
+      const limit = stageFrameLimit(l, stage);
+      if (bytes.length > limit) return refusedMessage(c, l, 'ERR_SIZE', `frame of ${bytes.length} bytes exceeds the ${stage} stage's limit of ${limit}`);
+      // Frames wait in the round's queue while earlier steps run; an honest client has one or two
+      // there at a time. More would only hold memory until they are refused.
+      if (c.queued >= o.maxRefusedMessages)
+        return closeConn(c, CLOSE.POLICY, `more than ${o.maxRefusedMessages} frames waiting to be handled`, 'refused_messages');
+      c.queued++;
       enqueue(l, async () => {
+        c.queued--;
+        // Closed for misbehaviour (e.g. its refusal budget) while this frame waited: not handled.
+        if (c.discard) return { state: l.state, outgoing: [] };
         const step = await handleServerMessage(l.state, id, bytes);
         if (isStage(stage)) metrics.addBytes('in', stage, bytes.length);
         const rec = isStage(stage) ? l.record.stages[stage] : undefined;
         if (rec) rec.bytesIn += bytes.length;
         if (step.error) {
           const code = step.error.code;
-          log.log('info', 'message refused', { round: l.record.id, clientId: id, code, reason: step.error.message });
-          if (code === 'ERR_DECODE' || code === 'ERR_VERSION' || code === 'ERR_SIZE')
+          if (code === 'ERR_DECODE' || code === 'ERR_VERSION' || code === 'ERR_SIZE') {
+            metrics.refusedMessage(code);
+            log.log('info', 'message refused', { round: l.record.id, conn: c.seq, clientId: id, code, reason: step.error.message });
             closeConn(c, code === 'ERR_SIZE' && step.error.message.includes('exceeds') ? CLOSE.TOO_BIG : CLOSE.MALFORMED, `${code}: ${step.error.message}`, 'malformed');
+          } else refusedMessage(c, l, code, step.error.message);
         } else if (rec) rec.clients++;
         return step;
       });
@@ -465,25 +603,40 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     }
   };
 
+  /**
+   * The degree and threshold of a round over `n` clients. The threshold is checked against the
+   * largest neighbourhood the graph can give over any U1 of the cohort (maxNeighbourhood: an odd
+   * degree over an odd U1 gives k + 1), never against the declared degree, and with the corruption
+   * budget: minimumThreshold is the smallest that meets the bound.
+   */
   const resolveParameters = (n: number): { degree: Degree; threshold: number } => {
+    const c = o.corruption;
     let degree: Degree;
-    let threshold: number | undefined;
+    let recommended: number | undefined;
     if (o.degree === 'recommended') {
       try {
-        const rec = recommendParameters({ clients: n, dropoutRate: Math.max(o.dropoutRate, 0.01), corruptionRate: 0, securityBits: 40 });
+        const rec = recommendParameters({ clients: n, dropoutRate: Math.max(o.dropoutRate, 0.01), corruptionRate: c / n, securityBits: 40 });
         degree = rec.complete ? 'complete' : rec.degree;
-        threshold = Math.max(rec.threshold, defaultThreshold(effectiveDegree(degree, n)));
+        recommended = rec.threshold;
       } catch {
         degree = 'complete';
       }
     } else degree = o.degree;
-    const k = effectiveDegree(degree, n);
-    const t = o.threshold ?? threshold;
-    return { degree, threshold: t !== undefined && 2 * t > k && t <= k ? t : defaultThreshold(k) };
+    const k = maxNeighbourhood(degree, n);
+    const floor = minimumThreshold(o.mode, degree, n, c);
+    const wanted = o.threshold ?? recommended ?? floor;
+    const threshold = Math.min(Math.max(wanted, floor), k);
+    if (o.threshold !== undefined && threshold !== o.threshold)
+      log.log('warn', 'the configured threshold does not fit this cohort: clamped', { threshold: o.threshold, used: threshold, cohort: n, neighbourhood: k, corruption: c });
+    return { degree, threshold };
   };
 
   const startRound = async (): Promise<number | undefined> => {
-    if (closing || live || waiting.size < Math.max(3, o.minClients)) return undefined;
+    if (closing || live) return undefined;
+    // A connection does not outlive its token: every draw re-checks the expiry kept from its hello.
+    const now0 = Date.now();
+    for (const c of [...waiting]) if (c.expiresAt !== undefined && c.expiresAt <= now0) closeConn(c, CLOSE.UNAUTHORIZED, 'token expired', 'unauthorized_expired');
+    if (waiting.size < Math.max(3, o.minClients)) return undefined;
     // Sample the cohort uniformly from the waiting clients.
     const pool = [...waiting];
     for (let i = pool.length - 1; i > 0; i--) {
@@ -501,6 +654,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       degree,
       mode: o.mode,
       cohort: members.map((c) => c.clientId!),
+      corruption: o.corruption,
     };
     // Active mode: the directory is the identity keys the members proved possession of at hello.
     const directory = active ? new Map<number, Uint8Array>(members.map((c) => [c.clientId!, c.identityKey!])) : undefined;
@@ -515,10 +669,12 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     for (const c of members) {
       waiting.delete(c);
       c.phase = 'in-round';
+      c.refused = 0;
+      c.queued = 0;
     }
     metrics.waiting = waiting.size;
     const now = Date.now();
-    const params = { bits: o.bits, dimension: o.dimension, threshold, degree: effectiveDegree(degree, n), mode: o.mode, cohort: n };
+    const params = { bits: o.bits, dimension: o.dimension, threshold, degree: effectiveDegree(degree, n), mode: o.mode, cohort: n, corruption: o.corruption };
     const base: Omit<RoundRecord, 'id'> = {
       roundId: toHex(config.roundId),
       params,
@@ -539,6 +695,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       config,
       members: new Map(members.map((c) => [c.clientId!, c])),
       maxFrame: maxClientMessageBytes(config),
+      stageFrame: new Map(),
       queue: Promise.resolve(),
       stageDeadline: 0,
       disconnected: new Set(),
@@ -744,6 +901,17 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     };
   };
 
+  /** With `resultsTokens` set, reading results needs one of them as a bearer token (compared as SHA-256 digests, in constant time). */
+  const resultsAuthorized = (req: IncomingMessage): boolean => {
+    if (resultsTokens.length === 0) return true;
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const got = digest(m[1]!);
+    let ok = false;
+    for (const t of resultsTokens) ok = timingSafeEqual(t, got) || ok;
+    return ok;
+  };
+
   const json = (res: ServerResponse, code: number, body: unknown) =>
     res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
 
@@ -764,6 +932,10 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       if (url.pathname === '/metrics') return res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
       if (url.pathname === '/api/status') return json(res, 200, await status());
       const m = /^\/api\/rounds\/(\d+)$/.exec(url.pathname);
+      if ((m || url.pathname === '/api/rounds') && !resultsAuthorized(req)) {
+        res.setHeader('www-authenticate', 'Bearer realm="secagg results"');
+        return json(res, 401, { error: 'round results need Authorization: Bearer <results token>' });
+      }
       if (m) {
         const r = await store.get(Number(m[1]));
         if (!r) return json(res, 404, { error: 'no such round' });
@@ -778,39 +950,69 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   };
 
   const http = createHttpServer((req, res) => void onRequest(req, res));
-  const wss = new WebSocketServer({ noServer: true, maxPayload });
+  // maxPayload is the pre-authentication cap: a socket gets the round-sized cap only once it is
+  // welcomed (setPayloadCap). closeTimeout (an option of ws 8.23's WebSocketServer, missing from
+  // @types/ws 8.18) bounds how long a peer that never answers our close frame keeps its socket
+  // (ws's default: 30 s).
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_BYTES, perMessageDeflate: false, ...({ closeTimeout: 5_000 } as object) });
   http.on('upgrade', (req, socket, head) => {
     if (closing) return socket.destroy();
     if (new URL(req.url ?? '/', 'http://x').pathname !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
       return;
     }
+    // Handshakes have their own small budget, per source and in all, so sockets that never
+    // authenticate cannot take the slots of clients that do. Refused before the upgrade: no
+    // WebSocket, no closing handshake to wait for.
+    const remote = req.socket.remoteAddress ?? '';
+    const source = addressKey(remote);
+    const fromSource = pendingBySource.get(source) ?? 0;
+    if (fromSource >= o.maxPendingPerAddress || pendingCount >= o.maxPendingConnections) {
+      const perSource = fromSource >= o.maxPendingPerAddress;
+      metrics.closed(perSource ? 'pending_per_address' : 'pending_full');
+      log.log('info', 'handshake refused', { remote, source, reason: perSource ? 'too many handshakes from this address' : 'too many handshakes' });
+      // Destroyed once the response is written: a peer that never closes its side keeps nothing.
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+      return;
+    }
+    // Without verifyClient, ws completes the upgrade synchronously: the count below cannot be
+    // overtaken by another upgrade between the check above and this callback.
     wss.handleUpgrade(req, socket, head, (ws) => {
       const c: Conn = {
         seq: nextSeq++,
         ws,
-        remote: req.socket.remoteAddress ?? '',
+        remote,
+        source,
         phase: 'handshake',
+        pending: true,
+        refused: 0,
+        queued: 0,
+        discard: false,
         nonce: new Uint8Array(randomBytes(NONCE_BYTES)),
         alive: true,
         tokens: 2 * o.maxMessagesPerSecond,
         lastRefill: performance.now(),
       };
-      if (conns.size >= o.maxConnections) {
-        metrics.closed('server_full');
-        ws.close(CLOSE.SERVER_FULL, 'too many connections');
-        return;
-      }
+      pendingCount++;
+      pendingBySource.set(source, (pendingBySource.get(source) ?? 0) + 1);
+      metrics.pending = pendingCount;
       conns.add(c);
       metrics.connections = conns.size;
       c.handshakeTimer = setTimeout(() => closeConn(c, CLOSE.HANDSHAKE_TIMEOUT, `no hello within ${o.handshakeTimeoutMs} ms`, 'handshake_timeout'), o.handshakeTimeoutMs);
       ws.on('message', (data, isBinary) => onFrame(c, data, isBinary));
       ws.on('pong', () => (c.alive = true));
-      ws.on('close', (code) => {
-        if (code === CLOSE.TOO_BIG && c.phase !== 'closed') metrics.closed('too_big'); // ws enforced maxPayload
-        gone(c);
+      ws.on('close', () => gone(c));
+      ws.on('error', (e: Error & { code?: string }) => {
+        // ws refused a frame over the socket's cap (1009) from its header, before buffering it.
+        if (e.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && c.phase !== 'closed') {
+          log.log('info', 'closing connection', { conn: c.seq, clientId: c.clientId, identity: c.identity, code: CLOSE.TOO_BIG, reason: `frame over the ${c.pending ? 'pre-authentication' : 'service'} limit` });
+          metrics.closed('too_big');
+          c.discard = true;
+          gone(c);
+          return;
+        }
+        log.log('debug', 'socket error', { conn: c.seq, error: String(e) });
       });
-      ws.on('error', (e) => log.log('debug', 'socket error', { conn: c.seq, error: String(e) }));
       ws.send(
         encodeControl({
           case: 'challenge',
@@ -854,7 +1056,9 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
           }
         }, o.keepAliveIntervalMs)
       : undefined;
-  log.log('info', 'listening', { url: `http://${hostForUrl}:${port}/`, dimension: o.dimension, bits: o.bits, degree: o.degree, mode: o.mode, serverId, maxPayload });
+  log.log('info', 'listening', { url: `http://${hostForUrl}:${port}/`, dimension: o.dimension, bits: o.bits, degree: o.degree, mode: o.mode, serverId, maxPayload, corruption: o.corruption });
+  if (resultsTokens.length === 0 && !isLoopback(o.host))
+    log.log('warn', 'round results (/api/rounds, with the sums) are readable without a token on a non-loopback interface: set resultsTokens (--results-token)', { host: o.host });
 
   return {
     url: `ws://${hostForUrl}:${port}/ws`,
@@ -898,6 +1102,79 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       log.log('info', 'stopped', { reason: options.reason ?? 'close' });
     },
   };
+}
+
+/**
+ * Set the frame cap of one open socket. ws has no public way to change maxPayload after the
+ * upgrade, so this sets the socket's Receiver's `_maxPayload` (ws 8, lib/receiver.js). It is sound
+ * because the Receiver reads that field afresh at every frame header (haveLength compares the
+ * running total of the message's fragments with it before a byte of payload is buffered, and a
+ * frame over it errors the Receiver, which stops reading the socket and closes with 1009), reads it
+ * nowhere else but in permessage-deflate's inflate path, which is off here (that extension keeps its
+ * own copy). A frame whose header came before a change was checked against the cap in force then;
+ * the server raises the cap before it sends the welcome, and a client sends nothing big before its
+ * round assignment, so no honest frame ever meets the small cap. Returns false when the field is not
+ * there (a ws release that renamed it): the caller closes the connection rather than run with a
+ * wrong cap, and every service test would fail.
+ */
+function setPayloadCap(ws: WebSocket, bytes: number): boolean {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
+  if (receiver === undefined || receiver === null || typeof receiver._maxPayload !== 'number') return false;
+  receiver._maxPayload = bytes;
+  return true;
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/**
+ * The source a handshake is budgeted against: an IPv4 address (also when IPv4-mapped), or the /64
+ * of an IPv6 address — one subscriber usually has a whole /64, so a per-address budget alone would
+ * not hold.
+ */
+export function addressKey(remote: string): string {
+  const address = remote.split('%')[0]!.toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(':')) return address;
+  const [head = '', tail] = address.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./.test(host);
+}
+
+/**
+ * Refuse at createServer a threshold or corruption budget that no cohort this server can draw
+ * could use. The neighbourhood grows with the cohort for a fixed degree (up to k, or k + 1 for an
+ * odd k) and the bound 2t > k + c (active; semi-honest: t > c, 2t > k) gets stricter with it, so a
+ * threshold that fails for the smallest cohort fails for all, and one above the largest
+ * neighbourhood fits none. For the 'recommended' degree only what holds for every degree is checked.
+ */
+function checkThresholdOptions(o: ServiceOptions): void {
+  const c = o.corruption;
+  if (!Number.isInteger(c) || c < 0) throw new RangeError('corruption must be an integer ≥ 0');
+  const t = o.threshold;
+  if (t !== undefined && (!Number.isInteger(t) || t < 2)) throw new RangeError('threshold must be an integer ≥ 2');
+  if (o.degree !== 'recommended' && o.degree !== 'complete' && (!Number.isInteger(o.degree) || o.degree < 2))
+    throw new RangeError("degree must be 'complete', 'recommended' or an integer ≥ 2");
+  if (o.degree === 'recommended') {
+    if (t !== undefined && o.mode === 'semi-honest' && t <= c) throw new RangeError(`threshold ${t} must exceed the corruption budget ${c}`);
+    return;
+  }
+  const kLargest = maxNeighbourhood(o.degree, o.maxClients);
+  const kSmallest = maxNeighbourhood(o.degree, o.minClients);
+  if (c >= kLargest) throw new RangeError(`corruption ${c} must be below the neighbourhood size (${kLargest} at most for degree ${o.degree})`);
+  if (t === undefined) return;
+  if (t > kLargest) throw new RangeError(`threshold ${t} exceeds every neighbourhood this server can build (${kLargest} at most)`);
+  const why = neighbourhoodBoundViolation(o.mode, kSmallest, t, c);
+  if (why !== undefined) throw new RangeError(`threshold ${t} is unsafe for every cohort (${o.minClients}..${o.maxClients} clients, degree ${o.degree}): ${why}`);
 }
 
 function fakeConfig(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'degree'>, n: number): RoundConfig {

@@ -3,7 +3,8 @@
  * embedded defaults (in memory; SQLite file in sqliteStore.ts) can be swapped for an external
  * engine without touching the server.
  */
-export const SERVICE_STAGES = ['advertise', 'share', 'masked', 'consistency', 'unmask'] as const;
+/** The server's protocol stages in round order ('view' and 'consistency': active mode only). */
+export const SERVICE_STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'] as const;
 export type ServiceStage = (typeof SERVICE_STAGES)[number];
 
 export type RoundOutcome = 'running' | 'completed' | 'aborted';
@@ -27,6 +28,8 @@ export interface RoundParams {
   readonly mode: 'semi-honest' | 'active';
   /** Clients invited (cohort size). */
   readonly cohort: number;
+  /** c, colluding clients tolerated per neighbourhood (absent in rounds recorded before it existed: 0). */
+  readonly corruption?: number;
 }
 
 export interface RoundRecord {

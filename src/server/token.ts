@@ -49,7 +49,17 @@ export function signToken(claims: TokenClaims, secret: string | Uint8Array): str
 }
 
 export type TokenCheck =
-  | { readonly ok: true; readonly identity: string; /** The bound identity key, when the token has one. */ readonly identityKey?: Uint8Array }
+  | {
+      readonly ok: true;
+      readonly identity: string;
+      /** The bound identity key, when the token has one. */
+      readonly identityKey?: Uint8Array;
+      /**
+       * When the token stops being valid, ms since the epoch (Infinity for static tokens). The server
+       * keeps it on the connection and checks it again whenever it draws a cohort.
+       */
+      readonly expiresAt: number;
+    }
   | { readonly ok: false; readonly reason: 'invalid' | 'expired' };
 
 function keyBytes(k: Uint8Array | string): Uint8Array {
@@ -87,7 +97,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
     if (typeof token !== 'string' || token.length === 0 || token.length > 2048) return { ok: false, reason: 'invalid' };
     // Hashing first makes the map lookup independent of how much of the token matches.
     const known = statics.get(digest(token).toString('hex'));
-    if (known !== undefined) return { ok: true, ...known };
+    if (known !== undefined) return { ok: true, ...known, expiresAt: Infinity };
     if (secret === undefined) return { ok: false, reason: 'invalid' };
     const parts = token.split('.');
     if (parts.length !== 3 || parts[0] !== PREFIX) return { ok: false, reason: 'invalid' };
@@ -108,6 +118,6 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
       if (identityKey === undefined || identityKey.length !== IDENTITY_KEY_BYTES) return { ok: false, reason: 'invalid' };
     }
     if (c.expiresAt <= now()) return { ok: false, reason: 'expired' };
-    return { ok: true, identity: c.clientId, ...(identityKey ? { identityKey } : {}) };
+    return { ok: true, identity: c.clientId, expiresAt: c.expiresAt, ...(identityKey ? { identityKey } : {}) };
   };
 }
