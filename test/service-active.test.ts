@@ -106,7 +106,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
       // Without a certificate (or with one for another name) the server refuses the hello.
       const other = await makeIdentity('q-nocert');
       await assert.rejects(
-        participate({ url: server.url, token: boundToken(other.name, other.key), identity: other.seed, input: vector(1, M, BITS), WebSocket: WS }),
+        participate({ url: server.url, token: boundToken(other.name, other.key), identity: other.seed, trust: 'server', input: vector(1, M, BITS), WebSocket: WS }),
         (e: unknown) => isClientError(e, 'ERR_UNAUTHORIZED') && /invalid certificate/.test(e.message),
       );
       await assert.rejects(
@@ -114,6 +114,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
           url: server.url,
           token: boundToken(other.name, other.key),
           identity: other.seed,
+          trust: 'server',
           certificate: ids[0]!.certificate,
           input: vector(1, M, BITS),
           WebSocket: WS,
@@ -137,7 +138,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
     try {
       const input = vector(1, M, BITS);
       const refused = async (tok: string, seed: Uint8Array, pattern: RegExp) =>
-        assert.rejects(participate({ url: server.url, token: tok, identity: seed, input, WebSocket: WS }), (e: unknown) => {
+        assert.rejects(participate({ url: server.url, token: tok, identity: seed, trust: 'server', input, WebSocket: WS }), (e: unknown) => {
           assert.ok(isClientError(e, 'ERR_UNAUTHORIZED'), String(e));
           assert.equal(e.closeCode, CLOSE.UNAUTHORIZED);
           assert.match(e.message, pattern);
@@ -160,6 +161,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
           url: server.url,
           token: 'static-alice',
           identity: alice!.seed,
+          trust: 'server',
           input,
           WebSocket: WS,
           signal: ac.signal,
@@ -226,7 +228,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
     try {
       const ac = new AbortController();
       const welcomed = new Promise<void>((resolve) => {
-        void participate({ url: server.url, token: 'one', identity: k!.seed, input: vector(1, M, BITS), WebSocket: WS, signal: ac.signal, onEvent: (e) => e.type === 'welcome' && resolve() }).catch(() => {});
+        void participate({ url: server.url, token: 'one', identity: k!.seed, trust: 'server', input: vector(1, M, BITS), WebSocket: WS, signal: ac.signal, onEvent: (e) => e.type === 'welcome' && resolve() }).catch(() => {});
       });
       await welcomed;
       const closes: number[] = [];
@@ -235,6 +237,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
           url: server.url,
           token: 'two',
           identity: k!.seed,
+          trust: 'server',
           input: vector(1, M, BITS),
           WebSocket: WS,
           reconnect: { maxAttempts: 0 },
@@ -293,7 +296,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
     }
   });
 
-  test('without a trust anchor the client takes the server at its word (documented degradation)', async () => {
+  test("with trust: 'server' the client takes the server at its word (documented degradation)", async () => {
     const server = await startServer({ mode: 'active', minClients: 3 });
     const evil = await makeIdentity('evil2');
     const ids = await identities('w', 3);
@@ -308,12 +311,13 @@ describe('service: active mode', { timeout: 60_000 }, () => {
           url: proxy.url,
           token: boundToken(id.name, id.key),
           identity: id.seed,
+          trust: 'server',
           reconnect: { maxAttempts: 0 },
           onEvent: (e: ClientEvent) => (e.type === 'assigned' ? assigned.push(e.round) : undefined),
         }),
       );
       // w2 connects directly (its own entry is intact).
-      const direct = nodeClient(server, 'w2', vector(702, M, BITS), { token: boundToken('w2', ids[2]!.key), identity: ids[2]!.seed, reconnect: { maxAttempts: 0 } });
+      const direct = nodeClient(server, 'w2', vector(702, M, BITS), { token: boundToken('w2', ids[2]!.key), identity: ids[2]!.seed, trust: 'server', reconnect: { maxAttempts: 0 } });
       await Promise.allSettled([...clients, direct].map((c) => c.done));
       assert.equal(assigned.length, 2, 'both proxied clients accepted the substituted directory');
       assert.ok(assigned.every((r) => r?.identityCheck === 'server'));
@@ -328,7 +332,7 @@ describe('service: active mode', { timeout: 60_000 }, () => {
     try {
       const [id] = await identities('s', 1);
       await assert.rejects(
-        participate({ url: server.url, token: token(id!.name), identity: id!.seed, input: vector(1, M, BITS), WebSocket: WS }),
+        participate({ url: server.url, token: token(id!.name), identity: id!.seed, trust: 'server', input: vector(1, M, BITS), WebSocket: WS }),
         (e: unknown) => isClientError(e, 'ERR_IDENTITY') && /semi-honest/.test(e.message),
       );
     } finally {

@@ -28,7 +28,10 @@ Active mode (servers run with --mode active):
   --issuer-key HEX|@FILE pinned issuer public key: every cohort member needs its certificate
   --certificate C|@FILE  this client's certificate from the issuer
   --server-id ID         refuse a server whose challenge names another id
-  Without --directory or --issuer-key the client trusts the server's directory (see docs/service.md).
+  --trust MODE           pinned | issuer | pinned+issuer | server: what the cohort's keys are
+                         checked against (default: implied by --directory / --issuer-key). With
+                         neither, --trust server must be given: it takes the server's directory as
+                         sent, with no protection against a server substituting keys (docs/service.md).
 
 Exit code 0 when the input was in every round's sum, 1 when a round ended without it, 2 for bad
 arguments, 3 when the server refused the token or could not be reached, 4 when an identity check
@@ -61,6 +64,7 @@ export async function runClient(argv: string[]): Promise<number> {
       'issuer-key': { type: 'string' },
       certificate: { type: 'string' },
       'server-id': { type: 'string' },
+      trust: { type: 'string' },
     },
     CLIENT_HELP,
   );
@@ -91,7 +95,15 @@ export async function runClient(argv: string[]): Promise<number> {
   }
   if (a.certificate !== undefined) Object.assign(active, { certificate: fileOrValue(a.certificate) });
   if (a['server-id'] !== undefined) Object.assign(active, { serverId: a['server-id'] });
-  if ((active.directory !== undefined || active.issuerKey !== undefined) && active.identity === undefined) fail('--directory and --issuer-key need --identity');
+  if ((active.directory !== undefined || active.issuerKey !== undefined || a.trust !== undefined) && active.identity === undefined)
+    fail('--directory, --issuer-key and --trust need --identity');
+  if (a.trust !== undefined) {
+    if (!['pinned', 'issuer', 'pinned+issuer', 'server'].includes(a.trust)) fail(`--trust must be pinned, issuer, pinned+issuer or server, got '${a.trust}'`);
+    const given = active.directory !== undefined && active.issuerKey !== undefined ? 'pinned+issuer' : active.directory !== undefined ? 'pinned' : active.issuerKey !== undefined ? 'issuer' : 'server';
+    if (a.trust !== given) fail(`--trust ${a.trust} does not match what was given (${given === 'server' ? 'neither --directory nor --issuer-key' : given})`);
+    Object.assign(active, { trust: a.trust });
+  } else if (active.identity !== undefined && active.directory === undefined && active.issuerKey === undefined)
+    fail("--identity needs --directory and/or --issuer-key to check the cohort's identity keys, or --trust server to take the server's word for them");
   const url = a.url ?? fail('--url is required');
   const token = a.token ?? process.env['SECAGG_TOKEN'] ?? fail('--token is required');
   if ((a.input === undefined) === (a.random === undefined)) fail('give exactly one of --input FILE and --random M');

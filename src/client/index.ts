@@ -2,7 +2,7 @@
  * secagg/client — take part in rounds of an aggregation service over WebSocket. Browser-safe:
  * nothing here imports Node modules; in Node 20 pass `WebSocket` from the ws package.
  */
-export { participate, type ParticipateOptions, type RoundInfo, type RoundReport, type ClientEvent, type ReplyStage } from './participate.js';
+export { participate, type ParticipateOptions, type RoundInfo, type RoundReport, type ClientEvent, type ReplyStage, type TrustMode } from './participate.js';
 export {
   generateIdentity,
   identityPublicKey,

@@ -17,10 +17,11 @@ import { openChannel, type FrameChannel, type WebSocketConstructor } from '../tr
 import { ClientError } from './errors.js';
 
 /** The stage whose message a client is about to send. */
-export type ReplyStage = 'advertise' | 'share' | 'masked' | 'consistency' | 'unmask';
+export type ReplyStage = 'advertise' | 'view' | 'share' | 'masked' | 'consistency' | 'unmask';
 
 const REPLY: Partial<Record<ClientStage, ReplyStage>> = {
   'awaiting-start': 'advertise',
+  'awaiting-view': 'view',
   'awaiting-keys': 'share',
   'awaiting-shares': 'masked',
   'awaiting-consistency': 'consistency',
@@ -37,9 +38,9 @@ export interface RoundInfo {
   /**
    * Active mode: what the cohort's identity keys were checked against — the pinned directory, the
    * issuer's certificates, both, or only the server's word ('server': no protection against a
-   * server that substitutes keys).
+   * server that substitutes keys). Always the `trust` the client was given (or implied).
    */
-  readonly identityCheck?: 'pinned' | 'issuer' | 'pinned+issuer' | 'server';
+  readonly identityCheck?: TrustMode;
 }
 
 export interface RoundReport extends RoundInfo {
@@ -61,6 +62,14 @@ export type ClientEvent =
   | { readonly type: 'finished'; readonly report: RoundReport }
   | { readonly type: 'disconnected'; readonly code: number; readonly reason: string }
   | { readonly type: 'reconnecting'; readonly attempt: number; readonly delayMs: number };
+
+/**
+ * What an active-mode client checks the cohort's identity keys against: a pinned directory, an
+ * issuer's certificates, both, or — asked for explicitly — nothing but the server's word.
+ */
+export type TrustMode = 'pinned' | 'issuer' | 'pinned+issuer' | 'server';
+
+const TRUST_MODES: readonly TrustMode[] = ['pinned', 'issuer', 'pinned+issuer', 'server'];
 
 export interface ParticipateOptions {
   /** ws:// or wss:// URL of the service (e.g. server.url). */
@@ -101,6 +110,14 @@ export interface ParticipateOptions {
   readonly issuerKey?: Uint8Array | string;
   /** Active mode: this client's certificate from the issuer, presented at hello and forwarded to peers. */
   readonly certificate?: string;
+  /**
+   * Active mode: what the cohort's identity keys are checked against. 'pinned' needs `directory`,
+   * 'issuer' needs `issuerKey`, 'pinned+issuer' both; without `trust` it follows from which of the
+   * two are given. 'server' takes the server's directory as sent — no protection against a
+   * malicious server substituting keys and playing those clients itself — and must be asked for
+   * explicitly: active mode without `directory`, `issuerKey` or `trust: 'server'` is a TypeError.
+   */
+  readonly trust?: TrustMode;
   /** Refuse a server whose challenge names another server id. */
   readonly serverId?: string;
   /**
@@ -131,8 +148,8 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
   if (options.input !== undefined && !(options.input instanceof Uint32Array)) throw new TypeError('input must be a Uint32Array');
   if (options.identity !== undefined && !(options.identity instanceof Uint8Array && options.identity.length === 32))
     throw new TypeError('identity must be a 32-byte Ed25519 seed (Uint8Array)');
-  if ((options.directory !== undefined || options.issuerKey !== undefined) && options.identity === undefined)
-    throw new TypeError('directory and issuerKey are for active mode: give identity too');
+  if ((options.directory !== undefined || options.issuerKey !== undefined || options.trust !== undefined) && options.identity === undefined)
+    throw new TypeError('directory, issuerKey and trust are for active mode: give identity too');
   const trust = trustAnchors(options);
   const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (WS === undefined) throw new ClientError('ERR_UNSUPPORTED', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
@@ -187,6 +204,8 @@ interface SessionEnd {
 interface Trust {
   readonly pinned: ReadonlyMap<string, Uint8Array> | undefined;
   readonly issuerKey: Uint8Array | undefined;
+  /** Active mode only. */
+  readonly mode: TrustMode | undefined;
 }
 
 function trustAnchors(options: ParticipateOptions): Trust {
@@ -202,7 +221,22 @@ function trustAnchors(options: ParticipateOptions): Trust {
   }
   const issuerKey = typeof options.issuerKey === 'string' ? parseKey(options.issuerKey, 'issuerKey') : options.issuerKey;
   if (issuerKey !== undefined && issuerKey.length !== 32) throw new TypeError('issuerKey must be 32 bytes');
-  return { pinned, issuerKey };
+  if (options.identity === undefined) return { pinned, issuerKey, mode: undefined };
+  const given: TrustMode | undefined = pinned && issuerKey ? 'pinned+issuer' : pinned ? 'pinned' : issuerKey ? 'issuer' : undefined;
+  const mode = options.trust;
+  if (mode !== undefined && !TRUST_MODES.includes(mode)) throw new TypeError(`trust must be one of ${TRUST_MODES.join(', ')}, got ${String(mode)}`);
+  if (mode === undefined) {
+    if (given === undefined)
+      throw new TypeError(
+        "active mode needs something to check the cohort's identity keys against: a pinned directory, an issuerKey, or trust: 'server' " +
+          "to take the server's directory as sent (no protection against a server that substitutes keys)",
+      );
+    return { pinned, issuerKey, mode: given };
+  }
+  if (mode === 'server' && given !== undefined) throw new TypeError(`trust: 'server' contradicts the ${given === 'issuer' ? 'issuerKey' : 'directory'} given`);
+  if (mode !== 'server' && mode !== given)
+    throw new TypeError(`trust: '${mode}' needs ${mode === 'pinned' ? 'directory' : mode === 'issuer' ? 'issuerKey' : 'directory and issuerKey'}, and only that`);
+  return { pinned, issuerKey, mode };
 }
 
 class IdentityFailure extends Error {}
@@ -264,8 +298,7 @@ async function session(
   let helloSent = false;
   const crypto = options.crypto ?? defaultCrypto;
   const identityKey = options.identity !== undefined ? await identityPublicKey(options.identity, crypto) : undefined;
-  const identityCheck: RoundInfo['identityCheck'] =
-    trust.pinned && trust.issuerKey ? 'pinned+issuer' : trust.pinned ? 'pinned' : trust.issuerKey ? 'issuer' : 'server';
+  const identityCheck = trust.mode;
   /** Give up on this server: an identity check failed (retrying cannot help). */
   const identityFailure = (message: string, abortRound?: { roundId: Uint8Array; clientId: number }) => {
     error = new ClientError('ERR_IDENTITY', message);
@@ -322,7 +355,7 @@ async function session(
             clientId: a.clientId,
             bits: a.bits,
             dimension: a.dimension,
-            ...(directory ? { identityCheck } : {}),
+            ...(directory && identityCheck ? { identityCheck } : {}),
           };
           emit({ type: 'assigned', round });
           const input = options.input ?? (await options.inputProvider!(round));
