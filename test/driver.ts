@@ -21,6 +21,8 @@ export interface DriverOptions {
   seed?: number;
   corruption?: number;
   floors?: Partial<ClientFloors>;
+  /** Fix the round id (tests of replay into a later round with the same id). */
+  roundId?: Uint8Array;
   /** Extra server options (unmasker, viewAttempts, …). */
   server?: Partial<ServerOptions>;
 }
@@ -45,7 +47,7 @@ export class Driver {
     const mode = o.mode ?? 'semi-honest';
     const degree = o.degree ?? 'complete';
     this.config = {
-      roundId: roundId(rng(16)),
+      roundId: roundId(o.roundId ?? rng(16)),
       bits,
       dimension: o.m ?? 32,
       threshold: o.threshold ?? minimumThreshold(mode, degree, o.n, o.corruption ?? 0),
