@@ -70,7 +70,7 @@ const idListBytes = (n: number): number => 3 * n + ENTRY_OVERHEAD;
  *
  * @example
  * ```ts
- * const limits = clientMessageLimits(config); // { advertiseKeys: 272, shareKeys: …, maskedInput: …, … }
+ * const limits = clientMessageLimits(config); // { advertiseKeys: 240, shareKeys: …, maskedInput: …, … }
  * decodeClientMessageChecked(bytes, { maxBytes: limits, allowed, ...entryCaps(config) });
  * ```
  */
