@@ -16,11 +16,12 @@ import { assertInRing, packVector } from '../ring/vector.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
-import { decodeServerMessage, encodeClientMessage, type ClientBody } from '../wire/codec.js';
+import { decodeServerMessageChecked, encodeClientMessage, type ClientBody } from '../wire/codec.js';
+import { peekServerBody, type ServerKind } from '../wire/peek.js';
 import { Mode as WireMode, type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest, type ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
-import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, maxRoundStartBytes, maxServerMessageBytes } from './limits.js';
+import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, entryCaps, serverMessageLimits, serverMessageLimitsBeforeStart } from './limits.js';
 import { checkIdList } from './idlist.js';
 
 export type ClientStage =
@@ -171,24 +172,35 @@ export async function handleClientMessage(state: ClientState, bytes: Uint8Array)
   }
 }
 
+/** The server messages each stage accepts (besides `aborted`, always): any other kind is refused before it is decoded. */
+const EXPECTED: Readonly<Record<ClientStage, readonly ServerKind[]>> = {
+  'awaiting-start': ['roundStart'],
+  'awaiting-view': ['viewRequest'],
+  'awaiting-keys': ['keys', 'viewRequest'],
+  'awaiting-shares': ['shares'],
+  'awaiting-consistency': ['consistencyRequest'],
+  'awaiting-unmask': ['unmaskRequest'],
+  done: ['unmaskRequest'],
+  aborted: [],
+};
+
 async function dispatch(state: ClientState, bytes: Uint8Array): Promise<ClientStep> {
-  const max = state.config ? maxServerMessageBytes(state.config) : maxRoundStartBytes(state.internal.limits.maxClients);
-  const msg = decodeServerMessage(bytes, max);
-  if (state.config && !derive.bytesEqual(msg.roundId, state.config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
+  const config = state.config;
+  // A message for another round is ignored, whatever its kind: look at the envelope first.
+  if (config && bytes instanceof Uint8Array && !derive.bytesEqual(peekServerBody(bytes).roundId, config.roundId))
+    throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
+  const maxClients = state.internal.limits.maxClients;
+  const expected = EXPECTED[state.stage];
+  const msg = decodeServerMessageChecked(bytes, {
+    maxBytes: config ? serverMessageLimits(config) : serverMessageLimitsBeforeStart(maxClients),
+    allowed: (kind) => kind === 'aborted' || expected.includes(kind),
+    ...(config ? entryCaps(config) : { maxNeighbours: 0, maxMembers: maxClients }),
+  });
+  if (config && !derive.bytesEqual(msg.roundId, config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
   const body = msg.body;
   if (body.case === 'aborted') {
     return { state: next(state, 'aborted', { abortCode: body.value.code || 'ERR_ABORTED' }), outgoing: null };
   }
-  const expect: Record<string, ClientStage[]> = {
-    roundStart: ['awaiting-start'],
-    viewRequest: ['awaiting-view', 'awaiting-keys'],
-    keys: ['awaiting-keys'],
-    shares: ['awaiting-shares'],
-    consistencyRequest: ['awaiting-consistency'],
-    unmaskRequest: ['awaiting-unmask', 'done'],
-  };
-  if (!expect[body.case!]?.includes(state.stage))
-    throw new SecAggError('ERR_STAGE_MISMATCH', `${body.case} is not expected while ${state.stage}`);
   switch (body.case) {
     case 'roundStart':
       return onRoundStart(state, msg.roundId, body.value);

@@ -15,11 +15,12 @@ import { RingAccumulator } from '../ring/accumulator.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { LagrangeCache, reconstructVerified, SHARE_BYTES } from '../shamir/index.js';
-import { decodeClientMessage, encodeServerMessage, type ServerBody } from '../wire/codec.js';
+import { decodeClientMessageChecked, encodeServerMessage, type ServerBody } from '../wire/codec.js';
+import type { ClientKind } from '../wire/peek.js';
 import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
-import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, maxClientMessageBytes } from './limits.js';
+import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, clampAbortReason, clientKindForStage, clientMessageLimits, entryCaps } from './limits.js';
 
 export type ServerStage = 'advertise' | 'view' | 'share' | 'masked' | 'consistency' | 'unmask' | 'done' | 'aborted';
 
@@ -167,7 +168,9 @@ interface ServerInternals {
   readonly fixedGraphSeed: Uint8Array | undefined;
   readonly viewAttempts: number;
   readonly yieldToEventLoop: () => Promise<void>;
-  readonly maxMessageBytes: number;
+  /** The largest honest message of each kind in this round, and the caps on repeated entries: checked before decoding. */
+  readonly messageLimits: Readonly<Record<ClientKind, number>>;
+  readonly entryCaps: { readonly maxNeighbours: number; readonly maxMembers: number };
   readonly cohort: ReadonlySet<number>;
   /** Clients that told us they aborted; they are no longer waited for. */
   readonly quit: Set<number>;
@@ -238,7 +241,8 @@ export function startServerRound(options: ServerOptions): ServerStep {
     fixedGraphSeed: options.graphSeed,
     viewAttempts: options.viewAttempts ?? 3,
     yieldToEventLoop: options.yieldToEventLoop ?? defaultYield,
-    maxMessageBytes: maxClientMessageBytes(config),
+    messageLimits: clientMessageLimits(config),
+    entryCaps: entryCaps(config),
     cohort: new Set(config.cohort),
     quit: new Set(),
     advertised: new Map(),
@@ -292,7 +296,10 @@ async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Pr
   const it = state.internal;
   if (state.stage === 'done' || state.stage === 'aborted') throw new SecAggError('ERR_STAGE_MISMATCH', `the round is ${state.stage}`);
   if (!it.cohort.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this round's cohort`);
-  const msg = decodeClientMessage(bytes, it.maxMessageBytes);
+  // The kind is checked against the stage, and the size against that kind's own limit, before
+  // anything is decoded; repeated entries are capped at the neighbourhood / cohort size.
+  const expected = clientKindForStage(state.stage);
+  const msg = decodeClientMessageChecked(bytes, { maxBytes: it.messageLimits, allowed: (kind) => kind === 'abort' || kind === expected, ...it.entryCaps });
   if (!derive.bytesEqual(msg.roundId, state.config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
   if (msg.sender !== from) throw new SecAggError('ERR_UNKNOWN_SENDER', `message claims sender ${msg.sender} on the connection of ${from}`);
   const body = msg.body;
@@ -300,15 +307,6 @@ async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Pr
     it.quit.add(from);
     return maybeClose(state);
   }
-  const stageOf: Record<string, ServerStage> = {
-    advertiseKeys: 'advertise',
-    viewSignature: 'view',
-    shareKeys: 'share',
-    maskedInput: 'masked',
-    consistencySignature: 'consistency',
-    unmaskResponse: 'unmask',
-  };
-  if (stageOf[body.case!] !== state.stage) throw new SecAggError('ERR_STAGE_MISMATCH', `${body.case} is not expected in stage ${state.stage}`);
   switch (body.case) {
     case 'advertiseKeys':
       await onAdvertise(state, from, body.value);
@@ -513,7 +511,7 @@ async function maybeClose(state: ServerState): Promise<ServerStep> {
 }
 
 function abort(state: ServerState, error: SecAggError): ServerStep {
-  const bytes = encodeServerMessage(state.config.roundId, { case: 'aborted', value: { code: error.code, reason: error.message } });
+  const bytes = encodeServerMessage(state.config.roundId, { case: 'aborted', value: { code: error.code, reason: clampAbortReason(error.message) } });
   return {
     state: with_(state, { stage: 'aborted', abortError: error }),
     outgoing: state.config.cohort.map((to) => ({ to, bytes })),
