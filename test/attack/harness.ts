@@ -233,19 +233,24 @@ export class Attack {
   }
 
   private async digestOf(advertised: readonly number[]): Promise<Uint8Array> {
-    return derive.viewDigest(nodeCrypto, this.config.roundId, 1, advertised, advertised.map((v) => this.commitments.get(v)!));
+    return derive.viewDigest(nodeCrypto, this.config.roundId, 1, advertised, advertised.map((v) => this.commitments.get(v) ?? new Uint8Array(32)));
   }
 
   /** Active mode: show `to` the view `advertised` (attempt 1) and take its signature and reveal. */
   async view(to: number, advertised: readonly number[]): Promise<ClientMessage | undefined> {
-    const commitments = advertised.map((v) => this.commitments.get(v)!);
+    const commitments = advertised.map((v) => this.commitments.get(v) ?? new Uint8Array(32));
     this.digests.set(to, await this.digestOf(advertised));
     return this.deliver(to, { case: 'viewRequest', value: { attempt: 1, advertised: advertised.slice(), seedCommitments: commitments } });
   }
 
+  /** A member's reveal; one that never revealed (it refused its view) gets a stand-in the attacker makes up. */
+  private revealOf(v: number): Uint8Array {
+    return this.reveals.get(v) ?? new Uint8Array(32);
+  }
+
   /** The graph seed an honest client computes for `advertised` (active mode), from the reveals. */
   async seedFor(advertised: readonly number[]): Promise<Uint8Array> {
-    return derive.viewGraphSeed(nodeCrypto, await this.digestOf(advertised), advertised.map((v) => this.reveals.get(v)!));
+    return derive.viewGraphSeed(nodeCrypto, await this.digestOf(advertised), advertised.map((v) => this.revealOf(v)));
   }
 
   /**
@@ -260,17 +265,18 @@ export class Attack {
     const graph = buildGraph({ clients: advertised as ClientId[], degree: this.config.degree, seed: graphSeed });
     const digest = active ? await this.digestOf(advertised) : new Uint8Array(0);
     const ns = graph.neighbours(to as ClientId);
-    const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: this.keys.get(v)!.encryption, maskingPublicKey: this.keys.get(v)!.masking, signature: new Uint8Array(64) }));
+    const keyOf = (v: number): Keys => this.keys.get(v) ?? { encryption: new Uint8Array(32).fill(v), masking: new Uint8Array(32).fill(v + 100) };
+    const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: keyOf(v).encryption, maskingPublicKey: keyOf(v).masking, signature: new Uint8Array(64) }));
     let view;
     if (active) {
       const viewSignatures = [];
       for (const v of ns) {
         const c = this.colluders.get(v);
-        const k = this.keys.get(v)!;
+        const k = keyOf(v);
         const signature = c ? await c.identity.sign(derive.viewTranscript(digest, v, k.encryption, k.masking)) : (this.viewSignatures.get(v)?.signature ?? new Uint8Array(64));
         viewSignatures.push({ client: v, signature });
       }
-      view = { seedReveals: advertised.map((v) => this.reveals.get(v)!), viewSignatures };
+      view = { seedReveals: advertised.map((v) => this.revealOf(v)), viewSignatures };
     }
     const reply = await this.deliver(to, { case: 'keys', value: { graphSeed, advertised: advertised.slice(), neighbours, ...(view ? { view } : {}) } });
     if (reply?.body.case === 'shareKeys') {
