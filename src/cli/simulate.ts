@@ -1,7 +1,8 @@
 import { simulateRound, STAGES, type SimulateResult } from '../sim/simulate.js';
 import { randomRingVector, spreadDropouts } from '../sim/random.js';
 import { plainSum } from '../ring/vector.js';
-import { recommendParameters, defaultThreshold } from '../graph/index.js';
+import { recommendParameters } from '../graph/index.js';
+import { minimumThreshold } from '../protocol/config.js';
 import { isSecAggError } from '../errors.js';
 import type { Degree, Mode } from '../protocol/config.js';
 import { createWorkerUnmasker } from '../node/workerUnmasker.js';
@@ -17,7 +18,9 @@ Options:
   --dim M              elements per vector (default 10000)
   --bits B             ring Z_{2^B}, 1..32 (default 32)
   --degree K|complete  neighbours per client, or 'recommended' (default complete)
-  --threshold T        Shamir threshold (default: majority of the neighbourhood)
+  --threshold T        Shamir threshold (default: the smallest that meets the bound, see docs/protocol.md)
+  --corruption C       colluding clients tolerated per neighbourhood (default 0; with --degree
+                       recommended, at least what the recommendation assumes)
   --dropout RATE       fraction of clients that drop, spread over the stages (default 0)
   --mode MODE          semi-honest | active (default semi-honest)
   --workers W          worker threads for the server's unmasking (default: cores, 0 = none)
@@ -39,6 +42,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
       bits: { type: 'string' },
       degree: { type: 'string' },
       threshold: { type: 'string' },
+      corruption: { type: 'string' },
       dropout: { type: 'string' },
       mode: { type: 'string' },
       workers: { type: 'string' },
@@ -58,16 +62,18 @@ export async function runSimulate(argv: string[]): Promise<number> {
   const dropped = Math.round(rate * n);
   let degree: Degree = 'complete';
   let threshold: number | undefined;
+  let corruption = intFlag(a.corruption, 'corruption', 0, 0, 65534);
   if (a.degree === 'recommended') {
-    const rec = recommendParameters({ clients: n, dropoutRate: Math.max(rate, 0.01), corruptionRate: 0, securityBits: 40 });
+    const rec = recommendParameters({ clients: n, dropoutRate: Math.max(rate, 0.01), corruptionRate: corruption / n, securityBits: 40 });
     degree = rec.degree;
-    threshold = Math.max(rec.threshold, defaultThreshold(Math.min(rec.degree, n - 1)));
+    corruption = Math.max(corruption, rec.corruption);
+    threshold = Math.max(rec.threshold, minimumThreshold(mode, degree, n, corruption));
   } else if (a.degree !== undefined && a.degree !== 'complete') degree = intFlag(a.degree, 'degree', 0, 2, 65534);
   if (a.threshold !== undefined) threshold = intFlag(a.threshold, 'threshold', 0, 2, 65534);
   const workers = intFlag(a.workers, 'workers', (await import('node:os')).availableParallelism(), 0, 64);
 
   const inputs = Array.from({ length: n }, () => randomRingVector(m, bits));
-  const dropouts = spreadDropouts(n, dropped, STAGES.filter((s) => mode === 'active' || s !== 'consistency'));
+  const dropouts = spreadDropouts(n, dropped, STAGES.filter((s) => mode === 'active' || (s !== 'consistency' && s !== 'view')));
   const unmasker = workers > 0 ? createWorkerUnmasker({ workers }) : undefined;
   const progress = !a.quiet && !a.json;
   const t0 = performance.now();
@@ -78,6 +84,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
       bits,
       degree,
       ...(threshold !== undefined ? { threshold } : {}),
+      corruption,
       mode,
       dropouts,
       ...(unmasker ? { unmasker: unmasker.unmask } : {}),
@@ -110,7 +117,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
     'stage         clients   client ms (mean)   client ms (max)   server ms   server in    server out',
   ];
   for (const st of STAGES) {
-    if (st === 'consistency' && mode !== 'active') continue;
+    if ((st === 'consistency' || st === 'view') && mode !== 'active') continue;
     const x = s.stages[st];
     const mean = x.clients > 0 ? x.clientMsTotal / x.clients : 0;
     lines.push(

@@ -58,6 +58,12 @@ export interface ParameterRecommendation {
   readonly corruptClients: number;
   /** D = ⌈δ·n⌉ dropped clients assumed. */
   readonly droppedClients: number;
+  /**
+   * The corruption budget c to put in the round's config (RoundConfig.corruption): the most
+   * corrupt neighbours any honest client has except with probability ≤ 2^−(σ+1). `threshold`
+   * meets the protocol's bound for it (2t > k + c, or t > c for 'semi-honest').
+   */
+  readonly corruption: number;
   /** log2 of the bound on P[honest surviving subgraph disconnected]; −Infinity when impossible. */
   readonly log2Disconnected: number;
   /** log2 of n · P[an honest client has too many corrupt neighbours for `threshold`]. */
@@ -120,7 +126,8 @@ export function checkParameters(
   const live = Math.log(n) + logUpperTail(n - 1, ctx.D, k, k - t + 1);
   const ok = disc < ctx.logQsec && corrupt <= ctx.logQsec && live <= ctx.logQcor && t >= 2;
   return {
-    ...recommendation(req, ctx, k, t, t, complete, disc, corrupt, live),
+    // The budget this (k, t) supports: the most colluding neighbours the bound tolerates.
+    ...recommendation(req, ctx, k, t, t, complete, disc, corrupt, live, ctx.model === 'semi-honest' ? t - 1 : 2 * t - k - 1),
     ok,
   };
 }
@@ -195,6 +202,8 @@ function search(req: ParameterRequirements): ParameterRecommendation {
 
 interface Trial {
   k: number;
+  /** Smallest c with n · P[corrupt neighbours ≥ c] within budget: c* − 1 is the corruption budget. */
+  cStar: number;
   tMin: number;
   tMax: number;
   complete: boolean;
@@ -224,13 +233,13 @@ function tryDegree(ctx: Context, k: number, complete: boolean, hints: Hints): Tr
   // t = 1 would make every share the secret itself; Shamir needs a polynomial of degree ≥ 1.
   const tMin = Math.max(secure, 2);
   if (tMin > tMax) return undefined;
-  return { k, tMin, tMax, complete, disc };
+  return { k, cStar, tMin, tMax, complete, disc };
 }
 
 function recommendationFrom(req: ParameterRequirements, ctx: Context, r: Trial): ParameterRecommendation {
   const corrupt = Math.log(ctx.n) + logUpperTail(ctx.n - 1, ctx.A, r.k, corruptCutoff(r.tMin, r.k, ctx.model));
   const live = Math.log(ctx.n) + logUpperTail(ctx.n - 1, ctx.D, r.k, r.k - r.tMin + 1);
-  return recommendation(req, ctx, r.k, r.tMin, r.tMax, r.complete, r.disc, corrupt, live);
+  return recommendation(req, ctx, r.k, r.tMin, r.tMax, r.complete, r.disc, corrupt, live, r.cStar - 1);
 }
 
 function recommendation(
@@ -243,6 +252,7 @@ function recommendation(
   disc: number,
   corrupt: number,
   live: number,
+  corruption: number,
 ): ParameterRecommendation {
   return {
     degree: k,
@@ -252,6 +262,7 @@ function recommendation(
     clients: ctx.n,
     corruptClients: ctx.A,
     droppedClients: ctx.D,
+    corruption: Math.max(0, corruption),
     log2Disconnected: disc / LN2,
     log2TooManyCorrupt: corrupt / LN2,
     log2TooFewLive: live / LN2,
