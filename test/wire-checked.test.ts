@@ -385,7 +385,7 @@ test('fast path and protobuf-es path: the same decision (and value) on every mut
         if (fast.ok) assert.ok(isDeepStrictEqual(fast.value, fromBinary(what === 'client' ? ClientMessageSchema : ServerMessageSchema, input)), `${what}: differs from fromBinary`);
       }
     }),
-    { numRuns: 3000 },
+    { numRuns: 3000, seed: 20261201 }, // fixed: the tally below must not depend on the run
   );
   // Each decision must actually occur, or the property checked little.
   for (const key of ['client:accepted', 'server:accepted', 'client:ERR_DECODE', 'server:ERR_DECODE', 'client:ERR_SIZE', 'server:ERR_SIZE'])
