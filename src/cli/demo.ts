@@ -45,7 +45,7 @@ function demoInput(i: number, round: number, m: number): Uint32Array {
 }
 
 async function clientWorker(job: Job): Promise<void> {
-  const stages: readonly ReplyStage[] = job.active ? ['advertise', 'share', 'masked', 'consistency', 'unmask'] : ['advertise', 'share', 'masked', 'unmask'];
+  const stages: readonly ReplyStage[] = job.active ? ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'] : ['advertise', 'share', 'masked', 'unmask'];
   await Promise.all(
     job.ids.map(async (i, k) => {
       const seed = job.active ? Uint8Array.from(Buffer.from(job.active.seeds[k]!, 'hex')) : undefined;

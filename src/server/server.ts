@@ -280,6 +280,8 @@ interface Live {
   timer?: ReturnType<typeof setTimeout>;
   stageDeadline: number;
   readonly disconnected: Set<number>;
+  /** Per stage, the clients whose message was accepted: a stage may ask again (active mode's view re-attempts), a client counts once. */
+  readonly accepted: Map<string, Set<number>>;
   finished: boolean;
   readonly done: Promise<void>;
   resolveDone: () => void;
@@ -576,7 +578,12 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
             log.log('info', 'message refused', { round: l.record.id, conn: c.seq, clientId: id, code, reason: step.error.message });
             closeConn(c, code === 'ERR_SIZE' && step.error.message.includes('exceeds') ? CLOSE.TOO_BIG : CLOSE.MALFORMED, `${code}: ${step.error.message}`, 'malformed');
           } else refusedMessage(c, l, code, step.error.message);
-        } else if (rec) rec.clients++;
+        } else if (rec) {
+          let who = l.accepted.get(stage);
+          if (!who) l.accepted.set(stage, (who = new Set()));
+          who.add(id);
+          rec.clients = who.size;
+        }
         return step;
       });
     } catch (e) {
@@ -699,6 +706,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       queue: Promise.resolve(),
       stageDeadline: 0,
       disconnected: new Set(),
+      accepted: new Map(),
       finished: false,
       done,
       resolveDone,
