@@ -84,6 +84,7 @@ describe('service front door: connections before authentication', { timeout: 60_
       assert.equal(outcomes.filter((o) => o.outcome === 'open').length, 8, 'maxPendingPerAddress (default 8) handshakes from one address');
       assert.equal(outcomes.filter((o) => o.outcome === 'refused').length, 12, 'the rest are refused before the upgrade');
       assert.equal(await metric(server, /secagg_pending_connections/), 8);
+      assert.equal(((await (await fetch(server.httpUrl + 'healthz')).json()) as { pending: number }).pending, 8);
       assert.equal(await metric(server, /secagg_connections_closed_total\{reason="pending_per_address"\}/), 12);
 
       const published = nextResult(server);

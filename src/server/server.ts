@@ -933,6 +933,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
         return json(res, closing ? 503 : 200, {
           status: closing ? 'closing' : 'ok',
           connections: conns.size,
+          pending: pendingCount,
           waiting: waiting.size,
           roundRunning: live !== undefined,
           memory: { rss: process.memoryUsage.rss(), maxRss: process.resourceUsage().maxRSS * 1024 },
