@@ -1,0 +1,134 @@
+/**
+ * A short run of the state-machine fuzzer (test/fuzz/roundCorpus.ts; the long one is
+ * `node dist/bench/fuzz-rounds.js`): handleServerMessage, handleServerDeadline and
+ * handleClientMessage never throw, return only typed errors, leave the server state unchanged on a
+ * refusal and keep their other contracts, on 5,000 seeded inputs. The harness's own checks are
+ * tested too: a copy is independent of its original, the snapshot sees a change in any Map, and a
+ * handler that changes its state before refusing, or throws, is caught.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SecAggError } from '../../src/errors.js';
+import { handleServerMessage, type ServerState } from '../../src/protocol/serverRound.js';
+import { handleClientMessage } from '../../src/protocol/clientRound.js';
+import {
+  badCount,
+  buildRoundCorpus,
+  cloneClientState,
+  cloneServerState,
+  formatRoundReport,
+  runRoundFuzz,
+  snapshotClient,
+  snapshotServer,
+  type RoundFuzzCorpus,
+} from './roundCorpus.js';
+
+let corpus: Promise<RoundFuzzCorpus> | undefined;
+const getCorpus = () => (corpus ??= buildRoundCorpus());
+
+const SERVER_STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'];
+const CLIENT_STAGES = ['awaiting-start', 'awaiting-view', 'awaiting-keys', 'awaiting-shares', 'awaiting-consistency', 'awaiting-unmask', 'done'];
+
+test('state-machine fuzz, 5,000 inputs: no crash, no untyped error, no state change on refusal, no broken contract', async () => {
+  const c = await getCorpus();
+  const r = await runRoundFuzz({ inputs: 5_000, seed: 20260101, corpus: c, batchSize: 40, deadlineRate: 0.08 });
+  const bad = badCount(r);
+  assert.deepEqual(bad, { crashes: 0, untyped: 0, stateChanges: 0, violations: 0 }, formatRoundReport(r));
+  assert.equal(r.inputs, 5_000);
+  // Every handler at every stage was reached, accepted some inputs and refused others.
+  for (const s of SERVER_STAGES) {
+    const row = r.rows[`server ${s}`];
+    assert.ok(row && row.accepted > 0 && Object.keys(row.refused).length >= 4, `server ${s}: ${JSON.stringify(row)}`);
+  }
+  for (const s of CLIENT_STAGES) {
+    const row = r.rows[`client ${s}`];
+    assert.ok(row && row.accepted > 0 && Object.keys(row.refused).length >= 3, `client ${s}: ${JSON.stringify(row)}`);
+  }
+  const deadlines = Object.values(r.rows).filter((x) => x.handler === 'deadline');
+  assert.ok(deadlines.reduce((a, x) => a + x.tried, 0) > 50, 'deadlines delivered');
+  assert.ok(Object.values(r.rows).reduce((a, x) => a + x.sumsChecked, 0) > 0, 'some rounds finished and their sums were checked');
+  // The protocol's own refusals were reached, not only the decoder's.
+  const codes = new Set(Object.values(r.rows).flatMap((x) => Object.keys(x.refused)));
+  for (const code of ['ERR_DUPLICATE_SENDER', 'ERR_UNKNOWN_SENDER', 'ERR_STAGE_MISMATCH', 'ERR_ROUND_MISMATCH', 'ERR_NOT_NEIGHBOUR', 'ERR_INCONSISTENT_VIEW', 'ERR_SIGNATURE_INVALID'])
+    assert.ok(codes.has(code), `${code} never returned`);
+});
+
+test('state-machine fuzz: a batch replays alone exactly as in the whole run', async () => {
+  const c = await getCorpus();
+  const whole = await runRoundFuzz({ inputs: 600, seed: 7, corpus: c, batchSize: 100, batches: (b) => b === 3 || b === 4 });
+  const three = await runRoundFuzz({ inputs: 600, seed: 7, corpus: c, batchSize: 100, batches: (b) => b === 3 });
+  const four = await runRoundFuzz({ inputs: 600, seed: 7, corpus: c, batchSize: 100, batches: (b) => b === 4 });
+  const again = await runRoundFuzz({ inputs: 600, seed: 7, corpus: c, batchSize: 100, batches: (b) => b === 3 });
+  assert.deepEqual(three.rows, again.rows);
+  const tried = (x: typeof whole) => Object.values(x.rows).reduce((a, y) => a + y.tried, 0);
+  assert.equal(tried(whole), tried(three) + tried(four));
+});
+
+test('state copies are independent, and the snapshot sees every change', async () => {
+  const c = await getCorpus();
+  const share = c.serverPoints.find((p) => p.label === 'share/partial' && p.round.spec.mode === 'active')!;
+  const copy = cloneServerState(share.state, 1);
+  assert.equal(snapshotServer(copy), share.snapshot);
+  // An honest reply not yet delivered is accepted, and changes the copy only.
+  const delivered = new Set(copy.internal.shared.keys());
+  const reply = share.round.replies.get('share')!.find((w) => !delivered.has(w.from))!;
+  const step = await handleServerMessage(copy, reply.from, reply.bytes);
+  assert.equal(step.error, undefined);
+  assert.notEqual(snapshotServer(step.state), share.snapshot);
+  assert.equal(snapshotServer(share.state), share.snapshot);
+  // In-place changes deep in the internals show.
+  const probe = cloneServerState(share.state, 1);
+  probe.internal.quit.add(1);
+  assert.notEqual(snapshotServer(probe), share.snapshot);
+  const probe2 = cloneServerState(share.state, 1);
+  const first = [...probe2.internal.shared.values()][0]!;
+  [...first.ciphertexts.values()][0]![5]! ^= 1;
+  assert.notEqual(snapshotServer(probe2), share.snapshot);
+  const masked = c.serverPoints.find((p) => p.label === 'masked/partial')!;
+  const probe3 = cloneServerState(masked.state, 1);
+  probe3.internal.sum!.addChunk(new Uint32Array([1]), 0, 1);
+  assert.notEqual(snapshotServer(probe3), masked.snapshot);
+  assert.equal(snapshotServer(masked.state), masked.snapshot);
+  // Clients too.
+  const cp = c.clientPoints.find((p) => p.state.stage === 'awaiting-shares')!;
+  const cc = cloneClientState(cp.state, 1);
+  assert.equal(snapshotClient(cc), cp.snapshot);
+  const s = await handleClientMessage(cc, cp.message);
+  assert.equal(s.error, undefined);
+  assert.equal(s.state.stage, cp.round.spec.mode === 'active' ? 'awaiting-consistency' : 'awaiting-unmask');
+  assert.equal(snapshotClient(cp.state), cp.snapshot);
+});
+
+test('the harness catches a handler that changes its state before refusing, or throws, or leaks an untyped error', async () => {
+  const c = await getCorpus();
+  const changes = await runRoundFuzz({
+    inputs: 800,
+    seed: 3,
+    corpus: c,
+    batchSize: 40,
+    handlers: {
+      server: async (state: ServerState, from: number, bytes: Uint8Array) => {
+        const step = await handleServerMessage(state, from, bytes);
+        if (step.error?.code === 'ERR_DECODE') state.internal.quit.add(from); // refuses, but remembers the sender
+        return step;
+      },
+    },
+  });
+  assert.ok(badCount(changes).stateChanges > 0, 'a state change on refusal is seen');
+  const throws = await runRoundFuzz({
+    inputs: 800,
+    seed: 3,
+    corpus: c,
+    batchSize: 40,
+    handlers: {
+      client: async (state, bytes) => {
+        const step = await handleClientMessage(state, bytes);
+        if (step.error?.code === 'ERR_SIZE') throw new RangeError('boom');
+        if (step.error?.code === 'ERR_DECODE') return { ...step, error: new SecAggError('ERR_INTERNAL', 'x', { cause: new TypeError('y') }) };
+        return step;
+      },
+    },
+  });
+  assert.ok(badCount(throws).crashes > 0, 'a throw is seen');
+  assert.ok(badCount(throws).untyped > 0, 'an untyped error is seen');
+});
