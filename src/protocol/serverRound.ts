@@ -14,7 +14,7 @@ import type { ClientId, RoundId } from '../ids.js';
 import { RingAccumulator } from '../ring/accumulator.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
-import { LagrangeCache, reconstructVerified, SHARE_BYTES } from '../shamir/index.js';
+import { LagrangeCache, reconstructVerified, SHARE_BYTES, SHARE_CHUNKS } from '../shamir/index.js';
 import { decodeClientMessageChecked, encodeServerMessage, type ServerBody } from '../wire/codec.js';
 import type { ClientKind } from '../wire/peek.js';
 import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
@@ -657,8 +657,12 @@ function batchSize(dimension: number): number {
   return Math.max(8, Math.ceil((1 << 22) / dimension));
 }
 
-/** Reconstructions between two yields to the event loop: each fast one is tens of µs. */
-const RECONSTRUCTIONS_PER_YIELD = 16;
+/**
+ * Work between two yields to the event loop during unmasking, in share chunks handled (a fast
+ * reconstruction from k shares is ≈ k·11 of them, plus a verify worth ≈ 2^12): well under a millisecond.
+ */
+const WORK_PER_YIELD = 1 << 13;
+const VERIFY_WORK = 1 << 12;
 
 /** RFC 7748's clamped form: bits 0–2 and 255 clear, bit 254 set. */
 function isClamped(k: Uint8Array): boolean {
@@ -681,7 +685,10 @@ async function finish(state: ServerState): Promise<ServerStep> {
   const cache = new LagrangeCache();
   // In a complete graph every owner's holders are the responders minus itself: one superset
   // serves them all (O(k) per owner instead of O(k²)).
-  if (it.graph!.kind === 'complete' && it.responded.size > 0) cache.setUniverse([...it.responded]);
+  if (it.graph!.kind === 'complete' && it.responded.size > 0) {
+    cache.setUniverse([...it.responded]); // O(k²) once: let others run before the reconstructions
+    await it.yieldToEventLoop();
+  }
   const bad = new Set<number>();
   // Masks are removed in batches while the remaining secrets are still being reconstructed, so a
   // worker-thread unmasker expands keystream while this thread does Shamir and X25519.
@@ -712,8 +719,9 @@ async function finish(state: ServerState): Promise<ServerStep> {
     }
   };
   let sinceYield = 0;
-  const pause = async () => {
-    if (++sinceYield < RECONSTRUCTIONS_PER_YIELD) return;
+  const pause = async (work: number) => {
+    sinceYield += work;
+    if (sinceYield < WORK_PER_YIELD) return;
     sinceYield = 0;
     await it.yieldToEventLoop();
   };
@@ -732,7 +740,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
     if (holders.length < t) throw below(what, holders.length, t);
     const { secret, badHolders } = await reconstructVerified({ holders, shares, threshold: t, cache, verify, yieldToEventLoop: it.yieldToEventLoop });
     for (const h of badHolders) bad.add(h);
-    await pause();
+    await pause(holders.length * SHARE_CHUNKS + VERIFY_WORK);
     if (failed) throw failed.error;
     return secret;
   };

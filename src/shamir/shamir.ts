@@ -547,8 +547,10 @@ export interface ReconstructParams {
   readonly yieldToEventLoop?: () => Promise<void>;
 }
 
-/** Field operations (≈ t·C each for a checked share or a tried subset) between two yields. */
-const OPS_PER_YIELD = 1 << 18;
+/** Field operations (≈ t·C each for a checked share or a tried subset) between two yields: well under a millisecond. */
+const OPS_PER_YIELD = 1 << 15;
+/** What one `verify` call (a hash or an X25519 derivation, 5–50 µs) counts for. */
+const VERIFY_OPS = 1 << 14;
 
 export interface ReconstructResult {
   readonly secret: Uint8Array;
@@ -674,7 +676,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
   let attempts = 0;
   const tryIndices = async (idx: number[]): Promise<Uint8Array | null> => {
     attempts++;
-    await work(threshold * threshold);
+    await work(threshold * threshold + VERIFY_OPS);
     // Not via the cache: search subsets are one-offs and would evict the sets worth keeping.
     const lambdas = lagrangeAtZeroUnchecked(idx.map((i) => xs[i]!));
     const secret = combineRows(lambdas, rows, idx);
@@ -724,6 +726,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
         const secret = chunksToSecret(cand);
         if (secret === null) continue; // not a valid encoding: no need to ask verify
         attempts++;
+        await work(VERIFY_OPS);
         if (await verify(secret)) {
           const idx = canonical.slice();
           idx[pos] = r;
