@@ -19,7 +19,7 @@ import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
 import { decodeServerMessageChecked, encodeClientMessage, type ClientBody } from '../wire/codec.js';
 import { peekServerBody, type ServerKind } from '../wire/peek.js';
 import { Mode as WireMode, type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest, type ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
-import { DEFAULT_LIMITS, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
+import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, entryCaps, serverMessageLimits, serverMessageLimitsBeforeStart } from './limits.js';
 import { checkIdList } from './idlist.js';
@@ -112,8 +112,10 @@ interface ClientInternals {
    * advertised key), so the MaskedInput stage is keystream work alone and answers sooner.
    */
   maskKeys?: Map<number, Uint8Array>;
-  /** Shares this client holds: from each neighbour v in its view of U2. */
+  /** Shares this client holds: from each neighbour v in its view of U2 whose ciphertext opened. */
   held?: Map<number, { keyShare: Uint8Array; selfShare: Uint8Array }>;
+  /** The neighbours whose ciphertexts the server forwarded (its view of U2): the ones it masks with. */
+  maskedWith?: ReadonlySet<number>;
   /** The survivor set this client signed (active mode). */
   signedSurvivors?: readonly number[];
   /** Which kind of share was revealed for each neighbour: never both. */
@@ -237,6 +239,7 @@ async function onRoundStart(state: ClientState, roundId: Uint8Array, p: RoundPar
     mode,
     cohort: p.cohort as ClientId[],
     corruption: p.corruption,
+    ...(p.colluders !== 0 ? { colluders: p.colluders } : {}),
   };
   validateConfig(config, it.limits);
   if (!config.cohort.includes(state.id)) throw new SecAggError('ERR_UNKNOWN_SENDER', 'this client is not in the cohort');
@@ -453,24 +456,32 @@ async function onShares(state: ClientState, m: SharesForYou): Promise<ClientStep
   }
   if (m.shares.length < config.threshold)
     throw new SecAggError('ERR_BELOW_THRESHOLD', `${m.shares.length} neighbours shared keys, fewer than the threshold ${config.threshold}`);
+  // A ciphertext that does not open is that neighbour's fault (or the server's): this client still
+  // masks with it — the neighbour masks with this client, having its shares — but holds none of
+  // its shares, so one bad client does not make its honest neighbours abort.
   const opened = await Promise.all(
     m.shares.map(async (entry) => {
       const v = entry.peer as ClientId;
       const key = it.shareKeys!.get(v)!;
-      const pt = await c.aeadOpen(key, derive.shareNonce(v, state.id), entry.ciphertext, derive.sharesAad(config.roundId, v, state.id));
-      if (derive.readU32(pt, 0) !== v || derive.readU32(pt, 4) !== state.id)
-        throw new SecAggError('ERR_AEAD_OPEN_FAILED', `shares from client ${v} name the wrong clients`);
-      return { v, keyShare: pt.slice(8, 8 + SHARE_BYTES), selfShare: pt.slice(8 + SHARE_BYTES) };
+      try {
+        const pt = await c.aeadOpen(key, derive.shareNonce(v, state.id), entry.ciphertext, derive.sharesAad(config.roundId, v, state.id));
+        if (derive.readU32(pt, 0) !== v || derive.readU32(pt, 4) !== state.id) return undefined;
+        return { v, keyShare: pt.slice(8, 8 + SHARE_BYTES), selfShare: pt.slice(8 + SHARE_BYTES) };
+      } catch (e) {
+        if (isSecAggError(e, 'ERR_AEAD_OPEN_FAILED')) return undefined;
+        throw e;
+      }
     }),
   );
-  for (const o of opened) held.set(o.v, { keyShare: o.keyShare, selfShare: o.selfShare });
+  for (const o of opened) if (o) held.set(o.v, { keyShare: o.keyShare, selfShare: o.selfShare });
   it.held = held;
+  it.maskedWith = new Set(m.shares.map((e) => e.peer));
 
   // y_u = x_u + PRG(b_u) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv), over v in N(u) ∩ U2.
   const acc = new RingAccumulator(config.dimension);
   acc.addVector(it.options.input, 1);
   await acc.addPrg(c, await derive.selfMaskKey(c, it.selfMaskSeed!, config.roundId, state.id), 1);
-  for (const v of held.keys()) await acc.addPrg(c, it.maskKeys!.get(v)!, v > state.id ? 1 : -1);
+  for (const v of it.maskedWith) await acc.addPrg(c, it.maskKeys!.get(v)!, v > state.id ? 1 : -1);
   const vector = packVector(acc.toVector(config.bits), config.bits);
   const after = next(state, config.mode === 'active' ? 'awaiting-consistency' : 'awaiting-unmask');
   return { state: after, outgoing: send(after, { case: 'maskedInput', value: { vector } }) };
@@ -484,9 +495,14 @@ function checkSurvivors(state: ClientState, list: readonly number[]): number[] {
   if (survivors.length < config.threshold)
     throw new SecAggError('ERR_BELOW_THRESHOLD', `${survivors.length} survivors is fewer than the threshold ${config.threshold}`);
   if (!survivors.includes(state.id)) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'this client is missing from the survivor set');
-  // A survivor that is a neighbour without an edge to this client (one of the two found the
-  // other's keys bad, so no shares went either way) is fine: neither masked with the other.
-  for (const v of survivors) if (!it.graph!.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} never advertised keys`);
+  // Every neighbour this client kept that is called a survivor must have shared its keys with this
+  // client: otherwise the server withheld its shares so that this client masked with fewer
+  // neighbours (the "mask partners" lie), or the survivor set is simply false.
+  for (const v of survivors) {
+    if (v !== state.id && it.peers!.has(v) && !it.maskedWith!.has(v))
+      throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} is called a survivor but never shared its keys with this client`);
+    if (!it.graph!.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} never advertised keys`);
+  }
   return survivors;
 }
 
@@ -518,8 +534,11 @@ async function onUnmask(state: ClientState, m: UnmaskRequest): Promise<ClientSte
         throw new SecAggError('ERR_SIGNATURE_INVALID', `client ${s.client} did not sign this survivor set`);
       signers.add(s.client);
     }
-    if (signers.size < config.threshold)
-      throw new SecAggError('ERR_BELOW_THRESHOLD', `${signers.size} clients signed the survivor set, fewer than the threshold`);
+    // A quorum of U1, not just t: two different survivor sets can then never both be signed, since
+    // any two quorums share an honest client and an honest client signs one survivor set only.
+    const quorum = consistencyQuorum(config, it.view!.advertised.length);
+    if (signers.size < quorum)
+      throw new SecAggError('ERR_BELOW_THRESHOLD', `${signers.size} clients signed the survivor set, fewer than the quorum of ${quorum}`);
   }
   // Decide every reveal before revealing anything: refuse outright if any neighbour would get both kinds.
   const members = new Set(survivors);

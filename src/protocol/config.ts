@@ -25,6 +25,22 @@ export interface RoundConfig {
    * See docs/protocol.md, "Threat model".
    */
   readonly corruption?: number;
+  /**
+   * C, the clients colluding with the server in the whole round (default: `corruption`; in a
+   * complete graph the two are the same). Active mode needs the survivor set signed by more than
+   * (|U1| + C)/2 members of U1, so that two different survivor sets can never both be signed: any
+   * two such quorums share an honest client, and an honest client signs one survivor set only.
+   */
+  readonly colluders?: number;
+}
+
+/** Active mode: signatures on the survivor set needed from members of U1 (|U1| = `advertised`): more than (|U1| + C)/2, and at least t. */
+export function consistencyQuorum(config: RoundConfig, advertised: number): number {
+  return Math.max(config.threshold, Math.floor((advertised + colludersOf(config)) / 2) + 1);
+}
+
+export function colludersOf(config: RoundConfig): number {
+  return config.colluders ?? config.corruption ?? 0;
 }
 
 /** Limits on what a round may ask for: they bound the memory an untrusted peer can make us spend. */
@@ -101,6 +117,8 @@ export function validateConfig(c: RoundConfig, limits: RoundLimits = DEFAULT_LIM
   // realised neighbourhood again (clientRound.ts), and the server the graph it built (serverRound.ts).
   const why = neighbourhoodBoundViolation(c.mode, k, c.threshold, corruption);
   if (why !== undefined) bad(why);
+  const colluders = colludersOf(c);
+  if (!Number.isInteger(colluders) || colluders < corruption || colluders >= n) bad(`colluders must be in [corruption = ${corruption}, ${n - 1}], got ${colluders}`);
 }
 
 /** The smallest threshold that meets the neighbourhood bound for every U1 of this cohort. */

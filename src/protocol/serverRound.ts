@@ -18,7 +18,7 @@ import { LagrangeCache, reconstructVerified, SHARE_BYTES, SHARE_CHUNKS } from '.
 import { decodeClientMessageChecked, encodeServerMessage, type ServerBody } from '../wire/codec.js';
 import type { ClientKind } from '../wire/peek.js';
 import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
-import { DEFAULT_LIMITS, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
+import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, clampAbortReason, clientKindForStage, clientMessageLimits, entryCaps } from './limits.js';
 
@@ -267,6 +267,7 @@ export function startServerRound(options: ServerOptions): ServerStep {
       mode: config.mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST,
       cohort: config.cohort.slice(),
       corruption: config.corruption ?? 0,
+      colluders: config.colluders ?? 0,
     },
   });
   return { state, outgoing: config.cohort.map((to) => ({ to, bytes: start })) };
@@ -407,11 +408,11 @@ function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
   if (it.shared.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already shared keys`);
   if (m.selfMaskCommitment.length !== 32) throw new SecAggError('ERR_SIZE', 'commitment must be 32 bytes');
   const neighbours = it.graph!.neighbours(from as ClientId);
-  // One ciphertext per neighbour the client kept (it leaves out a neighbour whose keys it found bad).
-  if (m.shares.length > neighbours.length)
+  // Exactly one ciphertext per neighbour: the server refused every bad key before anyone saw it, so
+  // an honest client leaves no neighbour out; one that does is not admitted to U2 (were it, one
+  // ordinary dropout among the few it shared with could sink the round).
+  if (m.shares.length !== neighbours.length)
     throw new SecAggError('ERR_NOT_NEIGHBOUR', `${m.shares.length} encrypted shares for ${neighbours.length} neighbours`);
-  if (m.shares.length < state.config.threshold)
-    throw new SecAggError('ERR_BELOW_THRESHOLD', `${m.shares.length} encrypted shares, fewer than the threshold ${state.config.threshold}`);
   const ciphertexts = new Map<number, Uint8Array>();
   let previous = 0;
   for (const s of m.shares) {
@@ -627,7 +628,8 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
       const u4 = it.u3!.filter((u) => it.signatures.has(u));
       it.u4 = u4;
       it.u4set = new Set(u4);
-      if (u4.length < t) return abort(state, below('signatures on the survivor set', u4.length, t));
+      const quorum = consistencyQuorum(config, it.graph!.clients.length);
+      if (u4.length < quorum) return abort(state, below('signatures on the survivor set (a quorum of U1)', u4.length, quorum));
       const short = reconstructible(state, it.u4set);
       if (short !== undefined) return abort(state, short);
       const signatures = u4.map((client) => ({ client, signature: it.signatures.get(client)! }));
@@ -737,8 +739,18 @@ async function finish(state: ServerState): Promise<ServerStep> {
   };
   const reconstruct = async (owner: number, from: Map<number, RevealedShares>, what: string, verify: (secret: Uint8Array) => Promise<boolean>) => {
     const { holders, shares } = gather(owner, from);
-    if (holders.length < t) throw below(what, holders.length, t);
-    const { secret, badHolders } = await reconstructVerified({ holders, shares, threshold: t, cache, verify, yieldToEventLoop: it.yieldToEventLoop });
+    if (holders.length < t) throw new SecAggError('ERR_BELOW_THRESHOLD', `${what}: ${holders.length}, need at least ${t}`, { clients: [owner] });
+    let reconstructed;
+    try {
+      reconstructed = await reconstructVerified({ holders, shares, threshold: t, cache, verify, yieldToEventLoop: it.yieldToEventLoop });
+    } catch (e) {
+      // Name the owner: without verifiable secret sharing its own inconsistent shares (or a false
+      // commitment) are the likeliest cause, and the operator needs to know whom to look at.
+      if (isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'))
+        throw new SecAggError('ERR_RECONSTRUCTION_FAILED', `${what} do not reconstruct a verified secret: ${e.message}`, { cause: e, clients: [owner, ...e.clients] });
+      throw e;
+    }
+    const { secret, badHolders } = reconstructed;
     for (const h of badHolders) bad.add(h);
     await pause(holders.length * SHARE_CHUNKS + VERIFY_WORK);
     if (failed) throw failed.error;

@@ -63,6 +63,10 @@ export class Attack {
   /** Honest client's ShareKeys ciphertexts, by recipient. */
   readonly ciphertexts = new Map<number, Map<number, Uint8Array>>();
   readonly masked = new Map<number, Uint8Array>();
+  /** The senders whose ciphertexts the attacker forwarded to each honest client: the neighbours it masks with. */
+  readonly partners = new Map<number, number[]>();
+  /** Each honest client's neighbours in the graph it was given. */
+  readonly neighboursOf = new Map<number, readonly number[]>();
   readonly consistency = new Map<number, Uint8Array>();
   /** What the attacker holds of each honest owner's secrets: holder → share, per kind. */
   private readonly shares = new Map<number, { self: Map<number, Uint8Array>; key: Map<number, Uint8Array> }>();
@@ -198,6 +202,23 @@ export class Attack {
     return { self: h?.self.size ?? 0, key: h?.key.size ?? 0 };
   }
 
+  /**
+   * Honest clients whose input the attacker can unmask: it holds t shares of b_u, and for every
+   * neighbour u masked with it knows the pairwise key — through s_u, s_v (t key shares) or v being
+   * a colluder. This catches the "mask partners" lie, where no holder is asked for both kinds of
+   * share of one owner.
+   */
+  exposedInputs(): number[] {
+    const t = this.t;
+    return this.honestIds.filter((u) => {
+      if (!this.masked.has(u)) return false;
+      const s = this.stolen(u);
+      if (s.self < t) return false;
+      if (s.key >= t) return true;
+      return (this.partners.get(u) ?? []).every((v) => this.isColluder(v) || this.stolen(v).key >= t);
+    });
+  }
+
   /** Both secrets of some honest client reconstructible by the attacker? */
   anyCompromised(): number[] {
     return this.honestIds.filter((v) => {
@@ -265,6 +286,7 @@ export class Attack {
     const graph = buildGraph({ clients: advertised as ClientId[], degree: this.config.degree, seed: graphSeed });
     const digest = active ? await this.digestOf(advertised) : new Uint8Array(0);
     const ns = graph.neighbours(to as ClientId);
+    this.neighboursOf.set(to, ns);
     const keyOf = (v: number): Keys => this.keys.get(v) ?? { encryption: new Uint8Array(32).fill(v), masking: new Uint8Array(32).fill(v + 100) };
     const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: keyOf(v).encryption, maskingPublicKey: keyOf(v).masking, signature: new Uint8Array(64) }));
     let view;
@@ -293,13 +315,29 @@ export class Attack {
     return graph;
   }
 
-  /** Forward to `to` the ciphertexts honest `senders` addressed to it (the attacker's choice of U2). */
-  async sharesFor(to: number, senders: readonly number[]): Promise<ClientMessage | undefined> {
-    const shares = senders
-      .filter((u) => this.ciphertexts.get(u)?.has(to))
-      .sort((a, b) => a - b)
-      .map((u) => ({ peer: u, ciphertext: this.ciphertexts.get(u)!.get(to)! }));
+  /**
+   * Forward to `to` the ciphertexts honest `senders` addressed to it (the attacker's choice of U2),
+   * and, unless told otherwise, a ciphertext from every colluding neighbour (colluders know their
+   * own secrets, so what they encrypt does not matter).
+   */
+  async sharesFor(to: number, senders: readonly number[], withColluders = true): Promise<ClientMessage | undefined> {
+    const from = new Map<number, Uint8Array>();
+    for (const u of senders) {
+      const ct = this.ciphertexts.get(u)?.get(to);
+      if (ct) from.set(u, ct);
+    }
+    if (withColluders && this.keys.has(to)) for (const c of this.neighboursOf.get(to) ?? []) if (this.isColluder(c)) from.set(c, await this.colluderCiphertext(c, to));
+    const shares = [...from].sort((a, b) => a[0] - b[0]).map(([peer, ciphertext]) => ({ peer, ciphertext }));
+    this.partners.set(to, shares.map((s) => s.peer));
     return this.deliver(to, { case: 'shares', value: { shares } });
+  }
+
+  private async colluderCiphertext(from: number, to: number): Promise<Uint8Array> {
+    const c = this.colluders.get(from)!;
+    const round = this.config.roundId;
+    const key = await derive.shareKey(nodeCrypto, await c.encryption.agree(this.keys.get(to)!.encryption), round, from as ClientId, to as ClientId);
+    const pt = derive.sharePlaintext(from as ClientId, to as ClientId, new Uint8Array(SHARE_BYTES), new Uint8Array(SHARE_BYTES));
+    return nodeCrypto.aeadSeal(key, derive.shareNonce(from as ClientId, to as ClientId), pt, derive.sharesAad(round, from as ClientId, to as ClientId));
   }
 
   /** Active: ask `to` to sign `survivors`. */
