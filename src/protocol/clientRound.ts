@@ -164,7 +164,9 @@ function next(state: ClientState, stage: ClientStage, patch: Partial<Pick<Client
 export async function handleClientMessage(state: ClientState, bytes: Uint8Array): Promise<ClientStep> {
   if (state.stage === 'aborted') return { state, outgoing: null, error: new SecAggError('ERR_ABORTED', 'this client already aborted the round') };
   try {
-    return await dispatch(state, bytes);
+    // The state keeps parts of accepted messages (round id, keys, shares): never views into a
+    // buffer the caller may reuse, so the input is copied once (Buffer#slice would share memory).
+    return await dispatch(state, bytes instanceof Uint8Array ? new Uint8Array(bytes) : bytes);
   } catch (e) {
     const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error in client round', { cause: e });
     if (error.code === 'ERR_ROUND_MISMATCH') return { state, outgoing: null, error };

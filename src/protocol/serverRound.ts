@@ -280,11 +280,19 @@ function with_(state: ServerState, patch: Partial<Pick<ServerState, 'stage' | 'r
 /** Handle one message from `from` (authenticated by the transport). Never throws on bad input. */
 export async function handleServerMessage(state: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
   try {
-    return await dispatch(state, from, bytes);
+    // The round keeps parts of what it accepts (keys, ciphertexts, shares, signatures): never views
+    // into a buffer the caller may reuse, so the input is copied once.
+    return await dispatch(state, from, ownBytes(bytes));
   } catch (e) {
     const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error in server round', { cause: e });
     return { state, outgoing: [], error };
   }
+}
+
+/** A fresh Uint8Array holding the input (Buffer#slice would share memory). */
+function ownBytes(bytes: Uint8Array): Uint8Array {
+  if (!(bytes instanceof Uint8Array)) return bytes;
+  return new Uint8Array(bytes);
 }
 
 /** The current stage's deadline passed: close it with whoever answered. */
