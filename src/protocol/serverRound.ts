@@ -16,7 +16,7 @@ import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { LagrangeCache, reconstructVerified, SHARE_BYTES, SHARE_CHUNKS } from '../shamir/index.js';
 import { decodeClientMessageChecked, encodeServerMessage, type ServerBody } from '../wire/codec.js';
-import type { ClientKind } from '../wire/peek.js';
+import { peekClientBody, type ClientKind } from '../wire/peek.js';
 import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
@@ -289,9 +289,17 @@ export async function handleServerMessage(state: ServerState, from: number, byte
   }
 }
 
-/** A fresh Uint8Array holding the input (Buffer#slice would share memory). */
+/**
+ * A fresh Uint8Array holding the input (Buffer#slice would share memory) — except a masked input,
+ * which is added into the sum and not kept: copying every one would cost O(n·m) for nothing.
+ */
 function ownBytes(bytes: Uint8Array): Uint8Array {
   if (!(bytes instanceof Uint8Array)) return bytes;
+  try {
+    if (peekClientBody(bytes).kind === 'maskedInput') return bytes;
+  } catch {
+    // malformed: the checked decoder refuses it with its own typed error
+  }
   return new Uint8Array(bytes);
 }
 
@@ -400,14 +408,13 @@ async function onViewSignature(state: ServerState, from: number, m: ViewSignatur
   view.answers.set(from, { signature: m.signature.slice(), reveal: m.seedReveal.slice(), next: m.nextSeedCommitment.slice() });
 }
 
-/** Whether u and v exchanged shares: both in U2 and each sent the other a ciphertext (either may have dropped the other for a bad key). */
-function hasEdge(it: ServerInternals, u: number, v: number): boolean {
-  return it.shared.get(u)?.ciphertexts.has(v) === true && it.shared.get(v)?.ciphertexts.has(u) === true;
-}
-
-/** u's neighbours in `set` that it exchanged shares with. */
+/**
+ * u's neighbours in `set`. Every set this is asked about holds only clients that shared keys, and a
+ * ShareKeys is admitted only with one ciphertext per neighbour, so these are exactly the neighbours
+ * u exchanged shares with.
+ */
 function edgesIn(it: ServerInternals, u: number, set: ReadonlySet<number>): number[] {
-  return it.graph!.neighbours(u as ClientId).filter((v) => set.has(v) && hasEdge(it, u, v));
+  return it.graph!.neighbours(u as ClientId).filter((v) => set.has(v));
 }
 
 function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
@@ -464,7 +471,7 @@ function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): 
     for (const { owner, share } of entries) {
       if (owners.has(owner)) throw new SecAggError('ERR_DUPLICATE_SENDER', `two shares of client ${owner}`);
       owners.add(owner);
-      if (!it.u2set!.has(owner) || !it.graph!.isNeighbour(from, owner) || !hasEdge(it, from, owner))
+      if (!it.u2set!.has(owner) || !it.graph!.isNeighbour(from, owner))
         throw new SecAggError('ERR_NOT_NEIGHBOUR', `client ${from} holds no shares of client ${owner}`);
       // The server only ever accepts one kind per owner: self-mask shares of survivors, key shares of the dropped.
       if ((kind === 'self') !== it.u3set!.has(owner))
@@ -671,7 +678,7 @@ function batchSize(dimension: number): number {
  * Work between two yields to the event loop during unmasking, in share chunks handled (a fast
  * reconstruction from k shares is ≈ k·11 of them, plus a verify worth ≈ 2^12): well under a millisecond.
  */
-const WORK_PER_YIELD = 1 << 13;
+const WORK_PER_YIELD = 1 << 15;
 const VERIFY_WORK = 1 << 12;
 
 /** RFC 7748's clamped form: bits 0–2 and 255 clear, bit 254 set. */
