@@ -256,21 +256,23 @@ export function startServerRound(options: ServerOptions): ServerStep {
     unmaskStarted: false,
   };
   const state: ServerState = { stage: 'advertise', config, result: undefined, abortError: undefined, internal };
-  const start = encodeServerMessage(config.roundId, {
-    case: 'roundStart',
-    value: {
-      roundId: config.roundId,
-      bits: config.bits,
-      dimension: config.dimension,
-      threshold: config.threshold,
-      degree: config.degree === 'complete' ? 0 : config.degree,
-      mode: config.mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST,
-      cohort: config.cohort.slice(),
-      corruption: config.corruption ?? 0,
-      colluders: config.colluders ?? 0,
-    },
-  });
+  const start = encodeServerMessage(config.roundId, { case: 'roundStart', value: roundParameters(config) });
   return { state, outgoing: config.cohort.map((to) => ({ to, bytes: start })) };
+}
+
+/** The wire's RoundParameters for a config (what RoundStart carries; the client maps it back in onRoundStart). */
+export function roundParameters(config: RoundConfig): Extract<ServerBody, { case: 'roundStart' }>['value'] {
+  return {
+    roundId: config.roundId,
+    bits: config.bits,
+    dimension: config.dimension,
+    threshold: config.threshold,
+    degree: config.degree === 'complete' ? 0 : config.degree,
+    mode: config.mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST,
+    cohort: config.cohort.slice(),
+    corruption: config.corruption ?? 0,
+    colluders: config.colluders ?? 0,
+  };
 }
 
 function with_(state: ServerState, patch: Partial<Pick<ServerState, 'stage' | 'result' | 'abortError'>>): ServerState {

@@ -13,6 +13,7 @@ import { fromBinary, toBinary, create } from '@bufbuild/protobuf';
 import { nodeCrypto } from '../../src/crypto/node.js';
 import type { Ed25519PrivateKey, X25519PrivateKey } from '../../src/crypto/provider.js';
 import { createClient, handleClientMessage, type ClientFloors, type ClientState } from '../../src/protocol/clientRound.js';
+import { roundParameters } from '../../src/protocol/serverRound.js';
 import * as derive from '../../src/protocol/derive.js';
 import type { RoundConfig } from '../../src/protocol/config.js';
 import { buildGraph, type NeighbourGraph } from '../../src/graph/index.js';
@@ -21,7 +22,7 @@ import { unsafeSeededRng, type Rng } from '../../src/rng.js';
 import { clientId, roundId, type ClientId } from '../../src/ids.js';
 import type { SecAggError } from '../../src/errors.js';
 import { PROTOCOL_VERSION, type ServerBody } from '../../src/wire/codec.js';
-import { ClientMessageSchema, Mode, ServerMessageSchema, type ClientMessage } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
+import { ClientMessageSchema, ServerMessageSchema, type ClientMessage } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
 
 interface Keys {
   readonly encryption: Uint8Array;
@@ -230,23 +231,7 @@ export class Attack {
   // ---- the stages, as the attacker runs them ----
 
   async roundStart(to: number, config = this.config): Promise<ClientMessage | undefined> {
-    return this.deliver(
-      to,
-      {
-        case: 'roundStart',
-        value: {
-          roundId: config.roundId,
-          bits: config.bits,
-          dimension: config.dimension,
-          threshold: config.threshold,
-          degree: config.degree === 'complete' ? 0 : config.degree,
-          mode: config.mode === 'active' ? Mode.ACTIVE : Mode.SEMI_HONEST,
-          cohort: config.cohort.slice(),
-          corruption: config.corruption ?? 0,
-        },
-      },
-      config,
-    );
+    return this.deliver(to, { case: 'roundStart', value: roundParameters(config) }, config);
   }
 
   async startAll(): Promise<void> {
