@@ -10,6 +10,7 @@
  * failure of it in full. Exit code 1 if any handler threw, returned an untyped error, changed the
  * server state on a refusal or broke another contract.
  */
+import { countFlag } from './args.js';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { badCount, buildRoundCorpus, emptyReport, formatRoundReport, mergeReports, runRoundFuzz, type RoundFuzzReport } from '../test/fuzz/roundCorpus.js';
 
@@ -22,16 +23,7 @@ interface Job {
 
 type FromWorker = { readonly progress: number } | { readonly report: RoundFuzzReport };
 
-function flag(name: string): number | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v < 0) {
-    console.error(`--${name} needs a non-negative integer`);
-    process.exit(2);
-  }
-  return v;
-}
+
 
 /** Unhandled rejections from a handler are crashes too: note them, and fail the run. */
 let unhandled = 0;
@@ -60,10 +52,10 @@ async function workerMain(job: Job): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const inputs = flag('inputs') ?? 1_000_000;
-  const seed = flag('seed') ?? 1;
-  const workers = Math.max(1, flag('workers') ?? 2);
-  const batch = flag('batch');
+  const inputs = countFlag('inputs') ?? 1_000_000;
+  const seed = countFlag('seed') ?? 1;
+  const workers = Math.max(1, countFlag('workers') ?? 2);
+  const batch = countFlag('batch');
   const started = Date.now();
   let report: RoundFuzzReport;
   if (batch !== undefined) {

@@ -7,23 +7,15 @@
  * reproducible; --only I prints input I of that run (hex) and each decoder's answer to it.
  * Exit code 1 if any decoder threw an untyped error or broke a contract.
  */
+import { countFlag } from './args.js';
 import { buildCorpus } from '../test/fuzz/corpus.js';
 import { decoders, formatReport, inputAt, runFuzz } from '../test/fuzz/harness.js';
 
-function flag(name: string): number | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v < 0) {
-    console.error(`--${name} needs a non-negative integer`);
-    process.exit(2);
-  }
-  return v;
-}
 
-const inputs = flag('inputs') ?? 1_000_000;
-const seed = flag('seed') ?? 1;
-const only = flag('only');
+
+const inputs = countFlag('inputs') ?? 1_000_000;
+const seed = countFlag('seed') ?? 1;
+const only = countFlag('only');
 
 if (only !== undefined) {
   const corpus = buildCorpus(1);

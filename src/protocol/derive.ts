@@ -5,6 +5,7 @@
  */
 import type { CryptoProvider } from '../crypto/provider.js';
 import type { ClientId, RoundId } from '../ids.js';
+import { concatBytes } from '../bytes.js';
 
 const enc = new TextEncoder();
 const LABEL = {
@@ -20,17 +21,7 @@ const LABEL = {
   graphSeed: enc.encode('secagg/v1/graph-seed'),
 };
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const concat = concatBytes;
 
 function u32(...values: number[]): Uint8Array {
   return u32s(values);

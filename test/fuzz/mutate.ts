@@ -10,6 +10,7 @@
  * fields), deleted, reordered or re-tagged, varints replaced by boundary values, non-minimal
  * encodings, and lengths blown up or shrunk on purpose.
  */
+import { concatBytes } from '../../src/bytes.js';
 
 /** sfc32: small, fast, seeded; uint32 outputs. Not for anything secret. */
 export class Prng {
@@ -387,17 +388,7 @@ function structuralMutation(rng: Prng, b: Uint8Array, name: MutationName, donors
   return serialise(tree);
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const concat = (parts: readonly Uint8Array[]): Uint8Array => concatBytes(...parts);
 
 const BYTE_LEVEL: ReadonlySet<MutationName> = new Set(['bitflip', 'byte', 'insert', 'delete', 'truncate', 'duplicate-range', 'random']);
 
