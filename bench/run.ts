@@ -541,6 +541,17 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
     meanMs: med((o) => STAGES.filter((x) => x !== 'unmask').reduce((a, x) => a + o.stats.stages[x].serverMs, 0)),
     note: `advertise/share/masked: ${STAGES.filter((x) => x !== 'unmask' && x !== 'consistency').map((x) => s.stages[x].serverMs.toFixed(0)).join('/')} ms; round wall ${(s.wallMs / 1000).toFixed(1)} s`,
   });
+  {
+    const blocks = STAGES.map((x) => [x, Math.max(...outcomes.map((o) => o.stats.stages[x].serverLongestBlockMs))] as const);
+    const worst = blocks.reduce((a, b) => (b[1] > a[1] ? b : a));
+    row({
+      row: id,
+      scenario: scen,
+      measure: 'server longest event-loop block',
+      maxMs: worst[1],
+      note: `per stage, max over rounds: ${blocks.filter(([x]) => s.stages[x].clients > 0 || x === 'unmask').map(([x, v]) => `${x} ${v.toFixed(1)}`).join(', ')} ms (includes GC pauses)`,
+    });
+  }
   extra[id] = {
     scenario: scen,
     clients: spec.clients,

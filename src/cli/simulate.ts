@@ -114,14 +114,14 @@ export async function runSimulate(argv: string[]): Promise<number> {
   const lines = [
     `secagg simulate: ${n} clients, m = ${m}, ${bits} bits, ${s.degree === n - 1 ? 'complete graph' : `degree ${s.degree}`}, threshold ${s.threshold}, ${mode}, ${dropped} dropped`,
     '',
-    'stage         clients   client ms (mean)   client ms (max)   server ms   server in    server out',
+    'stage         clients   client ms (mean)   client ms (max)   server ms   longest block   server in    server out',
   ];
   for (const st of STAGES) {
     if ((st === 'consistency' || st === 'view') && mode !== 'active') continue;
     const x = s.stages[st];
     const mean = x.clients > 0 ? x.clientMsTotal / x.clients : 0;
     lines.push(
-      `${st.padEnd(13)} ${String(x.clients).padStart(7)}   ${f(mean).padStart(16)}   ${f(x.clientMsMax).padStart(15)}   ${f(x.serverMs).padStart(9)}   ${kb(x.serverBytesIn).padStart(10)}   ${kb(x.serverBytesOut).padStart(11)}`,
+      `${st.padEnd(13)} ${String(x.clients).padStart(7)}   ${f(mean).padStart(16)}   ${f(x.clientMsMax).padStart(15)}   ${f(x.serverMs).padStart(9)}   ${f(x.serverLongestBlockMs).padStart(13)}   ${kb(x.serverBytesIn).padStart(10)}   ${kb(x.serverBytesOut).padStart(11)}`,
     );
   }
   lines.push(
@@ -130,6 +130,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
     `client sends ${kb(s.clientBytesSent.mean)}, receives ${kb(s.clientBytesReceived.mean)} (mean); server receives ${kb(s.serverBytesIn)}, sends ${kb(s.serverBytesOut)}`,
     `expansion factor (bytes a client sends / raw input bytes): ${s.expansionFactor.toFixed(3)}`,
     `server unmasking: ${s.serverMaskExpansions} PRG expansions${unmasker ? ` on ${workers} worker threads` : ''}`,
+    `longest block: the longest the server ran without yielding to other work (an upper bound)`,
     `included ${result.included.length} of ${n} clients; wall time ${f(s.wallMs)} ms`,
     `result ${ok ? 'equals' : 'DIFFERS FROM'} the plaintext sum of the included clients`,
   );

@@ -118,7 +118,7 @@ export function createWorkerUnmasker(options: WorkerUnmaskerOptions): WorkerUnma
       for (const s of slots) if (!s.dead && (slot === undefined || s.outstanding < slot.outstanding)) slot = s;
     if (slot === undefined) {
       batches.main++;
-      return sequentialUnmasker(sum, jobs, crypto);
+      return sequentialUnmasker(sum, jobs, crypto, round);
     }
     const target = slot;
     return new Promise<void>((resolve, reject) => {

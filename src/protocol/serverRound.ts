@@ -59,11 +59,26 @@ export async function* droppedMaskKeys(d: DroppedClientMasks, crypto: CryptoProv
   for (const p of d.peers) yield { key: await derive.pairwiseMaskKey(crypto, await key.agree(p.publicKey), d.round, p.client, d.client), sign: p.sign };
 }
 
-/** Runs one job into `sum` in this thread. */
-export async function applyMaskJob(sum: RingAccumulator, job: MaskJob, crypto: CryptoProvider): Promise<void> {
-  if ('key' in job) return sum.addPrg(crypto, job.key, job.sign);
-  for await (const { key, sign } of droppedMaskKeys(job.dropped, crypto)) await sum.addPrg(crypto, key, sign);
+/**
+ * Runs one job into `sum` in this thread. `pause`, if given, is awaited after each PRG expansion
+ * with the work just done (in keystream words, a key agreement counted as AGREEMENT_WORDS), so a
+ * caller can let other work run.
+ */
+export async function applyMaskJob(sum: RingAccumulator, job: MaskJob, crypto: CryptoProvider, pause?: (words: number) => Promise<void>): Promise<void> {
+  if ('key' in job) {
+    await sum.addPrg(crypto, job.key, job.sign);
+    return pause?.(sum.length);
+  }
+  for await (const { key, sign } of droppedMaskKeys(job.dropped, crypto)) {
+    await sum.addPrg(crypto, key, sign);
+    await pause?.(sum.length + AGREEMENT_WORDS);
+  }
 }
+
+/** An X25519 agreement and HKDF cost about as much as expanding this many keystream words. */
+const AGREEMENT_WORDS = 1 << 14;
+/** Keystream words between two yields of an in-thread unmasking: about a millisecond. */
+const WORDS_PER_YIELD = 1 << 19;
 
 /**
  * Applies mask jobs to the running sum. The default runs them in this thread; a Node server can
@@ -77,11 +92,43 @@ export type Unmasker = (sum: RingAccumulator, jobs: readonly MaskJob[], crypto: 
 export interface UnmaskPlan {
   /** Keystream words over all batches of this round (PRG expansions × m). */
   readonly words: number;
+  /** The server's yield: an unmasker that works in the server's thread awaits it about every millisecond of work. */
+  readonly yieldToEventLoop?: () => Promise<void>;
 }
 
-export const sequentialUnmasker: Unmasker = async (sum, jobs, crypto) => {
-  for (const job of jobs) await applyMaskJob(sum, job, crypto);
+/**
+ * Runs the jobs in this thread, yielding about every millisecond when the plan carries the server's
+ * yield. Batches of one round run one after another (the server starts them without waiting):
+ * interleaved, each would take its slice in every turn of the event loop, and the turns would grow
+ * with the number of batches.
+ */
+export const sequentialUnmasker: Unmasker = async (sum, jobs, crypto, round) => {
+  const yielder = round?.yieldToEventLoop;
+  if (round === undefined || yielder === undefined) return runInThread(sum, jobs, crypto, undefined);
+  const previous = inThreadQueue.get(round) ?? Promise.resolve();
+  const mine = previous.then(
+    () => runInThread(sum, jobs, crypto, yielder),
+    () => runInThread(sum, jobs, crypto, yielder),
+  );
+  inThreadQueue.set(round, mine);
+  return mine;
 };
+
+/** Per round (its plan): the last in-thread batch queued. */
+const inThreadQueue = new WeakMap<UnmaskPlan, Promise<void>>();
+
+async function runInThread(sum: RingAccumulator, jobs: readonly MaskJob[], crypto: CryptoProvider, yielder: (() => Promise<void>) | undefined): Promise<void> {
+  let since = 0;
+  const pause = yielder
+    ? async (words: number) => {
+        since += words;
+        if (since < WORDS_PER_YIELD) return;
+        since = 0;
+        await yielder();
+      }
+    : undefined;
+  for (const job of jobs) await applyMaskJob(sum, job, crypto, pause);
+}
 
 export interface ServerOptions {
   readonly config: RoundConfig;
@@ -103,7 +150,8 @@ export interface ServerOptions {
   readonly yieldToEventLoop?: () => Promise<void>;
 }
 
-const defaultYield = (): Promise<void> =>
+/** The default `yieldToEventLoop`: one macrotask (setImmediate where it exists, else a zero-delay timeout). */
+export const nextMacrotask = (): Promise<void> =>
   new Promise((resolve) => {
     const g = globalThis as { setImmediate?: (f: () => void) => unknown };
     if (typeof g.setImmediate === 'function') g.setImmediate(resolve);
@@ -240,7 +288,7 @@ export function startServerRound(options: ServerOptions): ServerStep {
     unmasker: options.unmasker ?? sequentialUnmasker,
     fixedGraphSeed: options.graphSeed,
     viewAttempts: options.viewAttempts ?? 3,
-    yieldToEventLoop: options.yieldToEventLoop ?? defaultYield,
+    yieldToEventLoop: options.yieldToEventLoop ?? nextMacrotask,
     messageLimits: clientMessageLimits(config),
     entryCaps: entryCaps(config),
     cohort: new Set(config.cohort),
@@ -551,8 +599,26 @@ async function startView(state: ServerState, advertised: number[], attempt: numb
   return { state: with_(state, { stage: 'view' }), outgoing: advertised.map((to) => ({ to: to as ClientId, bytes })) };
 }
 
+/**
+ * A pause for the long loops of a stage change: awaits the server's yield once `work` (entries
+ * built, encoded or checked) adds up to ENTRIES_PER_YIELD, so fanning O(n·k) entries out to a large
+ * cohort lets other connections run every millisecond or so.
+ */
+function pacer(it: ServerInternals): (work: number) => Promise<void> {
+  let since = 0;
+  return async (work) => {
+    since += work;
+    if (since < ENTRIES_PER_YIELD) return;
+    since = 0;
+    await it.yieldToEventLoop();
+  };
+}
+
+/** Entries (a neighbour's keys, a routed ciphertext, an edge checked) between two yields of a stage change. */
+const ENTRIES_PER_YIELD = 1 << 11;
+
 /** Fix the graph over U1 and send each member its neighbours' keys (and, in active mode, the view proof). */
-function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array): ServerStep {
+async function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array): Promise<ServerStep> {
   const it = state.internal;
   const config = state.config;
   const t = config.threshold;
@@ -563,7 +629,9 @@ function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array): Serv
   if (why !== undefined) return abort(state, new SecAggError('ERR_INVALID_PARAMETERS', why));
   const view = it.view;
   const reveals = view?.advertised.map((u) => view.answers.get(u)!.reveal);
-  const outgoing = u1.map((u) => {
+  const pause = pacer(it);
+  const outgoing: Outgoing[] = [];
+  for (const u of u1) {
     const ns = it.graph!.neighbours(u as ClientId);
     const neighbours = ns.map((v) => {
       const a = it.advertised.get(v)!;
@@ -571,8 +639,9 @@ function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array): Serv
     });
     const proof = view && { seedReveals: reveals!, viewSignatures: ns.map((v) => ({ client: v, signature: view.answers.get(v)!.signature })) };
     const body: ServerBody = { case: 'keys', value: { graphSeed, advertised: u1, neighbours, ...(proof ? { view: proof } : {}) } };
-    return { to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) };
-  });
+    outgoing.push({ to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) });
+    await pause(ns.length + u1.length / 8);
+  }
   return { state: with_(state, { stage: 'share' }), outgoing };
 }
 
@@ -585,14 +654,14 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
       const u1 = [...it.advertised.keys()].filter((u) => !it.quit.has(u)).sort((a, b) => a - b);
       if (u1.length < t + 1) return abort(state, below('clients that advertised keys', u1.length, t + 1));
       if (config.mode === 'active') return startView(state, u1, 1);
-      return sendKeys(state, u1, it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES));
+      return await sendKeys(state, u1, it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES));
     }
     case 'view': {
       const view = it.view!;
       const revealed = view.advertised.filter((u) => view.answers.has(u) && !it.quit.has(u));
       if (revealed.length === view.advertised.length) {
         const seed = await derive.viewGraphSeed(it.crypto, view.digest, view.advertised.map((u) => view.answers.get(u)!.reveal));
-        return sendKeys(state, revealed, seed);
+        return await sendKeys(state, revealed, seed);
       }
       // Someone did not reveal: the seed cannot be formed without it, and leaving its reveal out
       // after seeing the others' would let the server choose among seeds. Ask again, with the
@@ -609,23 +678,28 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
       // be reconstructed, so they are left out before anyone masks with them (a sparse graph then
       // still completes).
       const u2 = new Set([...it.shared.keys()].filter((u) => !it.quit.has(u)));
+      const pause = pacer(it);
       for (let changed = true; changed; ) {
         changed = false;
         for (const u of u2) {
-          if (edgesIn(it, u, u2).length < t) {
+          const ns = it.graph!.neighbours(u as ClientId);
+          if (countIn(ns, u2) < t) {
             u2.delete(u);
             changed = true;
           }
+          await pause(ns.length);
         }
       }
       if (u2.size < t + 1) return abort(state, below('clients that shared keys', u2.size, t + 1));
       it.u2 = [...u2].sort((a, b) => a - b);
       it.u2set = u2;
       it.sum = new RingAccumulator(config.dimension);
-      const outgoing = it.u2.map((v) => {
+      const outgoing: Outgoing[] = [];
+      for (const v of it.u2) {
         const shares = edgesIn(it, v, u2).map((u) => ({ peer: u, ciphertext: it.shared.get(u)!.ciphertexts.get(v)! }));
-        return { to: v as ClientId, bytes: encodeServerMessage(config.roundId, { case: 'shares', value: { shares } }) };
-      });
+        outgoing.push({ to: v as ClientId, bytes: encodeServerMessage(config.roundId, { case: 'shares', value: { shares } }) });
+        await pause(shares.length);
+      }
       return { state: with_(state, { stage: 'masked' }), outgoing };
     }
     case 'masked': {
@@ -633,7 +707,7 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
       it.u3 = u3;
       it.u3set = new Set(u3);
       if (u3.length < t) return abort(state, below('masked inputs', u3.length, t));
-      const short = reconstructible(state, it.u3set);
+      const short = await reconstructible(state, it.u3set);
       if (short !== undefined) return abort(state, short);
       const survivors = { survivors: u3 };
       const body: ServerBody =
@@ -647,7 +721,7 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
       it.u4set = new Set(u4);
       const quorum = consistencyQuorum(config, it.graph!.clients.length);
       if (u4.length < quorum) return abort(state, below('signatures on the survivor set (a quorum of U1)', u4.length, quorum));
-      const short = reconstructible(state, it.u4set);
+      const short = await reconstructible(state, it.u4set);
       if (short !== undefined) return abort(state, short);
       const signatures = u4.map((client) => ({ client, signature: it.signatures.get(client)! }));
       const bytes = encodeServerMessage(config.roundId, { case: 'unmaskRequest', value: { survivors: it.u3!, signatures } });
@@ -661,14 +735,24 @@ async function closeStage(state: ServerState): Promise<ServerStep> {
 }
 
 /** Every client of U2 needs ≥ t share-exchanging neighbours among the clients that may still reveal shares. */
-function reconstructible(state: ServerState, holders: ReadonlySet<number>): SecAggError | undefined {
+async function reconstructible(state: ServerState, holders: ReadonlySet<number>): Promise<SecAggError | undefined> {
   const it = state.internal;
   const t = state.config.threshold;
+  const pause = pacer(it);
   for (const v of it.u2!) {
-    const n = edgesIn(it, v, holders).length;
+    const ns = it.graph!.neighbours(v as ClientId);
+    const n = countIn(ns, holders);
     if (n < t) return below(`live holders of client ${v}'s shares`, n, t);
+    await pause(ns.length);
   }
   return undefined;
+}
+
+/** How many of `xs` are in `set`. */
+function countIn(xs: readonly number[], set: ReadonlySet<number>): number {
+  let n = 0;
+  for (const x of xs) if (set.has(x)) n++;
+  return n;
 }
 
 /** Jobs handed to the unmasker at a time: enough keystream per batch (~16 MiB) to be worth a thread hop. */
@@ -705,8 +789,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
   // In a complete graph every owner's holders are the responders minus itself: one superset
   // serves them all (O(k) per owner instead of O(k²)).
   if (it.graph!.kind === 'complete' && it.responded.size > 0) {
-    cache.setUniverse([...it.responded]); // O(k²) once: let others run before the reconstructions
-    await it.yieldToEventLoop();
+    await cache.prepareUniverse([...it.responded], t, it.yieldToEventLoop); // O(k²) once, in slices
   }
   const bad = new Set<number>();
   // Masks are removed in batches while the remaining secrets are still being reconstructed, so a
@@ -718,7 +801,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
   // Every survivor's self mask, and each dropped client's pairwise masks with surviving neighbours.
   let expansions = it.u3!.length;
   for (const v of it.u2!) if (!it.u3set!.has(v)) expansions += edgesIn(it, v, it.u3set!).length;
-  const plan: UnmaskPlan = { words: expansions * config.dimension };
+  const plan: UnmaskPlan = { words: expansions * config.dimension, yieldToEventLoop: it.yieldToEventLoop };
   const flush = () => {
     if (batch.length === 0) return;
     const p = it.unmasker(it.sum!, batch, c, plan);

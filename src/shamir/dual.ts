@@ -72,7 +72,7 @@
  * with one field inversion per set. In a complete graph the canonical t-subsets of the first t
  * owners are {first t + 1 responders} minus the owner: one superset serves them all.
  */
-import { P, barycentricWeights, batchInvert, inv, reduce } from './field.js';
+import { P, SLICE_WORK, barycentricWeights, barycentricWeightsInSlices, batchInvert, inv, reduce } from './field.js';
 
 /** Number of independent random dual vectors. */
 export const DUAL_VECTORS = 2;
@@ -154,6 +154,11 @@ export interface Superset {
 
 export function newSuperset(sortedXs: readonly number[]): Superset {
   return { xs: sortedXs.slice(), weights: barycentricWeights(sortedXs), duals: new Map(), zero: undefined };
+}
+
+/** newSuperset in slices, awaiting `pause(work)` between them. */
+export async function newSupersetInSlices(sortedXs: readonly number[], pause: (work: number) => Promise<void>): Promise<Superset> {
+  return { xs: sortedXs.slice(), weights: await barycentricWeightsInSlices(sortedXs, pause), duals: new Map(), zero: undefined };
 }
 
 /**
@@ -240,6 +245,34 @@ function gapFactors(xs: readonly number[], missing: readonly number[]): { pos: I
 export function supersetDualTable(sup: Superset, threshold: number, fillUniform: (out: Float64Array) => void): Float64Array {
   const hit = sup.duals.get(threshold);
   if (hit !== undefined) return hit;
+  const b = dualTableBuild(sup, threshold, fillUniform);
+  b.fill(0, sup.xs.length);
+  return b.done();
+}
+
+/** supersetDualTable in slices of points, awaiting `pause(work)` between them. */
+export async function supersetDualTableInSlices(
+  sup: Superset,
+  threshold: number,
+  fillUniform: (out: Float64Array) => void,
+  pause: (work: number) => Promise<void>,
+): Promise<Float64Array> {
+  const hit = sup.duals.get(threshold);
+  if (hit !== undefined) return hit;
+  const b = dualTableBuild(sup, threshold, fillUniform);
+  const K = sup.xs.length;
+  const perPoint = DUAL_VECTORS * (K - threshold + MAX_MISSING);
+  const points = Math.max(1, Math.floor(SLICE_WORK / perPoint));
+  for (let from = 0; from < K; from += points) {
+    const to = Math.min(K, from + points);
+    b.fill(from, to);
+    await pause((to - from) * perPoint);
+  }
+  return sup.duals.get(threshold) ?? b.done(); // a concurrent caller may have finished first
+}
+
+/** The table for (sup, t), filled point by point: `fill(from, to)` for every point, then `done()`. */
+function dualTableBuild(sup: Superset, threshold: number, fillUniform: (out: Float64Array) => void): { fill: (from: number, to: number) => void; done: () => Float64Array } {
   const xs = sup.xs;
   const K = xs.length;
   const m = K - threshold;
@@ -250,34 +283,39 @@ export function supersetDualTable(sup: Superset, threshold: number, fillUniform:
   fillUniform(q);
   const tab = new Float64Array(DUAL_VECTORS * rowsPer * K);
   const pows = new Float64Array(J + 1); // pows[j] = x^{m−j}, j = 1..J
-  for (let i = 0; i < K; i++) {
-    const x = xs[i]!;
-    if (J >= 1) {
-      let pw = powMod(x, m - J);
-      for (let j = J; j >= 1; j--) {
-        pows[j] = pw;
-        pw = reduce(pw * x);
+  const fill = (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      const x = xs[i]!;
+      if (J >= 1) {
+        let pw = powMod(x, m - J);
+        for (let j = J; j >= 1; j--) {
+          pows[j] = pw;
+          pw = reduce(pw * x);
+        }
+      }
+      const w = sup.weights[i]!;
+      for (let v = 0; v < DUAL_VECTORS; v++) {
+        const qb = v * m;
+        // Horner: acc < p, acc·x + q < 2^53, exact.
+        let acc = q[qb + m - 1]!;
+        for (let j = m - 2; j >= 0; j--) acc = reduce(acc * x + q[qb + j]!);
+        const rb = v * rowsPer;
+        tab[rb * K + i] = reduce(w * acc);
+        for (let j = 1; j <= J; j++) {
+          // Drop the top remaining term: q_{<m−j} = q_{<m−j+1} − c_{m−j}·x^{m−j}.
+          acc = acc - reduce(q[qb + m - j]! * pows[j]!);
+          if (acc < 0) acc += P;
+          tab[(rb + j) * K + i] = reduce(w * acc);
+        }
       }
     }
-    const w = sup.weights[i]!;
-    for (let v = 0; v < DUAL_VECTORS; v++) {
-      const qb = v * m;
-      // Horner: acc < p, acc·x + q < 2^53, exact.
-      let acc = q[qb + m - 1]!;
-      for (let j = m - 2; j >= 0; j--) acc = reduce(acc * x + q[qb + j]!);
-      const rb = v * rowsPer;
-      tab[rb * K + i] = reduce(w * acc);
-      for (let j = 1; j <= J; j++) {
-        // Drop the top remaining term: q_{<m−j} = q_{<m−j+1} − c_{m−j}·x^{m−j}.
-        acc = acc - reduce(q[qb + m - j]! * pows[j]!);
-        if (acc < 0) acc += P;
-        tab[(rb + j) * K + i] = reduce(w * acc);
-      }
-    }
-  }
-  q.fill(0);
-  sup.duals.set(threshold, tab);
-  return tab;
+  };
+  const done = () => {
+    q.fill(0);
+    sup.duals.set(threshold, tab);
+    return tab;
+  };
+  return { fill, done };
 }
 
 /**

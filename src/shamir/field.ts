@@ -90,16 +90,40 @@ function fe(x: number): number {
  * is O(k) per evaluation point once these are known.
  */
 export function barycentricWeights(xs: ArrayLike<number>): Float64Array {
+  const d = new Float64Array(xs.length);
+  weightDenominators(xs, d, 0, xs.length);
+  return batchInvert(d);
+}
+
+/**
+ * barycentricWeights in slices of rows, awaiting `pause(work)` between slices (work in field
+ * multiplications), so an O(k²) set-up never holds the thread for long.
+ */
+export async function barycentricWeightsInSlices(xs: ArrayLike<number>, pause: (work: number) => Promise<void>): Promise<Float64Array> {
   const k = xs.length;
   const d = new Float64Array(k);
-  for (let i = 0; i < k; i++) {
+  const rows = Math.max(1, Math.floor(SLICE_WORK / Math.max(1, k)));
+  for (let from = 0; from < k; from += rows) {
+    const to = Math.min(k, from + rows);
+    weightDenominators(xs, d, from, to);
+    await pause((to - from) * k);
+  }
+  return batchInvert(d);
+}
+
+/** Field multiplications per slice of a sliced O(k²) computation: well under a millisecond. */
+export const SLICE_WORK = 1 << 16;
+
+/** d[i] = Π_{j≠i}(x_i − x_j) for i in [from, to). */
+function weightDenominators(xs: ArrayLike<number>, d: Float64Array, from: number, to: number): void {
+  const k = xs.length;
+  for (let i = from; i < to; i++) {
     const xi = xs[i]!;
     let prod = 1;
     // |x_i − x_j| < 2^16 and prod < 2^26: the product stays < 2^42, exact.
     for (let j = 0; j < k; j++) if (j !== i) prod = reduce(prod * fe(xi - xs[j]!));
     d[i] = prod;
   }
-  return batchInvert(d);
 }
 
 /**

@@ -24,6 +24,8 @@ import {
   nearUnion,
   newSuperset,
   supersetDualTable,
+  supersetDualTableInSlices,
+  newSupersetInSlices,
   type Superset,
 } from './dual.js';
 
@@ -327,6 +329,26 @@ export class LagrangeCache {
     }
     this.#addSuperset(newSuperset(xs));
     this.#weightComputations++;
+  }
+
+  /**
+   * `setUniverse` plus the superset's dual table for `threshold` and its Lagrange base, computed in
+   * slices with `yieldToEventLoop` awaited between them (each well under a millisecond), so the
+   * O(k²) set-up of a large complete-graph round does not hold the server's thread.
+   */
+  async prepareUniverse(holders: readonly number[], threshold: number, yieldToEventLoop: () => Promise<void>): Promise<void> {
+    checkHolders(holders, 'holders', 1);
+    aint(threshold, 'threshold', 1, 65535);
+    if (!this.#useSupersets) return;
+    const xs = isAscending(holders) ? holders.slice() : holders.slice().sort((a, b) => a - b);
+    let sup = this.#supersets.find((u) => u.xs.length === xs.length && missingPositions(xs, u.xs, 0) !== null);
+    const pause = async () => yieldToEventLoop();
+    if (sup === undefined) {
+      sup = await newSupersetInSlices(xs, pause);
+      this.#addSuperset(sup);
+      this.#weightComputations++;
+    }
+    if (xs.length > threshold) await supersetDualTableInSlices(sup, threshold, newDualSeed, pause);
   }
 
   /**

@@ -13,6 +13,7 @@ import { createClient, handleClientMessage, type ClientState } from '../protocol
 import {
   handleServerDeadline,
   handleServerMessage,
+  nextMacrotask,
   startServerRound,
   type Outgoing,
   type ServerState,
@@ -31,6 +32,12 @@ export interface StageStats {
   clientMsMax: number;
   /** Server compute time handling this stage's messages and closing it, ms. */
   serverMs: number;
+  /**
+   * The longest other work (a timer, another connection) would have waited for the server in this
+   * stage, ms: the longest gap between runs of a macrotask probe re-queued while the server
+   * handles a message or closes the stage.
+   */
+  serverLongestBlockMs: number;
   /** Bytes the server received / sent in this stage. */
   serverBytesIn: number;
   serverBytesOut: number;
@@ -105,7 +112,7 @@ const REPLY_STAGE: Record<string, Stage> = {
 };
 
 function emptyStage(): StageStats {
-  return { clients: 0, clientMsTotal: 0, clientMsMax: 0, serverMs: 0, serverBytesIn: 0, serverBytesOut: 0 };
+  return { clients: 0, clientMsTotal: 0, clientMsMax: 0, serverMs: 0, serverLongestBlockMs: 0, serverBytesIn: 0, serverBytesOut: 0 };
 }
 
 /**
@@ -172,8 +179,34 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
   const received = new Float64Array(n);
   const clientMs = new Float64Array(n);
 
+  // How long other work would wait: a probe re-queued as a macrotask while the server works;
+  // the longest gap between two of its runs (or the call's start or end) is the longest block.
+  const serverCall = async <T>(stage: StageStats, call: () => Promise<T> | T): Promise<T> => {
+    let last = performance.now();
+    let running = true;
+    const gap = () => {
+      const now = performance.now();
+      stage.serverLongestBlockMs = Math.max(stage.serverLongestBlockMs, now - last);
+      last = now;
+    };
+    const probe = (): void => {
+      if (!running) return;
+      gap();
+      void nextMacrotask().then(probe);
+    };
+    void nextMacrotask().then(probe);
+    try {
+      return await call();
+    } finally {
+      gap();
+      running = false;
+    }
+  };
+
   let t0 = performance.now();
-  let step = startServerRound({ config, crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}), ...(options.graphSeed ? { graphSeed: options.graphSeed } : {}) });
+  let step = await serverCall(stages.advertise, () =>
+    startServerRound({ config, crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}), ...(options.graphSeed ? { graphSeed: options.graphSeed } : {}) }),
+  );
   let server: ServerState = step.state;
   let outgoing: readonly Outgoing[] = step.outgoing;
   stages.advertise.serverMs += performance.now() - t0;
@@ -211,13 +244,13 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
     t0 = performance.now();
     for (const { from, bytes } of replies) {
       stats.serverBytesIn += bytes.length;
-      const s = await handleServerMessage(server, from, bytes);
+      const s = await serverCall(stats, () => handleServerMessage(server, from, bytes));
       server = s.state;
       outgoing = outgoing.concat(s.outgoing);
     }
     if (server.stage === stage) {
       // Some clients stayed silent: the stage's deadline passes.
-      const s = await handleServerDeadline(server);
+      const s = await serverCall(stats, () => handleServerDeadline(server));
       server = s.state;
       outgoing = outgoing.concat(s.outgoing);
     }
