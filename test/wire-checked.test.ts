@@ -283,7 +283,8 @@ test('the decoders stop at entry cap + 1: entries after it are garbage and are n
     ['keys', bytesOf(packedIds(n + 1), new Uint8Array(1 << 20).fill(0xff))], // advertised, packed
     ['keys', repeatedThenGarbage(Uint8Array.from(vi(2, 7)), n + 1)], // advertised, unpacked
     ['keys', bytesOf(packedIds(3), Uint8Array.from(vi(2, 7)), packedIds(n - 3), vi(2, 8), new Uint8Array(1 << 20).fill(0xff))], // mixed, summed
-    ['keys', bytesOf(ld(4, repeatedThenGarbage(emptyEntry(2), k + 1, 64)))], // view.view_signatures (protobuf-es path)
+    ['keys', bytesOf(ld(4, repeatedThenGarbage(emptyEntry(2), n + 1, 64)))], // view.view_signatures (protobuf-es path)
+    ['keys', bytesOf(ld(4, repeatedThenGarbage(emptyEntry(3), n + 1, 64)))], // view.member_keys
     ['keys', bytesOf(ld(4, repeatedThenGarbage(emptyEntry(1), n + 1, 64)))], // view.seed_reveals
     ['shares', repeatedThenGarbage(emptyEntry(1), k + 1)],
     ['consistencyRequest', bytesOf(ld(1, bytesOf(...Array.from({ length: n + 1 }, () => [5]))), new Uint8Array(1 << 20).fill(0xff))],

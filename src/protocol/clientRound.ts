@@ -336,8 +336,8 @@ async function onViewRequest(state: ClientState, m: ViewRequest): Promise<Client
   return { state: after, outgoing: send(after, { case: 'viewSignature', value: { signature, seedReveal, nextSeedCommitment: it.seedCommitment } }) };
 }
 
-/** Active mode: the graph seed from the view's reveals, each checked against its commitment; the neighbours' view signatures by client. */
-async function checkViewProof(state: ClientState, m: KeysForYou, advertised: readonly number[]): Promise<{ seed: Uint8Array; signatures: Map<number, Uint8Array> }> {
+/** Active mode: the graph seed from the view's reveals, each checked against its commitment. */
+async function checkViewProof(state: ClientState, m: KeysForYou, advertised: readonly number[]): Promise<Uint8Array> {
   const it = state.internal;
   const c = it.options.crypto;
   const view = it.view;
@@ -355,10 +355,47 @@ async function checkViewProof(state: ClientState, m: KeysForYou, advertised: rea
   if (wrong >= 0) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${advertised[wrong]}'s seed reveal does not match its commitment`);
   const seed = await derive.viewGraphSeed(c, view.digest, proof.seedReveals);
   if (!derive.bytesEqual(seed, m.graphSeed)) throw new SecAggError('ERR_INCONSISTENT_VIEW', "the graph seed is not the one the view's reveals give");
-  checkIdList(proof.viewSignatures.map((s) => s.client), 'view signers');
-  const signatures = new Map<number, Uint8Array>();
-  for (const s of proof.viewSignatures) signatures.set(s.client, s.signature);
-  return { seed, signatures };
+  return seed;
+}
+
+/**
+ * Active mode: every other member of U1 signed this very view (U1, every commitment, this
+ * attempt) with the keys it is known by — the neighbours' keys from `m.neighbours`, the others'
+ * from the proof's `memberKeys`. So the U1 this client shares over is one that every member
+ * holds: the server cannot pad it with members shown another view. O(|U1|) signature checks.
+ */
+async function checkViewSignatures(state: ClientState, m: KeysForYou, advertised: readonly number[], neighbours: readonly number[]): Promise<void> {
+  const it = state.internal;
+  const proof = m.view!;
+  const others = advertised.filter((v) => v !== state.id);
+  const signers = proof.viewSignatures;
+  if (signers.length !== others.length || signers.some((s, i) => s.client !== others[i]))
+    throw new SecAggError('ERR_INCONSISTENT_VIEW', `the view proof must hold the signature of each of the ${others.length} other members of U1, ascending`);
+  const isNeighbour = new Set(neighbours);
+  const neighbourKeys = new Map(m.neighbours.map((e) => [e.client, e]));
+  if (proof.memberKeys.length !== others.length - neighbours.length)
+    throw new SecAggError('ERR_INCONSISTENT_VIEW', `${proof.memberKeys.length} member keys for ${others.length - neighbours.length} members that are not neighbours`);
+  let next = 0;
+  const checks = signers.map((s) => {
+    let encryption: Uint8Array;
+    let masking: Uint8Array;
+    if (isNeighbour.has(s.client)) {
+      const e = neighbourKeys.get(s.client)!;
+      encryption = e.encryptionPublicKey;
+      masking = e.maskingPublicKey;
+    } else {
+      const keys = proof.memberKeys[next++]!;
+      if (keys.length !== 2 * KEY_BYTES) throw new SecAggError('ERR_SIZE', `the keys of member ${s.client} are not 64 bytes`);
+      encryption = keys.subarray(0, KEY_BYTES);
+      masking = keys.subarray(KEY_BYTES);
+    }
+    const identity = it.options.directory!.get(s.client);
+    if (identity === undefined || s.signature.length !== SIGNATURE_BYTES) return Promise.resolve(false);
+    return it.options.crypto.ed25519Verify(identity, derive.viewTranscript(it.view!.digest, s.client as ClientId, encryption, masking), s.signature);
+  });
+  const ok = await Promise.all(checks);
+  const wrong = ok.indexOf(false);
+  if (wrong >= 0) throw new SecAggError('ERR_INCONSISTENT_VIEW', `member ${signers[wrong]!.client} of U1 did not sign this view`);
 }
 
 async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
@@ -368,7 +405,7 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
   if (m.graphSeed.length !== GRAPH_SEED_BYTES) throw new SecAggError('ERR_SIZE', 'graph seed must be 32 bytes');
   const advertised = checkAdvertised(state, m.advertised);
   const active = config.mode === 'active';
-  const proof = active ? await checkViewProof(state, m, advertised) : undefined;
+  if (active) await checkViewProof(state, m, advertised);
   const graph = buildGraph({ clients: advertised as ClientId[], degree: config.degree, seed: m.graphSeed });
   const neighbours = graph.neighbours(state.id);
   // The bound against the neighbourhood this client really has, not the declared degree.
@@ -383,6 +420,7 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
     if (entry.encryptionPublicKey.length !== KEY_BYTES || entry.maskingPublicKey.length !== KEY_BYTES)
       throw new SecAggError('ERR_SIZE', `keys of client ${entry.client} are not 32 bytes`);
   }
+  if (active) await checkViewSignatures(state, m, advertised, neighbours);
   // A neighbour whose keys are reused, unsigned or do not agree is treated as dropped: its
   // secrets are not shared with it and its shares are not taken, so one bad key costs one edge,
   // never the round. (An honest server refuses such keys before they reach anyone.)
@@ -397,7 +435,6 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
     m.neighbours.map(async (entry, i) => {
       const v = entry.client as ClientId;
       if (!fresh[i]) return undefined;
-      if (active && !(await signedByNeighbour(state, entry, proof!.signatures.get(v)))) return undefined;
       try {
         const maskKey = await derive.pairwiseMaskKey(c, await it.masking!.agree(entry.maskingPublicKey), config.roundId, state.id, v);
         const shareKey = await derive.shareKey(c, await it.encryption!.agree(entry.encryptionPublicKey), config.roundId, state.id, v);
@@ -431,15 +468,6 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
   const selfMaskCommitment = await derive.selfMaskCommitment(c, it.selfMaskSeed!, config.roundId, state.id);
   const after = next(state, 'awaiting-shares');
   return { state: after, outgoing: send(after, { case: 'shareKeys', value: { selfMaskCommitment, shares } }) };
-}
-
-/** Active mode: the neighbour signed this client's view, with exactly these keys. */
-async function signedByNeighbour(state: ClientState, entry: KeysForYou['neighbours'][number], viewSignature: Uint8Array | undefined): Promise<boolean> {
-  const it = state.internal;
-  const identity = it.options.directory!.get(entry.client);
-  if (identity === undefined || viewSignature === undefined || viewSignature.length !== SIGNATURE_BYTES) return false;
-  const transcript = derive.viewTranscript(it.view!.digest, entry.client as ClientId, entry.encryptionPublicKey, entry.maskingPublicKey);
-  return it.options.crypto.ed25519Verify(identity, transcript, viewSignature);
 }
 
 async function onShares(state: ClientState, m: SharesForYou): Promise<ClientStep> {

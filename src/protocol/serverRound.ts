@@ -11,6 +11,7 @@ import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider, X25519PrivateKey } from '../crypto/provider.js';
 import { SecAggError, isSecAggError } from '../errors.js';
 import type { ClientId, RoundId } from '../ids.js';
+import { concatBytes } from '../bytes.js';
 import { RingAccumulator } from '../ring/accumulator.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
@@ -630,6 +631,16 @@ async function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array)
   const view = it.view;
   const reveals = view?.advertised.map((u) => view.answers.get(u)!.reveal);
   const pause = pacer(it);
+  // Each member's encryption then masking key, as a view proof carries them: built once per member.
+  const keyBytes = new Map<number, Uint8Array>();
+  const keysOf = (v: number): Uint8Array => {
+    let b = keyBytes.get(v);
+    if (b === undefined) {
+      const a = it.advertised.get(v)!;
+      keyBytes.set(v, (b = concatBytes(a.encryptionKey, a.maskingKey)));
+    }
+    return b;
+  };
   const outgoing: Outgoing[] = [];
   for (const u of u1) {
     const ns = it.graph!.neighbours(u as ClientId);
@@ -637,10 +648,21 @@ async function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array)
       const a = it.advertised.get(v)!;
       return { client: v, encryptionPublicKey: a.encryptionKey, maskingPublicKey: a.maskingKey, signature: a.signature };
     });
-    const proof = view && { seedReveals: reveals!, viewSignatures: ns.map((v) => ({ client: v, signature: view.answers.get(v)!.signature })) };
+    // Every other member's view signature (the client checks them all: its U1 is the one they all
+    // signed), with the keys it covers for the members that are not neighbours.
+    let proof: { seedReveals: Uint8Array[]; viewSignatures: { client: number; signature: Uint8Array }[]; memberKeys: Uint8Array[] } | undefined;
+    if (view) {
+      const isNeighbour = new Set<number>(ns);
+      const others = u1.filter((v) => v !== u);
+      proof = {
+        seedReveals: reveals!,
+        viewSignatures: others.map((v) => ({ client: v, signature: view.answers.get(v)!.signature })),
+        memberKeys: others.filter((v) => !isNeighbour.has(v)).map(keysOf),
+      };
+    }
     const body: ServerBody = { case: 'keys', value: { graphSeed, advertised: u1, neighbours, ...(proof ? { view: proof } : {}) } };
     outgoing.push({ to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) });
-    await pause(ns.length + u1.length / 8);
+    await pause(ns.length + (view ? u1.length : u1.length / 8));
   }
   return { state: with_(state, { stage: 'share' }), outgoing };
 }

@@ -20,6 +20,7 @@ import { buildGraph, type NeighbourGraph } from '../../src/graph/index.js';
 import { SHARE_BYTES } from '../../src/shamir/index.js';
 import { unsafeSeededRng, type Rng } from '../../src/rng.js';
 import { clientId, roundId, type ClientId } from '../../src/ids.js';
+import { concatBytes } from '../../src/bytes.js';
 import type { SecAggError } from '../../src/errors.js';
 import { PROTOCOL_VERSION, type ServerBody } from '../../src/wire/codec.js';
 import { ClientMessageSchema, ServerMessageSchema, type ClientMessage } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
@@ -276,14 +277,19 @@ export class Attack {
     const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: keyOf(v).encryption, maskingPublicKey: keyOf(v).masking, signature: new Uint8Array(64) }));
     let view;
     if (active) {
+      // Every other member's view signature: the colluders sign whatever view they are given; an
+      // honest member's is the one it really sent (valid only if it was shown this same view).
       const viewSignatures = [];
-      for (const v of ns) {
+      const memberKeys = [];
+      for (const v of advertised) {
+        if (v === to) continue;
         const c = this.colluders.get(v);
         const k = keyOf(v);
-        const signature = c ? await c.identity.sign(derive.viewTranscript(digest, v, k.encryption, k.masking)) : (this.viewSignatures.get(v)?.signature ?? new Uint8Array(64));
+        const signature = c ? await c.identity.sign(derive.viewTranscript(digest, v as ClientId, k.encryption, k.masking)) : (this.viewSignatures.get(v)?.signature ?? new Uint8Array(64));
         viewSignatures.push({ client: v, signature });
+        if (!(ns as readonly number[]).includes(v)) memberKeys.push(concatBytes(k.encryption, k.masking));
       }
-      view = { seedReveals: advertised.map((v) => this.revealOf(v)), viewSignatures };
+      view = { seedReveals: advertised.map((v) => this.revealOf(v)), viewSignatures, memberKeys };
     }
     const reply = await this.deliver(to, { case: 'keys', value: { graphSeed, advertised: advertised.slice(), neighbours, ...(view ? { view } : {}) } });
     if (reply?.body.case === 'shareKeys') {

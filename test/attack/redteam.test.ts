@@ -27,6 +27,7 @@ import { minimumThreshold } from '../../src/protocol/config.js';
 import { encodeClientMessage, type ClientBody } from '../../src/wire/codec.js';
 import { ClientMessageSchema, type ClientMessage } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
 import type { ClientId } from '../../src/ids.js';
+import { concatBytes } from '../../src/bytes.js';
 
 const all = (n: number) => range(n).map((i) => i + 1);
 const decodeClient = (bytes: Uint8Array): ClientMessage => fromBinary(ClientMessageSchema, bytes);
@@ -471,12 +472,15 @@ async function keysMessage(a: Attack, to: number, advertised: readonly number[],
   const ns = graph.neighbours(to as ClientId);
   const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: a.keys.get(v)!.encryption, maskingPublicKey: a.keys.get(v)!.masking, signature: new Uint8Array(64) }));
   const viewSignatures = [];
-  for (const v of ns) {
+  const memberKeys = [];
+  for (const v of advertised) {
+    if (v === to) continue;
     const c = a.colluders.get(v);
     const k = a.keys.get(v)!;
-    viewSignatures.push({ client: v, signature: c ? await c.identity.sign(derive.viewTranscript(digest, v, k.encryption, k.masking)) : new Uint8Array(64) });
+    viewSignatures.push({ client: v, signature: c ? await c.identity.sign(derive.viewTranscript(digest, v as ClientId, k.encryption, k.masking)) : new Uint8Array(64) });
+    if (!(ns as readonly number[]).includes(v)) memberKeys.push(concatBytes(k.encryption, k.masking));
   }
-  return { body: { case: 'keys' as const, value: { graphSeed, advertised: advertised.slice(), neighbours, view: { seedReveals: reveals.slice(), viewSignatures } } }, graph, digest };
+  return { body: { case: 'keys' as const, value: { graphSeed, advertised: advertised.slice(), neighbours, view: { seedReveals: reveals.slice(), viewSignatures, memberKeys } } }, graph, digest };
 }
 
 /** Runs view attempts 1..`attempts` for `victim` (everyone else a colluder), returning each attempt's commitments and reveals. */
@@ -562,7 +566,7 @@ describe('R4: the view stage against a malicious server (defeated)', () => {
     }
   });
 
-  test('a forged commitment for an honest member only drops that member; two honest clients shown different views share nothing with each other', async () => {
+  test('a forged commitment for an honest member: every client shown a view that member did not sign refuses it, and so does that member; nobody shares', async () => {
     // Honest 1..4, colluders 5, 6; t = 4, c = 1 (2t = 8 > 5 + 1).
     const a = await new Attack({ n: 6, degree: 'complete', threshold: 4, corruption: 1, mode: 'active', colluders: [5, 6] }).setUp();
     await a.startAll();
@@ -586,9 +590,14 @@ describe('R4: the view stage against a malicious server (defeated)', () => {
     const revealsReal = everyone.map((v) => a.reveals.get(v)!);
     for (const id of [1, 2, 4]) await sendKeys(id, fake, revealsFake);
     await sendKeys(3, real, revealsReal);
-    assert.deepEqual([...a.ciphertexts.get(1)!.keys()], [2, 4, 5, 6], 'client 1 shares with everyone but 3');
-    assert.equal(a.ciphertexts.has(3), false, 'client 3 sees only 2 colluders who signed its view: below t, it stops before sharing');
-    assert.equal(a.errors.get(3)?.code, 'ERR_BELOW_THRESHOLD');
+    for (const id of [1, 2, 4]) {
+      assert.equal(a.ciphertexts.has(id), false, `client ${id} shares nothing`);
+      assert.equal(a.errors.get(id)?.code, 'ERR_INCONSISTENT_VIEW');
+      assert.match(a.errors.get(id)!.message, /member 3 of U1 did not sign this view/);
+    }
+    assert.equal(a.ciphertexts.has(3), false, 'client 3 shares nothing');
+    assert.equal(a.errors.get(3)?.code, 'ERR_INCONSISTENT_VIEW');
+    assert.match(a.errors.get(3)!.message, /member 1 of U1 did not sign this view/);
   });
 
   test('a view signature from an earlier run with the same round id is refused by the server, which is left as it was', async () => {
@@ -607,24 +616,21 @@ describe('R4: the view stage against a malicious server (defeated)', () => {
   });
 });
 
-describe('R5 (SUCCESSFUL): "signed by enough of them" is not checked — the floor counts U1 as declared, not the members who signed', () => {
-  test.todo('with floors.minAdvertised = 12 the victim shares after only 3 other members signed its view', async () => {
+describe('R5: "signed by enough of them" — the floor counts members that signed the view (defeated)', () => {
+  test('with floors.minAdvertised = 12 and a U1 of 12 of which only 4 members (2 honest, the colluders) signed the victim’s view, the victim shares nothing, whatever the graph', async () => {
     const options = { n: 20, degree: 4, threshold: 3, corruption: 1, mode: 'active' as const, colluders: [18, 19, 20], floors: { minAdvertised: 12 } };
-    const padded = [1, 2, 3, 4, 5, 6, 7, 8, 9, 18, 19, 20]; // 12 members; only 2 (honest) and the colluders will see this view
-    let found: Attack | undefined;
-    for (let seed = 1; seed <= 150 && !found; seed++) {
+    const padded = [1, 2, 3, 4, 5, 6, 7, 8, 9, 18, 19, 20]; // 12 members; only 2 (honest) and the colluders see this view
+    for (let seed = 1; seed <= 40; seed++) {
       const a = await new Attack({ ...options, seed }).setUp();
       await a.startAll();
       for (const id of a.honestIds) if (id !== 1 && id !== 2) await a.view(id, all(20));
       await a.view(1, padded);
       await a.view(2, padded);
       await a.keysFor(1, padded);
-      if (a.ciphertexts.has(1)) found = a;
+      assert.equal(a.ciphertexts.has(1), false, `seed ${seed}: the victim shared`);
+      assert.equal(a.errors.get(1)?.code, 'ERR_INCONSISTENT_VIEW', `seed ${seed}`);
+      assert.match(a.errors.get(1)!.message, /member [3-9] of U1 did not sign this view/);
     }
-    assert.ok(found, 'some seed lets the victim share');
-    const signers = [...found.ciphertexts.get(1)!.keys()];
-    assert.ok(signers.length < 12 - 1, `the victim shared with ${signers} only: they are all the members that signed its view`);
-    assert.fail(`the victim shared although only ${signers.length} of the 11 other members of its U1 signed its view (floor 12)`);
   });
 });
 

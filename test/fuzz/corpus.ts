@@ -99,7 +99,14 @@ export function largestServerBodies(c: RoundConfig, rng: Prng = new Prng(3)): Re
         advertised: cohort,
         neighbours: peers.map((client) => ({ client, encryptionPublicKey: b(KEY_BYTES), maskingPublicKey: b(KEY_BYTES), signature: b(SIGNATURE_BYTES) })),
         ...(active
-          ? { view: { seedReveals: cohort.map(() => b(SEED_BYTES)), viewSignatures: peers.map((client) => ({ client, signature: b(SIGNATURE_BYTES) })) } }
+          ? {
+              view: {
+                seedReveals: cohort.map(() => b(SEED_BYTES)),
+                // Every other member's signature; the keys of those that are not neighbours.
+                viewSignatures: cohort.slice(0, -1).map((client) => ({ client, signature: b(SIGNATURE_BYTES) })),
+                memberKeys: cohort.slice(0, Math.max(0, n - 1 - k)).map(() => b(2 * KEY_BYTES)),
+              },
+            }
           : {}),
       },
     },

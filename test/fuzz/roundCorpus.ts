@@ -662,9 +662,10 @@ export function mutateServerFields(r: Prng, round: RoundCorpus, bytes: Uint8Arra
         }
       } else if (f === 4) {
         if (v.view) v.view.seedReveals = mutList(r, v.view.seedReveals, (x) => mutBytes(r, x));
-        else v.view = { $typeName: 'secagg.v1.ViewProof', seedReveals: [r.bytes(32)], viewSignatures: [] };
+        else v.view = { $typeName: 'secagg.v1.ViewProof', seedReveals: [r.bytes(32)], viewSignatures: [], memberKeys: [] };
       } else if (f === 5) {
-        if (v.view) v.view.viewSignatures = mutList(r, v.view.viewSignatures, (x) => (r.chance(0.5) ? { ...x, client: someId() } : { ...x, signature: mutBytes(r, x.signature) }), o?.view?.viewSignatures);
+        if (v.view && r.chance(0.7)) v.view.viewSignatures = mutList(r, v.view.viewSignatures, (x) => (r.chance(0.5) ? { ...x, client: someId() } : { ...x, signature: mutBytes(r, x.signature) }), o?.view?.viewSignatures);
+        else if (v.view) v.view.memberKeys = mutList(r, v.view.memberKeys, (x) => mutBytes(r, x), o?.view?.memberKeys);
       } else v.view = r.chance(0.5) ? undefined : o?.view;
       break;
     }
