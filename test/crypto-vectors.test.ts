@@ -8,6 +8,8 @@ import { isSecAggError } from '../src/errors.js';
 import type { CryptoProvider } from '../src/crypto/provider.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { createWebCrypto, webCrypto } from '../src/crypto/web.js';
+import { isSmallOrderX25519 } from '../src/crypto/lowOrder.js';
+import { unsafeSeededRng } from '../src/rng.js';
 
 const PROVIDERS: readonly CryptoProvider[] = [nodeCrypto, webCrypto, createWebCrypto({ useSubtle: false })];
 
@@ -257,3 +259,48 @@ for (const p of PROVIDERS) {
     });
   });
 }
+
+describe('small-order X25519 keys (the server’s table lookup) against the providers’ own key agreement', () => {
+  const P = (1n << 255n) - 19n;
+  const le = (u: bigint): Uint8Array => {
+    const out = new Uint8Array(32);
+    for (let i = 0; i < 32; i++) out[i] = Number((u >> BigInt(8 * i)) & 0xffn);
+    return out;
+  };
+  const withTopBit = (b: Uint8Array): Uint8Array => {
+    const c = b.slice();
+    c[31]! |= 0x80;
+    return c;
+  };
+  const order8 = [325606250916557431795983626356110631294008115727848805560023387167927233504n, 39382357235489614581723060781553021112529911719440698176882885853963445705823n];
+  // Every u-coordinate within 300 of 0, of p, and within 50 of each order-8 point, each with the top
+  // bit clear and set, and 200 random keys: the table says "small order" exactly when the
+  // provider's key agreement refuses the key, for two independent X25519 implementations.
+  const candidates: Uint8Array[] = [];
+  for (let d = 0n; d <= 300n; d++) candidates.push(le(d));
+  for (let d = -300n; d <= 18n; d++) candidates.push(le(P + d));
+  for (const u of order8) for (let d = -50n; d <= 50n; d++) candidates.push(le(u + d));
+  const rng = unsafeSeededRng(7);
+  for (let i = 0; i < 200; i++) candidates.push(rng(32));
+  const all = candidates.flatMap((c) => [c, withTopBit(c)]);
+
+  for (const p of [nodeCrypto, createWebCrypto({ useSubtle: false })]) {
+    test(`${p.name}: ${all.length} keys, refused by the key agreement exactly when the table names them`, async () => {
+      const k = await p.x25519(rng(32));
+      let small = 0;
+      for (const key of all) {
+        const refused = await k.agree(key).then(
+          () => false,
+          (e: unknown) => (isCode('ERR_INVALID_KEY')(e) ? true : Promise.reject(e)),
+        );
+        assert.equal(isSmallOrderX25519(key), refused, toHex(key));
+        if (refused) small++;
+      }
+      assert.equal(small, 14, 'seven values, each with the top bit clear and set');
+    });
+  }
+  test('only 32-byte keys can be of small order', () => {
+    assert.equal(isSmallOrderX25519(new Uint8Array(31)), false);
+    assert.equal(isSmallOrderX25519(new Uint8Array(33)), false);
+  });
+});

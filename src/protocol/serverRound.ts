@@ -8,7 +8,8 @@
  * Masked inputs go into one running sum as they arrive (memory O(m), not O(n·m)).
  */
 import { defaultCrypto } from '#crypto-default';
-import type { CryptoProvider, X25519PrivateKey } from '../crypto/provider.js';
+import type { CryptoProvider } from '../crypto/provider.js';
+import { isSmallOrderX25519 } from '../crypto/lowOrder.js';
 import { SecAggError, isSecAggError } from '../errors.js';
 import type { ClientId, RoundId } from '../ids.js';
 import { concatBytes } from '../bytes.js';
@@ -225,8 +226,6 @@ interface ServerInternals {
   readonly quit: Set<number>;
   readonly advertised: Map<number, Advertised>;
   readonly keysSeen: Set<string>;
-  /** A throwaway key whose agreement with an advertised key proves that key is not of low order. */
-  keyCheck?: X25519PrivateKey;
   view?: View;
   graph?: NeighbourGraph;
   readonly shared: Map<number, Shared>;
@@ -354,6 +353,15 @@ function ownBytes(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
 }
 
+/**
+ * Which stage the round is in, one value per stage *instance*: the stage name, and for the view
+ * stage its attempt ('view#2'). A caller that runs deadlines changes its timer when this changes,
+ * and drops a deadline set for an instance that is over (see handleServerDeadline).
+ */
+export function stageInstance(state: ServerState): string {
+  return state.stage === 'view' ? `view#${state.internal.view!.attempt}` : state.stage;
+}
+
 /** The current stage's deadline passed: close it with whoever answered. */
 export async function handleServerDeadline(state: ServerState): Promise<ServerStep> {
   if (state.stage === 'done' || state.stage === 'aborted') return { state, outgoing: [] };
@@ -413,22 +421,16 @@ async function onAdvertise(state: ServerState, from: number, m: AdvertiseKeys): 
   const mk = derive.hex(m.maskingPublicKey);
   if (ek === mk || it.keysSeen.has(ek) || it.keysSeen.has(mk))
     throw new SecAggError('ERR_DUPLICATE_KEY', `client ${from} advertised a public key that is already in use`);
+  // A small-order key would make every neighbour's key agreement fail: refuse it here, before it
+  // reaches anyone. (Every other 32-byte string is a valid X25519 u-coordinate.)
+  if (isSmallOrderX25519(m.encryptionPublicKey) || isSmallOrderX25519(m.maskingPublicKey))
+    throw new SecAggError('ERR_INVALID_KEY', `client ${from} advertised a low-order public key`);
   if (active) {
     if (m.signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', 'signature must be 64 bytes');
     const transcript = derive.advertiseTranscript(state.config.roundId, from as ClientId, m.encryptionPublicKey, m.maskingPublicKey);
     if (!(await it.crypto.ed25519Verify(it.directory!.get(from)!, transcript, m.signature)))
       throw new SecAggError('ERR_SIGNATURE_INVALID', `the keys of client ${from} are not signed by its identity`);
   } else if (m.signature.length !== 0) throw new SecAggError('ERR_SIZE', 'no signature is expected in semi-honest mode');
-  // A low-order key would make every neighbour's key agreement fail: refuse it here, before it
-  // reaches anyone (agree() rejects a key whose shared secret is all zeros, whatever our scalar).
-  it.keyCheck ??= await it.crypto.x25519(it.rng(32));
-  for (const key of [m.encryptionPublicKey, m.maskingPublicKey]) {
-    try {
-      await it.keyCheck.agree(key);
-    } catch (cause) {
-      throw new SecAggError('ERR_INVALID_KEY', `client ${from} advertised a low-order or invalid public key`, { cause });
-    }
-  }
   if (it.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`); // raced during the awaits
   it.keysSeen.add(ek);
   it.keysSeen.add(mk);
@@ -481,10 +483,12 @@ function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
     throw new SecAggError('ERR_NOT_NEIGHBOUR', `${m.shares.length} encrypted shares for ${neighbours.length} neighbours`);
   const ciphertexts = new Map<number, Uint8Array>();
   let previous = 0;
-  for (const s of m.shares) {
+  for (let i = 0; i < m.shares.length; i++) {
+    const s = m.shares[i]!;
     if (s.peer <= previous) throw new SecAggError('ERR_DUPLICATE_SENDER', 'encrypted shares must be addressed once per neighbour, ascending');
     previous = s.peer;
-    if (!it.graph!.isNeighbour(from, s.peer)) throw new SecAggError('ERR_NOT_NEIGHBOUR', `shares addressed to ${s.peer}, who is not a neighbour`);
+    // Ascending, as many as the (ascending) neighbours: so each is the neighbour at its place.
+    if (s.peer !== neighbours[i]) throw new SecAggError('ERR_NOT_NEIGHBOUR', `shares addressed to ${s.peer}, who is not a neighbour`);
     if (s.ciphertext.length !== SHARE_CIPHERTEXT_BYTES) throw new SecAggError('ERR_SIZE', `ciphertext for ${s.peer} has the wrong size`);
     ciphertexts.set(s.peer, s.ciphertext);
   }

@@ -246,7 +246,7 @@ export function expectedSum(round: RoundCorpus, included: readonly number[]): Ui
 // ---------------------------------------------------------------------------------------------
 
 /** Immutable or crypto-holding members: shared by copies. */
-const SHARED = new Set(['crypto', 'rng', 'unmasker', 'yieldToEventLoop', 'directory', 'keyCheck', 'graph', 'options', 'encryption', 'masking', 'identity', 'kernel']);
+const SHARED = new Set(['crypto', 'rng', 'unmasker', 'yieldToEventLoop', 'directory', 'graph', 'options', 'encryption', 'masking', 'identity', 'kernel']);
 
 function deepCopy(v: unknown): unknown {
   if (v === null || typeof v !== 'object') return v;
@@ -282,7 +282,7 @@ export function cloneClientState(s: ClientState, rngSeed: number): ClientState {
 }
 
 /** Not part of the snapshot: injected services, immutable inputs, the kernel's scratch memory. */
-const SKIP = new Set(['crypto', 'rng', 'unmasker', 'yieldToEventLoop', 'directory', 'keyCheck', 'kernel', 'scratch', 'options']);
+const SKIP = new Set(['crypto', 'rng', 'unmasker', 'yieldToEventLoop', 'directory', 'kernel', 'scratch', 'options']);
 /** Key objects: only their public key is state. */
 const KEY_OBJECTS = new Set(['encryption', 'masking', 'identity']);
 
