@@ -23,6 +23,7 @@ import { maxClientMessageBytes, maxClientMessageBytesForStage } from '../protoco
 import {
   handleServerDeadline,
   handleServerMessage,
+  stageInstance,
   startServerRound,
   type ServerState,
   type ServerStep,
@@ -279,6 +280,8 @@ interface Live {
   queue: Promise<void>;
   timer?: ReturnType<typeof setTimeout>;
   stageDeadline: number;
+  /** The stage instance (stageInstance) the timer is for. */
+  stageInstance: string;
   readonly disconnected: Set<number>;
   /** Per stage, the clients whose message was accepted: a stage may ask again (active mode's view re-attempts), a client counts once. */
   readonly accepted: Map<string, Set<number>>;
@@ -705,6 +708,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       stageFrame: new Map(),
       queue: Promise.resolve(),
       stageDeadline: 0,
+      stageInstance: '',
       disconnected: new Set(),
       accepted: new Map(),
       finished: false,
@@ -753,13 +757,24 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     if (!isStage(stage)) return;
     const rec: StageRecord = { clients: 0, startedAt: now, endedAt: 0, bytesIn: 0, bytesOut: 0 };
     l.record.stages[stage] = rec;
+    armDeadline(l, now);
+    void store.save(l.record).catch((e: unknown) => log.log('error', 'store save failed', { error: String(e) }));
+  };
+
+  /**
+   * The deadline of the stage instance the round is in now. It closes that instance only: a step
+   * that closes a stage may yield, so the timer can fire while the stage is being closed, and its
+   * queued job must not close the next stage the moment it opens.
+   */
+  const armDeadline = (l: Live, now: number) => {
     if (l.timer) clearTimeout(l.timer);
+    const instance = stageInstance(l.state);
+    l.stageInstance = instance;
     l.stageDeadline = now + o.stageTimeoutMs;
     l.timer = setTimeout(() => {
-      log.log('info', 'stage deadline passed', { round: l.record.id, stage });
-      enqueue(l, () => handleServerDeadline(l.state));
+      log.log('info', 'stage deadline passed', { round: l.record.id, stage: instance });
+      enqueue(l, async () => (stageInstance(l.state) === instance ? handleServerDeadline(l.state) : { state: l.state, outgoing: [] }));
     }, o.stageTimeoutMs);
-    void store.save(l.record).catch((e: unknown) => log.log('error', 'store save failed', { error: String(e) }));
   };
 
   /** Run one state-machine step at a time, in arrival order; send what it returns. */
@@ -777,6 +792,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       const before = l.record.stage;
       l.state = step.state;
       if (step.state.stage !== before) enterStage(l, step.state.stage);
+      else if (stageInstance(step.state) !== l.stageInstance) armDeadline(l, Date.now()); // a new view attempt
       const stage = l.state.stage;
       for (const { to, bytes } of step.outgoing) {
         const c = l.members.get(to);
