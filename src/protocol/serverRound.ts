@@ -79,8 +79,12 @@ export async function applyMaskJob(sum: RingAccumulator, job: MaskJob, crypto: C
 
 /** An X25519 agreement and HKDF cost about as much as expanding this many keystream words. */
 const AGREEMENT_WORDS = 1 << 14;
-/** Keystream words between two yields of an in-thread unmasking: about a millisecond. */
-const WORDS_PER_YIELD = 1 << 19;
+/**
+ * Keystream words between two yields of an in-thread unmasking: one to two milliseconds. Not less:
+ * a yield is not free (V8 runs its pending garbage-collection tasks there, ~0.2 ms median
+ * measured on the bench machine), and the slices of a round add up.
+ */
+const WORDS_PER_YIELD = 1 << 20;
 
 /**
  * Applies mask jobs to the running sum. The default runs them in this thread; a Node server can
@@ -94,12 +98,12 @@ export type Unmasker = (sum: RingAccumulator, jobs: readonly MaskJob[], crypto: 
 export interface UnmaskPlan {
   /** Keystream words over all batches of this round (PRG expansions × m). */
   readonly words: number;
-  /** The server's yield: an unmasker that works in the server's thread awaits it about every millisecond of work. */
+  /** The server's yield: an unmasker that works in the server's thread awaits it every millisecond or two of work. */
   readonly yieldToEventLoop?: () => Promise<void>;
 }
 
 /**
- * Runs the jobs in this thread, yielding about every millisecond when the plan carries the server's
+ * Runs the jobs in this thread, yielding every millisecond or two when the plan carries the server's
  * yield. Batches of one round run one after another (the server starts them without waiting):
  * interleaved, each would take its slice in every turn of the event loop, and the turns would grow
  * with the number of batches.
@@ -607,7 +611,7 @@ async function startView(state: ServerState, advertised: number[], attempt: numb
 /**
  * A pause for the long loops of a stage change: awaits the server's yield once `work` (entries
  * built, encoded or checked) adds up to ENTRIES_PER_YIELD, so fanning O(n·k) entries out to a large
- * cohort lets other connections run every millisecond or so.
+ * cohort lets other connections run every few milliseconds.
  */
 function pacer(it: ServerInternals): (work: number) => Promise<void> {
   let since = 0;
@@ -620,7 +624,7 @@ function pacer(it: ServerInternals): (work: number) => Promise<void> {
 }
 
 /** Entries (a neighbour's keys, a routed ciphertext, an edge checked) between two yields of a stage change. */
-const ENTRIES_PER_YIELD = 1 << 11;
+const ENTRIES_PER_YIELD = 1 << 12;
 
 /** Fix the graph over U1 and send each member its neighbours' keys (and, in active mode, the view proof). */
 async function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array): Promise<ServerStep> {
@@ -788,9 +792,9 @@ function batchSize(dimension: number): number {
 
 /**
  * Work between two yields to the event loop during unmasking, in share chunks handled (a fast
- * reconstruction from k shares is ≈ k·11 of them, plus a verify worth ≈ 2^12): well under a millisecond.
+ * reconstruction from k shares is ≈ k·11 of them, plus a verify worth ≈ 2^12): a millisecond or two.
  */
-const WORK_PER_YIELD = 1 << 15;
+const WORK_PER_YIELD = 1 << 16;
 const VERIFY_WORK = 1 << 12;
 
 /** RFC 7748's clamped form: bits 0–2 and 255 clear, bit 254 set. */

@@ -111,8 +111,8 @@ export async function barycentricWeightsInSlices(xs: ArrayLike<number>, pause: (
   return batchInvert(d);
 }
 
-/** Field multiplications per slice of a sliced O(k²) computation: well under a millisecond. */
-export const SLICE_WORK = 1 << 16;
+/** Field multiplications per slice of a sliced O(k²) computation: a millisecond or two. */
+export const SLICE_WORK = 1 << 18;
 
 /** d[i] = Π_{j≠i}(x_i − x_j) for i in [from, to). */
 function weightDenominators(xs: ArrayLike<number>, d: Float64Array, from: number, to: number): void {

@@ -333,7 +333,7 @@ export class LagrangeCache {
 
   /**
    * `setUniverse` plus the superset's dual table for `threshold` and its Lagrange base, computed in
-   * slices with `yieldToEventLoop` awaited between them (each well under a millisecond), so the
+   * slices with `yieldToEventLoop` awaited between them (each a millisecond or two), so the
    * O(k²) set-up of a large complete-graph round does not hold the server's thread.
    */
   async prepareUniverse(holders: readonly number[], threshold: number, yieldToEventLoop: () => Promise<void>): Promise<void> {
