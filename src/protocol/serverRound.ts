@@ -818,7 +818,8 @@ async function finish(state: ServerState): Promise<ServerStep> {
   const cache = new LagrangeCache();
   // In a complete graph every owner's holders are the responders minus itself: one superset
   // serves them all (O(k) per owner instead of O(k²)).
-  if (it.graph!.kind === 'complete' && it.responded.size > 0) {
+  const complete = it.graph!.kind === 'complete';
+  if (complete && it.responded.size > 0) {
     await cache.prepareUniverse([...it.responded], t, it.yieldToEventLoop); // O(k²) once, in slices
   }
   const bad = new Set<number>();
@@ -882,7 +883,10 @@ async function finish(state: ServerState): Promise<ServerStep> {
     }
     const { secret, badHolders } = reconstructed;
     for (const h of badHolders) bad.add(h);
-    await pause(holders.length * SHARE_CHUNKS + VERIFY_WORK);
+    // Outside a complete graph each owner has its own holder set: its weights and dual vectors are
+    // computed afresh, O(k²) and O(k·(k − t)) field operations.
+    const k = holders.length;
+    await pause(k * SHARE_CHUNKS + VERIFY_WORK + (complete ? 0 : k * k + 2 * k * Math.max(0, k - t)));
     if (failed) throw failed.error;
     return secret;
   };
