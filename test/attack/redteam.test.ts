@@ -295,7 +295,7 @@ async function withShareKeys(d: Driver, from: number, rewrite: (m: ClientMessage
   await d.finish();
 }
 
-describe('R2 (SUCCESSFUL): one bad client aborts a round run by an honest server', () => {
+describe('R2: one bad client against a round run by an honest server (fixed, but for the dealer-framing todo)', () => {
   test('residual (no verifiable secret sharing): a survivor with a false self-mask commitment aborts the round — never a wrong sum — and the abort names it', async () => {
     const d = await new Driver({ n: 6 }).start();
     await withShareKeys(d, 1, (m) => {
