@@ -20,7 +20,6 @@ import {
 import {
   FIELD_PRIME,
   LagrangeCache,
-  SECRET_BYTES,
   SHARE_BYTES,
   combineShares,
   lagrangeAtZero,

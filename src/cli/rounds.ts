@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { sqliteStore } from '../server/sqliteStore.js';
 import type { RoundRecord } from '../server/store.js';
-import { UsageError, fail, intFlag as num, parseFlags } from './args.js';
+import { fail, intFlag as num, parseFlags } from './args.js';
 
 export const ROUNDS_HELP = `Usage: secagg rounds [--history FILE] [--id N] [--json] [--limit N]
 

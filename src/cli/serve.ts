@@ -3,7 +3,7 @@ import { createServer, type SecAggServer, type ServiceOptions, type StaticTokenE
 import { parseKey } from '../client/identity.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import type { Degree } from '../protocol/config.js';
-import { UsageError, fail, intFlag as num, parseFlags } from './args.js';
+import { fail, intFlag as num, parseFlags } from './args.js';
 
 export const SERVE_HELP = `Usage: secagg serve [options]
 

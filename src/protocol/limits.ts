@@ -2,7 +2,7 @@ import { elementBytes } from '../ring/vector.js';
 import { SHARE_BYTES } from '../shamir/index.js';
 import { ENTRY_OVERHEAD, ENVELOPE_OVERHEAD } from '../wire/codec.js';
 import type { ClientKind, ServerKind } from '../wire/peek.js';
-import { effectiveDegree, maxNeighbourhood, type RoundConfig } from './config.js';
+import { maxNeighbourhood, type RoundConfig } from './config.js';
 
 /** Bytes of one encrypted share message: ids, two Shamir shares, AES-GCM tag. */
 export const SHARE_CIPHERTEXT_BYTES = 8 + 2 * SHARE_BYTES + 16;

@@ -981,7 +981,10 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   // (ws's default: 30 s).
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_BYTES, perMessageDeflate: false, ...({ closeTimeout: 5_000 } as object) });
   http.on('upgrade', (req, socket, head) => {
-    if (closing) return socket.destroy();
+    if (closing) {
+      socket.destroy();
+      return;
+    }
     if (new URL(req.url ?? '/', 'http://x').pathname !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
       return;

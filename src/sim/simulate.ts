@@ -101,16 +101,6 @@ export interface SimulateResult {
   stats: RoundStats;
 }
 
-/** Which stage's message a client sends in reply to each server message. */
-const REPLY_STAGE: Record<string, Stage> = {
-  roundStart: 'advertise',
-  viewRequest: 'view',
-  keys: 'share',
-  shares: 'masked',
-  consistencyRequest: 'consistency',
-  unmaskRequest: 'unmask',
-};
-
 function emptyStage(): StageStats {
   return { clients: 0, clientMsTotal: 0, clientMsMax: 0, serverMs: 0, serverLongestBlockMs: 0, serverBytesIn: 0, serverBytesOut: 0 };
 }
