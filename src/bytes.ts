@@ -34,3 +34,6 @@ export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/** All supported platforms are little-endian; a big-endian host byte-swaps each chunk instead. */
+export const LITTLE_ENDIAN: boolean = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;

@@ -15,7 +15,7 @@ import { nodeCrypto } from '../src/crypto/node.js';
 import * as web from '../src/crypto/web.js';
 import { RingAccumulator } from '../src/ring/accumulator.js';
 import { createKernel, unsafeAssembleKernel } from '../src/ring/kernel.js';
-import { wordsOf } from '../src/ring/keystream-common.js';
+import { wordsOf } from '../src/crypto/keystream-common.js';
 import { assertInRing, elementBytes, packVector, plainSum, unpackVector } from '../src/ring/vector.js';
 import { SecAggError, isSecAggError } from '../src/errors.js';
 import { clientId, roundId } from '../src/ids.js';

@@ -15,7 +15,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { SecAggError, abytes, aint } from '../errors.js';
-import { aesCtrKeystreamNode } from '../ring/keystream-node.js';
+import { aesCtrKeystreamNode } from './keystream-node.js';
 import type { CryptoProvider, Ed25519PrivateKey, X25519PrivateKey } from './provider.js';
 import { isAllZero } from '../bytes.js';
 

@@ -19,8 +19,8 @@ import { hkdf as nobleHkdf } from '@noble/hashes/hkdf.js';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { ctr as nobleCtr, gcm as nobleGcm } from '@noble/ciphers/aes.js';
 import { SecAggError, abytes, aint } from '../errors.js';
-import { checkKeystreamArgs, wordsOf } from '../ring/keystream-common.js';
-import { aesCtrKeystreamWeb } from '../ring/keystream-web.js';
+import { checkKeystreamArgs, wordsOf } from './keystream-common.js';
+import { aesCtrKeystreamWeb } from './keystream-web.js';
 import type { CryptoProvider, Ed25519PrivateKey, KeystreamSink, X25519PrivateKey } from './provider.js';
 import { bytesEqual, isAllZero } from '../bytes.js';
 

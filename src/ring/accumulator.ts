@@ -2,7 +2,7 @@ import { createKernel, type Kernel } from './kernel.js';
 import { SecAggError } from '../errors.js';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { assertBits, elementBytes, readPacked } from './vector.js';
-import { LITTLE_ENDIAN as LE } from './keystream-common.js';
+import { LITTLE_ENDIAN as LE } from '../bytes.js';
 
 const SCRATCH_WORDS = 16384; // 64 KiB: the keystream chunk size, stays in L2 cache
 const PAD_WORDS = 16; // kernel works on 64-byte blocks

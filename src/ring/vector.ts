@@ -1,5 +1,5 @@
 import { SecAggError } from '../errors.js';
-import { LITTLE_ENDIAN as LE } from './keystream-common.js';
+import { LITTLE_ENDIAN as LE } from '../bytes.js';
 
 /** Caller bug guard: every ring function takes an integer bit width in [1, 32]. */
 export function assertBits(bits: number): void {

@@ -1,5 +1,5 @@
 import { createCipheriv } from 'node:crypto';
-import type { KeystreamSink } from '../crypto/provider.js';
+import type { KeystreamSink } from './provider.js';
 import { checkKeystreamArgs, wordsOf } from './keystream-common.js';
 
 const CHUNK_WORDS = 16384; // 64 KiB per update(): measured fastest here (4 KiB chunks are 2–3× slower)

@@ -1,4 +1,4 @@
-import type { KeystreamSink } from '../crypto/provider.js';
+import type { KeystreamSink } from './provider.js';
 import { checkKeystreamArgs, wordsOf } from './keystream-common.js';
 
 const CHUNK_WORDS = 65536; // 256 KiB per encrypt() call: each call is an async round-trip

@@ -1,5 +1,4 @@
-/** All supported platforms are little-endian; a big-endian host byte-swaps each chunk instead. */
-export const LITTLE_ENDIAN: boolean = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+import { LITTLE_ENDIAN } from '../bytes.js';
 
 export function checkKeystreamArgs(key: Uint8Array, words: number): void {
   if (!(key instanceof Uint8Array) || key.length !== 16) throw new RangeError('PRG key must be 16 bytes');
