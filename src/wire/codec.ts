@@ -1,4 +1,4 @@
-import { fromBinary, toBinary, create, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
+import { fromBinary, toBinary, create, type DescMessage } from '@bufbuild/protobuf';
 import { SecAggError } from '../errors.js';
 import {
   ClientMessageSchema,
@@ -26,8 +26,8 @@ import { PROTOCOL_VERSION } from './version.js';
 export { PROTOCOL_VERSION };
 
 /** A message body as the encoder accepts it: plain objects, nested messages need not be created first. */
-export type ClientBody = NonNullable<MessageInitShape<typeof ClientMessageSchema>['body']>;
-export type ServerBody = NonNullable<MessageInitShape<typeof ServerMessageSchema>['body']>;
+export type { ClientBody, ServerBody } from './bodies.js';
+import type { ClientBody, ServerBody } from './bodies.js';
 
 /**
  * What a receiver accepts right now, for decodeClientMessageChecked / decodeServerMessageChecked.

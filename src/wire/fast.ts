@@ -14,7 +14,7 @@
  */
 import { isSecAggError, SecAggError } from '../errors.js';
 import { PROTOCOL_VERSION } from './version.js';
-import type { ClientBody, ServerBody } from './codec.js';
+import type { ClientBody, ServerBody } from './bodies.js';
 import { peekClientBody, peekServerBody, UNCAPPED, type ClientKind, type EntryCaps, type ServerKind } from './peek.js';
 import type {
   ClientMessage,
