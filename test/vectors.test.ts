@@ -5,12 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCipheriv, createHash, hkdfSync } from 'node:crypto';
+import { createCipheriv, createHash, createPrivateKey, hkdfSync, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { INPUTS, PRG_AT, PRG_WORDS, VECTORS_FILE, computeVectors } from './vectors/generate.js';
 
 interface Pinned {
   derivation: Record<string, string>;
+  signatures: Record<string, string>;
   prg: Record<string, number>;
   shamir: string[];
   messages: Record<string, string>;
@@ -20,7 +21,7 @@ const pinned = JSON.parse(readFileSync(VECTORS_FILE, 'utf8')) as Pinned;
 
 test('every vector in test/vectors/protocol.json is what the code computes now', async () => {
   const now = (await computeVectors()) as unknown as Pinned;
-  for (const part of ['derivation', 'prg', 'shamir', 'messages', 'rounds'] as const) {
+  for (const part of ['derivation', 'signatures', 'prg', 'shamir', 'messages', 'rounds'] as const) {
     assert.deepEqual(now[part], pinned[part], `${part} changed: a protocol change must regenerate the vectors (npm run vectors) and say so`);
   }
   assert.equal(Object.keys(pinned.messages).length, 28, 'seven client and seven server kinds, both modes');
@@ -58,4 +59,17 @@ test('the key derivations and transcripts, recomputed from their definitions (HK
 test('the PRG is AES-128-CTR from a zero counter block, read as little-endian 32-bit words', () => {
   const ks = createCipheriv('aes-128-ctr', INPUTS.prgKey, Buffer.alloc(16)).update(Buffer.alloc(4 * PRG_WORDS));
   for (const i of PRG_AT) assert.equal(pinned.prg[String(i)], ks.readUInt32LE(4 * i), `word ${i}`);
+});
+
+test('the signatures, recomputed: Ed25519 (node:crypto, from a PKCS#8 seed) over the transcripts as their definitions give them', () => {
+  const I = INPUTS;
+  const key = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), I.identity]), format: 'der', type: 'pkcs8' });
+  const d = pinned.derivation;
+  const s = pinned.signatures;
+  const view = Buffer.from(d.viewDigest!, 'hex');
+  const consistency = Buffer.concat([b('secagg/v1/consistency'), I.round, view, be32(I.survivors.length, ...I.survivors)]);
+  assert.equal(s.advertise, h(sign(null, Buffer.from(d.advertiseTranscript!, 'hex'), key)));
+  assert.equal(s.view, h(sign(null, Buffer.from(d.viewTranscript!, 'hex'), key)));
+  assert.equal(d.consistencyTranscript, h(consistency), 'the consistency transcript: label, round, view digest, |U3|, U3');
+  assert.equal(s.consistency, h(sign(null, consistency, key)));
 });

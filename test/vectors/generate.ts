@@ -41,6 +41,7 @@ export const INPUTS = {
   advertised: [3, 7, 11, 65535],
   survivors: [3, 7, 65535],
   prgKey: counting(16, 0x10),
+  identity: counting(32, 0x20),
 } as const;
 
 /** PRG words kept: the first, around the first AES blocks, and around 2^14 and 2^16 words. */
@@ -66,6 +67,14 @@ export async function computeVectors(): Promise<Record<string, unknown>> {
     viewTranscript: hex(derive.viewTranscript(viewDigest, I.u, I.encryptionKey, I.maskingKey)),
     consistencyTranscript: hex(derive.consistencyTranscript(I.round, viewDigest, I.survivors)),
     sharePlaintext: hex(derive.sharePlaintext(I.u, I.v, counting(44, 1), counting(44, 101))),
+  };
+  // Ed25519 is deterministic (RFC 8032): the signatures a client with this identity seed sends.
+  const identity = await c.ed25519(I.identity);
+  const signatures = {
+    identityPublicKey: hex(identity.publicKey),
+    advertise: hex(await identity.sign(derive.advertiseTranscript(I.round, I.u, I.encryptionKey, I.maskingKey))),
+    view: hex(await identity.sign(derive.viewTranscript(viewDigest, I.u, I.encryptionKey, I.maskingKey))),
+    consistency: hex(await identity.sign(derive.consistencyTranscript(I.round, viewDigest, I.survivors))),
   };
   const acc = new RingAccumulator(PRG_WORDS);
   await acc.addPrg(c, I.prgKey, 1);
@@ -95,7 +104,7 @@ export async function computeVectors(): Promise<Record<string, unknown>> {
     });
     rounds[mode] = { transcript: h.digest('hex'), sum: [...r.sum] };
   }
-  return { derivation, prg, shamir, messages, rounds };
+  return { derivation, signatures, prg, shamir, messages, rounds };
 }
 
 export const VECTORS_FILE = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'vectors', 'protocol.json');
