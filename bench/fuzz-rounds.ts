@@ -23,8 +23,6 @@ interface Job {
 
 type FromWorker = { readonly progress: number } | { readonly report: RoundFuzzReport };
 
-
-
 /** Unhandled rejections from a handler are crashes too: note them, and fail the run. */
 let unhandled = 0;
 process.on('unhandledRejection', (e) => {

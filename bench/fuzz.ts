@@ -11,8 +11,6 @@ import { countFlag } from './args.js';
 import { buildCorpus } from '../test/fuzz/corpus.js';
 import { decoders, formatReport, inputAt, runFuzz } from '../test/fuzz/harness.js';
 
-
-
 const inputs = countFlag('inputs') ?? 1_000_000;
 const seed = countFlag('seed') ?? 1;
 const only = countFlag('only');

@@ -130,7 +130,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
     `client sends ${kb(s.clientBytesSent.mean)}, receives ${kb(s.clientBytesReceived.mean)} (mean); server receives ${kb(s.serverBytesIn)}, sends ${kb(s.serverBytesOut)}`,
     `expansion factor (bytes a client sends / raw input bytes): ${s.expansionFactor.toFixed(3)}`,
     `server unmasking: ${s.serverMaskExpansions} PRG expansions${unmasker ? ` on ${workers} worker threads` : ''}`,
-    `longest block: the longest the server ran without yielding to other work (an upper bound)`,
+    `longest block: the longest other work waited for the server (a macrotask probe; includes GC pauses)`,
     `included ${result.included.length} of ${n} clients; wall time ${f(s.wallMs)} ms`,
     `result ${ok ? 'equals' : 'DIFFERS FROM'} the plaintext sum of the included clients`,
   );

@@ -361,8 +361,8 @@ async function checkViewProof(state: ClientState, m: KeysForYou, advertised: rea
 /**
  * Active mode: every other member of U1 signed this very view (U1, every commitment, this
  * attempt) with the keys it is known by — the neighbours' keys from `m.neighbours`, the others'
- * from the proof's `memberKeys`. So the U1 this client shares over is one that every member
- * holds: the server cannot pad it with members shown another view. O(|U1|) signature checks.
+ * from the proof's `memberKeys`. So every member of the U1 this client shares over signed that
+ * U1: the server cannot pad it with members shown another view. O(|U1|) signature checks.
  */
 async function checkViewSignatures(state: ClientState, m: KeysForYou, advertised: readonly number[], neighbours: readonly number[]): Promise<void> {
   const it = state.internal;
@@ -421,7 +421,7 @@ async function onKeys(state: ClientState, m: KeysForYou): Promise<ClientStep> {
       throw new SecAggError('ERR_SIZE', `keys of client ${entry.client} are not 32 bytes`);
   }
   if (active) await checkViewSignatures(state, m, advertised, neighbours);
-  // A neighbour whose keys are reused, unsigned or do not agree is treated as dropped: its
+  // A neighbour whose keys are reused or do not agree is treated as dropped: its
   // secrets are not shared with it and its shares are not taken, so one bad key costs one edge,
   // never the round. (An honest server refuses such keys before they reach anyone.)
   const seen = new Set<string>([derive.hex(it.encryption!.publicKey), derive.hex(it.masking!.publicKey)]);

@@ -5,7 +5,7 @@
  */
 import type { CryptoProvider } from '../crypto/provider.js';
 import type { ClientId, RoundId } from '../ids.js';
-import { concatBytes } from '../bytes.js';
+import { concatBytes as concat } from '../bytes.js';
 
 const enc = new TextEncoder();
 const LABEL = {
@@ -20,8 +20,6 @@ const LABEL = {
   view: enc.encode('secagg/v1/view'),
   graphSeed: enc.encode('secagg/v1/graph-seed'),
 };
-
-const concat = concatBytes;
 
 function u32(...values: number[]): Uint8Array {
   return u32s(values);

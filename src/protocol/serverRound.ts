@@ -13,6 +13,7 @@ import { isSmallOrderX25519 } from '../crypto/lowOrder.js';
 import { SecAggError, isSecAggError } from '../errors.js';
 import type { ClientId, RoundId } from '../ids.js';
 import { concatBytes } from '../bytes.js';
+import { nextMacrotask, workPacer } from '../pace.js';
 import { RingAccumulator } from '../ring/accumulator.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
@@ -124,15 +125,7 @@ export const sequentialUnmasker: Unmasker = async (sum, jobs, crypto, round) => 
 const inThreadQueue = new WeakMap<UnmaskPlan, Promise<void>>();
 
 async function runInThread(sum: RingAccumulator, jobs: readonly MaskJob[], crypto: CryptoProvider, yielder: (() => Promise<void>) | undefined): Promise<void> {
-  let since = 0;
-  const pause = yielder
-    ? async (words: number) => {
-        since += words;
-        if (since < WORDS_PER_YIELD) return;
-        since = 0;
-        await yielder();
-      }
-    : undefined;
+  const pause = yielder ? workPacer(WORDS_PER_YIELD, yielder) : undefined;
   for (const job of jobs) await applyMaskJob(sum, job, crypto, pause);
 }
 
@@ -156,13 +149,8 @@ export interface ServerOptions {
   readonly yieldToEventLoop?: () => Promise<void>;
 }
 
-/** The default `yieldToEventLoop`: one macrotask (setImmediate where it exists, else a zero-delay timeout). */
-export const nextMacrotask = (): Promise<void> =>
-  new Promise((resolve) => {
-    const g = globalThis as { setImmediate?: (f: () => void) => unknown };
-    if (typeof g.setImmediate === 'function') g.setImmediate(resolve);
-    else setTimeout(resolve, 0);
-  });
+/** The default `yieldToEventLoop`. */
+export { nextMacrotask };
 
 export interface RoundResult {
   /** Σ x_u mod 2^bits over `included`. */
@@ -609,18 +597,11 @@ async function startView(state: ServerState, advertised: number[], attempt: numb
 }
 
 /**
- * A pause for the long loops of a stage change: awaits the server's yield once `work` (entries
- * built, encoded or checked) adds up to ENTRIES_PER_YIELD, so fanning O(n·k) entries out to a large
- * cohort lets other connections run every few milliseconds.
+ * A pause for the long loops of a stage change, counting entries built, encoded or checked: fanning
+ * O(n·k) entries out to a large cohort lets other connections run every few milliseconds.
  */
 function pacer(it: ServerInternals): (work: number) => Promise<void> {
-  let since = 0;
-  return async (work) => {
-    since += work;
-    if (since < ENTRIES_PER_YIELD) return;
-    since = 0;
-    await it.yieldToEventLoop();
-  };
+  return workPacer(ENTRIES_PER_YIELD, it.yieldToEventLoop);
 }
 
 /** Entries (a neighbour's keys, a routed ciphertext, an edge checked) between two yields of a stage change. */
@@ -851,13 +832,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
       batchExpansions = 0;
     }
   };
-  let sinceYield = 0;
-  const pause = async (work: number) => {
-    sinceYield += work;
-    if (sinceYield < WORK_PER_YIELD) return;
-    sinceYield = 0;
-    await it.yieldToEventLoop();
-  };
+  const pause = workPacer(WORK_PER_YIELD, it.yieldToEventLoop);
   // Holders in arrival order: reconstructVerified puts them in ascending order itself. A holder
   // already named bad is left out of later reconstructions while enough others remain, so one
   // lying holder costs one slow reconstruction, not one per owner.

@@ -156,9 +156,9 @@ export function newSuperset(sortedXs: readonly number[]): Superset {
   return { xs: sortedXs.slice(), weights: barycentricWeights(sortedXs), duals: new Map(), zero: undefined };
 }
 
-/** newSuperset in slices, awaiting `pause(work)` between them. */
-export async function newSupersetInSlices(sortedXs: readonly number[], pause: (work: number) => Promise<void>): Promise<Superset> {
-  return { xs: sortedXs.slice(), weights: await barycentricWeightsInSlices(sortedXs, pause), duals: new Map(), zero: undefined };
+/** newSuperset in slices, awaiting `yieldToEventLoop` between them. */
+export async function newSupersetInSlices(sortedXs: readonly number[], yieldToEventLoop: () => Promise<void>): Promise<Superset> {
+  return { xs: sortedXs.slice(), weights: await barycentricWeightsInSlices(sortedXs, yieldToEventLoop), duals: new Map(), zero: undefined };
 }
 
 /**
@@ -250,23 +250,21 @@ export function supersetDualTable(sup: Superset, threshold: number, fillUniform:
   return b.done();
 }
 
-/** supersetDualTable in slices of points, awaiting `pause(work)` between them. */
+/** supersetDualTable in slices of about SLICE_WORK field operations, awaiting `yieldToEventLoop` between them. */
 export async function supersetDualTableInSlices(
   sup: Superset,
   threshold: number,
   fillUniform: (out: Float64Array) => void,
-  pause: (work: number) => Promise<void>,
+  yieldToEventLoop: () => Promise<void>,
 ): Promise<Float64Array> {
   const hit = sup.duals.get(threshold);
   if (hit !== undefined) return hit;
   const b = dualTableBuild(sup, threshold, fillUniform);
   const K = sup.xs.length;
-  const perPoint = DUAL_VECTORS * (K - threshold + MAX_MISSING);
-  const points = Math.max(1, Math.floor(SLICE_WORK / perPoint));
+  const points = Math.max(1, Math.floor(SLICE_WORK / (DUAL_VECTORS * (K - threshold + MAX_MISSING))));
   for (let from = 0; from < K; from += points) {
-    const to = Math.min(K, from + points);
-    b.fill(from, to);
-    await pause((to - from) * perPoint);
+    b.fill(from, Math.min(K, from + points));
+    await yieldToEventLoop();
   }
   return sup.duals.get(threshold) ?? b.done(); // a concurrent caller may have finished first
 }

@@ -96,17 +96,16 @@ export function barycentricWeights(xs: ArrayLike<number>): Float64Array {
 }
 
 /**
- * barycentricWeights in slices of rows, awaiting `pause(work)` between slices (work in field
- * multiplications), so an O(k²) set-up never holds the thread for long.
+ * barycentricWeights in slices of about SLICE_WORK field multiplications, awaiting
+ * `yieldToEventLoop` between them, so an O(k²) set-up never holds the thread for long.
  */
-export async function barycentricWeightsInSlices(xs: ArrayLike<number>, pause: (work: number) => Promise<void>): Promise<Float64Array> {
+export async function barycentricWeightsInSlices(xs: ArrayLike<number>, yieldToEventLoop: () => Promise<void>): Promise<Float64Array> {
   const k = xs.length;
   const d = new Float64Array(k);
   const rows = Math.max(1, Math.floor(SLICE_WORK / Math.max(1, k)));
   for (let from = 0; from < k; from += rows) {
-    const to = Math.min(k, from + rows);
-    weightDenominators(xs, d, from, to);
-    await pause((to - from) * k);
+    weightDenominators(xs, d, from, Math.min(k, from + rows));
+    await yieldToEventLoop();
   }
   return batchInvert(d);
 }

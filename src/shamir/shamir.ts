@@ -13,6 +13,7 @@
 import { SecAggError, abytes, aint } from '../errors.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { MAX_CLIENT_ID } from '../ids.js';
+import { workPacer } from '../pace.js';
 import { P, barycentricWeights, batchInvert, lagrangeAt, sub, lagrangeAtZeroUnchecked, reduce } from './field.js';
 import {
   MAX_MISSING,
@@ -319,14 +320,8 @@ export class LagrangeCache {
    * this exact set is already a superset.
    */
   setUniverse(holders: readonly number[]): void {
-    checkHolders(holders, 'holders', 1);
-    if (!this.#useSupersets) return;
-    const xs = isAscending(holders) ? holders.slice() : holders.slice().sort((a, b) => a - b);
-    const existing = this.#supersets.findIndex((u) => u.xs.length === xs.length && missingPositions(xs, u.xs, 0) !== null);
-    if (existing >= 0) {
-      this.#touchSuperset(existing);
-      return;
-    }
+    const xs = this.#universeToAdd(holders);
+    if (xs === undefined) return;
     this.#addSuperset(newSuperset(xs));
     this.#weightComputations++;
   }
@@ -337,18 +332,30 @@ export class LagrangeCache {
    * O(k²) set-up of a large complete-graph round does not hold the server's thread.
    */
   async prepareUniverse(holders: readonly number[], threshold: number, yieldToEventLoop: () => Promise<void>): Promise<void> {
-    checkHolders(holders, 'holders', 1);
     aint(threshold, 'threshold', 1, 65535);
+    const xs = this.#universeToAdd(holders);
     if (!this.#useSupersets) return;
-    const xs = isAscending(holders) ? holders.slice() : holders.slice().sort((a, b) => a - b);
-    let sup = this.#supersets.find((u) => u.xs.length === xs.length && missingPositions(xs, u.xs, 0) !== null);
-    const pause = async () => yieldToEventLoop();
-    if (sup === undefined) {
-      sup = await newSupersetInSlices(xs, pause);
+    let sup = this.#supersets[0]!; // this set, just made the most recently used, unless it is new
+    if (xs !== undefined) {
+      sup = await newSupersetInSlices(xs, yieldToEventLoop);
       this.#addSuperset(sup);
       this.#weightComputations++;
     }
-    if (xs.length > threshold) await supersetDualTableInSlices(sup, threshold, newDualSeed, pause);
+    if (sup.xs.length > threshold) await supersetDualTableInSlices(sup, threshold, newDualSeed, yieldToEventLoop);
+  }
+
+  /**
+   * `holders` sorted, when they should become a new superset; undefined when supersets are off or
+   * this set is one already (then it becomes the most recently used).
+   */
+  #universeToAdd(holders: readonly number[]): number[] | undefined {
+    checkHolders(holders, 'holders', 1);
+    if (!this.#useSupersets) return undefined;
+    const xs = isAscending(holders) ? holders.slice() : holders.slice().sort((a, b) => a - b);
+    const existing = this.#supersets.findIndex((u) => u.xs.length === xs.length && missingPositions(xs, u.xs, 0) !== null);
+    if (existing < 0) return xs;
+    this.#touchSuperset(existing);
+    return undefined;
   }
 
   /**
@@ -638,15 +645,8 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
   if (typeof verify !== 'function') throw new TypeError('verify must be a function');
   const maxAttempts = params.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   aint(maxAttempts, 'maxAttempts', 0, Number.MAX_SAFE_INTEGER);
-  const yielder = params.yieldToEventLoop;
-  let ops = 0;
   /** Counts `n` field operations and yields once enough have run since the last yield. */
-  const work = async (n: number): Promise<void> => {
-    ops += n;
-    if (yielder === undefined || ops < OPS_PER_YIELD) return;
-    ops = 0;
-    await yielder();
-  };
+  const work = workPacer(OPS_PER_YIELD, params.yieldToEventLoop);
 
   // Well-formed shares in ascending holder order; xs[i] is the holder of rows[i*C ..]. The server
   // passes holders sorted already: sorting them again cost ~10% of a reconstruction.
