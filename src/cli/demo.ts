@@ -10,6 +10,7 @@ import type { WebSocketConstructor } from '../transport/socket.js';
 import { unsafeSeededRng } from '../rng.js';
 import { randomRingVector } from '../sim/random.js';
 import { plainSum } from '../ring/vector.js';
+import { stagesOf } from '../protocol/stages.js';
 import { UsageError, intFlag as num, parseFlags } from './args.js';
 
 export const DEMO_HELP = `Usage: secagg demo [options]
@@ -45,7 +46,7 @@ function demoInput(i: number, round: number, m: number): Uint32Array {
 }
 
 async function clientWorker(job: Job): Promise<void> {
-  const stages: readonly ReplyStage[] = job.active ? ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'] : ['advertise', 'share', 'masked', 'unmask'];
+  const stages: readonly ReplyStage[] = stagesOf(job.active ? 'active' : 'semi-honest');
   await Promise.all(
     job.ids.map(async (i, k) => {
       const seed = job.active ? Uint8Array.from(Buffer.from(job.active.seeds[k]!, 'hex')) : undefined;

@@ -7,7 +7,8 @@
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { clientId, roundId as asRoundId } from '../ids.js';
-import { createClient, handleClientMessage, type ClientStage, type ClientState } from '../protocol/clientRound.js';
+import { createClient, handleClientMessage, type ClientState } from '../protocol/clientRound.js';
+import { REPLY_STAGE, type Stage } from '../protocol/stages.js';
 import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
 import { CLOSE, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
 import { type DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
@@ -17,16 +18,9 @@ import { openChannel, type FrameChannel, type WebSocketConstructor } from '../tr
 import { ClientError } from './errors.js';
 
 /** The stage whose message a client is about to send. */
-export type ReplyStage = 'advertise' | 'view' | 'share' | 'masked' | 'consistency' | 'unmask';
+export type ReplyStage = Stage;
 
-const REPLY: Partial<Record<ClientStage, ReplyStage>> = {
-  'awaiting-start': 'advertise',
-  'awaiting-view': 'view',
-  'awaiting-keys': 'share',
-  'awaiting-shares': 'masked',
-  'awaiting-consistency': 'consistency',
-  'awaiting-unmask': 'unmask',
-};
+const REPLY = REPLY_STAGE;
 
 export interface RoundInfo {
   readonly round: number;

@@ -10,29 +10,23 @@
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider, X25519PrivateKey, Ed25519PrivateKey } from '../crypto/provider.js';
 import { SecAggError, isSecAggError } from '../errors.js';
-import { MAX_CLIENT_ID, type ClientId, type RoundId } from '../ids.js';
+import { MAX_CLIENT_ID, type ClientId } from '../ids.js';
 import { RingAccumulator } from '../ring/accumulator.js';
 import { assertInRing, packVector } from '../ring/vector.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
 import { decodeServerMessageChecked, encodeClientMessage, type ClientBody } from '../wire/codec.js';
-import { peekServerBody, type ServerKind } from '../wire/peek.js';
-import { Mode as WireMode, type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest, type ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
+import { peekServerBody } from '../wire/peek.js';
+import { type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest, type ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, entryCaps, serverMessageLimits, serverMessageLimitsBeforeStart } from './limits.js';
 import { checkIdList } from './idlist.js';
+import { configFromParameters } from './roundParams.js';
+import { CLIENT_STAGE_ACCEPTS, type ClientStage } from './stages.js';
 
-export type ClientStage =
-  | 'awaiting-start'
-  | 'awaiting-view'
-  | 'awaiting-keys'
-  | 'awaiting-shares'
-  | 'awaiting-consistency'
-  | 'awaiting-unmask'
-  | 'done'
-  | 'aborted';
+export type { ClientStage };
 
 export interface ClientOptions {
   readonly id: ClientId;
@@ -177,16 +171,7 @@ export async function handleClientMessage(state: ClientState, bytes: Uint8Array)
 }
 
 /** The server messages each stage accepts (besides `aborted`, always): any other kind is refused before it is decoded. */
-const EXPECTED: Readonly<Record<ClientStage, readonly ServerKind[]>> = {
-  'awaiting-start': ['roundStart'],
-  'awaiting-view': ['viewRequest'],
-  'awaiting-keys': ['keys', 'viewRequest'],
-  'awaiting-shares': ['shares'],
-  'awaiting-consistency': ['consistencyRequest'],
-  'awaiting-unmask': ['unmaskRequest'],
-  done: ['unmaskRequest'],
-  aborted: [],
-};
+const EXPECTED = CLIENT_STAGE_ACCEPTS;
 
 async function dispatch(state: ClientState, bytes: Uint8Array): Promise<ClientStep> {
   const config = state.config;
@@ -229,20 +214,9 @@ function send(state: ClientState, body: ClientBody): Uint8Array {
 
 async function onRoundStart(state: ClientState, roundId: Uint8Array, p: RoundParameters): Promise<ClientStep> {
   const it = state.internal;
-  const mode = p.mode === WireMode.ACTIVE ? 'active' : p.mode === WireMode.SEMI_HONEST ? 'semi-honest' : undefined;
-  if (mode === undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'unknown mode');
   if (!derive.bytesEqual(roundId, p.roundId)) throw new SecAggError('ERR_INVALID_PARAMETERS', 'round id of the envelope and parameters differ');
-  const config: RoundConfig = {
-    roundId: p.roundId as RoundId,
-    bits: p.bits,
-    dimension: p.dimension,
-    threshold: p.threshold,
-    degree: p.degree === 0 ? 'complete' : p.degree,
-    mode,
-    cohort: p.cohort as ClientId[],
-    corruption: p.corruption,
-    ...(p.colluders !== 0 ? { colluders: p.colluders } : {}),
-  };
+  const config = configFromParameters(p);
+  const mode = config.mode;
   validateConfig(config, it.limits);
   if (!config.cohort.includes(state.id)) throw new SecAggError('ERR_UNKNOWN_SENDER', 'this client is not in the cohort');
   const f = it.floors;

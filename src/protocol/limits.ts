@@ -3,6 +3,9 @@ import { SHARE_BYTES } from '../shamir/index.js';
 import { ENTRY_OVERHEAD, ENVELOPE_OVERHEAD } from '../wire/codec.js';
 import type { ClientKind, ServerKind } from '../wire/peek.js';
 import { maxNeighbourhood, type RoundConfig } from './config.js';
+import { clientKindForStage } from './stages.js';
+
+export { clientKindForStage };
 
 /** Bytes of one encrypted share message: ids, two Shamir shares, AES-GCM tag. */
 export const SHARE_CIPHERTEXT_BYTES = 8 + 2 * SHARE_BYTES + 16;
@@ -136,20 +139,6 @@ export function serverMessageLimitsBeforeStart(maxClients: number): Record<Serve
 export function entryCaps(c: RoundConfig): { maxNeighbours: number; maxMembers: number } {
   const n = c.cohort.length;
   return { maxNeighbours: maxNeighbourhood(c.degree, n), maxMembers: n };
-}
-
-const CLIENT_KIND_OF_STAGE: Readonly<Record<string, ClientKind>> = {
-  advertise: 'advertiseKeys',
-  view: 'viewSignature',
-  share: 'shareKeys',
-  masked: 'maskedInput',
-  consistency: 'consistencySignature',
-  unmask: 'unmaskResponse',
-};
-
-/** The message kind a client sends in this server stage (besides abort, always allowed); undefined for other stages. */
-export function clientKindForStage(stage: string): ClientKind | undefined {
-  return Object.hasOwn(CLIENT_KIND_OF_STAGE, stage) ? CLIENT_KIND_OF_STAGE[stage] : undefined;
 }
 
 /**

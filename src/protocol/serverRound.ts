@@ -20,12 +20,16 @@ import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { LagrangeCache, reconstructVerified, SHARE_BYTES, SHARE_CHUNKS } from '../shamir/index.js';
 import { decodeClientMessageChecked, encodeServerMessage, type ServerBody } from '../wire/codec.js';
 import { peekClientBody, type ClientKind } from '../wire/peek.js';
-import { Mode as WireMode, type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
+import { type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
+import type { ServerStage } from './stages.js';
+import { roundParameters } from './roundParams.js';
+
+export { roundParameters };
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, clampAbortReason, clientKindForStage, clientMessageLimits, entryCaps } from './limits.js';
 
-export type ServerStage = 'advertise' | 'view' | 'share' | 'masked' | 'consistency' | 'unmask' | 'done' | 'aborted';
+export type { ServerStage };
 
 /**
  * Masks the server must remove from the sum: one PRG expansion under a known key (a survivor's
@@ -298,21 +302,6 @@ export function startServerRound(options: ServerOptions): ServerStep {
   const state: ServerState = { stage: 'advertise', config, result: undefined, abortError: undefined, internal };
   const start = encodeServerMessage(config.roundId, { case: 'roundStart', value: roundParameters(config) });
   return { state, outgoing: config.cohort.map((to) => ({ to, bytes: start })) };
-}
-
-/** The wire's RoundParameters for a config (what RoundStart carries; the client maps it back in onRoundStart). */
-export function roundParameters(config: RoundConfig): Extract<ServerBody, { case: 'roundStart' }>['value'] {
-  return {
-    roundId: config.roundId,
-    bits: config.bits,
-    dimension: config.dimension,
-    threshold: config.threshold,
-    degree: config.degree === 'complete' ? 0 : config.degree,
-    mode: config.mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST,
-    cohort: config.cohort.slice(),
-    corruption: config.corruption ?? 0,
-    colluders: config.colluders ?? 0,
-  };
 }
 
 function with_(state: ServerState, patch: Partial<Pick<ServerState, 'stage' | 'result' | 'abortError'>>): ServerState {

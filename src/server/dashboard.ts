@@ -3,6 +3,8 @@
  * /api/status and draws the live round (stage, clients per stage, dropouts, time left) and charts
  * of the history (duration and survivors per round, coloured by outcome) as inline SVG.
  */
+import { ACTIVE_ONLY_STAGES, STAGES } from '../protocol/stages.js';
+
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>secagg — aggregation server</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -35,8 +37,8 @@ svg{width:100%;height:160px;background:#fff}
 <tbody id="history"></tbody></table></section>
 </main>
 <script>
-const STAGES=['advertise','view','share','masked','consistency','unmask'];
-const ACTIVE_ONLY=['view','consistency'];
+const STAGES=${JSON.stringify(STAGES)};
+const ACTIVE_ONLY=${JSON.stringify(ACTIVE_ONLY_STAGES)};
 const $=(id)=>document.getElementById(id);
 const esc=(s)=>String(s).replace(/[&<>"]/g,(c)=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'})[c]);
 const fmtB=(n)=>n>1e6?(n/1e6).toFixed(1)+' MB':n>1e3?(n/1e3).toFixed(1)+' kB':n+' B';

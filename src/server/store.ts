@@ -3,9 +3,11 @@
  * embedded defaults (in memory; SQLite file in sqliteStore.ts) can be swapped for an external
  * engine without touching the server.
  */
+import { STAGES, type Stage } from '../protocol/stages.js';
+
 /** The server's protocol stages in round order ('view' and 'consistency': active mode only). */
-export const SERVICE_STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'] as const;
-export type ServiceStage = (typeof SERVICE_STAGES)[number];
+export const SERVICE_STAGES = STAGES;
+export type ServiceStage = Stage;
 
 export type RoundOutcome = 'running' | 'completed' | 'aborted';
 

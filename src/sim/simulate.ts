@@ -9,6 +9,7 @@ import { SecAggError } from '../errors.js';
 import { clientId, roundId, type ClientId } from '../ids.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { effectiveDegree, minimumThreshold, type Degree, type Mode, type RoundConfig } from '../protocol/config.js';
+import { STAGES, type Stage } from '../protocol/stages.js';
 import { createClient, handleClientMessage, type ClientState } from '../protocol/clientRound.js';
 import {
   handleServerDeadline,
@@ -20,8 +21,7 @@ import {
   type Unmasker,
 } from '../protocol/serverRound.js';
 
-export const STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'] as const;
-export type Stage = (typeof STAGES)[number];
+export { STAGES, type Stage };
 
 export interface StageStats {
   /** Clients that sent this stage's message. */

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { simulateRound, STAGES, type Stage } from '../../sim/simulate.js';
+import { stagesOf } from '../../protocol/stages.js';
 import { cryptoRng, type Rng } from '../../rng.js';
 import { planEncoding, type EncodingPlan } from '../../encoding/index.js';
 import { applyWeights, contribute, flattenWeights, secureFedAvg, unflattenWeights, weightLayout, type WeightLayout } from '../../tfjs/index.js';
@@ -181,7 +182,7 @@ function dropSchedule(rnd: SeededRandom, n: number, rate: number): Partial<Recor
   const maxDrops = n - (Math.floor(n / 2) + 1); // keep the default threshold (a majority) reachable
   const k = Math.min(maxDrops, Math.round(rate * n));
   const who = rnd.shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, k);
-  const stages: Stage[] = ['advertise', 'share', 'masked', 'unmask'];
+  const stages = stagesOf('semi-honest');
   const out: Partial<Record<Stage, number[]>> = {};
   for (const i of who) {
     const s = stages[rnd.int(stages.length)]!;

@@ -1,0 +1,50 @@
+/**
+ * The one mapping between a RoundConfig and the wire's RoundParameters (what RoundStart carries),
+ * used by the server to announce a round and by the client to read it back.
+ */
+import { SecAggError } from '../errors.js';
+import type { ClientId, RoundId } from '../ids.js';
+import { Mode as WireMode, type RoundParameters } from '../wire/gen/secagg/v1/secagg_pb.js';
+import type { Mode, RoundConfig } from './config.js';
+
+/** The plain fields of a RoundParameters message (no protobuf bookkeeping). */
+export type RoundParametersInit = Omit<RoundParameters, '$typeName' | '$unknown'>;
+
+/** The wire's round parameters for a config (the complete graph is degree 0 on the wire). */
+export function roundParameters(config: RoundConfig): RoundParametersInit {
+  return {
+    roundId: config.roundId,
+    bits: config.bits,
+    dimension: config.dimension,
+    threshold: config.threshold,
+    degree: config.degree === 'complete' ? 0 : config.degree,
+    mode: wireMode(config.mode),
+    cohort: config.cohort.slice(),
+    corruption: config.corruption ?? 0,
+    colluders: config.colluders ?? 0,
+  };
+}
+
+export function wireMode(mode: Mode): WireMode {
+  return mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST;
+}
+
+/**
+ * The config a RoundParameters announces. Refuses an unknown mode (ERR_INVALID_PARAMETERS); the
+ * caller still validates the config against its own limits and floors.
+ */
+export function configFromParameters(p: Pick<RoundParameters, keyof RoundParametersInit>): RoundConfig {
+  const mode = p.mode === WireMode.ACTIVE ? 'active' : p.mode === WireMode.SEMI_HONEST ? 'semi-honest' : undefined;
+  if (mode === undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'unknown mode');
+  return {
+    roundId: p.roundId as RoundId,
+    bits: p.bits,
+    dimension: p.dimension,
+    threshold: p.threshold,
+    degree: p.degree === 0 ? 'complete' : p.degree,
+    mode,
+    cohort: p.cohort as ClientId[],
+    corruption: p.corruption,
+    ...(p.colluders !== 0 ? { colluders: p.colluders } : {}),
+  };
+}
