@@ -218,15 +218,17 @@ describe('client: bad server messages abort that client with a typed error and r
   test('garbage, out-of-stage, wrong round', async () => {
     const d = await new Driver({ n: 5 }).start();
     const c = d.clients.get(1)!;
-    const garbage = await handleClientMessage(c, new Uint8Array([1, 2, 3]));
+    const garbage = await handleClientMessage(d.clientCtx.get(1)!, c, new Uint8Array([1, 2, 3]));
     assertCode(garbage.error, 'ERR_DECODE');
     assert.equal(garbage.state.stage, 'aborted');
+    d.clients.set(1, garbage.state);
     const early = encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: [1, 2, 3] } });
-    const r = await handleClientMessage(d.clients.get(2)!, early);
+    const r = await handleClientMessage(d.clientCtx.get(2)!, d.clients.get(2)!, early);
     assertCode(r.error, 'ERR_STAGE_MISMATCH');
+    d.clients.set(2, r.state);
     await d.toClients();
     const other = encodeServerMessage(new Uint8Array(16).fill(3), { case: 'shares', value: { shares: [] } });
-    const r3 = await handleClientMessage(d.clients.get(3)!, other);
+    const r3 = await handleClientMessage(d.clientCtx.get(3)!, d.clients.get(3)!, other);
     assertCode(r3.error, 'ERR_ROUND_MISMATCH');
     assert.equal(r3.state.stage, 'awaiting-keys', 'a message for another round is ignored, not fatal');
   });
@@ -242,7 +244,7 @@ describe('client: bad server messages abort that client with a typed error and r
       m.body.value.neighbours[1]!.maskingPublicKey = m.body.value.neighbours[0]!.maskingPublicKey;
       reuser = m.body.value.neighbours[1]!.client;
     }
-    const r = await handleClientMessage(d.clients.get(1)!, toBinary(ServerMessageSchema, m));
+    const r = await handleClientMessage(d.clientCtx.get(1)!, d.clients.get(1)!, toBinary(ServerMessageSchema, m));
     assert.equal(r.error, undefined);
     assert.equal(r.state.stage, 'awaiting-shares');
     const sent = fromBinary(ClientMessageSchema, r.outgoing!);
@@ -254,7 +256,7 @@ describe('client: bad server messages abort that client with a typed error and r
     }
     const m2 = keysFor(2);
     if (m2.body.case === 'keys') m2.body.value.neighbours.pop();
-    const r2 = await handleClientMessage(d.clients.get(2)!, toBinary(ServerMessageSchema, m2));
+    const r2 = await handleClientMessage(d.clientCtx.get(2)!, d.clients.get(2)!, toBinary(ServerMessageSchema, m2));
     assertCode(r2.error, 'ERR_INCONSISTENT_VIEW');
   });
 
@@ -265,7 +267,7 @@ describe('client: bad server messages abort that client with a typed error and r
     d.replies = [];
     // The server asks again, now claiming client 2 dropped: that would reveal its key share too.
     const again = encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: [1, 3, 4, 5, 6] } });
-    const r = await handleClientMessage(d.clients.get(1)!, again);
+    const r = await handleClientMessage(d.clientCtx.get(1)!, d.clients.get(1)!, again);
     assertCode(r.error, 'ERR_BOTH_SHARES_REQUESTED');
     assert.equal(fromBinary(ClientMessageSchema, r.outgoing!).body.case, 'abort');
     // Repeating the same request is harmless (a lost response) and reveals the same kind again.
@@ -273,7 +275,7 @@ describe('client: bad server messages abort that client with a typed error and r
     await d2.until('unmask');
     const req2 = d2.pending.find((p) => p.to === 1)!.bytes;
     await d2.toClients();
-    const repeat = await handleClientMessage(d2.clients.get(1)!, req2);
+    const repeat = await handleClientMessage(d2.clientCtx.get(1)!, d2.clients.get(1)!, req2);
     assert.equal(repeat.error, undefined);
     assert.equal(fromBinary(ClientMessageSchema, repeat.outgoing!).body.case, 'unmaskResponse');
   });
@@ -288,7 +290,7 @@ describe('active mode: a lying server makes honest clients abort before revealin
     const request = (survivors: number[]) => encodeServerMessage(d.config.roundId, { case: 'consistencyRequest', value: { survivors } });
     const signatures = new Map<number, Uint8Array>();
     for (const id of real) {
-      const r = await handleClientMessage(d.clients.get(id)!, request(id === 1 ? fake : real));
+      const r = await handleClientMessage(d.clientCtx.get(id)!, d.clients.get(id)!, request(id === 1 ? fake : real));
       d.clients.set(id, r.state);
       const m = fromBinary(ClientMessageSchema, r.outgoing!);
       assert.equal(m.body.case, 'consistencySignature');
@@ -296,22 +298,19 @@ describe('active mode: a lying server makes honest clients abort before revealin
     }
     const all = [...signatures].map(([client, signature]) => ({ client, signature }));
     // Client 1 gets its fake set with everyone's signatures: the others signed a different set.
-    const to1 = await handleClientMessage(
-      d.clients.get(1)!,
+    const to1 = await handleClientMessage(d.clientCtx.get(1)!, d.clients.get(1)!,
       encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: fake, signatures: all.filter((s) => s.client !== 7) } }),
     );
     assertCode(to1.error, 'ERR_SIGNATURE_INVALID');
     assert.equal(fromBinary(ClientMessageSchema, to1.outgoing!).body.case, 'abort');
     // Client 2 gets the real set, with client 1's signature over the fake one among them.
-    const to2 = await handleClientMessage(
-      d.clients.get(2)!,
+    const to2 = await handleClientMessage(d.clientCtx.get(2)!, d.clients.get(2)!,
       encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: real, signatures: all } }),
     );
     assertCode(to2.error, 'ERR_SIGNATURE_INVALID');
     assert.equal(fromBinary(ClientMessageSchema, to2.outgoing!).body.case, 'abort');
     // Client 3 is shown a survivor set other than the one it signed.
-    const to3 = await handleClientMessage(
-      d.clients.get(3)!,
+    const to3 = await handleClientMessage(d.clientCtx.get(3)!, d.clients.get(3)!,
       encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: fake, signatures: all } }),
     );
     assertCode(to3.error, 'ERR_INCONSISTENT_VIEW');
@@ -325,7 +324,7 @@ describe('active mode: a lying server makes honest clients abort before revealin
     if (honest.body.case !== 'unmaskRequest') return;
     const few = structuredClone(honest);
     if (few.body.case === 'unmaskRequest') few.body.value.signatures = few.body.value.signatures.slice(0, d.config.threshold - 1);
-    const r = await handleClientMessage(d.clients.get(1)!, toBinary(ServerMessageSchema, few));
+    const r = await handleClientMessage(d.clientCtx.get(1)!, d.clients.get(1)!, toBinary(ServerMessageSchema, few));
     assertCode(r.error, 'ERR_BELOW_THRESHOLD');
     const forged = structuredClone(honest);
     if (forged.body.case === 'unmaskRequest') {
@@ -333,7 +332,7 @@ describe('active mode: a lying server makes honest clients abort before revealin
       sig[0]! ^= 1;
       forged.body.value.signatures[2]!.signature = sig;
     }
-    const r2 = await handleClientMessage(d.clients.get(2)!, toBinary(ServerMessageSchema, forged));
+    const r2 = await handleClientMessage(d.clientCtx.get(2)!, d.clients.get(2)!, toBinary(ServerMessageSchema, forged));
     assertCode(r2.error, 'ERR_SIGNATURE_INVALID');
 
     // A server substituting its own round keys for a neighbour's is caught at KeysForYou: the
@@ -347,7 +346,7 @@ describe('active mode: a lying server makes honest clients abort before revealin
       keys.body.value.neighbours[0]!.encryptionPublicKey = (await nodeCrypto.x25519(new Uint8Array(32).fill(9))).publicKey;
       victim = keys.body.value.neighbours[0]!.client;
     }
-    const r3 = await handleClientMessage(d2.clients.get(1)!, toBinary(ServerMessageSchema, keys));
+    const r3 = await handleClientMessage(d2.clientCtx.get(1)!, d2.clients.get(1)!, toBinary(ServerMessageSchema, keys));
     assertCode(r3.error, 'ERR_INCONSISTENT_VIEW');
     assert.match(r3.error!.message, new RegExp(`member ${victim} of U1 did not sign this view`));
     assert.equal(fromBinary(ClientMessageSchema, r3.outgoing!).body.case, 'abort', 'nothing encrypted to anyone');

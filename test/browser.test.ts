@@ -22,8 +22,8 @@ import { nodeCrypto } from '../src/crypto/node.js';
 import { defaultThreshold } from '../src/graph/index.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
 import { effectiveDegree, type Degree, type Mode, type RoundConfig } from '../src/protocol/config.js';
-import { createClient, handleClientMessage, type ClientState } from '../src/protocol/clientRound.js';
-import { handleServerDeadline, handleServerMessage, startServerRound, type Outgoing, type ServerState } from '../src/protocol/serverRound.js';
+import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../src/protocol/clientRound.js';
+import { handleServerDeadline, handleServerMessage, serverContext, startServerRound, type Outgoing, type ServerState } from '../src/protocol/serverRound.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import type { BrowserApi, DeliverResult } from './browser/entry.js';
 
@@ -119,10 +119,12 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
     [r.browserIds.map((id) => ({ id, input: b64(new Uint8Array(inputs.get(id)!.buffer)) })), dirList] as const,
   );
   const nodeClients = new Map<number, ClientState>();
+  const nodeContexts = new Map<number, ClientContext>();
   for (const id of ids) {
     if (inBrowser.has(id)) continue;
     const identity = nodeIdentity.get(id);
-    nodeClients.set(id, createClient({ id, input: inputs.get(id)!, crypto: nodeCrypto, ...(directory && identity ? { identity, directory } : {}) }));
+    nodeClients.set(id, createClient({ id, input: inputs.get(id)! }));
+    nodeContexts.set(id, clientContext({ crypto: nodeCrypto, ...(directory && identity ? { identity, directory } : {}) }));
   }
 
   const k = effectiveDegree(r.degree, r.n);
@@ -135,7 +137,8 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
     mode: r.mode,
     cohort: ids,
   };
-  const start = startServerRound({ config, crypto: nodeCrypto, ...(directory ? { directory } : {}) });
+  const serverCtx = serverContext({ crypto: nodeCrypto, ...(directory ? { directory } : {}) });
+  const start = startServerRound(serverCtx, { config });
   let server: ServerState = start.state;
   let outgoing: readonly Outgoing[] = start.outgoing;
   const ms: MixedResult['ms'] = { browser: {}, node: {} };
@@ -160,7 +163,7 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
     for (const { to, bytes } of live) {
       if (inBrowser.has(to)) continue;
       const t0 = performance.now();
-      const step = await handleClientMessage(nodeClients.get(to)!, bytes);
+      const step = await handleClientMessage(nodeContexts.get(to)!, nodeClients.get(to)!, bytes);
       (ms.node[stage] ??= []).push(performance.now() - t0);
       assert.equal(step.error, undefined, `node client ${to} at ${stage}: ${step.error?.message}`);
       nodeClients.set(to, step.state);
@@ -168,13 +171,13 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
     }
     outgoing = [];
     for (const { from, bytes } of replies) {
-      const s = await handleServerMessage(server, from, bytes);
+      const s = await handleServerMessage(serverCtx, server, from, bytes);
       assert.equal(s.error, undefined, `server refused client ${from} at ${stage}: ${s.error?.message}`);
       server = s.state;
       outgoing = outgoing.concat(s.outgoing);
     }
     if (server.stage === stage) {
-      const s = await handleServerDeadline(server); // the silent clients' deadline passes
+      const s = await handleServerDeadline(serverCtx, server); // the silent clients' deadline passes
       server = s.state;
       outgoing = outgoing.concat(s.outgoing);
     }

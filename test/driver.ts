@@ -2,8 +2,17 @@
  * A hand-driven round for tests that need to step between stages: inject bad messages, play a
  * lying server, inspect state. Same state machines and encoded messages as the simulator.
  */
-import { createClient, handleClientMessage, type ClientFloors, type ClientState } from '../src/protocol/clientRound.js';
-import { handleServerDeadline, handleServerMessage, startServerRound, type Outgoing, type ServerOptions, type ServerState } from '../src/protocol/serverRound.js';
+import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientFloors, type ClientState } from '../src/protocol/clientRound.js';
+import {
+  handleServerDeadline,
+  handleServerMessage,
+  serverContext,
+  startServerRound,
+  type Outgoing,
+  type ServerContext,
+  type ServerOptions,
+  type ServerState,
+} from '../src/protocol/serverRound.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
@@ -23,12 +32,15 @@ export interface DriverOptions {
   floors?: Partial<ClientFloors>;
   /** Fix the round id (tests of replay into a later round with the same id). */
   roundId?: Uint8Array;
-  /** Extra server options (unmasker, viewAttempts, …). */
-  server?: Partial<ServerOptions>;
+  /** Extra server options and context (viewAttempts, graphSeed; unmasker, yieldToEventLoop, …). */
+  server?: Partial<ServerOptions> & Partial<ServerContext>;
 }
 
 export class Driver {
   server!: ServerState;
+  /** The server's context, and each client's (what every protocol call is given). */
+  serverCtx!: ServerContext;
+  readonly clientCtx = new Map<number, ClientContext>();
   readonly clients = new Map<number, ClientState>();
   readonly inputs: Uint32Array[];
   readonly config: RoundConfig;
@@ -66,11 +78,10 @@ export class Driver {
     const rng = unsafeSeededRng((this.o.seed ?? 5) + 1000);
     if (this.directory) for (const [id, seed] of this.identities) this.directory.set(id, (await nodeCrypto.ed25519(seed)).publicKey);
     for (const id of this.config.cohort) {
-      this.clients.set(
+      this.clients.set(id, createClient({ id, input: this.inputs[id - 1]! }));
+      this.clientCtx.set(
         id,
-        createClient({
-          id,
-          input: this.inputs[id - 1]!,
+        clientContext({
           crypto: nodeCrypto,
           rng,
           ...(this.directory ? { identity: this.identities.get(id)!, directory: this.directory } : {}),
@@ -78,7 +89,10 @@ export class Driver {
         }),
       );
     }
-    const step = startServerRound({ config: this.config, crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}), ...this.o.server });
+    const { graphSeed, viewAttempts, limits, ...context } = this.o.server ?? {};
+    this.serverCtx = serverContext({ crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}), ...context });
+    const options: ServerOptions = { config: this.config, ...(graphSeed ? { graphSeed } : {}), ...(viewAttempts !== undefined ? { viewAttempts } : {}), ...(limits ? { limits } : {}) };
+    const step = startServerRound(this.serverCtx, options);
     this.server = step.state;
     this.pending = [...step.outgoing];
     return this;
@@ -90,7 +104,7 @@ export class Driver {
     this.pending = [];
     for (const { to, bytes } of pending) {
       if (silent.includes(to)) continue;
-      const r = await handleClientMessage(this.clients.get(to)!, bytes);
+      const r = await handleClientMessage(this.clientCtx.get(to)!, this.clients.get(to)!, bytes);
       this.clients.set(to, r.state);
       if (r.outgoing) this.replies.push({ from: to, bytes: r.outgoing });
     }
@@ -98,7 +112,7 @@ export class Driver {
 
   /** Send one message to the server as `from`; returns the refusal, if any. */
   async toServer(from: number, bytes: Uint8Array): Promise<SecAggError | undefined> {
-    const s = await handleServerMessage(this.server, from, bytes);
+    const s = await handleServerMessage(this.serverCtx, this.server, from, bytes);
     this.server = s.state;
     this.pending.push(...s.outgoing);
     return s.error;
@@ -114,7 +128,7 @@ export class Driver {
   }
 
   async deadline(): Promise<void> {
-    const s = await handleServerDeadline(this.server);
+    const s = await handleServerDeadline(this.serverCtx, this.server);
     this.server = s.state;
     this.pending.push(...s.outgoing);
   }

@@ -90,6 +90,14 @@ test('a masked input with the self mask removed is still masked by the pairwise 
   const m = 8192;
   const d = await new Driver({ n: 4, m, bits: 8, seed: 12 }).start();
   d.inputs[0]!.fill(0);
+  await d.until('share');
+  // The round's secrets as the clients hold them before they share (a consumed state keeps its data).
+  const keysOf = (id: number) => {
+    const s = d.clients.get(id)!;
+    assert.equal(s.stage, 'awaiting-keys');
+    return s as Extract<typeof s, { stage: 'awaiting-keys' }>;
+  };
+  const before = [1, 2, 3, 4].map(keysOf);
   await d.until('masked');
   await d.toClients();
   const msg = fromBinary(ClientMessageSchema, d.replies.find((r) => r.from === 1)!.bytes);
@@ -97,13 +105,13 @@ test('a masked input with the self mask removed is still masked by the pairwise 
   if (msg.body.case !== 'maskedInput') return;
   const acc = new RingAccumulator(m);
   acc.addVector(unpackVector(msg.body.value.vector, 8, m), 1);
-  const seed = d.clients.get(1)!.internal.selfMaskSeed!;
+  const seed = before[0]!.selfMaskSeed;
   await acc.addPrg(nodeCrypto, await selfMaskKey(nodeCrypto, seed, d.config.roundId, clientId(1)), -1);
   const withoutSelfMask = acc.toVector(8);
   assert.ok(chiSquare(withoutSelfMask, 256) < CHI2_255_LIMIT, 'still uniform with only the pairwise masks on it');
   // Sanity, so the test can fail: removing the pairwise masks too leaves the all-zero input.
   for (const v of [2, 3, 4]) {
-    const shared = await d.clients.get(1)!.internal.masking!.agree(d.clients.get(v)!.internal.masking!.publicKey);
+    const shared = await (await nodeCrypto.x25519(before[0]!.maskingSecret)).agree(before[v - 1]!.maskingKey);
     await acc.addPrg(nodeCrypto, await pairwiseMaskKey(nodeCrypto, shared, d.config.roundId, clientId(1), clientId(v)), v > 1 ? -1 : 1);
   }
   assert.ok(acc.toVector(8).every((x) => x === 0), 'y_1 minus all its masks is its input');

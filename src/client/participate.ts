@@ -7,7 +7,7 @@
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { clientId, roundId as asRoundId } from '../ids.js';
-import { createClient, handleClientMessage, type ClientState } from '../protocol/clientRound.js';
+import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../protocol/clientRound.js';
 import { REPLY_STAGE, type Stage } from '../protocol/stages.js';
 import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
 import { CLOSE, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
@@ -287,6 +287,7 @@ async function session(
   let error: ClientError | undefined;
   let round: RoundInfo | undefined;
   let state: ClientState | undefined;
+  let protocol: ClientContext = clientContext();
   let chain = Promise.resolve();
   let leaving = false;
   let helloSent = false;
@@ -364,12 +365,8 @@ async function session(
             ch.close(CLOSE.NORMAL, 'input does not fit the round');
             return;
           }
-          state = createClient({
-            id: clientId(a.clientId),
-            input: input!,
-            ...(options.crypto ? { crypto: options.crypto } : {}),
-            ...(directory ? { identity: options.identity!, directory } : {}),
-          });
+          state = createClient({ id: clientId(a.clientId), input: input! });
+          protocol = clientContext({ ...(options.crypto ? { crypto: options.crypto } : {}), ...(directory ? { identity: options.identity!, directory } : {}) });
           return;
         }
         case 'finished': {
@@ -399,7 +396,7 @@ async function session(
     }
     if (state === undefined) return; // not in a round (late frame)
     const stage = REPLY[state.stage];
-    const step = await handleClientMessage(state, bytes);
+    const step = await handleClientMessage(protocol, state, bytes);
     state = step.state;
     if (options.identity !== undefined && state.config !== undefined && state.config.mode !== 'active')
       return identityFailure(`round ${round?.round}: the server started a semi-honest round; this client takes part in active rounds only`, {

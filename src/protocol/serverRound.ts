@@ -3,6 +3,16 @@
  * (`handleServerMessage`) and by explicit "the stage's deadline passed" events
  * (`handleServerDeadline`); it returns what to send to whom. No I/O, no clock.
  *
+ * The state is data: one variant per stage holding exactly what exists in that stage (see
+ * ServerState), and nothing else — the crypto provider, the RNG, the unmasker, the identity
+ * directory and the event-loop yield come in a ServerContext passed to every call and never kept.
+ * So a state can be written down (stateCodec.ts: encodeServerState) and finished elsewhere.
+ *
+ * The contract: a call *consumes* the state it is given. It returns the state to use next (the
+ * same object when it refused the message and changed nothing); the consumed one must not be used
+ * again, and is refused if it is (TypeError). A call also refuses a state that another call is
+ * still working on: the machine is not reentrant, so calls on one round go one at a time.
+ *
  * A bad message is refused with a typed error and changes nothing: every check runs before the
  * state is touched, so one misbehaving client never disturbs the round for the others.
  * Masked inputs go into one running sum as they arrive (memory O(m), not O(n·m)).
@@ -23,11 +33,11 @@ import { peekClientBody, type ClientKind } from '../wire/peek.js';
 import { type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
-import type { ServerStage } from './stages.js';
+import { STAGE_CLIENT_KIND, unreachable, type ServerStage } from './stages.js';
 import { roundParameters } from './roundParams.js';
 
 export { roundParameters };
-import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, clampAbortReason, clientKindForStage, clientMessageLimits, entryCaps } from './limits.js';
+import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, clampAbortReason, clientMessageLimits, entryCaps } from './limits.js';
 
 export type { ServerStage };
 
@@ -41,11 +51,6 @@ export type { ServerStage };
 export type MaskJob =
   | { readonly key: Uint8Array; readonly sign: 1 | -1 }
   | { readonly dropped: DroppedClientMasks };
-
-interface RevealedShares {
-  readonly holders: number[];
-  readonly shares: Uint8Array[];
-}
 
 export interface DroppedClientMasks {
   readonly round: RoundId;
@@ -133,24 +138,41 @@ async function runInThread(sum: RingAccumulator, jobs: readonly MaskJob[], crypt
   for (const job of jobs) await applyMaskJob(sum, job, crypto, pause);
 }
 
+/**
+ * What a round's server calls need besides the state: given to every call, never kept in the state.
+ * Build one with serverContext(); a process that resumes an encoded round builds its own.
+ */
+export interface ServerContext {
+  readonly crypto: CryptoProvider;
+  /** Randomness for the graph seed. Production: the platform CSPRNG. */
+  readonly rng: Rng;
+  /** Active mode: long-term Ed25519 public keys of the cohort. */
+  readonly directory: ReadonlyMap<number, Uint8Array> | undefined;
+  readonly unmasker: Unmasker;
+  /** Lets other work run during long steps: awaited between slices of work. */
+  readonly yieldToEventLoop: () => Promise<void>;
+}
+
+/** A context with the defaults filled in: the platform's crypto and CSPRNG, the in-thread unmasker, setImmediate (or a zero timeout). */
+export function serverContext(o: Partial<ServerContext> = {}): ServerContext {
+  return {
+    crypto: o.crypto ?? defaultCrypto,
+    rng: o.rng ?? cryptoRng,
+    directory: o.directory,
+    unmasker: o.unmasker ?? sequentialUnmasker,
+    yieldToEventLoop: o.yieldToEventLoop ?? nextMacrotask,
+  };
+}
+
+/** The round's own parameters: they become part of the state. */
 export interface ServerOptions {
   readonly config: RoundConfig;
-  readonly crypto?: CryptoProvider;
-  /** Randomness for the graph seed. Production: the platform CSPRNG (default). */
-  readonly rng?: Rng;
-  /** Active mode: long-term Ed25519 public keys of the cohort. */
-  readonly directory?: ReadonlyMap<number, Uint8Array>;
-  readonly unmasker?: Unmasker;
+  /** Validation of the config (largest cohort and dimension accepted). */
   readonly limits?: Partial<RoundLimits>;
   /** Semi-honest mode: fix the graph seed instead of drawing it (tests that need to know the graph in advance). Active mode derives it from the clients' reveals. */
   readonly graphSeed?: Uint8Array;
   /** Active mode: view attempts before the round aborts when members of U1 fail to reveal (default 3; clients cap it too). */
   readonly viewAttempts?: number;
-  /**
-   * Lets other work run during unmasking: awaited between reconstructions and inside a slow one.
-   * Default: setImmediate where it exists (Node), else a zero-delay timeout.
-   */
-  readonly yieldToEventLoop?: () => Promise<void>;
 }
 
 /** The default `yieldToEventLoop`. */
@@ -173,67 +195,110 @@ export interface RoundResult {
   readonly viewAttempts: number;
 }
 
-interface Advertised {
+export interface Advertised {
   readonly encryptionKey: Uint8Array;
   readonly maskingKey: Uint8Array;
   readonly signature: Uint8Array;
-  /** Active mode: commitment to the client's seed contribution for the current view attempt. */
-  seedCommitment: Uint8Array;
+  /** Active mode: commitment to the client's seed contribution for the current view attempt (empty in semi-honest mode). */
+  readonly seedCommitment: Uint8Array;
+}
+
+export interface ViewAnswer {
+  readonly signature: Uint8Array;
+  readonly reveal: Uint8Array;
+  readonly next: Uint8Array;
 }
 
 /** Active mode: one view attempt: U1 and the commitments every member signs, and their answers. */
-interface View {
+export interface View {
   readonly attempt: number;
   readonly advertised: readonly number[];
   readonly members: ReadonlySet<number>;
   readonly commitments: readonly Uint8Array[];
   readonly digest: Uint8Array;
-  readonly answers: Map<number, { readonly signature: Uint8Array; readonly reveal: Uint8Array; readonly next: Uint8Array }>;
+  readonly answers: Map<number, ViewAnswer>;
 }
 
-interface Shared {
+export interface Shared {
   readonly commitment: Uint8Array;
   /** Ciphertext for each recipient. */
   readonly ciphertexts: Map<number, Uint8Array>;
 }
 
-export interface ServerState {
-  readonly stage: ServerStage;
-  readonly config: RoundConfig;
-  readonly result: RoundResult | undefined;
-  readonly abortError: SecAggError | undefined;
-  /** @internal */
-  readonly internal: ServerInternals;
+export interface RevealedShares {
+  readonly holders: number[];
+  readonly shares: Uint8Array[];
 }
 
-interface ServerInternals {
-  readonly crypto: CryptoProvider;
-  readonly rng: Rng;
-  readonly directory: ReadonlyMap<number, Uint8Array> | undefined;
-  readonly unmasker: Unmasker;
-  readonly fixedGraphSeed: Uint8Array | undefined;
+/** What every running stage has. */
+interface RoundBase {
+  readonly config: RoundConfig;
+  /** Active mode: the cap on view attempts. */
   readonly viewAttempts: number;
-  readonly yieldToEventLoop: () => Promise<void>;
-  /** The largest honest message of each kind in this round, and the caps on repeated entries: checked before decoding. */
-  readonly messageLimits: Readonly<Record<ClientKind, number>>;
-  readonly entryCaps: { readonly maxNeighbours: number; readonly maxMembers: number };
-  readonly cohort: ReadonlySet<number>;
+  /** Semi-honest mode: the graph seed fixed at the start, if any. */
+  readonly fixedGraphSeed: Uint8Array | undefined;
   /** Clients that told us they aborted; they are no longer waited for. */
   readonly quit: Set<number>;
+  readonly result?: undefined;
+  readonly abortError?: undefined;
+}
+
+/** From the advertise stage on: the keys clients advertised (U1 is drawn from them). */
+interface KeysData extends RoundBase {
   readonly advertised: Map<number, Advertised>;
+  /** Every advertised public key (hex), for the duplicate check: derived from `advertised`. */
   readonly keysSeen: Set<string>;
-  view?: View;
-  graph?: NeighbourGraph;
+}
+
+/** From the share stage on: U1, its graph and the encrypted shares clients sent. */
+interface GraphData extends KeysData {
+  /** Active mode: the view every member of U1 signed (undefined in semi-honest mode). */
+  readonly view: View | undefined;
+  /** U1, ascending. */
+  readonly u1: readonly number[];
+  readonly graphSeed: Uint8Array;
   readonly shared: Map<number, Shared>;
-  u2?: number[];
-  u2set?: Set<number>;
-  sum?: RingAccumulator;
+}
+
+/** From the masked stage on: U2 and the running sum of masked inputs. */
+interface MaskedData extends GraphData {
+  readonly u2: readonly number[];
+  readonly u2set: ReadonlySet<number>;
+  /** Σ masked inputs so far, mod 2^32 (its words are what the state encoding writes). */
+  readonly sum: RingAccumulator;
   readonly masked: Set<number>;
-  u3?: number[];
-  u3set?: Set<number>;
+}
+
+/** From the consistency stage on (unmask in semi-honest mode): U3. */
+interface SurvivorData extends MaskedData {
+  readonly u3: readonly number[];
+  readonly u3set: ReadonlySet<number>;
+  /** Active mode: signatures on U3. */
   readonly signatures: Map<number, Uint8Array>;
-  u4?: number[];
-  u4set?: Set<number>;
+}
+
+export interface AdvertiseState extends KeysData {
+  readonly stage: 'advertise';
+}
+export interface ViewState extends KeysData {
+  readonly stage: 'view';
+  readonly view: View;
+}
+export interface ShareState extends GraphData {
+  readonly stage: 'share';
+}
+export interface MaskedState extends MaskedData {
+  readonly stage: 'masked';
+}
+export interface ConsistencyState extends SurvivorData {
+  readonly stage: 'consistency';
+}
+export interface UnmaskState extends SurvivorData {
+  readonly stage: 'unmask';
+  /** Active mode: U4, the clients that signed U3 (undefined in semi-honest mode). */
+  readonly u4: readonly number[] | undefined;
+  /** Who is asked to unmask: U4 in active mode, U3 in semi-honest mode. */
+  readonly askedToUnmask: ReadonlySet<number>;
   /**
    * Revealed shares by owner, in arrival order (a holder answers once, so (owner, holder) never
    * repeats). Self-mask shares only ever for U3, key shares only for U2 \ U3.
@@ -241,9 +306,25 @@ interface ServerInternals {
   readonly selfShares: Map<number, RevealedShares>;
   readonly keyShares: Map<number, RevealedShares>;
   readonly responded: Set<number>;
-  /** Set when unmasking begins: its partial sum is never finished a second time. */
-  unmaskStarted: boolean;
 }
+export interface DoneState {
+  readonly stage: 'done';
+  readonly config: RoundConfig;
+  readonly result: RoundResult;
+  readonly abortError?: undefined;
+}
+export interface AbortedState {
+  readonly stage: 'aborted';
+  readonly config: RoundConfig;
+  readonly abortError: SecAggError;
+  readonly result?: undefined;
+}
+
+/** A round that still takes messages. */
+export type RunningServerState = AdvertiseState | ViewState | ShareState | MaskedState | ConsistencyState | UnmaskState;
+
+/** One round's server state: a variant per stage (narrow on `stage`). */
+export type ServerState = RunningServerState | DoneState | AbortedState;
 
 export interface Outgoing {
   readonly to: ClientId;
@@ -258,65 +339,102 @@ export interface ServerStep {
 }
 
 /**
+ * The graph over U1 of a state, built from U1 and the graph seed on first use and then kept per U1
+ * (not in the state: it is derived data, rebuilt after a state is decoded).
+ */
+const graphs = new WeakMap<readonly number[], NeighbourGraph>();
+export function graphOf(state: GraphData): NeighbourGraph {
+  let g = graphs.get(state.u1);
+  if (g === undefined) graphs.set(state.u1, (g = buildGraph({ clients: state.u1 as ClientId[], degree: state.config.degree, seed: state.graphSeed })));
+  return g;
+}
+
+/** A map entry the round's invariants say exists; a missing one is a bug, reported as such. */
+function must<K, V>(map: ReadonlyMap<K, V>, key: K, what: string): V {
+  const v = map.get(key);
+  if (v === undefined) throw new SecAggError('ERR_INTERNAL', `${what} ${String(key)} is missing`);
+  return v;
+}
+
+/** States handed to a call and not yet returned, or consumed by one: the mutation contract's guard. */
+const taken = new WeakSet<object>();
+
+/** Refuses a consumed state, or one a call is still working on (TypeError: a caller bug). */
+export function assertServerStateUsable(state: ServerState): void {
+  if (taken.has(state)) throw new TypeError('this server state was consumed by an earlier call (or a call on it is still running): use the state the last call returned');
+}
+
+function take(state: ServerState): void {
+  assertServerStateUsable(state);
+  taken.add(state);
+}
+
+/** The step's state is the one to use next: the input is released when it comes back unchanged. */
+function settle(input: ServerState, step: ServerStep): ServerStep {
+  if (step.state === input) taken.delete(input);
+  return step;
+}
+
+/**
  * Start a round: returns the state and the RoundStart message for every cohort member.
  *
  * @example
  * ```ts
- * let { state, outgoing } = startServerRound({ config });
+ * const ctx = serverContext();
+ * let { state, outgoing } = startServerRound(ctx, { config });
  * for (const o of outgoing) send(o.to, o.bytes);
- * ({ state, outgoing } = await handleServerMessage(state, from, bytes)); // on each client message
- * ({ state, outgoing } = await handleServerDeadline(state));             // when a stage times out
+ * ({ state, outgoing } = await handleServerMessage(ctx, state, from, bytes)); // on each client message
+ * ({ state, outgoing } = await handleServerDeadline(ctx, state));             // when a stage times out
  * if (state.stage === 'done') console.log(state.result.sum);
  * ```
  */
-export function startServerRound(options: ServerOptions): ServerStep {
+export function startServerRound(ctx: ServerContext, options: ServerOptions): ServerStep {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const config = options.config;
   validateConfig(config, limits);
   if (config.mode === 'active') {
-    if (options.directory === undefined) throw new TypeError('active mode needs a directory of identity keys');
-    for (const id of config.cohort) if (!options.directory.has(id)) throw new RangeError(`no identity key for client ${id}`);
+    if (ctx.directory === undefined) throw new TypeError('active mode needs a directory of identity keys');
+    for (const id of config.cohort) if (!ctx.directory.has(id)) throw new RangeError(`no identity key for client ${id}`);
   }
-  const internal: ServerInternals = {
-    crypto: options.crypto ?? defaultCrypto,
-    rng: options.rng ?? cryptoRng,
-    directory: options.directory,
-    unmasker: options.unmasker ?? sequentialUnmasker,
-    fixedGraphSeed: options.graphSeed,
-    viewAttempts: options.viewAttempts ?? 3,
-    yieldToEventLoop: options.yieldToEventLoop ?? nextMacrotask,
-    messageLimits: clientMessageLimits(config),
-    entryCaps: entryCaps(config),
-    cohort: new Set(config.cohort),
+  const viewAttempts = options.viewAttempts ?? 3;
+  if (!Number.isSafeInteger(viewAttempts) || viewAttempts < 1 || viewAttempts > 255) throw new RangeError('viewAttempts must be in [1, 255]');
+  if (options.graphSeed !== undefined && options.graphSeed.length !== GRAPH_SEED_BYTES) throw new RangeError(`graphSeed must be ${GRAPH_SEED_BYTES} bytes`);
+  const state: AdvertiseState = {
+    stage: 'advertise',
+    config,
+    viewAttempts,
+    fixedGraphSeed: options.graphSeed?.slice(),
     quit: new Set(),
     advertised: new Map(),
     keysSeen: new Set(),
-    shared: new Map(),
-    masked: new Set(),
-    signatures: new Map(),
-    selfShares: new Map(),
-    keyShares: new Map(),
-    responded: new Set(),
-    unmaskStarted: false,
   };
-  const state: ServerState = { stage: 'advertise', config, result: undefined, abortError: undefined, internal };
   const start = encodeServerMessage(config.roundId, { case: 'roundStart', value: roundParameters(config) });
   return { state, outgoing: config.cohort.map((to) => ({ to, bytes: start })) };
 }
 
-function with_(state: ServerState, patch: Partial<Pick<ServerState, 'stage' | 'result' | 'abortError'>>): ServerState {
-  return { ...state, ...patch };
+/** The largest honest message of each kind in this round, and the caps on repeated entries: checked before decoding. Derived from the config, kept per config. */
+const decodeLimits = new WeakMap<RoundConfig, { maxBytes: Readonly<Record<ClientKind, number>>; caps: { maxNeighbours: number; maxMembers: number }; cohort: ReadonlySet<number> }>();
+function limitsOf(config: RoundConfig) {
+  let l = decodeLimits.get(config);
+  if (l === undefined) decodeLimits.set(config, (l = { maxBytes: clientMessageLimits(config), caps: entryCaps(config), cohort: new Set(config.cohort) }));
+  return l;
 }
 
-/** Handle one message from `from` (authenticated by the transport). Never throws on bad input. */
-export async function handleServerMessage(state: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
+/**
+ * Handle one message from `from` (authenticated by the transport). Never throws on bad input: a
+ * refusal comes back as `error` with the same, unchanged state. Consumes `consumed` (see the
+ * module comment): go on with the returned state.
+ */
+export async function handleServerMessage(ctx: ServerContext, consumed: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
+  take(consumed);
   try {
     // The round keeps parts of what it accepts (keys, ciphertexts, shares, signatures): never views
     // into a buffer the caller may reuse, so the input is copied once.
-    return await dispatch(state, from, ownBytes(bytes));
+    return settle(consumed, await dispatch(ctx, consumed, from, ownBytes(bytes)));
   } catch (e) {
     const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error in server round', { cause: e });
-    return { state, outgoing: [], error };
+    taken.delete(consumed);
+    return { state: consumed, outgoing: [], error };
   }
 }
 
@@ -340,67 +458,97 @@ function ownBytes(bytes: Uint8Array): Uint8Array {
  * and drops a deadline set for an instance that is over (see handleServerDeadline).
  */
 export function stageInstance(state: ServerState): string {
-  return state.stage === 'view' ? `view#${state.internal.view!.attempt}` : state.stage;
+  return state.stage === 'view' ? `view#${state.view.attempt}` : state.stage;
 }
 
-/** The current stage's deadline passed: close it with whoever answered. */
-export async function handleServerDeadline(state: ServerState): Promise<ServerStep> {
-  if (state.stage === 'done' || state.stage === 'aborted') return { state, outgoing: [] };
-  return closeStage(state);
+/** The current stage's deadline passed: close it with whoever answered. Consumes `consumed`. */
+export async function handleServerDeadline(ctx: ServerContext, consumed: ServerState): Promise<ServerStep> {
+  if (consumed.stage === 'done' || consumed.stage === 'aborted') {
+    take(consumed);
+    taken.delete(consumed);
+    return { state: consumed, outgoing: [] };
+  }
+  take(consumed);
+  try {
+    return settle(consumed, await closeStage(ctx, consumed));
+  } catch (e) {
+    // closeStage catches what it expects; anything else is a bug, and the round cannot go on.
+    const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error closing a stage', { cause: e });
+    return abort(consumed, error);
+  }
 }
 
-async function dispatch(state: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
-  const it = state.internal;
+/** The current state again as a new object: the consumed one is not handed back. */
+function same<S extends RunningServerState>(state: S): ServerStep {
+  return { state: { ...state }, outgoing: [] };
+}
+
+function mismatch(stage: string, kind: string): SecAggError {
+  return new SecAggError('ERR_STAGE_MISMATCH', `a ${kind} message does not belong to the ${stage} stage`);
+}
+
+async function dispatch(ctx: ServerContext, state: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
   if (state.stage === 'done' || state.stage === 'aborted') throw new SecAggError('ERR_STAGE_MISMATCH', `the round is ${state.stage}`);
-  if (!it.cohort.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this round's cohort`);
+  const limits = limitsOf(state.config);
+  if (!limits.cohort.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this round's cohort`);
   // The kind is checked against the stage, and the size against that kind's own limit, before
   // anything is decoded; repeated entries are capped at the neighbourhood / cohort size.
-  const expected = clientKindForStage(state.stage);
-  const msg = decodeClientMessageChecked(bytes, { maxBytes: it.messageLimits, allowed: (kind) => kind === 'abort' || kind === expected, ...it.entryCaps });
+  const expected = STAGE_CLIENT_KIND[state.stage];
+  const msg = decodeClientMessageChecked(bytes, { maxBytes: limits.maxBytes, allowed: (kind) => kind === 'abort' || kind === expected, ...limits.caps });
   if (!derive.bytesEqual(msg.roundId, state.config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
   if (msg.sender !== from) throw new SecAggError('ERR_UNKNOWN_SENDER', `message claims sender ${msg.sender} on the connection of ${from}`);
   const body = msg.body;
   if (body.case === 'abort') {
-    it.quit.add(from);
-    return maybeClose(state);
+    state.quit.add(from);
+    return maybeClose(ctx, state);
   }
-  switch (body.case) {
-    case 'advertiseKeys':
-      await onAdvertise(state, from, body.value);
+  switch (state.stage) {
+    case 'advertise':
+      if (body.case !== 'advertiseKeys') throw mismatch(state.stage, String(body.case));
+      await onAdvertise(ctx, state, from, body.value);
       break;
-    case 'viewSignature':
-      await onViewSignature(state, from, body.value);
+    case 'view':
+      if (body.case !== 'viewSignature') throw mismatch(state.stage, String(body.case));
+      await onViewSignature(ctx, state, from, body.value);
       break;
-    case 'shareKeys':
+    case 'share':
+      if (body.case !== 'shareKeys') throw mismatch(state.stage, String(body.case));
       onShareKeys(state, from, body.value);
       break;
-    case 'maskedInput':
+    case 'masked':
+      if (body.case !== 'maskedInput') throw mismatch(state.stage, String(body.case));
       onMasked(state, from, body.value.vector);
       break;
-    case 'consistencySignature':
-      await onSignature(state, from, body.value.signature);
+    case 'consistency':
+      if (body.case !== 'consistencySignature') throw mismatch(state.stage, String(body.case));
+      await onSignature(ctx, state, from, body.value.signature);
       break;
-    case 'unmaskResponse':
+    case 'unmask':
+      if (body.case !== 'unmaskResponse') throw mismatch(state.stage, String(body.case));
       onUnmaskResponse(state, from, body.value);
       break;
     default:
-      throw new SecAggError('ERR_DECODE', 'unknown client message');
+      unreachable(state, 'server stage');
   }
-  return maybeClose(state);
+  return maybeClose(ctx, state);
 }
 
+function identityOf(ctx: ServerContext, client: number): Uint8Array {
+  const key = ctx.directory?.get(client);
+  if (key === undefined) throw new SecAggError('ERR_INTERNAL', `no identity key for client ${client} in the context's directory`);
+  return key;
+}
 
-async function onAdvertise(state: ServerState, from: number, m: AdvertiseKeys): Promise<void> {
-  const it = state.internal;
+async function onAdvertise(ctx: ServerContext, state: AdvertiseState, from: number, m: AdvertiseKeys): Promise<void> {
   const active = state.config.mode === 'active';
-  if (it.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`);
+  if (state.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`);
   if (m.encryptionPublicKey.length !== KEY_BYTES || m.maskingPublicKey.length !== KEY_BYTES)
     throw new SecAggError('ERR_SIZE', 'public keys must be 32 bytes');
   if (m.seedCommitment.length !== (active ? 32 : 0))
     throw new SecAggError('ERR_SIZE', active ? 'the seed commitment must be 32 bytes' : 'no seed commitment is expected in semi-honest mode');
   const ek = derive.hex(m.encryptionPublicKey);
   const mk = derive.hex(m.maskingPublicKey);
-  if (ek === mk || it.keysSeen.has(ek) || it.keysSeen.has(mk))
+  if (ek === mk || state.keysSeen.has(ek) || state.keysSeen.has(mk))
     throw new SecAggError('ERR_DUPLICATE_KEY', `client ${from} advertised a public key that is already in use`);
   // A small-order key would make every neighbour's key agreement fail: refuse it here, before it
   // reaches anyone. (Every other 32-byte string is a valid X25519 u-coordinate.)
@@ -409,13 +557,12 @@ async function onAdvertise(state: ServerState, from: number, m: AdvertiseKeys): 
   if (active) {
     if (m.signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', 'signature must be 64 bytes');
     const transcript = derive.advertiseTranscript(state.config.roundId, from as ClientId, m.encryptionPublicKey, m.maskingPublicKey);
-    if (!(await it.crypto.ed25519Verify(it.directory!.get(from)!, transcript, m.signature)))
+    if (!(await ctx.crypto.ed25519Verify(identityOf(ctx, from), transcript, m.signature)))
       throw new SecAggError('ERR_SIGNATURE_INVALID', `the keys of client ${from} are not signed by its identity`);
   } else if (m.signature.length !== 0) throw new SecAggError('ERR_SIZE', 'no signature is expected in semi-honest mode');
-  if (it.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`); // raced during the awaits
-  it.keysSeen.add(ek);
-  it.keysSeen.add(mk);
-  it.advertised.set(from, {
+  state.keysSeen.add(ek);
+  state.keysSeen.add(mk);
+  state.advertised.set(from, {
     encryptionKey: m.encryptionPublicKey.slice(),
     maskingKey: m.maskingPublicKey.slice(),
     signature: m.signature.slice(),
@@ -423,22 +570,20 @@ async function onAdvertise(state: ServerState, from: number, m: AdvertiseKeys): 
   });
 }
 
-async function onViewSignature(state: ServerState, from: number, m: ViewSignature): Promise<void> {
-  const it = state.internal;
-  const view = it.view!;
+async function onViewSignature(ctx: ServerContext, state: ViewState, from: number, m: ViewSignature): Promise<void> {
+  const view = state.view;
   if (!view.members.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this view`);
   if (view.answers.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed the view`);
   if (m.signature.length !== SIGNATURE_BYTES || m.seedReveal.length !== 32 || m.nextSeedCommitment.length !== 32)
     throw new SecAggError('ERR_SIZE', 'a view signature has a 64-byte signature, a 32-byte reveal and a 32-byte commitment');
-  const a = it.advertised.get(from)!;
-  const c = it.crypto;
+  const a = must(state.advertised, from, 'the keys of view member');
+  const c = ctx.crypto;
   const [revealOk, signed] = await Promise.all([
     derive.seedCommitment(c, state.config.roundId, from as ClientId, view.attempt, m.seedReveal).then((h) => derive.bytesEqual(h, a.seedCommitment)),
-    c.ed25519Verify(it.directory!.get(from)!, derive.viewTranscript(view.digest, from as ClientId, a.encryptionKey, a.maskingKey), m.signature),
+    c.ed25519Verify(identityOf(ctx, from), derive.viewTranscript(view.digest, from as ClientId, a.encryptionKey, a.maskingKey), m.signature),
   ]);
   if (!revealOk) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${from}'s seed reveal does not match its commitment`);
   if (!signed) throw new SecAggError('ERR_SIGNATURE_INVALID', `client ${from} did not sign the view`);
-  if (it.view !== view || view.answers.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed the view`);
   view.answers.set(from, { signature: m.signature.slice(), reveal: m.seedReveal.slice(), next: m.nextSeedCommitment.slice() });
 }
 
@@ -447,16 +592,16 @@ async function onViewSignature(state: ServerState, from: number, m: ViewSignatur
  * ShareKeys is admitted only with one ciphertext per neighbour, so these are exactly the neighbours
  * u exchanged shares with.
  */
-function edgesIn(it: ServerInternals, u: number, set: ReadonlySet<number>): number[] {
-  return it.graph!.neighbours(u as ClientId).filter((v) => set.has(v));
+function edgesIn(graph: NeighbourGraph, u: number, set: ReadonlySet<number>): number[] {
+  return graph.neighbours(u as ClientId).filter((v) => set.has(v));
 }
 
-function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
-  const it = state.internal;
-  if (!it.graph!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} did not advertise keys`);
-  if (it.shared.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already shared keys`);
+function onShareKeys(state: ShareState, from: number, m: ShareKeys): void {
+  const graph = graphOf(state);
+  if (!graph.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} did not advertise keys`);
+  if (state.shared.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already shared keys`);
   if (m.selfMaskCommitment.length !== 32) throw new SecAggError('ERR_SIZE', 'commitment must be 32 bytes');
-  const neighbours = it.graph!.neighbours(from as ClientId);
+  const neighbours = graph.neighbours(from as ClientId);
   // Exactly one ciphertext per neighbour: the server refused every bad key before anyone saw it, so
   // an honest client leaves no neighbour out; one that does is not admitted to U2 (were it, one
   // ordinary dropout among the few it shared with could sink the round).
@@ -473,44 +618,41 @@ function onShareKeys(state: ServerState, from: number, m: ShareKeys): void {
     if (s.ciphertext.length !== SHARE_CIPHERTEXT_BYTES) throw new SecAggError('ERR_SIZE', `ciphertext for ${s.peer} has the wrong size`);
     ciphertexts.set(s.peer, s.ciphertext);
   }
-  it.shared.set(from, { commitment: m.selfMaskCommitment, ciphertexts });
+  state.shared.set(from, { commitment: m.selfMaskCommitment, ciphertexts });
 }
 
-function onMasked(state: ServerState, from: number, vector: Uint8Array): void {
-  const it = state.internal;
-  if (!it.u2set!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in the shared-keys set`);
-  if (it.masked.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already sent its masked input`);
-  it.sum!.addPacked(vector, state.config.bits, 1); // validates length and range before adding anything
-  it.masked.add(from);
+function onMasked(state: MaskedState, from: number, vector: Uint8Array): void {
+  if (!state.u2set.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in the shared-keys set`);
+  if (state.masked.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already sent its masked input`);
+  state.sum.addPacked(vector, state.config.bits, 1); // validates length and range before adding anything
+  state.masked.add(from);
 }
 
-async function onSignature(state: ServerState, from: number, signature: Uint8Array): Promise<void> {
-  const it = state.internal;
-  if (!it.u3set!.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not a survivor`);
-  if (it.signatures.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed`);
+async function onSignature(ctx: ServerContext, state: ConsistencyState, from: number, signature: Uint8Array): Promise<void> {
+  if (!state.u3set.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not a survivor`);
+  if (state.signatures.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed`);
   if (signature.length !== SIGNATURE_BYTES) throw new SecAggError('ERR_SIGNATURE_INVALID', 'signature must be 64 bytes');
-  const transcript = derive.consistencyTranscript(state.config.roundId, it.view!.digest, it.u3!);
-  if (!(await it.crypto.ed25519Verify(it.directory!.get(from)!, transcript, signature)))
+  if (state.view === undefined) throw new SecAggError('ERR_INTERNAL', 'an active round without a view');
+  const transcript = derive.consistencyTranscript(state.config.roundId, state.view.digest, state.u3);
+  if (!(await ctx.crypto.ed25519Verify(identityOf(ctx, from), transcript, signature)))
     throw new SecAggError('ERR_SIGNATURE_INVALID', `client ${from} did not sign the survivor set`);
-  if (it.signatures.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already signed`);
-  it.signatures.set(from, signature.slice());
+  state.signatures.set(from, signature.slice());
 }
 
-function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): void {
-  const it = state.internal;
-  const allowed = state.config.mode === 'active' ? it.u4set! : it.u3set!;
-  if (!allowed.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} was not asked to unmask`);
-  if (it.responded.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already answered`);
+function onUnmaskResponse(state: UnmaskState, from: number, m: UnmaskResponse): void {
+  if (!state.askedToUnmask.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} was not asked to unmask`);
+  if (state.responded.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already answered`);
+  const graph = graphOf(state);
   // Check everything first; only then record, so a bad response leaves no trace.
   const owners = new Set<number>();
   const check = (entries: readonly { owner: number; share: Uint8Array }[], kind: 'self' | 'key') => {
     for (const { owner, share } of entries) {
       if (owners.has(owner)) throw new SecAggError('ERR_DUPLICATE_SENDER', `two shares of client ${owner}`);
       owners.add(owner);
-      if (!it.u2set!.has(owner) || !it.graph!.isNeighbour(from, owner))
+      if (!state.u2set.has(owner) || !graph.isNeighbour(from, owner))
         throw new SecAggError('ERR_NOT_NEIGHBOUR', `client ${from} holds no shares of client ${owner}`);
       // The server only ever accepts one kind per owner: self-mask shares of survivors, key shares of the dropped.
-      if ((kind === 'self') !== it.u3set!.has(owner))
+      if ((kind === 'self') !== state.u3set.has(owner))
         throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `a ${kind} share of client ${owner} is not wanted`);
       if (share.length !== SHARE_BYTES) throw new SecAggError('ERR_SIZE', `share of client ${owner} has the wrong size`);
     }
@@ -525,49 +667,49 @@ function onUnmaskResponse(state: ServerState, from: number, m: UnmaskResponse): 
       got.shares.push(share);
     }
   };
-  record(it.selfShares, m.selfMaskShares);
-  record(it.keyShares, m.keyShares);
-  it.responded.add(from);
+  record(state.selfShares, m.selfMaskShares);
+  record(state.keyShares, m.keyShares);
+  state.responded.add(from);
+}
+
+interface Counted {
+  has(u: number): boolean;
+  readonly size: number;
 }
 
 /** Who the current stage waits for, and who has answered (every answer was checked to be from a member). */
-function stageProgress(state: ServerState): { members: { has(u: number): boolean; readonly size: number }; answered: { has(u: number): boolean; readonly size: number } } | undefined {
-  const it = state.internal;
+function stageProgress(state: RunningServerState): { members: Counted; answered: Counted } {
   switch (state.stage) {
     case 'advertise':
-      return { members: it.cohort, answered: it.advertised };
+      return { members: limitsOf(state.config).cohort, answered: state.advertised };
     case 'view':
-      return { members: it.view!.members, answered: it.view!.answers };
+      return { members: state.view.members, answered: state.view.answers };
     case 'share':
-      return { members: { has: (u) => it.graph!.has(u), size: it.graph!.clients.length }, answered: it.shared };
+      return { members: { has: (u) => graphOf(state).has(u), size: state.u1.length }, answered: state.shared };
     case 'masked':
-      return { members: it.u2set!, answered: it.masked };
+      return { members: state.u2set, answered: state.masked };
     case 'consistency':
-      return { members: it.u3set!, answered: it.signatures };
+      return { members: state.u3set, answered: state.signatures };
     case 'unmask':
-      return { members: state.config.mode === 'active' ? it.u4set! : it.u3set!, answered: it.responded };
+      return { members: state.askedToUnmask, answered: state.responded };
     default:
-      return undefined;
+      return unreachable(state, 'server stage');
   }
 }
 
 /** Close the stage once every member has answered or quit: O(quitters) per message, not O(n). */
-async function maybeClose(state: ServerState): Promise<ServerStep> {
-  const progress = stageProgress(state);
-  if (progress === undefined) return { state, outgoing: [] };
-  const { members, answered } = progress;
+async function maybeClose(ctx: ServerContext, state: RunningServerState): Promise<ServerStep> {
+  const { members, answered } = stageProgress(state);
   let quitWithoutAnswer = 0;
-  for (const u of state.internal.quit) if (members.has(u) && !answered.has(u)) quitWithoutAnswer++;
-  if (answered.size + quitWithoutAnswer >= members.size) return closeStage(state);
-  return { state, outgoing: [] };
+  for (const u of state.quit) if (members.has(u) && !answered.has(u)) quitWithoutAnswer++;
+  if (answered.size + quitWithoutAnswer >= members.size) return closeStage(ctx, state);
+  return same(state);
 }
 
-function abort(state: ServerState, error: SecAggError): ServerStep {
+function abort(state: { readonly config: RoundConfig }, error: SecAggError): ServerStep {
   const bytes = encodeServerMessage(state.config.roundId, { case: 'aborted', value: { code: error.code, reason: clampAbortReason(error.message) } });
-  return {
-    state: with_(state, { stage: 'aborted', abortError: error }),
-    outgoing: state.config.cohort.map((to) => ({ to, bytes })),
-  };
+  const aborted: AbortedState = { stage: 'aborted', config: state.config, abortError: error };
+  return { state: aborted, outgoing: state.config.cohort.map((to) => ({ to, bytes })) };
 }
 
 function below(what: string, have: number, need: number): SecAggError {
@@ -575,66 +717,71 @@ function below(what: string, have: number, need: number): SecAggError {
 }
 
 /** Active mode: ask every member of `advertised` to sign this view attempt and reveal its seed contribution. */
-async function startView(state: ServerState, advertised: number[], attempt: number): Promise<ServerStep> {
-  const it = state.internal;
+async function startView(ctx: ServerContext, state: KeysData, advertised: number[], attempt: number): Promise<ServerStep> {
   const config = state.config;
-  const commitments = advertised.map((u) => it.advertised.get(u)!.seedCommitment);
-  const digest = await derive.viewDigest(it.crypto, config.roundId, attempt, advertised, commitments);
-  it.view = { attempt, advertised, members: new Set(advertised), commitments, digest, answers: new Map() };
+  const commitments = advertised.map((u) => must(state.advertised, u, 'the keys of client').seedCommitment);
+  const digest = await derive.viewDigest(ctx.crypto, config.roundId, attempt, advertised, commitments);
+  const view: View = { attempt, advertised, members: new Set(advertised), commitments, digest, answers: new Map() };
   const bytes = encodeServerMessage(config.roundId, { case: 'viewRequest', value: { attempt, advertised, seedCommitments: commitments } });
-  return { state: with_(state, { stage: 'view' }), outgoing: advertised.map((to) => ({ to: to as ClientId, bytes })) };
+  const next: ViewState = { ...keysData(state), stage: 'view', view };
+  return { state: next, outgoing: advertised.map((to) => ({ to: to as ClientId, bytes })) };
+}
+
+/** The advertise stage's data of a state (the fields a view state is made of). */
+function keysData(state: KeysData): KeysData {
+  return { config: state.config, viewAttempts: state.viewAttempts, fixedGraphSeed: state.fixedGraphSeed, quit: state.quit, advertised: state.advertised, keysSeen: state.keysSeen };
 }
 
 /**
  * A pause for the long loops of a stage change, counting entries built, encoded or checked: fanning
  * O(n·k) entries out to a large cohort lets other connections run every few milliseconds.
  */
-function pacer(it: ServerInternals): (work: number) => Promise<void> {
-  return workPacer(ENTRIES_PER_YIELD, it.yieldToEventLoop);
+function pacer(ctx: ServerContext): (work: number) => Promise<void> {
+  return workPacer(ENTRIES_PER_YIELD, ctx.yieldToEventLoop);
 }
 
 /** Entries (a neighbour's keys, a routed ciphertext, an edge checked) between two yields of a stage change. */
 const ENTRIES_PER_YIELD = 1 << 12;
 
 /** Fix the graph over U1 and send each member its neighbours' keys (and, in active mode, the view proof). */
-async function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array): Promise<ServerStep> {
-  const it = state.internal;
+async function sendKeys(ctx: ServerContext, state: KeysData, view: View | undefined, u1: number[], graphSeed: Uint8Array): Promise<ServerStep> {
   const config = state.config;
   const t = config.threshold;
-  it.graph = buildGraph({ clients: u1 as ClientId[], degree: config.degree, seed: graphSeed });
-  if (it.graph.degree < t) return abort(state, below('neighbours per client', it.graph.degree, t));
+  const next: ShareState = { ...keysData(state), stage: 'share', view, u1, graphSeed, shared: new Map() };
+  const graph = graphOf(next);
+  if (graph.degree < t) return abort(state, below('neighbours per client', graph.degree, t));
   // The bound against the neighbourhoods this graph really has (every client checks its own too).
-  const why = neighbourhoodBoundViolation(config.mode, it.graph.degree, t, config.corruption ?? 0);
+  const why = neighbourhoodBoundViolation(config.mode, graph.degree, t, config.corruption ?? 0);
   if (why !== undefined) return abort(state, new SecAggError('ERR_INVALID_PARAMETERS', why));
-  const view = it.view;
-  const reveals = view?.advertised.map((u) => view.answers.get(u)!.reveal);
-  const pause = pacer(it);
+  const answers = view?.answers;
+  const reveals = view?.advertised.map((u) => must(view.answers, u, 'the view answer of client').reveal);
+  const pause = pacer(ctx);
   // Each member's encryption then masking key, as a view proof carries them: built once per member.
   const keyBytes = new Map<number, Uint8Array>();
   const keysOf = (v: number): Uint8Array => {
     let b = keyBytes.get(v);
     if (b === undefined) {
-      const a = it.advertised.get(v)!;
+      const a = must(state.advertised, v, 'the keys of client');
       keyBytes.set(v, (b = concatBytes(a.encryptionKey, a.maskingKey)));
     }
     return b;
   };
   const outgoing: Outgoing[] = [];
   for (const u of u1) {
-    const ns = it.graph!.neighbours(u as ClientId);
+    const ns = graph.neighbours(u as ClientId);
     const neighbours = ns.map((v) => {
-      const a = it.advertised.get(v)!;
+      const a = must(state.advertised, v, 'the keys of client');
       return { client: v, encryptionPublicKey: a.encryptionKey, maskingPublicKey: a.maskingKey, signature: a.signature };
     });
     // Every other member's view signature (the client checks them all: its U1 is the one they all
     // signed), with the keys it covers for the members that are not neighbours.
     let proof: { seedReveals: Uint8Array[]; viewSignatures: { client: number; signature: Uint8Array }[]; memberKeys: Uint8Array[] } | undefined;
-    if (view) {
+    if (answers && reveals) {
       const isNeighbour = new Set<number>(ns);
       const others = u1.filter((v) => v !== u);
       proof = {
-        seedReveals: reveals!,
-        viewSignatures: others.map((v) => ({ client: v, signature: view.answers.get(v)!.signature })),
+        seedReveals: reveals,
+        viewSignatures: others.map((v) => ({ client: v, signature: must(answers, v, 'the view answer of client').signature })),
         memberKeys: others.filter((v) => !isNeighbour.has(v)).map(keysOf),
       };
     }
@@ -642,105 +789,112 @@ async function sendKeys(state: ServerState, u1: number[], graphSeed: Uint8Array)
     outgoing.push({ to: u as ClientId, bytes: encodeServerMessage(config.roundId, body) });
     await pause(ns.length + (view ? u1.length : u1.length / 8));
   }
-  return { state: with_(state, { stage: 'share' }), outgoing };
+  return { state: next, outgoing };
 }
 
-async function closeStage(state: ServerState): Promise<ServerStep> {
-  const it = state.internal;
+async function closeStage(ctx: ServerContext, state: RunningServerState): Promise<ServerStep> {
   const { config } = state;
   const t = config.threshold;
   switch (state.stage) {
     case 'advertise': {
-      const u1 = [...it.advertised.keys()].filter((u) => !it.quit.has(u)).sort((a, b) => a - b);
+      const u1 = [...state.advertised.keys()].filter((u) => !state.quit.has(u)).sort((a, b) => a - b);
       if (u1.length < t + 1) return abort(state, below('clients that advertised keys', u1.length, t + 1));
-      if (config.mode === 'active') return startView(state, u1, 1);
-      return await sendKeys(state, u1, it.fixedGraphSeed ?? it.rng(GRAPH_SEED_BYTES));
+      if (config.mode === 'active') return startView(ctx, state, u1, 1);
+      return await sendKeys(ctx, state, undefined, u1, state.fixedGraphSeed ?? ctx.rng(GRAPH_SEED_BYTES));
     }
     case 'view': {
-      const view = it.view!;
-      const revealed = view.advertised.filter((u) => view.answers.has(u) && !it.quit.has(u));
+      const view = state.view;
+      const revealed = view.advertised.filter((u) => view.answers.has(u) && !state.quit.has(u));
       if (revealed.length === view.advertised.length) {
-        const seed = await derive.viewGraphSeed(it.crypto, view.digest, view.advertised.map((u) => view.answers.get(u)!.reveal));
-        return await sendKeys(state, revealed, seed);
+        const seed = await derive.viewGraphSeed(ctx.crypto, view.digest, view.advertised.map((u) => must(view.answers, u, 'the view answer of client').reveal));
+        return await sendKeys(ctx, state, view, revealed, seed);
       }
       // Someone did not reveal: the seed cannot be formed without it, and leaving its reveal out
       // after seeing the others' would let the server choose among seeds. Ask again, with the
       // ones that answered and their fresh commitments; each attempt is one more seed to choose
       // from, so attempts are capped (here and by every client).
-      if (view.attempt >= it.viewAttempts)
+      if (view.attempt >= state.viewAttempts)
         return abort(state, below(`members that revealed their seed contribution in all ${view.attempt} view attempts`, revealed.length, view.advertised.length));
       if (revealed.length < t + 1) return abort(state, below('clients that signed the view', revealed.length, t + 1));
-      for (const u of revealed) it.advertised.get(u)!.seedCommitment = view.answers.get(u)!.next;
-      return startView(state, revealed, view.attempt + 1);
+      for (const u of revealed) {
+        const a = must(state.advertised, u, 'the keys of client');
+        state.advertised.set(u, { ...a, seedCommitment: must(view.answers, u, 'the view answer of client').next });
+      }
+      return startView(ctx, state, revealed, view.attempt + 1);
     }
     case 'share': {
       // Peel clients with fewer than t share-exchanging neighbours in U2: their secrets could never
       // be reconstructed, so they are left out before anyone masks with them (a sparse graph then
       // still completes).
-      const u2 = new Set([...it.shared.keys()].filter((u) => !it.quit.has(u)));
-      const pause = pacer(it);
+      const graph = graphOf(state);
+      const u2set = new Set([...state.shared.keys()].filter((u) => !state.quit.has(u)));
+      const pause = pacer(ctx);
       for (let changed = true; changed; ) {
         changed = false;
-        for (const u of u2) {
-          const ns = it.graph!.neighbours(u as ClientId);
-          if (countIn(ns, u2) < t) {
-            u2.delete(u);
+        for (const u of u2set) {
+          const ns = graph.neighbours(u as ClientId);
+          if (countIn(ns, u2set) < t) {
+            u2set.delete(u);
             changed = true;
           }
           await pause(ns.length);
         }
       }
-      if (u2.size < t + 1) return abort(state, below('clients that shared keys', u2.size, t + 1));
-      it.u2 = [...u2].sort((a, b) => a - b);
-      it.u2set = u2;
-      it.sum = new RingAccumulator(config.dimension);
+      if (u2set.size < t + 1) return abort(state, below('clients that shared keys', u2set.size, t + 1));
+      const u2 = [...u2set].sort((a, b) => a - b);
       const outgoing: Outgoing[] = [];
-      for (const v of it.u2) {
-        const shares = edgesIn(it, v, u2).map((u) => ({ peer: u, ciphertext: it.shared.get(u)!.ciphertexts.get(v)! }));
+      for (const v of u2) {
+        const shares = edgesIn(graph, v, u2set).map((u) => ({ peer: u, ciphertext: must(must(state.shared, u, 'the shares of client').ciphertexts, v, 'the ciphertext for client') }));
         outgoing.push({ to: v as ClientId, bytes: encodeServerMessage(config.roundId, { case: 'shares', value: { shares } }) });
         await pause(shares.length);
       }
-      return { state: with_(state, { stage: 'masked' }), outgoing };
+      const next: MaskedState = { ...state, stage: 'masked', u2, u2set, sum: new RingAccumulator(config.dimension), masked: new Set() };
+      return { state: next, outgoing };
     }
     case 'masked': {
-      const u3 = it.u2!.filter((u) => it.masked.has(u));
-      it.u3 = u3;
-      it.u3set = new Set(u3);
+      const u3 = state.u2.filter((u) => state.masked.has(u));
+      const u3set = new Set(u3);
       if (u3.length < t) return abort(state, below('masked inputs', u3.length, t));
-      const short = await reconstructible(state, it.u3set);
+      const short = await reconstructible(ctx, state, u3set);
       if (short !== undefined) return abort(state, short);
-      const survivors = { survivors: u3 };
-      const body: ServerBody =
-        config.mode === 'active' ? { case: 'consistencyRequest', value: survivors } : { case: 'unmaskRequest', value: { survivors: u3, signatures: [] } };
-      const bytes = encodeServerMessage(config.roundId, body);
-      return { state: with_(state, { stage: config.mode === 'active' ? 'consistency' : 'unmask' }), outgoing: u3.map((to) => ({ to: to as ClientId, bytes })) };
+      const survivors: SurvivorData = { ...state, u3, u3set, signatures: new Map() };
+      if (config.mode === 'active') {
+        const bytes = encodeServerMessage(config.roundId, { case: 'consistencyRequest', value: { survivors: u3 } });
+        const next: ConsistencyState = { ...survivors, stage: 'consistency' };
+        return { state: next, outgoing: u3.map((to) => ({ to: to as ClientId, bytes })) };
+      }
+      const bytes = encodeServerMessage(config.roundId, { case: 'unmaskRequest', value: { survivors: u3, signatures: [] } });
+      return { state: unmaskState(survivors, undefined, u3set), outgoing: u3.map((to) => ({ to: to as ClientId, bytes })) };
     }
     case 'consistency': {
-      const u4 = it.u3!.filter((u) => it.signatures.has(u));
-      it.u4 = u4;
-      it.u4set = new Set(u4);
-      const quorum = consistencyQuorum(config, it.graph!.clients.length);
+      const u4 = state.u3.filter((u) => state.signatures.has(u));
+      const u4set = new Set(u4);
+      const quorum = consistencyQuorum(config, state.u1.length);
       if (u4.length < quorum) return abort(state, below('signatures on the survivor set (a quorum of U1)', u4.length, quorum));
-      const short = await reconstructible(state, it.u4set);
+      const short = await reconstructible(ctx, state, u4set);
       if (short !== undefined) return abort(state, short);
-      const signatures = u4.map((client) => ({ client, signature: it.signatures.get(client)! }));
-      const bytes = encodeServerMessage(config.roundId, { case: 'unmaskRequest', value: { survivors: it.u3!, signatures } });
-      return { state: with_(state, { stage: 'unmask' }), outgoing: u4.map((to) => ({ to: to as ClientId, bytes })) };
+      const signatures = u4.map((client) => ({ client, signature: must(state.signatures, client, 'the signature of client') }));
+      const bytes = encodeServerMessage(config.roundId, { case: 'unmaskRequest', value: { survivors: state.u3.slice(), signatures } });
+      return { state: unmaskState(state, u4, u4set), outgoing: u4.map((to) => ({ to: to as ClientId, bytes })) };
     }
     case 'unmask':
-      return finish(state);
+      return finish(ctx, state);
     default:
-      return { state, outgoing: [] };
+      return unreachable(state, 'server stage');
   }
 }
 
+function unmaskState(s: SurvivorData, u4: readonly number[] | undefined, askedToUnmask: ReadonlySet<number>): UnmaskState {
+  return { ...s, stage: 'unmask', u4, askedToUnmask, selfShares: new Map(), keyShares: new Map(), responded: new Set() };
+}
+
 /** Every client of U2 needs ≥ t share-exchanging neighbours among the clients that may still reveal shares. */
-async function reconstructible(state: ServerState, holders: ReadonlySet<number>): Promise<SecAggError | undefined> {
-  const it = state.internal;
+async function reconstructible(ctx: ServerContext, state: MaskedData, holders: ReadonlySet<number>): Promise<SecAggError | undefined> {
   const t = state.config.threshold;
-  const pause = pacer(it);
-  for (const v of it.u2!) {
-    const ns = it.graph!.neighbours(v as ClientId);
+  const graph = graphOf(state);
+  const pause = pacer(ctx);
+  for (const v of state.u2) {
+    const ns = graph.neighbours(v as ClientId);
     const n = countIn(ns, holders);
     if (n < t) return below(`live holders of client ${v}'s shares`, n, t);
     await pause(ns.length);
@@ -773,25 +927,20 @@ function isClamped(k: Uint8Array): boolean {
 }
 
 /**
- * Reconstruct every needed secret and remove the masks. Commits only on success: the running sum
- * is modified in place, so any failure once this has begun — a reconstruction, a worker, anything —
- * aborts the round with a typed reason, and a second call (a deadline after a failure) aborts too
- * instead of unmasking a partly unmasked sum again.
+ * Reconstruct every needed secret and remove the masks. The running sum is modified in place, so
+ * the unmask state is consumed for good once this begins: it ends with the sum or with a typed
+ * abort — a reconstruction, a worker, anything that fails aborts the round — and never hands back
+ * a state whose sum is partly unmasked.
  */
-async function finish(state: ServerState): Promise<ServerStep> {
-  const it = state.internal;
+async function finish(ctx: ServerContext, state: UnmaskState): Promise<ServerStep> {
   const { config } = state;
-  if (it.unmaskStarted) return abort(state, new SecAggError('ERR_INTERNAL', 'unmasking was interrupted; its partial sum is discarded'));
-  it.unmaskStarted = true;
-  const c = it.crypto;
+  const c = ctx.crypto;
   const t = config.threshold;
+  const graph = graphOf(state);
   const cache = new LagrangeCache();
   // In a complete graph every owner's holders are the responders minus itself: one superset
   // serves them all (O(k) per owner instead of O(k²)).
-  const complete = it.graph!.kind === 'complete';
-  if (complete && it.responded.size > 0) {
-    await cache.prepareUniverse([...it.responded], t, it.yieldToEventLoop); // O(k²) once, in slices
-  }
+  const complete = graph.kind === 'complete';
   const bad = new Set<number>();
   // Masks are removed in batches while the remaining secrets are still being reconstructed, so a
   // worker-thread unmasker expands keystream while this thread does Shamir and X25519.
@@ -800,12 +949,12 @@ async function finish(state: ServerState): Promise<ServerStep> {
   let batch: MaskJob[] = [];
   const perBatch = batchSize(config.dimension);
   // Every survivor's self mask, and each dropped client's pairwise masks with surviving neighbours.
-  let expansions = it.u3!.length;
-  for (const v of it.u2!) if (!it.u3set!.has(v)) expansions += edgesIn(it, v, it.u3set!).length;
-  const plan: UnmaskPlan = { words: expansions * config.dimension, yieldToEventLoop: it.yieldToEventLoop };
+  let expansions = state.u3.length;
+  for (const v of state.u2) if (!state.u3set.has(v)) expansions += edgesIn(graph, v, state.u3set).length;
+  const plan: UnmaskPlan = { words: expansions * config.dimension, yieldToEventLoop: ctx.yieldToEventLoop };
   const flush = () => {
     if (batch.length === 0) return;
-    const p = it.unmasker(it.sum!, batch, c, plan);
+    const p = ctx.unmasker(state.sum, batch, c, plan);
     // Noted at once (a batch that fails while this thread still reconstructs stops the round
     // early, and is never an unhandled rejection); awaited together below.
     p.catch((error: unknown) => (failed ??= { error }));
@@ -821,7 +970,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
       batchExpansions = 0;
     }
   };
-  const pause = workPacer(WORK_PER_YIELD, it.yieldToEventLoop);
+  const pause = workPacer(WORK_PER_YIELD, ctx.yieldToEventLoop);
   // Holders in arrival order: reconstructVerified puts them in ascending order itself. A holder
   // already named bad is left out of later reconstructions while enough others remain, so one
   // lying holder costs one slow reconstruction, not one per owner.
@@ -837,7 +986,7 @@ async function finish(state: ServerState): Promise<ServerStep> {
     if (holders.length < t) throw new SecAggError('ERR_BELOW_THRESHOLD', `${what}: ${holders.length}, need at least ${t}`, { clients: [owner] });
     let reconstructed;
     try {
-      reconstructed = await reconstructVerified({ holders, shares, threshold: t, cache, verify, yieldToEventLoop: it.yieldToEventLoop });
+      reconstructed = await reconstructVerified({ holders, shares, threshold: t, cache, verify, yieldToEventLoop: ctx.yieldToEventLoop });
     } catch (e) {
       // Name the owner: without verifiable secret sharing its own inconsistent shares (or a false
       // commitment) are the likeliest cause, and the operator needs to know whom to look at.
@@ -855,21 +1004,24 @@ async function finish(state: ServerState): Promise<ServerStep> {
     return secret;
   };
   try {
-    for (const v of it.u3!) {
-      const commitment = it.shared.get(v)!.commitment;
-      const secret = await reconstruct(v, it.selfShares, `shares of client ${v}'s self mask`, async (seed) =>
+    if (complete && state.responded.size > 0) {
+      await cache.prepareUniverse([...state.responded], t, ctx.yieldToEventLoop); // O(k²) once, in slices
+    }
+    for (const v of state.u3) {
+      const commitment = must(state.shared, v, 'the shares of client').commitment;
+      const secret = await reconstruct(v, state.selfShares, `shares of client ${v}'s self mask`, async (seed) =>
         derive.bytesEqual(await derive.selfMaskCommitment(c, seed, config.roundId, v as ClientId), commitment),
       );
       push({ key: await derive.selfMaskKey(c, secret, config.roundId, v as ClientId), sign: -1 });
     }
-    for (const v of it.u2!) {
-      if (it.u3set!.has(v)) continue;
-      const advertised = it.advertised.get(v)!.maskingKey;
+    for (const v of state.u2) {
+      if (state.u3set.has(v)) continue;
+      const advertised = must(state.advertised, v, 'the keys of client').maskingKey;
       // Binding: clients share the clamped scalar, and only one clamped scalar gives this key.
-      const secret = await reconstruct(v, it.keyShares, `shares of dropped client ${v}'s key`, async (sk) => isClamped(sk) && derive.bytesEqual((await c.x25519(sk)).publicKey, advertised));
+      const secret = await reconstruct(v, state.keyShares, `shares of dropped client ${v}'s key`, async (sk) => isClamped(sk) && derive.bytesEqual((await c.x25519(sk)).publicKey, advertised));
       // Survivor u added +PRG(s_uv) if v > u, −PRG(s_uv) if v < u: remove exactly that. Long peer
       // lists are split so that batches stay balanced across workers.
-      const peers = edgesIn(it, v, it.u3set!).map((u) => ({ client: u as ClientId, publicKey: it.advertised.get(u)!.maskingKey, sign: (v > u ? -1 : 1) as 1 | -1 }));
+      const peers = edgesIn(graph, v, state.u3set).map((u) => ({ client: u as ClientId, publicKey: must(state.advertised, u, 'the keys of client').maskingKey, sign: (v > u ? -1 : 1) as 1 | -1 }));
       for (let i = 0; i < peers.length; i += perBatch)
         push({ dropped: { round: config.roundId, client: v as ClientId, secretKey: secret, peers: peers.slice(i, i + perBatch) } });
     }
@@ -881,24 +1033,26 @@ async function finish(state: ServerState): Promise<ServerStep> {
   }
   const ids = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b) as ClientId[];
   const result: RoundResult = {
-    sum: it.sum!.toVector(config.bits),
-    included: ids(it.u3!),
+    sum: state.sum.toVector(config.bits),
+    included: ids(state.u3),
     sets: {
-      advertised: ids(it.advertised.keys()),
-      shared: ids(it.u2!),
-      masked: ids(it.u3!),
-      signed: ids(it.u4 ?? []),
-      unmasked: ids(it.responded),
+      advertised: ids(state.advertised.keys()),
+      shared: ids(state.u2),
+      masked: ids(state.u3),
+      signed: ids(state.u4 ?? []),
+      unmasked: ids(state.responded),
     },
     badShareHolders: ids(bad),
     maskExpansions: expansions,
     exactShareChecks: cache.exactChecks,
-    viewAttempts: it.view?.attempt ?? 0,
+    viewAttempts: state.view?.attempt ?? 0,
   };
-  return { state: with_(state, { stage: 'done', result }), outgoing: [] };
+  const done: DoneState = { stage: 'done', config, result };
+  return { state: done, outgoing: [] };
 }
 
-/** For tests of the privacy invariant: owners for which the server holds each kind of share. */
+/** For tests of the privacy invariant: owners for which the server holds each kind of share (none before the unmask stage). */
 export function unsafeRevealedOwners(state: ServerState): { self: number[]; key: number[] } {
-  return { self: [...state.internal.selfShares.keys()], key: [...state.internal.keyShares.keys()] };
+  if (state.stage !== 'unmask') return { self: [], key: [] };
+  return { self: [...state.selfShares.keys()], key: [...state.keyShares.keys()] };
 }

@@ -24,7 +24,9 @@ import {
   handleServerDeadline,
   handleServerMessage,
   stageInstance,
+  serverContext,
   startServerRound,
+  type ServerContext,
   type ServerState,
   type ServerStep,
 } from '../protocol/serverRound.js';
@@ -271,6 +273,8 @@ interface Conn {
 interface Live {
   readonly record: RoundRecord;
   state: ServerState;
+  /** What the round's protocol calls need: given to each, never kept in the state. */
+  readonly protocol: ServerContext;
   readonly config: RoundConfig;
   readonly members: Map<number, Conn>;
   /** The largest client message of the round (any stage): a bigger frame closes the connection (1009). */
@@ -405,7 +409,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       l.disconnected.add(id);
       // The transport knows this client is gone: tell the state machine, as the client's own abort would.
       const bytes = encodeClientMessage(l.config.roundId, id, { case: 'abort', value: { code: 'ERR_ABORTED' } });
-      enqueue(l, () => handleServerMessage(l.state, id, bytes));
+      enqueue(l, () => handleServerMessage(l.protocol, l.state, id, bytes));
     }
   };
 
@@ -570,7 +574,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
         c.queued--;
         // Closed for misbehaviour (e.g. its refusal budget) while this frame waited: not handled.
         if (c.discard) return { state: l.state, outgoing: [] };
-        const step = await handleServerMessage(l.state, id, bytes);
+        const step = await handleServerMessage(l.protocol, l.state, id, bytes);
         if (isStage(stage)) metrics.addBytes('in', stage, bytes.length);
         const rec = isStage(stage) ? l.record.stages[stage] : undefined;
         if (rec) rec.bytesIn += bytes.length;
@@ -669,8 +673,10 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     // Active mode: the directory is the identity keys the members proved possession of at hello.
     const directory = active ? new Map<number, Uint8Array>(members.map((c) => [c.clientId!, c.identityKey!])) : undefined;
     let first: ServerStep;
+    let protocol: ServerContext;
     try {
-      first = startServerRound({ config, crypto: nodeCrypto, ...(directory ? { directory } : {}), ...(unmasker ? { unmasker: unmasker.unmask } : {}) });
+      protocol = serverContext({ crypto: nodeCrypto, ...(directory ? { directory } : {}), ...(unmasker ? { unmasker: unmasker.unmask } : {}) });
+      first = startServerRound(protocol, { config });
     } catch (e) {
       log.log('error', 'could not start a round', { error: String(e) });
       return undefined;
@@ -702,6 +708,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     const l: Live = {
       record: { ...base, id: 0 },
       state: first.state,
+      protocol,
       config,
       members: new Map(members.map((c) => [c.clientId!, c])),
       maxFrame: maxClientMessageBytes(config),
@@ -773,7 +780,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     l.stageDeadline = now + o.stageTimeoutMs;
     l.timer = setTimeout(() => {
       log.log('info', 'stage deadline passed', { round: l.record.id, stage: instance });
-      enqueue(l, async () => (stageInstance(l.state) === instance ? handleServerDeadline(l.state) : { state: l.state, outgoing: [] }));
+      enqueue(l, async () => (stageInstance(l.state) === instance ? handleServerDeadline(l.protocol, l.state) : { state: l.state, outgoing: [] }));
     }, o.stageTimeoutMs);
   };
 

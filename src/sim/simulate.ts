@@ -10,11 +10,12 @@ import { clientId, roundId, type ClientId } from '../ids.js';
 import { cryptoRng, type Rng } from '../rng.js';
 import { effectiveDegree, minimumThreshold, type Degree, type Mode, type RoundConfig } from '../protocol/config.js';
 import { STAGES, type Stage } from '../protocol/stages.js';
-import { createClient, handleClientMessage, type ClientState } from '../protocol/clientRound.js';
+import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../protocol/clientRound.js';
 import {
   handleServerDeadline,
   handleServerMessage,
   nextMacrotask,
+  serverContext,
   startServerRound,
   type Outgoing,
   type ServerState,
@@ -154,15 +155,9 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
       directory.set(id, (await crypto.ed25519(seed)).publicKey);
     }
   }
-  const clients: ClientState[] = ids.map((id, i) =>
-    createClient({
-      id,
-      input: inputs[i]!,
-      crypto,
-      rng,
-      ...(directory ? { identity: identities[i]!, directory } : {}),
-    }),
-  );
+  const clients: ClientState[] = ids.map((id, i) => createClient({ id, input: inputs[i]! }));
+  const clientContexts: ClientContext[] = ids.map((_, i) => clientContext({ crypto, rng, ...(directory ? { identity: identities[i]!, directory } : {}) }));
+  const serverCtx = serverContext({ crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}) });
 
   const stages = Object.fromEntries(STAGES.map((s) => [s, emptyStage()])) as Record<Stage, StageStats>;
   const sent = new Float64Array(n);
@@ -195,7 +190,7 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
 
   let t0 = performance.now();
   let step = await serverCall(stages.advertise, () =>
-    startServerRound({ config, crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}), ...(options.graphSeed ? { graphSeed: options.graphSeed } : {}) }),
+    startServerRound(serverCtx, { config, ...(options.graphSeed ? { graphSeed: options.graphSeed } : {}) }),
   );
   let server: ServerState = step.state;
   let outgoing: readonly Outgoing[] = step.outgoing;
@@ -216,7 +211,7 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
       if (drop !== undefined && STAGES.indexOf(drop) <= STAGES.indexOf(stage)) continue; // silent: offline
       received[i] = received[i]! + bytes.length;
       const c0 = performance.now();
-      const r = await handleClientMessage(clients[i]!, bytes);
+      const r = await handleClientMessage(clientContexts[i]!, clients[i]!, bytes);
       const dt = performance.now() - c0;
       clients[i] = r.state;
       clientMs[i] = clientMs[i]! + dt;
@@ -234,13 +229,13 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
     t0 = performance.now();
     for (const { from, bytes } of replies) {
       stats.serverBytesIn += bytes.length;
-      const s = await serverCall(stats, () => handleServerMessage(server, from, bytes));
+      const s = await serverCall(stats, () => handleServerMessage(serverCtx, server, from, bytes));
       server = s.state;
       outgoing = outgoing.concat(s.outgoing);
     }
     if (server.stage === stage) {
       // Some clients stayed silent: the stage's deadline passes.
-      const s = await serverCall(stats, () => handleServerDeadline(server));
+      const s = await serverCall(stats, () => handleServerDeadline(serverCtx, server));
       server = s.state;
       outgoing = outgoing.concat(s.outgoing);
     }

@@ -12,7 +12,7 @@
 import { fromBinary, toBinary, create } from '@bufbuild/protobuf';
 import { nodeCrypto } from '../../src/crypto/node.js';
 import type { Ed25519PrivateKey, X25519PrivateKey } from '../../src/crypto/provider.js';
-import { createClient, handleClientMessage, type ClientFloors, type ClientState } from '../../src/protocol/clientRound.js';
+import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientFloors, type ClientState } from '../../src/protocol/clientRound.js';
 import { roundParameters } from '../../src/protocol/serverRound.js';
 import * as derive from '../../src/protocol/derive.js';
 import type { RoundConfig } from '../../src/protocol/config.js';
@@ -54,6 +54,8 @@ export interface AttackOptions {
 export class Attack {
   readonly config: RoundConfig;
   readonly honest = new Map<number, ClientState>();
+  /** Each honest client's context (given to every call). */
+  readonly contexts = new Map<number, ClientContext>();
   readonly colluders = new Map<number, Colluder>();
   readonly inputs = new Map<number, Uint32Array>();
   readonly directory = new Map<number, Uint8Array>();
@@ -129,9 +131,11 @@ export class Attack {
       this.inputs.set(id, input);
       this.honest.set(
         id,
-        createClient({
-          id,
-          input,
+        createClient({ id, input }),
+      );
+      this.contexts.set(
+        id,
+        clientContext({
           crypto: nodeCrypto,
           rng: unsafeSeededRng((this.o.seed ?? 11) * 7919 + id),
           ...(this.config.mode === 'active' ? { identity: this.identitySeeds.get(id)!, directory: this.directory } : {}),
@@ -150,7 +154,7 @@ export class Attack {
   /** Deliver one server message to an honest client; returns its reply, decoded (undefined if none). */
   async deliver(to: number, body: ServerBody, config = this.config): Promise<ClientMessage | undefined> {
     const msg = create(ServerMessageSchema, { version: PROTOCOL_VERSION, roundId: config.roundId, body });
-    const r = await handleClientMessage(this.honest.get(to)!, toBinary(ServerMessageSchema, msg));
+    const r = await handleClientMessage(this.contexts.get(to)!, this.honest.get(to)!, toBinary(ServerMessageSchema, msg));
     this.honest.set(to, r.state);
     if (r.error) this.errors.set(to, r.error);
     if (!r.outgoing) return undefined;

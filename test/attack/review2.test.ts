@@ -16,6 +16,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { Attack } from './harness.js';
+import type { ClientState } from '../../src/protocol/clientRound.js';
 import { Driver } from '../driver.js';
 import { expectedSum, range } from '../helpers.js';
 import { nodeClient, startServer, vector, type NodeClient } from '../serviceHelpers.js';
@@ -262,7 +263,7 @@ describe('V: forging "every other member signed this view" (defeated)', () => {
     for (const id of moved) {
       const reply = await a.deliver(id, {
         case: 'viewRequest',
-        value: { attempt: 2, advertised: all(12).filter((v) => v !== 12), seedCommitments: all(11).map((v) => (v === id ? a.honest.get(id)!.internal.seedCommitment! : new Uint8Array(32).fill(v))) },
+        value: { attempt: 2, advertised: all(12).filter((v) => v !== 12), seedCommitments: all(11).map((v) => (v === id ? seedCommitmentOf(a.honest.get(id)!) : new Uint8Array(32).fill(v))) },
       });
       assert.equal(reply?.body.case, 'viewSignature', `member ${id} moved on to attempt 2`);
     }
@@ -503,3 +504,10 @@ describe('S: the stage deadline vs. the sliced stage changes (service)', { timeo
     },
   );
 });
+
+/** An active client's seed commitment for the view attempt it waits for. */
+function seedCommitmentOf(s: ClientState): Uint8Array {
+  if (s.stage !== 'awaiting-view' && s.stage !== 'awaiting-keys') throw new Error(`client in ${s.stage} has no view progress`);
+  if (s.active === undefined) throw new Error('a semi-honest client has no seed commitment');
+  return s.active.seedCommitment;
+}

@@ -10,7 +10,7 @@
 import { defaultCrypto } from '#crypto-default';
 import { createWebCrypto, webCrypto } from '../../src/crypto/web.js';
 import type { CryptoProvider } from '../../src/crypto/provider.js';
-import { createClient, handleClientMessage, type ClientState } from '../../src/protocol/clientRound.js';
+import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../../src/protocol/clientRound.js';
 import { clientId } from '../../src/ids.js';
 
 export function toBase64(bytes: Uint8Array): string {
@@ -92,6 +92,7 @@ export interface DeliverResult {
 }
 
 const clients = new Map<number, ClientState>();
+const contexts = new Map<number, ClientContext>();
 /** Identity seeds this page generated for its clients (active mode); only the public keys leave the page. */
 const identities = new Map<number, Uint8Array>();
 
@@ -151,11 +152,9 @@ export const api = {
       const bytes = fromBase64(input);
       const vector = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
       const identity = identities.get(id);
-      clients.set(
-        id,
-        // No `crypto` option: the client must pick the browser's default provider by itself.
-        createClient({ id: clientId(id), input: vector, ...(dir && identity ? { identity, directory: dir } : {}) }),
-      );
+      clients.set(id, createClient({ id: clientId(id), input: vector }));
+      // No `crypto` option: the client must pick the browser's default provider by itself.
+      contexts.set(id, clientContext(dir && identity ? { identity, directory: dir } : {}));
     }
   },
   /** Hand each listed client its server message, one after the other; returns their replies. */
@@ -166,7 +165,7 @@ export const api = {
       if (state === undefined) throw new Error(`no browser client ${id}`);
       const bytes = fromBase64(b64);
       const t0 = performance.now();
-      const r = await handleClientMessage(state, bytes);
+      const r = await handleClientMessage(contexts.get(id)!, state, bytes);
       const ms = performance.now() - t0;
       clients.set(id, r.state);
       results.push({ id, out: r.outgoing ? toBase64(r.outgoing) : null, error: r.error?.code ?? null, stage: r.state.stage, ms });

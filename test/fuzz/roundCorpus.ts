@@ -9,8 +9,8 @@
  * honest replies delivered), with the honest client replies of that stage; before every client
  * stage each recipient's client state is captured with the honest server message it gets.
  *
- * Fresh copies. The handlers mutate their states' Maps in place when they accept a message, so each
- * batch works on a deep copy of its captured state (`cloneServerState` / `cloneClientState`: Maps,
+ * Fresh copies. The handlers consume their states (they change their Maps in place when they accept a message), so each
+ * batch works on a decoded copy of its captured state (`cloneServerState` / `cloneClientState`: Maps,
  * Sets, arrays, byte arrays, plain objects and the running sum are copied; crypto objects, the graph
  * and other immutable class instances are shared) and takes a new copy whenever an input was
  * accepted, unless it goes on along that state for a few more inputs (a chain: duplicate
@@ -41,10 +41,10 @@
  */
 import { clone as cloneMessage, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ERROR_CODES, SecAggError } from '../../src/errors.js';
-import { handleClientMessage, type ClientStage, type ClientState } from '../../src/protocol/clientRound.js';
+import { handleClientMessage, type ClientContext, type ClientStage, type ClientState } from '../../src/protocol/clientRound.js';
+import { decodeClientState, decodeServerState, encodeClientState, encodeServerState } from '../../src/protocol/stateCodec.js';
 import type { Degree, Mode } from '../../src/protocol/config.js';
-import { handleServerDeadline, handleServerMessage, type ServerStage, type ServerState } from '../../src/protocol/serverRound.js';
-import { RingAccumulator } from '../../src/ring/accumulator.js';
+import { graphOf, handleServerDeadline, handleServerMessage, type ServerContext, type ServerStage, type ServerState } from '../../src/protocol/serverRound.js';
 import { unsafeSeededRng } from '../../src/rng.js';
 import { encodeClientMessage, encodeServerMessage } from '../../src/wire/codec.js';
 import {
@@ -126,6 +126,9 @@ export interface RoundCorpus {
   readonly decodedServer: readonly ServerMessage[];
   readonly serverPoints: ServerPoint[];
   readonly clientPoints: ClientPoint[];
+  /** The contexts the round ran with (each batch gives them a fresh seeded RNG). */
+  readonly serverCtx: ServerContext;
+  readonly clientCtx: ReadonlyMap<number, ClientContext>;
 }
 
 export interface RoundFuzzCorpus {
@@ -169,13 +172,15 @@ export async function captureRound(spec: RoundSpec): Promise<RoundCorpus> {
     decodedServer: [],
     serverPoints,
     clientPoints,
+    serverCtx: d.serverCtx,
+    clientCtx: d.clientCtx,
   };
   const serverPoint = (label: string) => {
-    const state = cloneServerState(d.server, 0);
+    const state = cloneServerState(d.server);
     serverPoints.push({ round, label, state, snapshot: snapshotServer(state) });
   };
   const clientPoint = (stage: ClientStage, id: number, state: ClientState, message: Uint8Array) => {
-    const copy = cloneClientState(state, 0);
+    const copy = cloneClientState(state);
     clientPoints.push({ round, id, state: copy, snapshot: snapshotClient(copy), message });
     let list = serverMessages.get(stage);
     if (!list) serverMessages.set(stage, (list = []));
@@ -245,40 +250,27 @@ export function expectedSum(round: RoundCorpus, included: readonly number[]): Ui
 // Deep copies and canonical snapshots of the states
 // ---------------------------------------------------------------------------------------------
 
-/** Immutable or crypto-holding members: shared by copies. */
-const SHARED = new Set(['crypto', 'rng', 'unmasker', 'yieldToEventLoop', 'directory', 'graph', 'options', 'encryption', 'masking', 'identity', 'kernel']);
+/**
+ * An independent copy of a server state: encoded and decoded (so every batch also runs the state
+ * codec, and a decoded state must go on exactly as the original would).
+ */
+export function cloneServerState(s: ServerState): ServerState {
+  return decodeServerState(encodeServerState(s));
+}
 
-function deepCopy(v: unknown): unknown {
-  if (v === null || typeof v !== 'object') return v;
-  if (v instanceof Uint8Array) return new Uint8Array(v); // (Buffer#slice would be a view)
-  if (ArrayBuffer.isView(v)) return (v as Uint32Array).slice();
-  if (Array.isArray(v)) return v.map(deepCopy);
-  if (v instanceof Map) return new Map([...v].map(([k, x]) => [k, deepCopy(x)]));
-  if (v instanceof Set) return new Set([...v].map(deepCopy));
-  if (v instanceof RingAccumulator) {
-    const c = new RingAccumulator(v.length);
-    c.addChunk(v.view(), 0, 1);
-    return c;
+/** An independent copy of a client state, through its encoding. */
+export function cloneClientState(s: ClientState): ClientState {
+  return decodeClientState(encodeClientState(s));
+}
+
+/** The encoding of a state, or a marker for one a call consumed (encoding refuses those). */
+function encodingOf(encode: () => Uint8Array): string {
+  try {
+    return Buffer.from(encode()).toString('hex');
+  } catch (e) {
+    if (e instanceof TypeError) return '<consumed>';
+    throw e;
   }
-  const proto = Object.getPrototypeOf(v) as object | null;
-  if (proto !== Object.prototype && proto !== null) return v; // class instances (graph, errors, keys): immutable here
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = SHARED.has(k) ? x : deepCopy(x);
-  return out;
-}
-
-/** A deep copy of a server state whose randomness is a fresh seeded stream (`rngSeed`). */
-export function cloneServerState(s: ServerState, rngSeed: number): ServerState {
-  const internal = deepCopy(s.internal) as Record<string, unknown>;
-  internal.rng = unsafeSeededRng(rngSeed + 0.5);
-  return { ...s, internal: internal as unknown as ServerState['internal'] };
-}
-
-/** A deep copy of a client state whose randomness is a fresh seeded stream (`rngSeed`). */
-export function cloneClientState(s: ClientState, rngSeed: number): ClientState {
-  const internal = deepCopy(s.internal) as Record<string, unknown>;
-  internal.options = { ...(s.internal.options as object), rng: unsafeSeededRng(rngSeed + 0.25) };
-  return { ...s, internal: internal as unknown as ClientState['internal'] };
 }
 
 /** Not part of the snapshot: injected services, immutable inputs, the kernel's scratch memory. */
@@ -337,14 +329,18 @@ function canon(v: unknown, seen: Set<object>): string {
   return s;
 }
 
-/** Canonical snapshot of a server state: stage, result, abort code, config and every field of state.internal. */
+/**
+ * Canonical snapshot of a server state: its encoding (encodeServerState), and every field of the
+ * state object, derived ones included (the encoding leaves those out): so the harness is the
+ * mutation contract's check — a refusal must leave both exactly as they were.
+ */
 export function snapshotServer(s: ServerState): string {
-  return `${s.stage}|${canon(s.result, new Set())}|${s.abortError?.code ?? '-'}|${canon(s.config, new Set())}|${canon(s.internal, new Set())}`;
+  return `${s.stage}|${encodingOf(() => encodeServerState(s))}|${canon(s, new Set())}`;
 }
 
-/** Canonical snapshot of a client state: stage, id, config, abort code and every field of state.internal. */
+/** Canonical snapshot of a client state: its encoding (encodeClientState) and every field of the state object. */
 export function snapshotClient(s: ClientState): string {
-  return `${s.stage}|${s.id}|${s.abortCode ?? '-'}|${canon(s.config, new Set())}|${canon(s.internal, new Set())}`;
+  return `${s.stage}|${encodingOf(() => encodeClientState(s))}|${canon(s, new Set())}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -708,22 +704,21 @@ interface Input {
   readonly how: string;
 }
 
-/** Who has answered the server's current stage (read from its internals, for picking honest replies still due). */
+/** Who has answered the server's current stage (read from its state, for picking honest replies still due). */
 function answered(s: ServerState): { has(u: number): boolean } {
-  const it = s.internal;
   switch (s.stage) {
     case 'advertise':
-      return it.advertised;
+      return s.advertised;
     case 'view':
-      return it.view?.answers ?? new Set();
+      return s.view.answers;
     case 'share':
-      return it.shared;
+      return s.shared;
     case 'masked':
-      return it.masked;
+      return s.masked;
     case 'consistency':
-      return it.signatures;
+      return s.signatures;
     case 'unmask':
-      return it.responded;
+      return s.responded;
     default:
       return new Set();
   }
@@ -732,12 +727,13 @@ function answered(s: ServerState): { has(u: number): boolean } {
 /** A hostile input for a server in state `s` of `round`. */
 function serverInput(r: Prng, c: RoundFuzzCorpus, round: RoundCorpus, s: ServerState): Input {
   const stage = s.stage;
-  const attempt = s.internal.view?.attempt ?? 1;
+  const attempt = s.stage === 'view' ? s.view.attempt : 1;
   const pool = round.replies.get(stage === 'view' && attempt > 1 ? `view#${attempt}` : stage) ?? [];
   if (r.chance(0.1)) {
     // An honest reply still due: stages then close on messages too, and chains go on to later stages.
     const done = answered(s);
-    const due = pool.filter((w) => !done.has(w.from) && !s.internal.quit.has(w.from));
+    const quit = 'quit' in s ? s.quit : new Set<number>();
+    const due = pool.filter((w) => !done.has(w.from) && !quit.has(w.from));
     if (due.length > 0) return { ...r.pick(due), how: 'honest-due' };
   }
   const any = round.clientMessages;
@@ -1041,7 +1037,14 @@ class BatchContext {
  * shares of U3, key shares of U2 \ U3), from holders that answered and are the owner's neighbours.
  */
 export function serverInvariants(s: ServerState): string | undefined {
-  const it = s.internal;
+  if (s.stage === 'done') {
+    const inc = s.result.included;
+    if (inc.join() !== s.result.sets.masked.join()) return `the result includes ${inc.join()} where U3 is ${s.result.sets.masked.join()}`;
+    for (const u of inc) if (!s.config.cohort.includes(u)) return `the result includes ${u}, not in the cohort`;
+    return undefined;
+  }
+  if (s.stage === 'aborted') return undefined;
+  const it = flat(s);
   const inCohort = (what: string, xs: Iterable<number>) => {
     for (const u of xs) if (!it.cohort.has(u)) return `${what} ${u} is not in the cohort`;
     return undefined;
@@ -1064,7 +1067,7 @@ export function serverInvariants(s: ServerState): string | undefined {
   for (const u of it.masked) if (!it.u2set?.has(u)) return `masked input from ${u}, not in U2`;
   if (it.u3set) for (const u of it.u3set) if (!it.masked.has(u)) return `U3 member ${u} sent no masked input`;
   for (const u of it.signatures.keys()) if (!it.u3set?.has(u)) return `signature from ${u}, not in U3`;
-  const asked = s.config.mode === 'active' ? it.u4set : it.u3set;
+  const asked = it.u4set;
   for (const u of it.responded) if (!asked?.has(u)) return `unmask response from ${u}, who was not asked`;
   for (const [owner, got] of it.selfShares) {
     if (!it.u3set?.has(owner)) return `self-mask shares of ${owner}, not in U3`;
@@ -1077,11 +1080,28 @@ export function serverInvariants(s: ServerState): string | undefined {
     if (new Set(got.holders).size !== got.holders.length) return `two key shares of ${owner} from one holder`;
     for (const h of got.holders) if (!it.responded.has(h) || !g?.isNeighbour(h, owner)) return `key share of ${owner} from ${h}`;
   }
-  if (s.stage === 'done') {
-    const inc = s.result?.included ?? [];
-    if (inc.join() !== (it.u3 ?? []).join()) return `the result includes ${inc.join()} where U3 is ${(it.u3 ?? []).join()}`;
-  }
   return undefined;
+}
+
+/** Every field a running server state can have, empty where its stage has none yet: for the invariants. */
+function flat(s: Exclude<ServerState, { stage: 'done' | 'aborted' }>) {
+  const none = new Map<number, never>();
+  return {
+    cohort: new Set<number>(s.config.cohort),
+    advertised: s.advertised,
+    quit: s.quit,
+    view: 'view' in s ? s.view : undefined,
+    graph: 'u1' in s ? graphOf(s) : undefined,
+    shared: 'shared' in s ? s.shared : none,
+    u2set: 'u2set' in s ? s.u2set : undefined,
+    masked: 'masked' in s ? s.masked : new Set<number>(),
+    u3set: 'u3set' in s ? s.u3set : undefined,
+    signatures: 'signatures' in s ? s.signatures : none,
+    u4set: s.stage === 'unmask' ? s.askedToUnmask : undefined,
+    responded: s.stage === 'unmask' ? s.responded : new Set<number>(),
+    selfShares: s.stage === 'unmask' ? s.selfShares : none,
+    keyShares: s.stage === 'unmask' ? s.keyShares : none,
+  };
 }
 
 /** Chance that a chain (a state reached by accepted inputs) goes back to the captured state before the next input. */
@@ -1093,13 +1113,15 @@ async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size
   const round = point.round;
   const mode = round.spec.mode;
   const cohort = new Set(round.cohort);
-  let cur = cloneServerState(point.state, stateSeed);
+  let cur = cloneServerState(point.state);
+  let sctx: ServerContext = { ...round.serverCtx, rng: unsafeSeededRng(stateSeed + 0.5) };
   let curSnap = point.snapshot;
   let depth = 0;
   let tainted = false;
   let prev: Input | undefined;
   const reset = () => {
-    cur = cloneServerState(point.state, stateSeed + depth + 1);
+    cur = cloneServerState(point.state);
+    sctx = { ...round.serverCtx, rng: unsafeSeededRng(stateSeed + depth + 1.5) };
     curSnap = point.snapshot;
     depth = 0;
     tainted = false;
@@ -1123,7 +1145,7 @@ async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size
       ctx.rep.hows.deadline = (ctx.rep.hows.deadline ?? 0) + 1;
       let step;
       try {
-        step = await h.deadline(cur);
+        step = await h.deadline(sctx, cur);
       } catch (e) {
         dl.crashes++;
         ctx.fail('crash', i, undefined, `handleServerDeadline threw at ${before}: ${e instanceof Error ? e.stack : String(e)}`);
@@ -1172,7 +1194,7 @@ async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size
     const { bytes, as } = delivered(r, input.bytes);
     let step;
     try {
-      step = await h.server(cur, input.from, bytes);
+      step = await h.server(sctx, cur, input.from, bytes);
     } catch (e) {
       st.crashes++;
       ctx.fail('crash', i, input, `handleServerMessage threw at ${before}: ${e instanceof Error ? e.stack : String(e)}`);
@@ -1259,13 +1281,16 @@ async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size
 
 async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size: number, ctx: BatchContext, stateSeed: number, h: Handlers): Promise<void> {
   const round = point.round;
-  let cur = cloneClientState(point.state, stateSeed);
+  const base = round.clientCtx.get(point.id)!;
+  let cur = cloneClientState(point.state);
+  let cctx: ClientContext = { ...base, rng: unsafeSeededRng(stateSeed + 0.25) };
   let curSnap = point.snapshot;
   let own: Uint8Array | undefined = point.message;
   let depth = 0;
   let prev: Input | undefined;
   const reset = () => {
-    cur = cloneClientState(point.state, stateSeed + depth + 1);
+    cur = cloneClientState(point.state);
+    cctx = { ...base, rng: unsafeSeededRng(stateSeed + depth + 1.25) };
     curSnap = point.snapshot;
     own = point.message;
     depth = 0;
@@ -1281,10 +1306,10 @@ async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size
     const st = row(ctx.rep, 'client', before);
     st.tried++;
     const { bytes, as } = delivered(r, input.bytes);
-    const revealedBefore = new Map(cur.internal.revealed);
+    const revealedBefore = new Map('revealed' in cur ? cur.revealed : []);
     let step;
     try {
-      step = await h.client(cur, bytes);
+      step = await h.client(cctx, cur, bytes);
     } catch (e) {
       st.crashes++;
       ctx.fail('crash', i, input, `handleClientMessage threw at ${before}: ${e instanceof Error ? e.stack : String(e)}`);

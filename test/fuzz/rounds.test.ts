@@ -9,7 +9,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SecAggError } from '../../src/errors.js';
-import { handleServerMessage, type ServerState } from '../../src/protocol/serverRound.js';
+import { handleServerMessage, type ServerContext, type ServerState } from '../../src/protocol/serverRound.js';
+import { encodeServerState } from '../../src/protocol/stateCodec.js';
 import { handleClientMessage } from '../../src/protocol/clientRound.js';
 import {
   badCount,
@@ -67,36 +68,43 @@ test('state-machine fuzz: a batch replays alone exactly as in the whole run', as
 test('state copies are independent, and the snapshot sees every change', async () => {
   const c = await getCorpus();
   const share = c.serverPoints.find((p) => p.label === 'share/partial' && p.round.spec.mode === 'active')!;
-  const copy = cloneServerState(share.state, 1);
+  const sctx = share.round.serverCtx;
+  const copy = cloneServerState(share.state);
   assert.equal(snapshotServer(copy), share.snapshot);
   // An honest reply not yet delivered is accepted, and changes the copy only.
-  const delivered = new Set(copy.internal.shared.keys());
+  assert.equal(copy.stage, 'share');
+  const delivered = new Set(copy.shared.keys());
   const reply = share.round.replies.get('share')!.find((w) => !delivered.has(w.from))!;
-  const step = await handleServerMessage(copy, reply.from, reply.bytes);
+  const step = await handleServerMessage(sctx, copy, reply.from, reply.bytes);
   assert.equal(step.error, undefined);
   assert.notEqual(snapshotServer(step.state), share.snapshot);
   assert.equal(snapshotServer(share.state), share.snapshot);
-  // In-place changes deep in the internals show.
-  const probe = cloneServerState(share.state, 1);
-  probe.internal.quit.add(1);
+  // The copy was consumed: a second call with it is refused, and it can no longer be encoded.
+  await assert.rejects(handleServerMessage(sctx, copy, reply.from, reply.bytes), TypeError);
+  assert.throws(() => encodeServerState(copy), TypeError);
+  // In-place changes deep in the state show.
+  const probe = cloneServerState(share.state);
+  probe.stage === 'share' && probe.quit.add(1);
   assert.notEqual(snapshotServer(probe), share.snapshot);
-  const probe2 = cloneServerState(share.state, 1);
-  const first = [...probe2.internal.shared.values()][0]!;
+  const probe2 = cloneServerState(share.state);
+  const first = [...(probe2.stage === 'share' ? probe2.shared.values() : [])][0]!;
   [...first.ciphertexts.values()][0]![5]! ^= 1;
   assert.notEqual(snapshotServer(probe2), share.snapshot);
   const masked = c.serverPoints.find((p) => p.label === 'masked/partial')!;
-  const probe3 = cloneServerState(masked.state, 1);
-  probe3.internal.sum!.addChunk(new Uint32Array([1]), 0, 1);
+  const probe3 = cloneServerState(masked.state);
+  assert.equal(probe3.stage, 'masked');
+  probe3.sum.addChunk(new Uint32Array([1]), 0, 1);
   assert.notEqual(snapshotServer(probe3), masked.snapshot);
   assert.equal(snapshotServer(masked.state), masked.snapshot);
   // Clients too.
   const cp = c.clientPoints.find((p) => p.state.stage === 'awaiting-shares')!;
-  const cc = cloneClientState(cp.state, 1);
+  const cc = cloneClientState(cp.state);
   assert.equal(snapshotClient(cc), cp.snapshot);
-  const s = await handleClientMessage(cc, cp.message);
+  const s = await handleClientMessage(cp.round.clientCtx.get(cp.id)!, cc, cp.message);
   assert.equal(s.error, undefined);
   assert.equal(s.state.stage, cp.round.spec.mode === 'active' ? 'awaiting-consistency' : 'awaiting-unmask');
   assert.equal(snapshotClient(cp.state), cp.snapshot);
+  await assert.rejects(handleClientMessage(cp.round.clientCtx.get(cp.id)!, cc, cp.message), TypeError);
 });
 
 test('the harness catches a handler that changes its state before refusing, or throws, or leaks an untyped error', async () => {
@@ -107,9 +115,9 @@ test('the harness catches a handler that changes its state before refusing, or t
     corpus: c,
     batchSize: 40,
     handlers: {
-      server: async (state: ServerState, from: number, bytes: Uint8Array) => {
-        const step = await handleServerMessage(state, from, bytes);
-        if (step.error?.code === 'ERR_DECODE') state.internal.quit.add(from); // refuses, but remembers the sender
+      server: async (ctx: ServerContext, state: ServerState, from: number, bytes: Uint8Array) => {
+        const step = await handleServerMessage(ctx, state, from, bytes);
+        if (step.error?.code === 'ERR_DECODE' && step.state.stage !== 'done' && step.state.stage !== 'aborted') step.state.quit.add(from); // refuses, but remembers the sender
         return step;
       },
     },
@@ -121,8 +129,8 @@ test('the harness catches a handler that changes its state before refusing, or t
     corpus: c,
     batchSize: 40,
     handlers: {
-      client: async (state, bytes) => {
-        const step = await handleClientMessage(state, bytes);
+      client: async (ctx, state, bytes) => {
+        const step = await handleClientMessage(ctx, state, bytes);
         if (step.error?.code === 'ERR_SIZE') throw new RangeError('boom');
         if (step.error?.code === 'ERR_DECODE') return { ...step, error: new SecAggError('ERR_INTERNAL', 'x', { cause: new TypeError('y') }) };
         return step;
