@@ -15,11 +15,29 @@ export { clientId, roundId, type ClientId, type RoundId } from './ids.js';
 export { cryptoRng, unsafeSeededRng, type Rng } from './rng.js';
 export { buildGraph, recommendParameters, defaultThreshold, type NeighbourGraph } from './graph/index.js';
 export { validateConfig, effectiveDegree, type RoundConfig, type Mode, type Degree, type RoundLimits } from './protocol/config.js';
-export { createClient, handleClientMessage, type ClientState, type ClientStep, type ClientOptions, type ClientStage } from './protocol/clientRound.js';
+export {
+  createClient,
+  handleClientMessage,
+  clientContext,
+  DEFAULT_FLOORS,
+  type ClientState,
+  type ClientStep,
+  type ClientOptions,
+  type ClientStage,
+  type ClientContext,
+  type ClientContextOptions,
+  type ClientFloors,
+  type InputProvider,
+} from './protocol/clientRound.js';
+export { encodeServerState, decodeServerState, encodeClientState, decodeClientState, STATE_FORMAT_VERSION } from './protocol/stateCodec.js';
+export { stagesOf, CLIENT_KIND_STAGE, CLIENT_STAGE_ACCEPTS } from './protocol/stages.js';
 export {
   startServerRound,
   handleServerMessage,
   handleServerDeadline,
+  serverContext,
+  stageInstance,
+  type ServerContext,
   sequentialUnmasker,
   type ServerState,
   type ServerStep,
