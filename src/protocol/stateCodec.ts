@@ -170,7 +170,12 @@ class Reader {
     const n = this.u32(what);
     if (n > max) throw bad(`${what} of ${n} bytes`);
     this.at -= 4;
-    return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes(what));
+    const b = this.bytes(what);
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(b);
+    } catch {
+      throw bad(`${what} is not UTF-8`);
+    }
   }
   /** A count of entries, each at least `minBytes` long: refused before anything is allocated if they cannot fit. */
   count(what: string, minBytes: number, max = this.limits.maxClients): number {
