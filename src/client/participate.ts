@@ -13,7 +13,7 @@ import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
 import { CLOSE, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
 import { type DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
 import { Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
-import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from './identity.js';
+import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from '../identity/index.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
 import { ClientError } from './errors.js';
 

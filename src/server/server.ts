@@ -32,7 +32,7 @@ import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
 import { createWorkerUnmasker, type WorkerUnmasker } from '../node/workerUnmasker.js';
 import { CLOSE, MAX_CONTROL_BYTES, TransportError, decodeControl, encodeControl, isControlFrame } from '../transport/frames.js';
 import { createTokenVerifier, type StaticTokenEntry } from './token.js';
-import { bytesEqual, helloTranscript, toHex, verifyCertificate, NONCE_BYTES } from '../client/identity.js';
+import { bytesEqual, helloTranscript, toHex, verifyCertificate, NONCE_BYTES } from '../identity/index.js';
 import { Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { jsonLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
