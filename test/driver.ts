@@ -1,9 +1,12 @@
 /**
  * A hand-driven round for tests that need to step between stages: inject bad messages, play a
- * lying server, inspect state. Same state machines and encoded messages as the simulator.
+ * lying server, inspect state. Same state machines and encoded messages as the simulator, and the
+ * server side is driven the same way: through a RoundRunner (protocol/runner.ts), without timers —
+ * the test says when a stage's deadline passes.
  */
 import { createClient, handleClientMessage, type ClientFloors, type ClientState } from '../src/protocol/clientRound.js';
-import { handleServerDeadline, handleServerMessage, startServerRound, type Outgoing, type ServerOptions, type ServerState } from '../src/protocol/serverRound.js';
+import type { Outgoing, ServerOptions, ServerState } from '../src/protocol/serverRound.js';
+import { createRoundRunner, type RoundRunner } from '../src/protocol/runner.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
@@ -28,7 +31,7 @@ export interface DriverOptions {
 }
 
 export class Driver {
-  server!: ServerState;
+  runner!: RoundRunner;
   readonly clients = new Map<number, ClientState>();
   readonly inputs: Uint32Array[];
   readonly config: RoundConfig;
@@ -38,6 +41,11 @@ export class Driver {
   replies: Array<{ from: ClientId; bytes: Uint8Array }> = [];
   directory: Map<number, Uint8Array> | undefined;
   private identities = new Map<number, Uint8Array>();
+
+  /** The server's state as of its last step. */
+  get server(): ServerState {
+    return this.runner.state;
+  }
 
   constructor(private readonly o: DriverOptions) {
     const rng = unsafeSeededRng(o.seed ?? 5);
@@ -78,9 +86,12 @@ export class Driver {
         }),
       );
     }
-    const step = startServerRound({ config: this.config, crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}), ...this.o.server });
-    this.server = step.state;
-    this.pending = [...step.outgoing];
+    this.runner = createRoundRunner({
+      server: { config: this.config, crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}), ...this.o.server },
+      send: (to, bytes) => void this.pending.push({ to, bytes }),
+    });
+    this.runner.start();
+    await this.runner.idle();
     return this;
   }
 
@@ -98,10 +109,7 @@ export class Driver {
 
   /** Send one message to the server as `from`; returns the refusal, if any. */
   async toServer(from: number, bytes: Uint8Array): Promise<SecAggError | undefined> {
-    const s = await handleServerMessage(this.server, from, bytes);
-    this.server = s.state;
-    this.pending.push(...s.outgoing);
-    return s.error;
+    return this.runner.message(from, bytes);
   }
 
   /** Deliver queued replies to the server; close the stage on its deadline if it is still open. */
@@ -114,9 +122,7 @@ export class Driver {
   }
 
   async deadline(): Promise<void> {
-    const s = await handleServerDeadline(this.server);
-    this.server = s.state;
-    this.pending.push(...s.outgoing);
+    await this.runner.deadline();
   }
 
   /** Run honestly until the server finishes. */
