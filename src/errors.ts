@@ -10,6 +10,7 @@ export const ERROR_CODES = [
   'ERR_UNKNOWN_SENDER', // sender not in the cohort / not expected at this stage
   'ERR_DUPLICATE_SENDER', // second message from the same sender in one stage
   'ERR_SIZE', // a field or message has the wrong length for the round's parameters
+  'ERR_TOO_BIG', // a message is over its byte limit (the service closes the connection with 1009)
   'ERR_NOT_NEIGHBOUR', // data addressed to / about a client that is not a neighbour
   'ERR_DUPLICATE_KEY', // two clients advertised the same public key
   'ERR_SIGNATURE_INVALID', // active mode: a signature does not verify

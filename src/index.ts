@@ -49,6 +49,8 @@ export {
   type UnmaskPlan,
   type MaskJob,
 } from './protocol/serverRound.js';
+export { createRoundRunner, type RoundRunner, type RoundRunnerOptions, type RoundEnd, type MessageHooks } from './protocol/runner.js';
+export { realClock, manualClock, type Clock, type ManualClock, type TimerHandle } from './clock.js';
 export { RingAccumulator, packVector, unpackVector, plainSum } from './ring/index.js';
 export type { CryptoProvider } from './crypto/provider.js';
 export { PROTOCOL_VERSION } from './wire/codec.js';

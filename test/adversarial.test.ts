@@ -51,11 +51,11 @@ describe('server: bad client messages are refused with typed errors; the round g
     // A message that names another sender than the connection it came on.
     assertCode(await d.toServer(r2.from, r1.bytes), 'ERR_UNKNOWN_SENDER');
     assertCode(await d.toServer(99, r1.bytes), 'ERR_UNKNOWN_SENDER');
-    assertCode(await d.toServer(r1.from, new Uint8Array(Math.max(...Object.values(clientMessageLimits(d.config))) + 1)), 'ERR_SIZE');
+    assertCode(await d.toServer(r1.from, new Uint8Array(Math.max(...Object.values(clientMessageLimits(d.config))) + 1)), 'ERR_TOO_BIG');
     // An AdvertiseKeys-sized frame of another kind is refused on its kind, a large AdvertiseKeys on its own limit.
     const bigAdvertise = decode(r1.bytes);
     if (bigAdvertise.body.case === 'advertiseKeys') bigAdvertise.body.value.signature = new Uint8Array(4096);
-    assertCode(await d.toServer(r1.from, encode(bigAdvertise)), 'ERR_SIZE');
+    assertCode(await d.toServer(r1.from, encode(bigAdvertise)), 'ERR_TOO_BIG');
     const early = encodeClientMessage(d.config.roundId, r1.from, { case: 'maskedInput', value: { vector: new Uint8Array(64) } });
     assertCode(await d.toServer(r1.from, early), 'ERR_STAGE_MISMATCH');
     const shortKey = decode(r1.bytes);

@@ -23,7 +23,8 @@ import { defaultThreshold } from '../src/graph/index.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
 import { effectiveDegree, type Degree, type Mode, type RoundConfig } from '../src/protocol/config.js';
 import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../src/protocol/clientRound.js';
-import { handleServerDeadline, handleServerMessage, serverContext, startServerRound, type Outgoing, type ServerState } from '../src/protocol/serverRound.js';
+import { serverContext, type Outgoing } from '../src/protocol/serverRound.js';
+import { createRoundRunner } from '../src/protocol/runner.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import type { BrowserApi, DeliverResult } from './browser/entry.js';
 
@@ -137,17 +138,22 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
     mode: r.mode,
     cohort: ids,
   };
-  const serverCtx = serverContext({ crypto: nodeCrypto, ...(directory ? { directory } : {}) });
-  const start = startServerRound(serverCtx, { config });
-  let server: ServerState = start.state;
-  let outgoing: readonly Outgoing[] = start.outgoing;
+  let outgoing: Outgoing[] = [];
+  // The server side runs as everywhere else: through a round runner, the test saying when a stage's time is up.
+  const runner = createRoundRunner({
+    server: { config },
+    context: serverContext({ crypto: nodeCrypto, ...(directory ? { directory } : {}) }),
+    send: (to, bytes) => void outgoing.push({ to, bytes }),
+  });
+  runner.start();
+  await runner.idle();
   const ms: MixedResult['ms'] = { browser: {}, node: {} };
   await log(`round: mode=${r.mode} n=${r.n} degree=${r.degree} (k=${k}, t=${config.threshold}) m=${r.m} bits=${r.bits}`);
   await log(`  browser clients: ${r.browserIds.join(', ')}; dropping: ${[...r.drop].map(([id, s]) => `${id}@${s}`).join(', ') || 'none'}`);
 
-  while (server.stage !== 'done' && server.stage !== 'aborted') {
-    const stage = server.stage as Stage;
-    const live = outgoing.filter(({ to }) => {
+  while (runner.state.stage !== 'done' && runner.state.stage !== 'aborted') {
+    const stage = runner.state.stage as Stage;
+    const live = outgoing.splice(0).filter(({ to }) => {
       const d = r.drop.get(to);
       return d === undefined || STAGES.indexOf(d) > STAGES.indexOf(stage);
     });
@@ -169,21 +175,15 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
       nodeClients.set(to, step.state);
       if (step.outgoing) replies.push({ from: to, bytes: step.outgoing });
     }
-    outgoing = [];
     for (const { from, bytes } of replies) {
-      const s = await handleServerMessage(serverCtx, server, from, bytes);
-      assert.equal(s.error, undefined, `server refused client ${from} at ${stage}: ${s.error?.message}`);
-      server = s.state;
-      outgoing = outgoing.concat(s.outgoing);
+      const error = await runner.message(from, bytes);
+      assert.equal(error, undefined, `server refused client ${from} at ${stage}: ${error?.message}`);
     }
-    if (server.stage === stage) {
-      const s = await handleServerDeadline(serverCtx, server); // the silent clients' deadline passes
-      server = s.state;
-      outgoing = outgoing.concat(s.outgoing);
-    }
+    if (runner.state.stage === stage) await runner.deadline(); // the silent clients' deadline passes
     const b = answered.length;
-    await log(`  ${stage.padEnd(11)} browser replies ${b}, node replies ${replies.length - b} → server ${server.stage}`);
+    await log(`  ${stage.padEnd(11)} browser replies ${b}, node replies ${replies.length - b} → server ${runner.state.stage}`);
   }
+  const server = runner.state;
   assert.equal(server.stage, 'done', `round aborted: ${server.abortError?.code} ${server.abortError?.message}`);
   const result = server.result!;
   await log(`  done: ${result.included.length} clients in the sum [${result.included.join(', ')}]`);

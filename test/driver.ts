@@ -1,18 +1,12 @@
 /**
  * A hand-driven round for tests that need to step between stages: inject bad messages, play a
- * lying server, inspect state. Same state machines and encoded messages as the simulator.
+ * lying server, inspect state. Same state machines and encoded messages as the simulator, and the
+ * server side is driven the same way: through a RoundRunner (protocol/runner.ts), without timers —
+ * the test says when a stage's deadline passes.
  */
 import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientFloors, type ClientState } from '../src/protocol/clientRound.js';
-import {
-  handleServerDeadline,
-  handleServerMessage,
-  serverContext,
-  startServerRound,
-  type Outgoing,
-  type ServerContext,
-  type ServerOptions,
-  type ServerState,
-} from '../src/protocol/serverRound.js';
+import { serverContext, type Outgoing, type ServerContext, type ServerOptions, type ServerState } from '../src/protocol/serverRound.js';
+import { createRoundRunner, type RoundRunner } from '../src/protocol/runner.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
@@ -37,7 +31,7 @@ export interface DriverOptions {
 }
 
 export class Driver {
-  server!: ServerState;
+  runner!: RoundRunner;
   /** The server's context, and each client's (what every protocol call is given). */
   serverCtx!: ServerContext;
   readonly clientCtx = new Map<number, ClientContext>();
@@ -50,6 +44,11 @@ export class Driver {
   replies: Array<{ from: ClientId; bytes: Uint8Array }> = [];
   directory: Map<number, Uint8Array> | undefined;
   private identities = new Map<number, Uint8Array>();
+
+  /** The server's state as of its last step. */
+  get server(): ServerState {
+    return this.runner.state;
+  }
 
   constructor(private readonly o: DriverOptions) {
     const rng = unsafeSeededRng(o.seed ?? 5);
@@ -91,10 +90,13 @@ export class Driver {
     }
     const { graphSeed, viewAttempts, limits, ...context } = this.o.server ?? {};
     this.serverCtx = serverContext({ crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}), ...context });
-    const options: ServerOptions = { config: this.config, ...(graphSeed ? { graphSeed } : {}), ...(viewAttempts !== undefined ? { viewAttempts } : {}), ...(limits ? { limits } : {}) };
-    const step = startServerRound(this.serverCtx, options);
-    this.server = step.state;
-    this.pending = [...step.outgoing];
+    this.runner = createRoundRunner({
+      server: { config: this.config, ...(graphSeed ? { graphSeed } : {}), ...(viewAttempts !== undefined ? { viewAttempts } : {}), ...(limits ? { limits } : {}) },
+      context: this.serverCtx,
+      send: (to, bytes) => void this.pending.push({ to, bytes }),
+    });
+    this.runner.start();
+    await this.runner.idle();
     return this;
   }
 
@@ -112,10 +114,7 @@ export class Driver {
 
   /** Send one message to the server as `from`; returns the refusal, if any. */
   async toServer(from: number, bytes: Uint8Array): Promise<SecAggError | undefined> {
-    const s = await handleServerMessage(this.serverCtx, this.server, from, bytes);
-    this.server = s.state;
-    this.pending.push(...s.outgoing);
-    return s.error;
+    return this.runner.message(from, bytes);
   }
 
   /** Deliver queued replies to the server; close the stage on its deadline if it is still open. */
@@ -128,9 +127,7 @@ export class Driver {
   }
 
   async deadline(): Promise<void> {
-    const s = await handleServerDeadline(this.serverCtx, this.server);
-    this.server = s.state;
-    this.pending.push(...s.outgoing);
+    await this.runner.deadline();
   }
 
   /** Run honestly until the server finishes. */

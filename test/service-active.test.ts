@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { CLOSE, encodeControl } from '../src/transport/frames.js';
 import { isClientError, participate, type ClientEvent, type ReplyStage, type RoundInfo } from '../src/client/index.js';
-import { helloTranscript, identityPublicKey } from '../src/client/identity.js';
+import { helloTranscript, identityPublicKey } from '../src/identity/index.js';
 import { PROTOCOL_VERSION } from '../src/wire/codec.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import type { Challenge } from '../src/wire/gen/secagg/v1/service_pb.js';

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { CLOSE } from '../src/transport/frames.js';
 import { isClientError, participate as participateRaw, type ReplyStage } from '../src/client/index.js';
 import { encodeClientMessage } from '../src/wire/codec.js';
+import { clientMessageLimits } from '../src/protocol/limits.js';
+import { clientId, roundId } from '../src/ids.js';
 import { assertSum, nextResult, nodeClient, rawClient, startServer, token, vector, WS, type NodeClient } from './serviceHelpers.js';
 import { signToken } from '../src/server/index.js';
 
@@ -229,7 +231,7 @@ describe('service: authentication and limits', { timeout: 30_000 }, () => {
   });
 
   test('malformed and oversized protocol frames in a round close that connection; the round goes on', async () => {
-    const server = await startServer({ minClients: 7, stageTimeoutMs: 5000 });
+    const server = await startServer({ minClients: 8, stageTimeoutMs: 5000 });
     try {
       const published = nextResult(server);
       const clients = Array.from({ length: 5 }, (_, i) => nodeClient(server, `n${i}`, vector(400 + i, M, BITS)));
@@ -237,6 +239,8 @@ describe('service: authentication and limits', { timeout: 30_000 }, () => {
       bad.hello(token('bad'));
       const big = await rawClient(server);
       big.hello(token('big'));
+      const fat = await rawClient(server);
+      fat.hello(token('fat'));
       const assignment = (await bad.control('assignment')) as { roundId: Uint8Array; clientId: number; maxFrameBytes: number };
       await bad.protocolFrame(1);
       // A frame that claims to be a ClientMessage but is not one.
@@ -255,6 +259,17 @@ describe('service: authentication and limits', { timeout: 30_000 }, () => {
       const g = await big.closed;
       assert.equal(g.code, CLOSE.TOO_BIG);
       assert.match(g.reason, /round's limit/);
+      // Under the stage's frame limit (the advertise stage allows an AdvertiseKeys) but over the
+      // limit of its own kind (an abort): the decoder's typed ERR_TOO_BIG closes it with 1009.
+      const fatAssignment = (await fat.control('assignment')) as { roundId: Uint8Array; clientId: number };
+      await fat.protocolFrame(1);
+      const limits = clientMessageLimits({ roundId: roundId(fatAssignment.roundId), bits: BITS, dimension: M, threshold: 2, degree: 'complete', mode: 'semi-honest', cohort: Array.from({ length: 8 }, (_, i) => clientId(i + 1)) });
+      const fatAbort = encodeClientMessage(fatAssignment.roundId, fatAssignment.clientId, { case: 'abort', value: { code: 'x'.repeat(limits.abort) } });
+      assert.ok(fatAbort.length > limits.abort && fatAbort.length <= limits.advertiseKeys, `${fatAbort.length} in (${limits.abort}, ${limits.advertiseKeys}]`);
+      fat.ws.send(fatAbort);
+      const f = await fat.closed;
+      assert.equal(f.code, CLOSE.TOO_BIG);
+      assert.match(f.reason, /^ERR_TOO_BIG: abort message of \d+ bytes exceeds the limit of \d+/);
       assert.ok(assignment.maxFrameBytes < 10_000, `the round's frame limit (${assignment.maxFrameBytes}) follows its parameters`);
       const result = await published;
       await Promise.all(clients.map((c) => c.done));

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { decodeControl, encodeControl, isControlFrame } from '../src/transport/frames.js';
 import { ControlSchema, type Control } from '../src/wire/gen/secagg/v1/service_pb.js';
-import { identityPublicKey, issueCertificate } from '../src/client/identity.js';
+import { identityPublicKey, issueCertificate } from '../src/identity/index.js';
 import { PROTOCOL_VERSION } from '../src/wire/codec.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { randomRingVector } from '../src/sim/random.js';

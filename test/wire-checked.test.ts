@@ -206,7 +206,7 @@ test('a kind the stage does not expect is refused as ERR_STAGE_MISMATCH without 
   }
 });
 
-test('each kind has its own byte limit: over it is ERR_SIZE ("exceeds"), checked after the stage, before decoding', () => {
+test('each kind has its own byte limit: over it is ERR_TOO_BIG ("exceeds"), checked after the stage, before decoding', () => {
   for (const kind of clientKinds) {
     const limit = CL[kind];
     // Just fits (content: garbage, so decoding would say ERR_DECODE), one byte more does not.
@@ -215,21 +215,21 @@ test('each kind has its own byte limit: over it is ERR_SIZE ("exceeds"), checked
       const b = clientEnv(ld(BODY[kind], new Uint8Array(limit - head + extra).fill(0xff)));
       if (b.length !== limit + extra) continue; // the length varint changed size: skip this corner
       const got = code(() => decodeClientMessageChecked(b, only(kind)));
-      if (extra === 1) rejects(() => decodeClientMessageChecked(b, only(kind)), 'ERR_SIZE', /exceeds/);
-      else assert.ok(got === 'ERR_DECODE' || got === 'ERR_SIZE' || got === 'accepted', `${kind}: ${got}`);
+      if (extra === 1) rejects(() => decodeClientMessageChecked(b, only(kind)), 'ERR_TOO_BIG', /exceeds/);
+      else assert.ok(got === 'ERR_DECODE' || got === 'ERR_SIZE' || got === 'ERR_TOO_BIG' || got === 'accepted', `${kind}: ${got}`);
       // Stage first: the same oversized bytes, not allowed, are a stage mismatch.
       if (extra === 1 && b.length <= Math.max(...Object.values(CL)))
         rejects(() => decodeClientMessageChecked(b, only(kind === 'abort' ? 'shareKeys' : 'abort')), 'ERR_STAGE_MISMATCH');
     }
   }
-  // Above the largest limit of any kind: ERR_SIZE before the envelope is even read.
+  // Above the largest limit of any kind: ERR_TOO_BIG before the envelope is even read.
   const largest = Math.max(...Object.values(CL));
   const huge = new Uint8Array(largest + 1).fill(0xff);
-  rejects(() => decodeClientMessageChecked(huge, only('maskedInput')), 'ERR_SIZE', /exceeds/);
-  rejects(() => decodeServerMessageChecked(new Uint8Array(Math.max(...Object.values(SL)) + 1), onlyServer('keys')), 'ERR_SIZE', /exceeds/);
-  // The old single-limit decoders keep their ERR_SIZE.
+  rejects(() => decodeClientMessageChecked(huge, only('maskedInput')), 'ERR_TOO_BIG', /exceeds/);
+  rejects(() => decodeServerMessageChecked(new Uint8Array(Math.max(...Object.values(SL)) + 1), onlyServer('keys')), 'ERR_TOO_BIG', /exceeds/);
+  // The old single-limit decoders refuse the same way.
   const honest = corpus.client.find((x) => x.kind === 'shareKeys')!.bytes;
-  rejects(() => decodeClientMessage(honest, honest.length - 1), 'ERR_SIZE', /exceeds/);
+  rejects(() => decodeClientMessage(honest, honest.length - 1), 'ERR_TOO_BIG', /exceeds/);
 });
 
 test('another protocol version is ERR_VERSION, before the stage and size checks', () => {

@@ -440,7 +440,7 @@ test('codec: the fast kinds decode as before, and keep their errors', () => {
   const body: ClientBody = { case: 'shareKeys', value: { selfMaskCommitment: new Uint8Array(32).fill(1), shares: [{ peer: 2, ciphertext: new Uint8Array(112) }] } };
   const good = encodeClientMessage(rid, 7, body);
   assert.deepStrictEqual(decodeClientMessage(good, good.length), fromBinary(ClientMessageSchema, good));
-  rejects(() => decodeClientMessage(good, good.length - 1), 'ERR_SIZE');
+  rejects(() => decodeClientMessage(good, good.length - 1), 'ERR_TOO_BIG');
   rejects(() => decodeClientMessage(good.subarray(0, good.length - 3), good.length), 'ERR_DECODE');
   for (const version of [0, 2, 2 ** 32 - 1]) {
     const b = toBinary(ClientMessageSchema, create(ClientMessageSchema, { version, roundId: rid, sender: 7, body }));
@@ -453,7 +453,7 @@ test('codec: the fast kinds decode as before, and keep their errors', () => {
   const sbody: ServerBody = { case: 'shares', value: { shares: [{ peer: 2, ciphertext: new Uint8Array(112) }] } };
   const sgood = encodeServerMessage(rid, sbody);
   assert.deepStrictEqual(decodeServerMessage(sgood, sgood.length), fromBinary(ServerMessageSchema, sgood));
-  rejects(() => decodeServerMessage(sgood, sgood.length - 1), 'ERR_SIZE');
+  rejects(() => decodeServerMessage(sgood, sgood.length - 1), 'ERR_TOO_BIG');
   rejects(() => decodeServerMessage(sgood.subarray(0, sgood.length - 1), sgood.length), 'ERR_DECODE');
   const sv2 = toBinary(ServerMessageSchema, create(ServerMessageSchema, { version: 2, roundId: rid, body: sbody }));
   rejects(() => decodeServerMessage(sv2, sv2.length), 'ERR_VERSION');

@@ -2,7 +2,7 @@ import { randomRingVector } from '../sim/random.js';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import WebSocket from 'ws';
 import { participate, isClientError, type RoundInfo, type ParticipateOptions } from '../client/index.js';
-import { generateIdentity, identityPublicKey, parseKey, toHex } from '../client/identity.js';
+import { generateIdentity, identityPublicKey, parseKey, toHex } from '../identity/index.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
 import { UsageError, fail, intFlag as num, parseFlags } from './args.js';
 

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { createServer, signToken, silentLogger, type PublishedResult, type ServiceOptions } from '../server/index.js';
 import { participate, type ReplyStage } from '../client/index.js';
-import { identityPublicKey, issueCertificate, toHex } from '../client/identity.js';
+import { identityPublicKey, issueCertificate, toHex } from '../identity/index.js';
 import type { WebSocketConstructor } from '../transport/socket.js';
 import { unsafeSeededRng } from '../rng.js';
 import { randomRingVector } from '../sim/random.js';

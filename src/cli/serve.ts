@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type SecAggServer, type ServiceOptions, type StaticTokenEntry } from '../server/index.js';
-import { parseKey } from '../client/identity.js';
+import { parseKey } from '../identity/index.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import type { Degree } from '../protocol/config.js';
 import { fail, intFlag as num, parseFlags } from './args.js';

@@ -11,7 +11,7 @@ export {
   helloTranscript,
   type CertificateClaims,
   type CertificateCheck,
-} from './identity.js';
+} from '../identity/index.js';
 export { ClientError, isClientError, CLIENT_ERROR_CODES, type ClientErrorCode } from './errors.js';
 export { CLOSE, TransportError } from '../transport/frames.js';
 export type { WebSocketConstructor, WebSocketLike } from '../transport/socket.js';

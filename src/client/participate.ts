@@ -6,62 +6,20 @@
  */
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
-import { clientId, roundId as asRoundId } from '../ids.js';
+import { clientId } from '../ids.js';
 import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../protocol/clientRound.js';
-import { REPLY_STAGE, type Stage } from '../protocol/stages.js';
-import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
-import { CLOSE, decodeControl, encodeControl, isControlFrame, TransportError } from '../transport/frames.js';
+import { REPLY_STAGE } from '../protocol/stages.js';
+import { PROTOCOL_VERSION } from '../wire/codec.js';
+import { CLOSE, decodeControl, isControlFrame, TransportError } from '../transport/frames.js';
 import { type DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
-import { Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
-import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from './identity.js';
+import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from '../identity/index.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
 import { ClientError } from './errors.js';
+import { createSession, sessionStep, type ClientEvent, type ReplyStage, type RoundInfo, type RoundReport, type SessionAction, type SessionEvent, type SessionState, type TrustMode } from './session.js';
 
-/** The stage whose message a client is about to send. */
-export type ReplyStage = Stage;
+export type { ReplyStage, RoundInfo, RoundReport, ClientEvent, TrustMode } from './session.js';
 
 const REPLY = REPLY_STAGE;
-
-export interface RoundInfo {
-  readonly round: number;
-  /** Hex. */
-  readonly roundId: string;
-  readonly clientId: number;
-  readonly bits: number;
-  readonly dimension: number;
-  /**
-   * Active mode: what the cohort's identity keys were checked against — the pinned directory, the
-   * issuer's certificates, both, or only the server's word ('server': no protection against a
-   * server that substitutes keys). Always the `trust` the client was given (or implied).
-   */
-  readonly identityCheck?: TrustMode;
-}
-
-export interface RoundReport extends RoundInfo {
-  /** The server obtained a sum. */
-  readonly completed: boolean;
-  /** This client's input is in it. */
-  readonly included: boolean;
-  /** Why the round ended without this client's input, when it did. */
-  readonly code: string | undefined;
-  readonly reason: string | undefined;
-  readonly survivors: number;
-}
-
-export type ClientEvent =
-  | { readonly type: 'connected' }
-  | { readonly type: 'welcome'; readonly clientId: number; readonly identity: string }
-  | { readonly type: 'assigned'; readonly round: RoundInfo }
-  | { readonly type: 'sent'; readonly stage: ReplyStage; readonly bytes: number }
-  | { readonly type: 'finished'; readonly report: RoundReport }
-  | { readonly type: 'disconnected'; readonly code: number; readonly reason: string }
-  | { readonly type: 'reconnecting'; readonly attempt: number; readonly delayMs: number };
-
-/**
- * What an active-mode client checks the cohort's identity keys against: a pinned directory, an
- * issuer's certificates, both, or — asked for explicitly — nothing but the server's word.
- */
-export type TrustMode = 'pinned' | 'issuer' | 'pinned+issuer' | 'server';
 
 const TRUST_MODES: readonly TrustMode[] = ['pinned', 'issuer', 'pinned+issuer', 'server'];
 
@@ -274,7 +232,13 @@ async function checkDirectory(
   return out;
 }
 
-/** One connection: challenge, hello, then rounds until `wanted` reports or the connection closes. */
+/**
+ * One connection: challenge, hello, then rounds until `wanted` reports or the connection closes.
+ * The control frames go through the session state machine (session.ts); this function performs
+ * what it asks for — sending, closing, the asynchronous work (hello proof, directory check, input)
+ * — and runs each round's protocol messages through the protocol's client state machine. Frames
+ * are handled one at a time, in order, each with all the work it causes.
+ */
 async function session(
   ch: FrameChannel,
   options: ParticipateOptions,
@@ -283,163 +247,112 @@ async function session(
   emit: (e: ClientEvent) => void,
   onWelcome: () => void,
 ): Promise<SessionEnd> {
-  const reports: RoundReport[] = [];
-  let error: ClientError | undefined;
-  let round: RoundInfo | undefined;
-  let state: ClientState | undefined;
-  let protocol: ClientContext = clientContext();
-  let chain = Promise.resolve();
-  let leaving = false;
-  let helloSent = false;
   const crypto = options.crypto ?? defaultCrypto;
   const identityKey = options.identity !== undefined ? await identityPublicKey(options.identity, crypto) : undefined;
-  const identityCheck = trust.mode;
-  /** Give up on this server: an identity check failed (retrying cannot help). */
-  const identityFailure = (message: string, abortRound?: { roundId: Uint8Array; clientId: number }) => {
-    error = new ClientError('ERR_IDENTITY', message);
-    leaving = true;
-    if (abortRound)
-      ch.send(encodeClientMessage(asRoundId(abortRound.roundId), clientId(abortRound.clientId), { case: 'abort', value: { code: 'ERR_SIGNATURE_INVALID' } }));
-    ch.close(CLOSE.NORMAL, 'identity check failed');
+  let s: SessionState = createSession({
+    token: options.token,
+    active: options.identity !== undefined,
+    wanted,
+    ...(options.serverId !== undefined ? { serverId: options.serverId } : {}),
+    ...(trust.mode !== undefined ? { identityCheck: trust.mode } : {}),
+  });
+  /** The round's protocol state, while a round runs. */
+  let state: ClientState | undefined;
+  /** The protocol calls' context for the current round (crypto, identity, the directory checked at the assignment). */
+  let protocol: ClientContext = clientContext();
+  let chain = Promise.resolve();
+
+  /** Feed one event to the session and perform its actions (answers to asked-for work are fed back, in turn). */
+  const run = async (event: SessionEvent): Promise<void> => {
+    const step = sessionStep(s, event);
+    s = step.state;
+    for (const a of step.actions) await perform(a);
   };
-  const cancel = () => {
-    error = new ClientError('ERR_CANCELLED', 'cancelled', { cause: options.signal?.reason });
-    ch.close(CLOSE.NORMAL, 'cancelled');
+
+  const perform = async (a: SessionAction): Promise<void> => {
+    switch (a.type) {
+      case 'send':
+        return ch.send(a.frame);
+      case 'close':
+        return ch.close(a.code, a.reason);
+      case 'emit':
+        return emit(a.event);
+      case 'welcomed':
+        return onWelcome();
+      case 'prove': {
+        const transcript = await helloTranscript({ version: PROTOCOL_VERSION, nonce: a.nonce, serverId: a.serverId, token: options.token, identityKey: identityKey! }, crypto);
+        const signature = await (await crypto.ed25519(options.identity!)).sign(transcript);
+        return run({ type: 'proof', proof: { identityKey: identityKey!, signature, certificate: options.certificate ?? '' } });
+      }
+      case 'check-directory': {
+        let directory: Map<number, Uint8Array>;
+        try {
+          directory = await checkDirectory(a.entries, { clientId: a.clientId, identityKey: identityKey! }, trust, crypto);
+        } catch (e) {
+          if (!(e instanceof IdentityFailure)) throw e;
+          return run({ type: 'directory', ok: false, message: e.message });
+        }
+        return run({ type: 'directory', ok: true, directory });
+      }
+      case 'get-input':
+        return run({ type: 'input', input: options.input ?? (await options.inputProvider!(a.round)) });
+      case 'start-round':
+        state = createClient({ id: clientId(a.clientId), input: a.input });
+        protocol = clientContext({ ...(options.crypto ? { crypto: options.crypto } : {}), ...(a.directory ? { identity: options.identity!, directory: a.directory } : {}) });
+        return;
+      case 'end-round':
+        state = undefined;
+        return;
+    }
   };
+
+  const cancel = () => void run({ type: 'cancel', cause: options.signal?.reason });
   options.signal?.addEventListener('abort', cancel, { once: true });
 
-  const onFrame = async (bytes: Uint8Array) => {
-    if (leaving) return;
-    if (isControlFrame(bytes)) {
-      const ctl = decodeControl(bytes, { allowAssignment: true });
-      switch (ctl.body.case) {
-        case 'challenge': {
-          if (helloSent) throw new TransportError(CLOSE.MALFORMED, 'a second challenge');
-          const ch0 = ctl.body.value;
-          if (options.serverId !== undefined && ch0.serverId !== options.serverId)
-            return identityFailure(`the server calls itself '${ch0.serverId}', expected '${options.serverId}'`);
-          let proof: { identityKey: Uint8Array; signature: Uint8Array; certificate: string } | undefined;
-          if (options.identity !== undefined) {
-            if (ch0.mode !== WireMode.ACTIVE) return identityFailure('the server runs semi-honest rounds; this client has an identity and takes part in active rounds only');
-            const transcript = await helloTranscript({ version: PROTOCOL_VERSION, nonce: ch0.nonce, serverId: ch0.serverId, token: options.token, identityKey: identityKey! }, crypto);
-            const signature = await (await crypto.ed25519(options.identity)).sign(transcript);
-            proof = { identityKey: identityKey!, signature, certificate: options.certificate ?? '' };
-          }
-          helloSent = true;
-          ch.send(encodeControl({ case: 'hello', value: { version: PROTOCOL_VERSION, token: options.token, ...(proof ? { proof } : {}) } }));
-          return;
-        }
-        case 'welcome':
-          onWelcome();
-          emit({ type: 'welcome', clientId: ctl.body.value.clientId, identity: ctl.body.value.identity });
-          return;
-        case 'assignment': {
-          const a = ctl.body.value;
-          let directory: Map<number, Uint8Array> | undefined;
-          if (options.identity !== undefined) {
-            try {
-              directory = await checkDirectory(a.directory, { clientId: a.clientId, identityKey: identityKey! }, trust, crypto);
-            } catch (e) {
-              if (!(e instanceof IdentityFailure)) throw e;
-              return identityFailure(`round ${a.roundNumber}: ${e.message}`, { roundId: a.roundId, clientId: a.clientId });
-            }
-          }
-          round = {
-            round: a.roundNumber,
-            roundId: keyHex(a.roundId),
-            clientId: a.clientId,
-            bits: a.bits,
-            dimension: a.dimension,
-            ...(directory && identityCheck ? { identityCheck } : {}),
-          };
-          emit({ type: 'assigned', round });
-          const input = options.input ?? (await options.inputProvider!(round));
-          const max = 2 ** a.bits;
-          let bad: string | undefined;
-          if (!(input instanceof Uint32Array)) bad = 'the input is not a Uint32Array';
-          else if (input.length !== a.dimension) bad = `the input has ${input.length} elements, the round wants ${a.dimension}`;
-          else if (a.bits < 32 && input.some((x) => x >= max)) bad = `the input has elements ≥ 2^${a.bits}`;
-          if (bad !== undefined) {
-            error = new ClientError('ERR_INPUT', bad);
-            leaving = true;
-            ch.close(CLOSE.NORMAL, 'input does not fit the round');
-            return;
-          }
-          state = createClient({ id: clientId(a.clientId), input: input! });
-          protocol = clientContext({ ...(options.crypto ? { crypto: options.crypto } : {}), ...(directory ? { identity: options.identity!, directory } : {}) });
-          return;
-        }
-        case 'finished': {
-          const f = ctl.body.value;
-          if (!round || f.roundNumber !== round.round) return;
-          const report: RoundReport = {
-            ...round,
-            completed: f.completed,
-            included: f.included,
-            code: f.code || (state?.abortCode ?? undefined),
-            reason: f.reason || undefined,
-            survivors: f.survivors,
-          };
-          reports.push(report);
-          emit({ type: 'finished', report });
-          round = undefined;
-          state = undefined;
-          if (reports.length >= wanted) {
-            leaving = true;
-            ch.close(CLOSE.NORMAL, 'done');
-          }
-          return;
-        }
-        default:
-          throw new TransportError(CLOSE.MALFORMED, `unexpected ${ctl.body.case} frame from the server`);
-      }
-    }
+  /** A protocol message of the round, for the protocol's client state machine. */
+  const onProtocolFrame = async (bytes: Uint8Array) => {
     if (state === undefined) return; // not in a round (late frame)
     const stage = REPLY[state.stage];
     const step = await handleClientMessage(protocol, state, bytes);
     state = step.state;
-    if (options.identity !== undefined && state.config !== undefined && state.config.mode !== 'active')
-      return identityFailure(`round ${round?.round}: the server started a semi-honest round; this client takes part in active rounds only`, {
-        roundId: state.config.roundId,
-        clientId: state.id,
+    if (options.identity !== undefined && state.config !== undefined && state.config.mode !== 'active') {
+      return run({
+        type: 'identity-failure',
+        message: `round ${s.round?.round}: the server started a semi-honest round; this client takes part in active rounds only`,
+        abort: { roundId: state.config.roundId, clientId: state.id },
       });
+    }
     if (step.error?.code === 'ERR_SIGNATURE_INVALID' && options.identity !== undefined && step.outgoing !== null) {
       // The protocol caught a key not signed by the identity the directory names: send the abort, then leave.
       ch.send(step.outgoing);
-      return identityFailure(`round ${round?.round}: ${step.error.message}`);
+      return run({ type: 'identity-failure', message: `round ${s.round?.round}: ${step.error.message}` });
     }
     if (step.outgoing === null) return;
     const decision = stage && options.unsafeBeforeSend ? options.unsafeBeforeSend(stage, step.outgoing) : 'send';
     if (decision === 'silent') return;
-    if (decision === 'disconnect') {
-      leaving = true;
-      ch.close(CLOSE.NORMAL, 'leaving');
-      return;
-    }
+    if (decision === 'disconnect') return run({ type: 'leave', reason: 'leaving' });
     ch.send(step.outgoing);
     if (stage) emit({ type: 'sent', stage, bytes: step.outgoing.length });
   };
 
+  const onFrame = async (bytes: Uint8Array) => {
+    if (s.phase === 'leaving' || s.phase === 'closed') return;
+    if (isControlFrame(bytes)) return run({ type: 'control', control: decodeControl(bytes, { allowAssignment: true }), abortCode: state?.abortCode ?? undefined });
+    return onProtocolFrame(bytes);
+  };
+
   ch.onFrame((bytes) => {
     chain = chain.then(() =>
-      onFrame(bytes).catch((e: unknown) => {
-        const code = e instanceof TransportError ? e.closeCode : CLOSE.INTERNAL;
-        leaving = true;
-        ch.close(code, e instanceof Error ? e.message.slice(0, 120) : 'error');
-      }),
+      onFrame(bytes).catch((e: unknown) =>
+        run({ type: 'fail', code: e instanceof TransportError ? e.closeCode : CLOSE.INTERNAL, reason: e instanceof Error ? e.message : 'error' }),
+      ),
     );
   });
   const { code, reason } = await ch.closed;
   await chain;
   options.signal?.removeEventListener('abort', cancel);
-  if (round !== undefined && reports.length < wanted) {
-    // The connection ended mid-round: this client is not in that round's sum.
-    const report: RoundReport = { ...round, completed: false, included: false, code: 'ERR_DISCONNECTED', reason: `connection closed: ${code} ${reason}`, survivors: 0 };
-    reports.push(report);
-    emit({ type: 'finished', report });
-  }
-  if (code === CLOSE.UNAUTHORIZED) error ??= new ClientError('ERR_UNAUTHORIZED', `the server refused the token: ${reason}`, { closeCode: code });
-  return { reports, code, reason, ...(error ? { error } : {}) };
+  await run({ type: 'closed', code, reason });
+  return { reports: [...s.reports], code, reason, ...(s.error ? { error: s.error } : {}) };
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -4,8 +4,8 @@
  */
 export { createServer, type SecAggServer, type ServiceOptions, type PublishedResult, type ServiceStatus, type LiveRound } from './server.js';
 export { signToken, createTokenVerifier, type TokenClaims, type TokenCheck, type TokenVerifierOptions, type StaticTokenEntry } from './token.js';
-export { generateIdentity, identityPublicKey, issueCertificate, verifyCertificate, type CertificateClaims } from '../client/identity.js';
+export { generateIdentity, identityPublicKey, issueCertificate, verifyCertificate, type CertificateClaims } from '../identity/index.js';
 export { memoryStore, SERVICE_STAGES, type RoundStore, type RoundRecord, type RoundParams, type StageRecord, type RoundOutcome, type ServiceStage } from './store.js';
-export { sqliteStore } from './sqliteStore.js';
+export { sqliteStore, MissingDependencyError } from './sqliteStore.js';
 export { jsonLogger, silentLogger, type Logger, type LogLevel } from './logger.js';
 export { CLOSE } from '../transport/frames.js';

@@ -3,8 +3,43 @@
  * statement, well under a millisecond). Survives restarts: a round found still 'running' when the
  * server opens the file was interrupted and is recorded as aborted — its sum is never published.
  */
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type DatabaseConstructor from 'better-sqlite3';
 import type { RoundOutcome, RoundRecord, RoundStore } from './store.js';
+
+/** An optional package a feature needs is not installed. */
+export class MissingDependencyError extends Error {
+  readonly code = 'ERR_MISSING_DEPENDENCY';
+  /** The npm package to install. */
+  readonly dependency: string;
+  constructor(dependency: string, feature: string, options: { cause?: unknown } = {}) {
+    super(`${feature} needs the optional package ${dependency}: npm install ${dependency}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MissingDependencyError';
+    this.dependency = dependency;
+  }
+}
+
+let loaded: typeof DatabaseConstructor | undefined;
+
+/**
+ * better-sqlite3, loaded the first time a SQLite store is opened — never when the package is
+ * imported: a service that keeps its history in memory (or in another engine) must neither load a
+ * native module it does not use nor fail to start where that module cannot be built. It is a
+ * CommonJS package, so require() loads it synchronously and sqliteStore() stays synchronous.
+ */
+function loadDatabase(): typeof DatabaseConstructor {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  // Resolved first, so only the package itself being absent is reported as missing; a package that
+  // is there but fails to load (a native build for another Node) throws its own error.
+  try {
+    require.resolve('better-sqlite3');
+  } catch (e) {
+    throw new MissingDependencyError('better-sqlite3', 'the SQLite store', { cause: e });
+  }
+  loaded = require('better-sqlite3') as typeof DatabaseConstructor;
+  return loaded;
+}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rounds (
@@ -55,8 +90,12 @@ function fromRow(r: Row): RoundRecord {
   return rec;
 }
 
-/** Open (or create) the history file at `path`. */
+/**
+ * Open (or create) the history file at `path`. Throws MissingDependencyError when better-sqlite3
+ * is not installed.
+ */
 export function sqliteStore(path: string): RoundStore {
+  const Database = loadDatabase();
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

@@ -8,7 +8,7 @@
  * the client must prove at hello that it holds that key (server.ts).
  */
 import { createHmac, timingSafeEqual, createHash } from 'node:crypto';
-import { fromBase64url, parseKey, toBase64url, IDENTITY_KEY_BYTES } from '../client/identity.js';
+import { fromBase64url, parseKey, toBase64url, IDENTITY_KEY_BYTES } from '../identity/index.js';
 
 export interface TokenClaims {
   /** The identity the token stands for (one connection per identity per round). */

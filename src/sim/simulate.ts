@@ -11,16 +11,9 @@ import { cryptoRng, type Rng } from '../rng.js';
 import { effectiveDegree, minimumThreshold, type Degree, type Mode, type RoundConfig } from '../protocol/config.js';
 import { STAGES, type Stage } from '../protocol/stages.js';
 import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../protocol/clientRound.js';
-import {
-  handleServerDeadline,
-  handleServerMessage,
-  nextMacrotask,
-  serverContext,
-  startServerRound,
-  type Outgoing,
-  type ServerState,
-  type Unmasker,
-} from '../protocol/serverRound.js';
+import { nextMacrotask } from '../pace.js';
+import { serverContext, type Outgoing, type Unmasker } from '../protocol/serverRound.js';
+import { createRoundRunner, type RoundRunner } from '../protocol/runner.js';
 
 export { STAGES, type Stage };
 
@@ -157,7 +150,6 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
   }
   const clients: ClientState[] = ids.map((id, i) => createClient({ id, input: inputs[i]! }));
   const clientContexts: ClientContext[] = ids.map((_, i) => clientContext({ crypto, rng, ...(directory ? { identity: identities[i]!, directory } : {}) }));
-  const serverCtx = serverContext({ crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}) });
 
   const stages = Object.fromEntries(STAGES.map((s) => [s, emptyStage()])) as Record<Stage, StageStats>;
   const sent = new Float64Array(n);
@@ -188,21 +180,31 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
     }
   };
 
+  // The server's messages of the last steps, delivered at the top of the next turn of the loop.
+  let outgoing: Outgoing[] = [];
   let t0 = performance.now();
-  let step = await serverCall(stages.advertise, () =>
-    startServerRound(serverCtx, { config, ...(options.graphSeed ? { graphSeed: options.graphSeed } : {}) }),
+  const runner: RoundRunner = await serverCall(stages.advertise, () =>
+    createRoundRunner({
+      server: { config, ...(options.graphSeed ? { graphSeed: options.graphSeed } : {}) },
+      context: serverContext({ crypto, rng, ...(directory ? { directory } : {}), ...(options.unmasker ? { unmasker: options.unmasker } : {}) }),
+      // No timers: the simulation runs in lock-step and calls a stage's deadline itself once every
+      // reply of the stage is in.
+      send: (to, bytes) => void outgoing.push({ to, bytes }),
+    }),
   );
-  let server: ServerState = step.state;
-  let outgoing: readonly Outgoing[] = step.outgoing;
+  runner.start();
+  await runner.idle();
   stages.advertise.serverMs += performance.now() - t0;
 
   const errors: SecAggError[] = [];
-  while (server.stage !== 'done' && server.stage !== 'aborted') {
-    const stage = server.stage as Stage;
+  while (runner.state.stage !== 'done' && runner.state.stage !== 'aborted') {
+    const stage = runner.state.stage as Stage;
     const stats = stages[stage];
     // Deliver the server's messages; collect the replies of the clients that do not drop here.
     const replies: Array<{ from: ClientId; bytes: Uint8Array }> = [];
-    for (const { to, bytes: raw } of outgoing) {
+    const delivering = outgoing;
+    outgoing = [];
+    for (const { to, bytes: raw } of delivering) {
       const i = to - 1;
       const bytes = options.interceptServer ? options.interceptServer(to, raw, stage) : raw;
       if (bytes === null) continue;
@@ -225,22 +227,16 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
       }
     }
     options.onProgress?.({ stage, clientsDone: stats.clients, clientsTotal: n });
-    outgoing = [];
     t0 = performance.now();
     for (const { from, bytes } of replies) {
       stats.serverBytesIn += bytes.length;
-      const s = await serverCall(stats, () => handleServerMessage(serverCtx, server, from, bytes));
-      server = s.state;
-      outgoing = outgoing.concat(s.outgoing);
+      await serverCall(stats, () => runner.message(from, bytes));
     }
-    if (server.stage === stage) {
-      // Some clients stayed silent: the stage's deadline passes.
-      const s = await serverCall(stats, () => handleServerDeadline(serverCtx, server));
-      server = s.state;
-      outgoing = outgoing.concat(s.outgoing);
-    }
+    // Some clients stayed silent: the stage's deadline passes.
+    if (runner.state.stage === stage) await serverCall(stats, () => runner.deadline());
     stats.serverMs += performance.now() - t0;
   }
+  const server = runner.state;
   options.onProgress?.({ stage: 'done', clientsDone: server.result?.included.length ?? 0, clientsTotal: n });
 
   if (server.stage === 'aborted') {

@@ -80,22 +80,22 @@ function limitOf<K extends string>(maxBytes: CheckedDecodeOptions<K>['maxBytes']
 
 /**
  * The checks, in this order, each before anything proportional to the input is allocated:
- * bytes at all; length within the largest limit of any kind (ERR_SIZE); the envelope (peek.ts,
+ * bytes at all; length within the largest limit of any kind (ERR_TOO_BIG); the envelope (peek.ts,
  * ERR_DECODE); the protocol version (ERR_VERSION: another version may number its kinds otherwise);
  * the kind against `allowed` (ERR_STAGE_MISMATCH); the length against that kind's limit
- * (ERR_SIZE). Then the body alone is decoded — by the fast decoder, which counts repeated entries
+ * (ERR_TOO_BIG). Then the body alone is decoded — by the fast decoder, which counts repeated entries
  * before reading them, or after scanBody has vetted it (shape and entry counts) by protobuf-es.
  */
 function decodeChecked<K extends string, M>(d: Direction<K, M>, bytes: Uint8Array, o: CheckedDecodeOptions<K>): M {
   if (!(bytes instanceof Uint8Array)) throw new SecAggError('ERR_DECODE', `${d.what} is not bytes`);
   let largest = 0;
   for (const k of d.kinds) largest = Math.max(largest, limitOf(o.maxBytes, k));
-  if (!(bytes.length <= largest)) throw new SecAggError('ERR_SIZE', `${d.what} of ${bytes.length} bytes exceeds the limit of ${largest}`);
+  if (!(bytes.length <= largest)) throw new SecAggError('ERR_TOO_BIG', `${d.what} of ${bytes.length} bytes exceeds the limit of ${largest}`);
   const p = d.peek(bytes);
   if (p.version !== PROTOCOL_VERSION) throw new SecAggError('ERR_VERSION', `protocol version ${p.version} is not ${PROTOCOL_VERSION}`);
   if (!o.allowed(p.kind)) throw new SecAggError('ERR_STAGE_MISMATCH', `${p.kind} is not expected now`);
   const limit = limitOf(o.maxBytes, p.kind);
-  if (!(bytes.length <= limit)) throw new SecAggError('ERR_SIZE', `${p.kind} message of ${bytes.length} bytes exceeds the limit of ${limit}`);
+  if (!(bytes.length <= limit)) throw new SecAggError('ERR_TOO_BIG', `${p.kind} message of ${bytes.length} bytes exceeds the limit of ${limit}`);
   const caps: EntryCaps = { maxNeighbours: o.maxNeighbours, maxMembers: o.maxMembers };
   let body = o.fastPath === false ? undefined : d.fast(p.kind, bytes, p.bodyOffset, p.bodyLength, caps);
   if (body === undefined) {
@@ -118,7 +118,7 @@ function decodeChecked<K extends string, M>(d: Direction<K, M>, bytes: Uint8Arra
 /**
  * Decode an untrusted client message for the receiver's current stage. Refuses, before decoding:
  * a kind `allowed` does not accept (ERR_STAGE_MISMATCH), a message over its kind's byte limit
- * (ERR_SIZE), a repeated field with more entries than its cap (ERR_SIZE, counted before the entries
+ * (ERR_TOO_BIG), a repeated field with more entries than its cap (ERR_SIZE, counted before the entries
  * are built); and ERR_DECODE / ERR_VERSION as decodeClientMessage. Every error is a SecAggError.
  *
  * @example

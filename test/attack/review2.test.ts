@@ -245,7 +245,7 @@ describe('V: forging "every other member signed this view" (defeated)', () => {
     const big = await honestKeys(b, 1, all(9));
     big.body.value.view.memberKeys[0] = new Uint8Array(serverMessageLimits(b.config).keys);
     assert.equal((await b.deliver(1, big.body))?.body.case, 'abort');
-    assert.equal(b.errors.get(1)?.code, 'ERR_SIZE');
+    assert.equal(b.errors.get(1)?.code, 'ERR_TOO_BIG');
   });
 
   test('observation: members moved on to a later view attempt still count in the victim’s attempt-1 U1 (it shares), but they never share back or sign its survivor set: the group left (3 honest + 2 colluders) is below t and below the quorum, and nobody reveals anything', async () => {

@@ -1,6 +1,7 @@
 /**
  * Long-term Ed25519 identities for active mode over the service. Browser-safe (WebCrypto / @noble
- * through the injected CryptoProvider); the server imports the same code.
+ * through the injected CryptoProvider); the client and the server both import it, so it
+ * lives in its own layer below both.
  *
  * - An identity is a 32-byte Ed25519 seed; its public key is what tokens, directories and
  *   certificates name.

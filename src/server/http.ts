@@ -1,0 +1,83 @@
+/**
+ * The service's HTTP side: the dashboard (/), /healthz, /metrics (Prometheus text), /api/status and
+ * the round history (/api/rounds, /api/rounds/:id — the sums, behind the results tokens when set).
+ * GET only. It reads the service through the callbacks it is given and changes nothing.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { RoundStore } from './store.js';
+import { DASHBOARD_HTML } from './dashboard.js';
+
+export interface HttpOptions {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly store: RoundStore;
+  /** Bearer tokens that may read round results; empty: open. */
+  readonly resultsTokens: readonly string[];
+  /** The body of /api/status. */
+  readonly status: () => Promise<unknown>;
+  /** The fields of /healthz besides the status and memory. */
+  readonly health: () => Record<string, unknown>;
+  /** The server is shutting down: /healthz answers 503. */
+  readonly closing: () => boolean;
+}
+
+/** The request handler of the service's HTTP server. */
+export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { log, metrics, store } = o;
+  const resultsTokens = o.resultsTokens.map(digest);
+
+  /** With `resultsTokens` set, reading results needs one of them as a bearer token (compared as SHA-256 digests, in constant time). */
+  const resultsAuthorized = (req: IncomingMessage): boolean => {
+    if (resultsTokens.length === 0) return true;
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const got = digest(m[1]!);
+    let ok = false;
+    for (const t of resultsTokens) ok = timingSafeEqual(t, got) || ok;
+    return ok;
+  };
+
+  const json = (res: ServerResponse, code: number, body: unknown) =>
+    res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+
+  const onRequest = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    try {
+      if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
+      if (url.pathname === '/' || url.pathname === '/index.html')
+        return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
+      if (url.pathname === '/healthz') {
+        const closing = o.closing();
+        return json(res, closing ? 503 : 200, {
+          status: closing ? 'closing' : 'ok',
+          ...o.health(),
+          memory: { rss: process.memoryUsage.rss(), maxRss: process.resourceUsage().maxRSS * 1024 },
+        });
+      }
+      if (url.pathname === '/metrics') return res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
+      if (url.pathname === '/api/status') return json(res, 200, await o.status());
+      const m = /^\/api\/rounds\/(\d+)$/.exec(url.pathname);
+      if ((m || url.pathname === '/api/rounds') && !resultsAuthorized(req)) {
+        res.setHeader('www-authenticate', 'Bearer realm="secagg results"');
+        return json(res, 401, { error: 'round results need Authorization: Bearer <results token>' });
+      }
+      if (m) {
+        const r = await store.get(Number(m[1]));
+        if (!r) return json(res, 404, { error: 'no such round' });
+        return json(res, 200, { ...r, sum: r.sum ? Array.from(r.sum) : null });
+      }
+      if (url.pathname === '/api/rounds') return json(res, 200, await store.list({ limit: Number(url.searchParams.get('limit') ?? 100) }));
+      return json(res, 404, { error: 'not found' });
+    } catch (e) {
+      log.log('error', 'http error', { path: url.pathname, error: String(e) });
+      return json(res, 500, { error: 'internal error' });
+    }
+  };
+
+  return (req, res) => void onRequest(req, res);
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();

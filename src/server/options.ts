@@ -1,0 +1,262 @@
+/**
+ * The service's options: their documentation, their defaults, and one resolveOptions() that merges
+ * a caller's Partial<ServiceOptions> over the defaults and checks every option once, at
+ * createServer, with a TypeError (wrong type) or RangeError (out of range) naming it. The rest of
+ * the service reads the resolved options and checks nothing again.
+ */
+import { availableParallelism } from 'node:os';
+import { clientId, roundId, MAX_CLIENT_ID, type ClientId } from '../ids.js';
+import { recommendParameters } from '../graph/index.js';
+import { maxNeighbourhood, minimumThreshold, neighbourhoodBoundViolation, type Degree, type RoundConfig } from '../protocol/config.js';
+import { maxClientMessageBytes } from '../protocol/limits.js';
+import { MAX_CONTROL_BYTES } from '../transport/frames.js';
+import type { StaticTokenEntry } from './token.js';
+import { jsonLogger, type Logger } from './logger.js';
+import type { RoundStore } from './store.js';
+
+export interface ServiceOptions {
+  /** TCP port; 0 picks a free one (default 0). */
+  readonly port: number;
+  /** Interface to listen on (default 127.0.0.1). */
+  readonly host: string;
+  /**
+   * Static bearer tokens: a list (each its own identity) or token → identity. In active mode each
+   * must be bound to an identity key: token → `{ identity, identityKey }`.
+   */
+  readonly tokens: ReadonlyMap<string, string | StaticTokenEntry> | readonly string[];
+  /** Secret for HMAC-signed tokens (see signToken); omit to accept static tokens only. */
+  readonly secret: string | Uint8Array | undefined;
+  /** A round starts when this many clients wait (≥ 3; default 3)… */
+  readonly minClients: number;
+  /** …after gathering for `startDelayMs` more (default 500), or at once when `maxClients` wait. */
+  readonly startDelayMs: number;
+  /** Cohort size cap: the cohort is sampled at random from the waiting clients (default 1000). */
+  readonly maxClients: number;
+  /** Start rounds automatically when clients wait (default true); else call startRound(). */
+  readonly autoStart: boolean;
+  /** Stop starting rounds after this many (default: no limit). */
+  readonly maxRounds: number;
+  /** Ring Z_{2^bits} (default 32). */
+  readonly bits: number;
+  /** m, elements per vector (default 1000). */
+  readonly dimension: number;
+  /** 'complete' (SecAgg), 'recommended' (SecAgg+, from recommendParameters), or k (default 'complete'). */
+  readonly degree: Degree | 'recommended';
+  /**
+   * Shamir threshold; default `minimumThreshold(mode, degree, cohort, corruption)` (protocol/config.ts),
+   * the smallest that meets the neighbourhood bound for the largest neighbourhood the round's graph
+   * can give. A threshold that violates the bound for every cohort this server can draw is refused by
+   * createServer; for a cohort it does not fit it is clamped into [minimum, neighbourhood] (logged).
+   */
+  readonly threshold: number | undefined;
+  /**
+   * c, clients colluding with the server that any one neighbourhood may contain while honest inputs
+   * stay hidden (default 0). It raises the threshold (active mode: 2t > k + c; semi-honest: t > c),
+   * goes into every round's parameters (clients check it) and sizes the 'recommended' degree.
+   */
+  readonly corruption: number;
+  /** Dropout rate the 'recommended' degree is sized for (default 0.1). */
+  readonly dropoutRate: number;
+  /** Deadline of each protocol stage, ms (default 30,000). */
+  readonly stageTimeoutMs: number;
+  /** A connection must finish its hello (token and, in active mode, identity proof) within this time, ms (default 5,000). */
+  readonly handshakeTimeoutMs: number;
+  /**
+   * Authenticated connections (waiting or in a round) accepted at once (default 10,000); a hello
+   * beyond it is closed with 4503. Connections still in their handshake do not count here: they
+   * have their own, smaller budget (`maxPendingConnections`, `maxPendingPerAddress`).
+   */
+  readonly maxConnections: number;
+  /** Connections still in their handshake (no welcome yet), all addresses together (default 256); more are refused with HTTP 503. */
+  readonly maxPendingConnections: number;
+  /**
+   * Connections still in their handshake from one source — an IPv4 address or an IPv6 /64 — (default
+   * 8); more are refused with HTTP 503. Behind a reverse proxy every client has the proxy's address:
+   * raise it (e.g. to `maxPendingConnections`) and limit per client at the proxy.
+   */
+  readonly maxPendingPerAddress: number;
+  /**
+   * A connection is closed (1008) once this many of its protocol messages were refused since it was
+   * last assigned a round (default 8): wrong stage, duplicates, over the stage's frame limit, frames
+   * outside a round. An honest client sends one message per stage, so it never gets near it.
+   */
+  readonly maxRefusedMessages: number;
+  /** Frames per second per connection, sustained; bursts of twice that pass (default 50). */
+  readonly maxMessagesPerSecond: number;
+  /**
+   * Bearer tokens that may read round results over HTTP (`/api/rounds`, `/api/rounds/:id`, which
+   * carries the sum): a request must send `Authorization: Bearer <one of them>`, else 401. Default
+   * none: those endpoints are open, as for a server on loopback (a warning is logged when the host
+   * is not a loopback address). These are not the clients' tokens.
+   */
+  readonly resultsTokens: readonly string[];
+  /** Round history; default: in memory, or SQLite when `historyFile` is set. */
+  readonly store: RoundStore | undefined;
+  /** SQLite file for the round history. */
+  readonly historyFile: string | undefined;
+  /** Worker threads for unmasking (default: cores; 0 = in the event loop). */
+  readonly unmaskWorkers: number;
+  /** Structured logs (default: JSON lines on stderr). */
+  readonly logger: Logger;
+  /**
+   * 'semi-honest' (default) or 'active': every client then has a long-term Ed25519 identity, its
+   * token is bound to the identity key, it proves possession at hello, and rounds run the protocol's
+   * active mode with the cohort's identity keys as the directory (sent to the clients too).
+   */
+  readonly mode: 'semi-honest' | 'active';
+  /** The server's name, signed into every identity proof (default `secagg:<host>:<port>`). */
+  readonly serverId: string | undefined;
+  /**
+   * Active mode: the identity issuer's Ed25519 public key. When set, a client must present a
+   * certificate from this issuer for its (identity, identity key) at hello; the server forwards the
+   * certificates in the directory so clients that pin the same issuer key can check every peer.
+   */
+  readonly issuerKey: Uint8Array | undefined;
+  /** WebSocket ping interval, ms (default 15,000; 0 = off). A connection that has not answered the previous ping is dropped. */
+  readonly keepAliveIntervalMs: number;
+}
+
+const DEFAULTS: Omit<ServiceOptions, 'logger' | 'unmaskWorkers'> = {
+  port: 0,
+  host: '127.0.0.1',
+  tokens: [],
+  secret: undefined,
+  minClients: 3,
+  startDelayMs: 500,
+  maxClients: 1000,
+  autoStart: true,
+  maxRounds: Infinity,
+  bits: 32,
+  dimension: 1000,
+  degree: 'complete',
+  threshold: undefined,
+  corruption: 0,
+  dropoutRate: 0.1,
+  stageTimeoutMs: 30_000,
+  handshakeTimeoutMs: 5_000,
+  maxConnections: 10_000,
+  maxPendingConnections: 256,
+  maxPendingPerAddress: 8,
+  maxRefusedMessages: 8,
+  maxMessagesPerSecond: 50,
+  resultsTokens: [],
+  store: undefined,
+  historyFile: undefined,
+  mode: 'semi-honest',
+  serverId: undefined,
+  issuerKey: undefined,
+  keepAliveIntervalMs: 15_000,
+};
+
+/**
+ * The caller's options over the defaults (an option given as undefined takes its default), each
+ * checked. Throws TypeError / RangeError naming the first bad option.
+ *
+ * @example
+ * ```ts
+ * const o = resolveOptions({ minClients: 10, dimension: 10_000 });
+ * o.maxClients; // 1000
+ * ```
+ */
+export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<ServiceOptions>;
+  const o: ServiceOptions = { ...DEFAULTS, unmaskWorkers: availableParallelism(), logger: given.logger ?? jsonLogger(), ...given };
+
+  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new RangeError('port must be an integer in [0, 65535]');
+  if (typeof o.host !== 'string' || o.host.length === 0) throw new TypeError('host must be a non-empty string');
+  if (!Array.isArray(o.tokens) && !(o.tokens instanceof Map)) throw new TypeError('tokens must be a list of tokens or a Map of token → identity');
+  if (o.secret !== undefined && typeof o.secret !== 'string' && !(o.secret instanceof Uint8Array)) throw new TypeError('secret must be a string or a Uint8Array');
+  if (!Number.isInteger(o.minClients) || o.minClients < 3) throw new RangeError('minClients must be an integer ≥ 3');
+  if (!Number.isInteger(o.maxClients) || o.maxClients < o.minClients || o.maxClients > MAX_CLIENT_ID)
+    throw new RangeError(`maxClients must be an integer in [minClients, ${MAX_CLIENT_ID}]`);
+  if (!(o.startDelayMs >= 0)) throw new RangeError('startDelayMs must be ≥ 0');
+  if (typeof o.autoStart !== 'boolean') throw new TypeError('autoStart must be a boolean');
+  if (!((Number.isInteger(o.maxRounds) && o.maxRounds >= 0) || o.maxRounds === Infinity)) throw new RangeError('maxRounds must be an integer ≥ 0 (or Infinity)');
+  if (!Number.isInteger(o.dimension) || o.dimension < 1) throw new RangeError('dimension must be a positive integer');
+  if (!Number.isInteger(o.bits) || o.bits < 1 || o.bits > 32) throw new RangeError('bits must be in [1, 32]');
+  if (o.mode !== 'semi-honest' && o.mode !== 'active') throw new RangeError("mode must be 'semi-honest' or 'active'");
+  if (!(o.dropoutRate >= 0 && o.dropoutRate < 1)) throw new RangeError('dropoutRate must be in [0, 1)');
+  if (!(o.stageTimeoutMs > 0)) throw new RangeError('stageTimeoutMs must be > 0');
+  if (!(o.handshakeTimeoutMs > 0)) throw new RangeError('handshakeTimeoutMs must be > 0');
+  if (!(o.keepAliveIntervalMs >= 0)) throw new RangeError('keepAliveIntervalMs must be ≥ 0');
+  if (!(o.maxMessagesPerSecond > 0)) throw new RangeError('maxMessagesPerSecond must be > 0');
+  for (const name of ['maxConnections', 'maxPendingConnections', 'maxPendingPerAddress', 'maxRefusedMessages'] as const)
+    if (!((Number.isInteger(o[name]) && o[name] >= 1) || o[name] === Infinity)) throw new RangeError(`${name} must be an integer ≥ 1 (or Infinity)`);
+  if (!Array.isArray(o.resultsTokens) || !o.resultsTokens.every((t) => typeof t === 'string' && t.length > 0))
+    throw new TypeError('resultsTokens must be a list of non-empty strings');
+  if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.save !== 'function'))
+    throw new TypeError('store must be a RoundStore');
+  if (o.historyFile !== undefined && (typeof o.historyFile !== 'string' || o.historyFile.length === 0)) throw new TypeError('historyFile must be a non-empty path');
+  if (!Number.isInteger(o.unmaskWorkers) || o.unmaskWorkers < 0) throw new RangeError('unmaskWorkers must be an integer ≥ 0');
+  if (typeof o.logger !== 'object' || o.logger === null || typeof o.logger.log !== 'function') throw new TypeError('logger must have a log(level, msg, fields) method');
+  if (o.serverId !== undefined && typeof o.serverId !== 'string') throw new TypeError('serverId must be a string');
+  if (o.issuerKey !== undefined && !(o.issuerKey instanceof Uint8Array && o.issuerKey.length === 32)) throw new RangeError('issuerKey must be a 32-byte Ed25519 public key');
+  checkThresholdOptions(o);
+  return o;
+}
+
+/**
+ * The degree and threshold of a round over `n` clients. The threshold is checked against the
+ * largest neighbourhood the graph can give over any U1 of the cohort (maxNeighbourhood: an odd
+ * degree over an odd U1 gives k + 1), never against the declared degree, and with the corruption
+ * budget: minimumThreshold is the smallest that meets the bound. `clamped` says the configured
+ * threshold did not fit this cohort and another was used.
+ */
+export function cohortParameters(o: ServiceOptions, n: number): { degree: Degree; threshold: number; clamped: boolean; neighbourhood: number } {
+  const c = o.corruption;
+  let degree: Degree;
+  let recommended: number | undefined;
+  if (o.degree === 'recommended') {
+    try {
+      const rec = recommendParameters({ clients: n, dropoutRate: Math.max(o.dropoutRate, 0.01), corruptionRate: c / n, securityBits: 40 });
+      degree = rec.complete ? 'complete' : rec.degree;
+      recommended = rec.threshold;
+    } catch {
+      degree = 'complete';
+    }
+  } else degree = o.degree;
+  const k = maxNeighbourhood(degree, n);
+  const floor = minimumThreshold(o.mode, degree, n, c);
+  const wanted = o.threshold ?? recommended ?? floor;
+  const threshold = Math.min(Math.max(wanted, floor), k);
+  return { degree, threshold, clamped: o.threshold !== undefined && threshold !== o.threshold, neighbourhood: k };
+}
+
+/**
+ * The largest frame any round of this server can need: the bound for the biggest cohort (the
+ * complete graph bounds every degree). It is the cap of authenticated sockets only; before the
+ * welcome a socket is held to MAX_CONTROL_BYTES.
+ */
+export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'maxClients'>): number {
+  const cohort: ClientId[] = Array.from({ length: Math.max(3, o.maxClients) }, (_, i) => clientId(i + 1));
+  const config: RoundConfig = { roundId: roundId(new Uint8Array(16)), bits: o.bits, dimension: o.dimension, threshold: 2, degree: 'complete', mode: 'semi-honest', cohort };
+  return Math.max(MAX_CONTROL_BYTES, maxClientMessageBytes(config));
+}
+
+/**
+ * Refuse at createServer a threshold or corruption budget that no cohort this server can draw
+ * could use. The neighbourhood grows with the cohort for a fixed degree (up to k, or k + 1 for an
+ * odd k) and the bound 2t > k + c (active; semi-honest: t > c, 2t > k) gets stricter with it, so a
+ * threshold that fails for the smallest cohort fails for all, and one above the largest
+ * neighbourhood fits none. For the 'recommended' degree only what holds for every degree is checked.
+ */
+function checkThresholdOptions(o: ServiceOptions): void {
+  const c = o.corruption;
+  if (!Number.isInteger(c) || c < 0) throw new RangeError('corruption must be an integer ≥ 0');
+  const t = o.threshold;
+  if (t !== undefined && (!Number.isInteger(t) || t < 2)) throw new RangeError('threshold must be an integer ≥ 2');
+  if (o.degree !== 'recommended' && o.degree !== 'complete' && (!Number.isInteger(o.degree) || o.degree < 2))
+    throw new RangeError("degree must be 'complete', 'recommended' or an integer ≥ 2");
+  if (o.degree === 'recommended') {
+    if (t !== undefined && o.mode === 'semi-honest' && t <= c) throw new RangeError(`threshold ${t} must exceed the corruption budget ${c}`);
+    return;
+  }
+  const kLargest = maxNeighbourhood(o.degree, o.maxClients);
+  const kSmallest = maxNeighbourhood(o.degree, o.minClients);
+  if (c >= kLargest) throw new RangeError(`corruption ${c} must be below the neighbourhood size (${kLargest} at most for degree ${o.degree})`);
+  if (t === undefined) return;
+  if (t > kLargest) throw new RangeError(`threshold ${t} exceeds every neighbourhood this server can build (${kLargest} at most)`);
+  const why = neighbourhoodBoundViolation(o.mode, kSmallest, t, c);
+  if (why !== undefined) throw new RangeError(`threshold ${t} is unsafe for every cohort (${o.minClients}..${o.maxClients} clients, degree ${o.degree}): ${why}`);
+}

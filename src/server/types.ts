@@ -1,0 +1,64 @@
+/** The service's public types: what createServer returns, publishes and reports. */
+import type { RoundRecord, RoundStore } from './store.js';
+
+/** What subscribers receive when a round completes. */
+export interface PublishedResult {
+  readonly round: number;
+  readonly roundId: string;
+  /** Σ x_u mod 2^bits over `included`. */
+  readonly sum: Uint32Array;
+  /** ClientIds whose input is in the sum. */
+  readonly included: readonly number[];
+  /** Identities (from the tokens) of the included clients. */
+  readonly identities: readonly string[];
+  /** Active mode: the included clients' identity public keys, hex (same order). */
+  readonly identityKeys?: readonly string[];
+  readonly params: RoundRecord['params'];
+  readonly stages: RoundRecord['stages'];
+  readonly startedAt: number;
+  readonly endedAt: number;
+}
+
+export interface LiveRound {
+  readonly round: number;
+  readonly roundId: string;
+  readonly stage: string;
+  readonly params: RoundRecord['params'];
+  readonly startedAt: number;
+  /** When the current stage's deadline passes, ms since the epoch. */
+  readonly stageDeadline: number;
+  readonly timeLeftMs: number;
+  readonly stages: RoundRecord['stages'];
+  /** Cohort members whose connection closed during the round. */
+  readonly disconnected: number;
+}
+
+export interface ServiceStatus {
+  readonly now: number;
+  readonly connections: number;
+  readonly waiting: number;
+  readonly round: LiveRound | null;
+  readonly totals: { readonly completed: number; readonly aborted: number };
+  readonly recent: readonly RoundRecord[];
+}
+
+export interface SecAggServer {
+  /** ws://host:port/ws */
+  readonly url: string;
+  /** http://host:port/ */
+  readonly httpUrl: string;
+  readonly port: number;
+  readonly store: RoundStore;
+  /** Called for every completed round; returns an unsubscribe function. */
+  onResult(listener: (result: PublishedResult) => void): () => void;
+  /** Called when any round ends (completed or aborted). */
+  onRoundEnd(listener: (record: RoundRecord) => void): () => void;
+  status(): Promise<ServiceStatus>;
+  /** Start a round now with the waiting clients; resolves to its number (undefined if too few). */
+  startRound(): Promise<number | undefined>;
+  /**
+   * Stop: no new rounds; the running round gets `graceMs` (default 0) to finish, else it is
+   * aborted with `reason` and recorded; connections close with 1001.
+   */
+  close(options?: { reason?: string; graceMs?: number }): Promise<void>;
+}

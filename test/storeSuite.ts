@@ -1,0 +1,173 @@
+/**
+ * The RoundStore contract, once, for every store: `describeRoundStore(name, open)` registers the
+ * same tests against a store made by `open` (store.test.ts runs it for the memory and SQLite
+ * stores; a Redis or PostgreSQL store would run it too). Importing this file registers nothing:
+ * node's runner loads every file under dist/test/.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { RoundOutcome, RoundRecord, RoundStore } from '../src/server/store.js';
+
+export interface StoreUnderTest {
+  readonly store: RoundStore;
+  /** Close and open the same store again (a restart); omitted for a store that does not persist. */
+  readonly reopen?: () => Promise<RoundStore>;
+  /** Remove whatever the store left behind (files). */
+  readonly dispose?: () => void;
+}
+
+export function record(i: number): Omit<RoundRecord, 'id'> {
+  return {
+    roundId: i.toString(16).padStart(32, '0'),
+    params: { bits: 16, dimension: 4, threshold: 2, degree: 2, mode: 'semi-honest', cohort: 3 },
+    startedAt: 1000 + i,
+    endedAt: null,
+    outcome: 'running',
+    code: null,
+    reason: null,
+    stage: 'advertise',
+    stages: {},
+    included: null,
+  };
+}
+
+/** 250 rounds: every 3rd aborted, every 7th (not aborted) left running, the rest completed. */
+async function fill(store: RoundStore): Promise<Record<RoundOutcome, number>> {
+  const want: Record<RoundOutcome, number> = { running: 0, completed: 0, aborted: 0 };
+  for (let i = 0; i < 250; i++) {
+    const id = await store.begin(record(i));
+    const outcome: RoundOutcome = i % 3 === 0 ? 'aborted' : i % 7 === 0 ? 'running' : 'completed';
+    want[outcome]++;
+    if (outcome === 'running') continue;
+    await store.save({
+      ...record(i),
+      id,
+      outcome,
+      endedAt: 2000 + i,
+      ...(outcome === 'aborted' ? { code: 'ERR_TIMEOUT', reason: 'test' } : { included: [1, 2], sum: new Uint32Array([i, 0, 0, 0]) }),
+    });
+  }
+  return want;
+}
+
+/** A record without its sum (stores differ in whether "no sum" is absent or null). */
+const withoutSum = (r: RoundRecord | undefined): Omit<RoundRecord, 'sum'> | undefined => {
+  if (r === undefined) return undefined;
+  const { sum: _sum, ...rest } = r;
+  return rest;
+};
+
+/** `open` makes a fresh, empty store for each test; `reopen` (a restart) is tested where it is given. */
+export function describeRoundStore(name: string, open: () => Promise<StoreUnderTest>, options: { persistent?: boolean } = {}): void {
+  describe(`${name}: the RoundStore contract`, () => {
+    const withStore = async (f: (s: StoreUnderTest) => Promise<void>) => {
+      const s = await open();
+      try {
+        await f(s);
+      } finally {
+        s.dispose?.();
+      }
+    };
+
+    test('begin numbers rounds 1, 2, 3, …; get returns what was saved, sum included; an unknown round is undefined', () =>
+      withStore(async ({ store }) => {
+        assert.deepEqual([await store.begin(record(0)), await store.begin(record(1)), await store.begin(record(2))], [1, 2, 3]);
+        const running = await store.get(2);
+        assert.deepEqual(withoutSum(running), { ...record(1), id: 2 });
+        assert.ok(!running!.sum, 'a running round has no sum');
+        const done: RoundRecord = {
+          ...record(1),
+          id: 2,
+          endedAt: 5000,
+          outcome: 'completed',
+          stage: 'done',
+          stages: { advertise: { clients: 3, startedAt: 1001, endedAt: 1002, bytesIn: 300, bytesOut: 900 } },
+          included: [1, 3],
+          sum: new Uint32Array([7, 0xffffffff, 0, 42]),
+        };
+        await store.save(done);
+        const got = await store.get(2);
+        assert.deepEqual(withoutSum(got), withoutSum(done));
+        assert.deepEqual(got!.sum, done.sum);
+        assert.equal(await store.get(99), undefined);
+        assert.deepEqual(withoutSum(await store.get(1)), { ...record(0), id: 1 }, 'the other rounds are untouched');
+        await store.close();
+      }));
+
+    test('what a store returns and what it was given are copies: changing either later changes nothing stored', () =>
+      withStore(async ({ store }) => {
+        const id = await store.begin(record(0));
+        const saved: RoundRecord = { ...record(0), id, outcome: 'completed', included: [1, 2], sum: new Uint32Array([1, 2, 3, 4]) };
+        await store.save(saved);
+        saved.included!.push(3);
+        saved.sum![0] = 99;
+        saved.outcome = 'aborted';
+        const got = (await store.get(id))!;
+        assert.deepEqual(got.included, [1, 2]);
+        assert.deepEqual(got.sum, new Uint32Array([1, 2, 3, 4]));
+        got.sum![1] = 77;
+        got.included!.push(9);
+        const again = (await store.get(id))!;
+        assert.deepEqual(again.sum, new Uint32Array([1, 2, 3, 4]));
+        assert.deepEqual(again.included, [1, 2]);
+        assert.equal(again.outcome, 'completed');
+        await store.close();
+      }));
+
+    test('list: newest first, 100 by default or `limit`, without sums', () =>
+      withStore(async ({ store }) => {
+        await fill(store);
+        const page = await store.list();
+        assert.equal(page.length, 100);
+        assert.deepEqual(
+          page.slice(0, 3).map((r) => r.id),
+          [250, 249, 248],
+        );
+        assert.ok(page.every((r) => !r.sum), 'no sums in a list');
+        assert.equal(page.find((r) => r.id === 248)!.included?.length, 2, 'the rest of the record is there');
+        assert.deepEqual(
+          (await store.list({ limit: 2 })).map((r) => r.id),
+          [250, 249],
+        );
+        await store.close();
+      }));
+
+    test('outcome totals cover the whole history, beyond one page of list(); abortUnfinished aborts exactly the running rounds', () =>
+      withStore(async ({ store }) => {
+        const want = await fill(store);
+        assert.deepEqual(await store.countOutcomes(), want);
+        const interrupted = await store.abortUnfinished('ERR_INTERRUPTED', 'restart', 9999);
+        assert.equal(interrupted.length, want.running);
+        assert.deepEqual(
+          interrupted,
+          Array.from({ length: 250 }, (_, i) => i).filter((i) => i % 3 !== 0 && i % 7 === 0).map((i) => i + 1),
+        );
+        const one = (await store.get(interrupted[0]!))!;
+        assert.equal(one.outcome, 'aborted');
+        assert.equal(one.code, 'ERR_INTERRUPTED');
+        assert.equal(one.reason, 'restart');
+        assert.equal(one.endedAt, 9999);
+        assert.ok(!one.sum);
+        assert.deepEqual(await store.countOutcomes(), { running: 0, completed: want.completed, aborted: want.aborted + want.running });
+        assert.deepEqual(await store.abortUnfinished('ERR_INTERRUPTED', 'again', 10_000), [], 'nothing is left running');
+        await store.close();
+      }));
+
+    if (options.persistent)
+      test('the same history after a restart', async () => {
+        const s = await open();
+        try {
+          assert.ok(s.reopen, 'a persistent store under test can be reopened');
+          const want = await fill(s.store);
+          const before = await s.store.get(5);
+          const store = await s.reopen();
+          assert.deepEqual(await store.countOutcomes(), want);
+          assert.deepEqual(await store.get(5), before);
+          assert.equal(await store.begin(record(999)), 251, 'numbering goes on');
+          await store.close();
+        } finally {
+          s.dispose?.();
+        }
+      });
+  });
+}
