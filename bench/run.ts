@@ -34,6 +34,7 @@ import { buildGraph, defaultThreshold, recommendParameters } from '../src/graph/
 import { clientId, roundId, type ClientId } from '../src/ids.js';
 import * as derive from '../src/protocol/derive.js';
 import type { Degree } from '../src/protocol/config.js';
+import { keystreamMs, keystreamRate, median, sample, timeAsync, timed, timeKeystream, toGBps } from './timing.js';
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -82,35 +83,10 @@ const log = (s: string): void => void process.stderr.write(s + '\n');
 const t0Global = performance.now();
 const stamp = (): string => `[${((performance.now() - t0Global) / 1000).toFixed(1).padStart(6)}s]`;
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return NaN;
-  return n % 2 === 1 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
-
-const noop = (): void => {};
-
-/** Keystream rate of this thread: bytes per ms (= 1e-6 GB/s), median of `reps` runs of `words` words. */
-function keystreamRate(words: number, reps: number): { bytesPerMs: number; samples: number[] } {
-  const key = randomBytes(16);
-  void nodeCrypto.keystream(key, Math.min(words, 1 << 18), noop); // warm-up
-  const samples: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    void nodeCrypto.keystream(key, words, noop);
-    samples.push((4 * words) / (performance.now() - t));
-  }
-  return { bytesPerMs: median(samples), samples };
-}
-
 /** The PRG floor of a row: keystream rate measured now (median of a few short runs). */
 function measureFloorRate(): number {
   return keystreamRate(QUICK ? 1 << 20 : 1 << 22, QUICK ? 5 : 11).bytesPerMs;
 }
-
-const gbps = (bytesPerMs: number): number => bytesPerMs / 1e6;
-const floorMs = (words: number, bytesPerMs: number): number => (4 * words) / bytesPerMs;
 
 /** W threads producing keystream at once: aggregate bytes per ms (median of `reps`), the achievable parallel floor. */
 let ksWorkers: Worker[] = [];
@@ -124,23 +100,12 @@ async function parallelKeystreamRate(threads: number, wordsPerThread: number, re
       w.postMessage({ words });
     });
   await Promise.all(ksWorkers.slice(0, threads).map((w) => once(w, 1 << 16))); // warm-up
-  const samples: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    await Promise.all(ksWorkers.slice(0, threads).map((w) => once(w, wordsPerThread)));
-    samples.push((4 * wordsPerThread * threads) / (performance.now() - t));
-  }
-  return median(samples);
+  const { samples } = await sample(() => Promise.all(ksWorkers.slice(0, threads).map((w) => once(w, wordsPerThread))), reps);
+  return median(samples.map((ms) => (4 * wordsPerThread * threads) / ms));
 }
 async function closeKeystreamWorkers(): Promise<void> {
   await Promise.all(ksWorkers.map((w) => w.terminate()));
   ksWorkers = [];
-}
-
-async function timeAsync(fn: () => Promise<unknown> | unknown): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,7 +357,7 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
     if (st === 'masked') {
       const k = med((o) => o.maskNeighbours.mean);
       const words = (k + 1) * spec.m;
-      const f = floorMs(words, rate);
+      const f = keystreamMs(words, rate);
       const ratio = mean / f;
       row({
         row: id,
@@ -414,7 +379,7 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
     const max = med((o) => o.stats.clientMs.max);
     const k = med((o) => o.maskNeighbours.mean);
     const words = (k + 1) * spec.m;
-    const f = floorMs(words, rate);
+    const f = keystreamMs(words, rate);
     row({
       row: id,
       scenario: scen,
@@ -437,7 +402,7 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
     const exps = s.serverMaskExpansions;
     const threads = last.unmask.threads;
     const words = exps * spec.m;
-    const f = floorMs(words, rate);
+    const f = keystreamMs(words, rate);
     const fPer = f / threads;
     const ratio = total / fPer;
     row({
@@ -476,7 +441,7 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
     });
     if (threads > 1) {
       const parRate = await parallelKeystreamRate(threads, QUICK ? 1 << 20 : 1 << 23, QUICK ? 3 : 5);
-      const parFloor = floorMs(words, parRate);
+      const parFloor = keystreamMs(words, parRate);
       row({
         row: id,
         scenario: scen,
@@ -484,9 +449,9 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
         meanMs: parFloor,
         prgWords: words,
         threads,
-        note: `${gbps(parRate).toFixed(2)} GB/s aggregate = ${(parRate / rate).toFixed(2)}× one thread (other load on the machine shows here)`,
+        note: `${toGBps(parRate).toFixed(2)} GB/s aggregate = ${(parRate / rate).toFixed(2)}× one thread (other load on the machine shows here)`,
       });
-      (extra as Record<string, unknown>)[`${id}.parallelKeystreamGBps`] = gbps(parRate);
+      extra[`${id}.parallelKeystreamGBps`] = toGBps(parRate);
     }
     row({
       row: id,
@@ -561,12 +526,12 @@ async function benchRound(spec: RoundSpec, pool: WorkerUnmasker | undefined): Pr
     dropouts: Object.fromEntries(Object.entries(spec.dropouts).map(([k, v]) => [k, v!.length])),
     included: outcomes.map((o) => o.stats.stages.masked.clients),
     sumCorrect: allOk,
-    keystreamGBps: rates.map(gbps),
-    floorRateGBps: gbps(rate),
+    keystreamGBps: rates.map(toGBps),
+    floorRateGBps: toGBps(rate),
     stats: outcomes.map((o) => o.stats),
   };
   if (!allOk) log(`${stamp()} ${id}: WARNING — the protocol's sum differs from the plaintext sum`);
-  log(`${stamp()} ${id}: done (sum ${allOk ? 'correct' : 'WRONG'}, floor ${gbps(rate).toFixed(2)} GB/s)`);
+  log(`${stamp()} ${id}: done (sum ${allOk ? 'correct' : 'WRONG'}, floor ${toGBps(rate).toFixed(2)} GB/s)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,32 +561,32 @@ async function benchMask1m(id: 'mask1m' | 'mask100k' = 'mask1m'): Promise<void> 
   let simd = false;
   // One warm-up pass, then `reps` timed passes; the floor is measured next to every pass.
   for (let r = -1; r < reps; r++) {
-    {
-      // Paired floor: the same number of keystream words, into a no-op sink, right before this pass.
-      const ft = performance.now();
-      for (let j = 0; j <= k; j++) void nodeCrypto.keystream(floorKey, m, noop);
-      floorTimes.push(performance.now() - ft);
-    }
+    // Paired floor: the same number of keystream words, into a no-op sink, right before this pass.
+    let floor = 0;
+    for (let j = 0; j <= k; j++) floor += timeKeystream(floorKey, m);
+    floorTimes.push(floor);
     // The client derives its pairwise mask keys at ShareKeys (clientRound.ts onKeys); the
     // MaskedInput stage is then the accumulator, the input, k + 1 expansions and the reduction.
-    let a = performance.now();
-    const selfKey = await derive.selfMaskKey(c, selfSeed, round, me);
     const keys: Array<{ key: Uint8Array; sign: 1 | -1 }> = [];
-    for (const p of peers) {
-      const shared = await masking.agree(p.pk);
-      keys.push({ key: await derive.pairwiseMaskKey(c, shared, round, me, p.id), sign: p.id > me ? 1 : -1 });
-    }
-    const tKeys = performance.now() - a;
-    const t = performance.now();
-    const acc = new RingAccumulator(m);
-    simd = acc.simd;
-    acc.addVector(input, 1);
-    a = performance.now();
-    await acc.addPrg(c, selfKey, 1);
-    for (const { key, sign } of keys) await acc.addPrg(c, key, sign);
-    const tPrg = performance.now() - a;
-    const out = acc.toVector(32);
-    const total = performance.now() - t;
+    const { value: selfKey, ms: tKeys } = await timed(async () => {
+      const selfKey = await derive.selfMaskKey(c, selfSeed, round, me);
+      for (const p of peers) {
+        const shared = await masking.agree(p.pk);
+        keys.push({ key: await derive.pairwiseMaskKey(c, shared, round, me, p.id), sign: p.id > me ? 1 : -1 });
+      }
+      return selfKey;
+    });
+    let tPrg = 0;
+    const { value: out, ms: total } = await timed(async () => {
+      const acc = new RingAccumulator(m);
+      simd = acc.simd;
+      acc.addVector(input, 1);
+      tPrg = await timeAsync(async () => {
+        await acc.addPrg(c, selfKey, 1);
+        for (const { key, sign } of keys) await acc.addPrg(c, key, sign);
+      });
+      return acc.toVector(32);
+    });
     if (out.length !== m) throw new Error('unreachable');
     if (r >= 0) {
       whole.push(total);
@@ -673,7 +638,7 @@ async function benchMask1m(id: 'mask1m' | 'mask100k' = 'mask1m'): Promise<void> 
     maxMs: Math.max(...keysMs),
     note: `${((median(keysMs) / k) * 1000).toFixed(1)} µs per neighbour`,
   });
-  extra[id] = { m, neighbours: k, reps, wholeMs: whole, prgMs, keysMs, floorMs: timedFloors, floorRateGBps: gbps(rate) };
+  extra[id] = { m, neighbours: k, reps, wholeMs: whole, prgMs, keysMs, floorMs: timedFloors, floorRateGBps: toGBps(rate) };
   log(`${stamp()} ${id}: done`);
 }
 
@@ -800,9 +765,9 @@ const probe = new RingAccumulator(64);
 header.push(
   `secagg bench${QUICK ? ' (QUICK: smaller sizes, targets not meaningful)' : ''} — node ${process.version}, ${CORES} cores, ` +
     `${WORKERS} unmask worker threads, accumulator ${probe.simd ? 'WASM SIMD' : 'plain JS'}, reps ${REPS} (median)`,
-  `PRG floor: nodeCrypto.keystream (AES-128-CTR) into a no-op sink: ${gbps(headerRate.bytesPerMs).toFixed(2)} GB/s ` +
+  `PRG floor: nodeCrypto.keystream (AES-128-CTR) into a no-op sink: ${toGBps(headerRate.bytesPerMs).toFixed(2)} GB/s ` +
     `(${((1e6 * 4) / headerRate.bytesPerMs).toFixed(2)} ns/word; ` +
-    `samples ${Math.min(...headerRate.samples.map(gbps)).toFixed(2)}–${Math.max(...headerRate.samples.map(gbps)).toFixed(2)} GB/s). ` +
+    `samples ${Math.min(...headerRate.samples.map(toGBps)).toFixed(2)}–${Math.max(...headerRate.samples.map(toGBps)).toFixed(2)} GB/s). ` +
     `Each row's floor is re-measured next to it.`,
   `ratio = mean / floor (client rows) or mean / (floor / threads) (server rows). Client rows: mean and max over clients.`,
 );
@@ -842,8 +807,8 @@ writeFileSync(
       cores: CORES,
       workers: WORKERS,
       reps: REPS,
-      keystreamGBps: gbps(headerRate.bytesPerMs),
-      keystreamSamplesGBps: headerRate.samples.map(gbps),
+      keystreamGBps: toGBps(headerRate.bytesPerMs),
+      keystreamSamplesGBps: headerRate.samples.map(toGBps),
       rows,
       details: extra,
     },
