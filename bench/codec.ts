@@ -11,7 +11,7 @@ import { fastDecodeClientMessage, fastDecodeServerMessage, fastEncodeClientMessa
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES } from '../src/protocol/limits.js';
 import { SHARE_BYTES } from '../src/shamir/index.js';
 import { cryptoRng } from '../src/rng.js';
-import { gbps, keystreamBytesPerMs, timeIt } from './timing.js';
+import { gbps, keystreamBytesPerMs, msPerCall } from './timing.js';
 
 
 const K = 499;
@@ -88,10 +88,10 @@ for (const r of rows) {
   // A benchmark of a path that is not taken, or not equal, would measure nothing useful.
   if (fast === undefined || Buffer.compare(fast, bytes) !== 0) throw new Error(`${r.name}: fast encoding differs`);
   if (r.fastDecode(bytes) === undefined) throw new Error(`${r.name}: fast decoder declined`);
-  const pe = timeIt(r.pbEncode);
-  const fe = timeIt(r.fastEncode);
-  const pd = timeIt(() => r.pbDecode(bytes));
-  const fd = timeIt(() => r.fastDecode(bytes));
+  const pe = msPerCall(r.pbEncode);
+  const fe = msPerCall(r.fastEncode);
+  const pd = msPerCall(() => r.pbDecode(bytes));
+  const fd = msPerCall(() => r.fastDecode(bytes));
   const ks = bytes.length / rate; // ms to generate as many keystream bytes as the message has
   table.push([r.name, String(bytes.length), us(pe), us(fe), x(pe, fe), us(pd), us(fd), x(pd, fd), x(fe, ks), x(fd, ks)]);
 }

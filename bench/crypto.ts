@@ -5,7 +5,6 @@
  * "seq" awaits each call before the next (how a simple client loop behaves); "par" keeps 64 calls
  * in flight (Promise.all), which lets WebCrypto overlap its thread-pool round-trips.
  */
-import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { hkdf as nobleHkdf } from '@noble/hashes/hkdf.js';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
@@ -13,7 +12,7 @@ import { gcm as nobleGcm } from '@noble/ciphers/aes.js';
 import type { CryptoProvider } from '../src/crypto/provider.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { createWebCrypto, webCrypto } from '../src/crypto/web.js';
-import { asKeystream, gbps, keystreamBytesPerMs } from './timing.js';
+import { asKeystream, gbps, keystreamBytesPerMs, msPerCallAsync } from './timing.js';
 
 const QUICK = process.argv.includes('--quick');
 const BUDGET_MS = QUICK ? 100 : 400;
@@ -21,29 +20,9 @@ const PAR = 64;
 
 type Op = () => unknown;
 
-async function timeSeq(op: Op): Promise<number> {
-  for (let i = 0; i < 5; i++) await op(); // warm-up (and lazy feature detection)
-  let n = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < BUDGET_MS) {
-    await op();
-    n++;
-    if ((n & 3) === 0) t = performance.now();
-  }
-  return (performance.now() - t0) / n; // ms per op
-}
-
-async function timePar(op: Op): Promise<number> {
-  await Promise.all(Array.from({ length: PAR }, op));
-  let n = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < BUDGET_MS) {
-    await Promise.all(Array.from({ length: PAR }, op));
-    n += PAR;
-  }
-  return (performance.now() - t0) / n;
-}
+// Warm-up calls also run the providers' lazy feature detection.
+const timeSeq = (op: Op): Promise<number> => msPerCallAsync(op, { minMs: BUDGET_MS, warmup: 5, batch: 4 });
+const timePar = async (op: Op): Promise<number> => (await msPerCallAsync(() => Promise.all(Array.from({ length: PAR }, op)), { minMs: BUDGET_MS })) / PAR;
 
 interface Row {
   primitive: string;

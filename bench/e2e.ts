@@ -20,7 +20,7 @@ import type { WebSocketConstructor } from '../src/transport/socket.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { randomRingVector } from '../src/sim/random.js';
 import { plainSum } from '../src/ring/vector.js';
-import { asKeystream, gbps, keystreamBytesPerMs } from './timing.js';
+import { asKeystream, gbps, keystreamBytesPerMs, keystreamMs, timed } from './timing.js';
 
 const SECRET = 'bench-secret-0123456789abcdef';
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -85,19 +85,19 @@ async function main(): Promise<void> {
       .catch(() => {});
   }, 200);
   process.stderr.write(`e2e: ${n} clients in ${workers} worker threads, m = ${m}, degree ${degree}, server ${dashboard}\n`);
-  const t0 = performance.now();
   const per = Math.ceil(n / workers);
-  const included = await Promise.all(
-    Array.from({ length: workers }, (_, w) => {
-      const job: Job = { url, from: w * per, to: Math.min(n, (w + 1) * per), m };
-      return new Promise<number>((ok, fail) => {
-        const worker = new Worker(fileURLToPath(import.meta.url), { workerData: job });
-        worker.once('message', (msg: { included: number }) => ok(msg.included));
-        worker.once('error', fail);
-      });
-    }),
+  const { value: included, ms: wall } = await timed(() =>
+    Promise.all(
+      Array.from({ length: workers }, (_, w) => {
+        const job: Job = { url, from: w * per, to: Math.min(n, (w + 1) * per), m };
+        return new Promise<number>((ok, fail) => {
+          const worker = new Worker(fileURLToPath(import.meta.url), { workerData: job });
+          worker.once('message', (msg: { included: number }) => ok(msg.included));
+          worker.once('error', fail);
+        });
+      }),
+    ),
   );
-  const wall = performance.now() - t0;
   const round = (await (await fetch(dashboard + 'api/rounds/1')).json()) as {
     outcome: string;
     sum: number[] | null;
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   const k = round.params.degree;
   const maskers = round.stages.masked?.clients ?? 0;
   const prgWords = maskers * (k + 2) * m;
-  const floorMs = (4 * prgWords) / rate;
+  const floorMs = keystreamMs(prgWords, rate);
   const roundMs = round.endedAt - round.startedAt;
   const cores = availableParallelism();
   const lines = [

@@ -4,13 +4,6 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
-import { nodeCrypto } from '../src/crypto/node.js';
+import { timeKeystream } from './timing.js';
 
-const noop = (): void => {};
-parentPort!.on('message', (msg: { words: number }) => {
-  const key = randomBytes(16);
-  const t = performance.now();
-  void nodeCrypto.keystream(key, msg.words, noop);
-  parentPort!.postMessage(performance.now() - t);
-});
+parentPort!.on('message', (msg: { words: number }) => parentPort!.postMessage(timeKeystream(randomBytes(16), msg.words)));

@@ -10,20 +10,7 @@
  */
 import { cryptoRng } from '../src/rng.js';
 import { LagrangeCache, combineShares, reconstructVerified, splitSecret } from '../src/shamir/index.js';
-import { asKeystream, gbps, keystreamBytesPerMs, timeIt } from './timing.js';
-
-async function timeAsync(fn: () => Promise<unknown>, minMs = 300): Promise<number> {
-  await fn();
-  let iters = 0;
-  const start = performance.now();
-  let now = start;
-  while (now - start < minMs) {
-    await fn();
-    iters++;
-    now = performance.now();
-  }
-  return (now - start) / iters;
-}
+import { asKeystream, gbps, keystreamBytesPerMs, msPerCall, msPerCallAsync, timed } from './timing.js';
 
 const rate = keystreamBytesPerMs();
 console.log(`PRG keystream floor in this run: ${gbps(rate)}; each timing also as the keystream generated in the same time`);
@@ -46,22 +33,22 @@ for (const [n, t] of cases) {
   const holders = Array.from({ length: n }, (_, i) => i + 1);
   const secret = cryptoRng(32);
   const shares = splitSecret({ secret, holders, threshold: t, rng: cryptoRng });
-  const split = timeIt(() => splitSecret({ secret, holders, threshold: t, rng: cryptoRng }));
+  const split = msPerCall(() => splitSecret({ secret, holders, threshold: t, rng: cryptoRng }));
 
   const sub = holders.slice(0, t);
   const subShares = shares.slice(0, t);
-  const cold = timeIt(() => combineShares({ holders: sub, shares: subShares }));
+  const cold = msPerCall(() => combineShares({ holders: sub, shares: subShares }));
   const cache = new LagrangeCache();
-  const cached = timeIt(() => combineShares({ holders: sub, shares: subShares, cache }));
+  const cached = msPerCall(() => combineShares({ holders: sub, shares: subShares, cache }));
   const expect = Buffer.from(secret);
   const verify = (s: Uint8Array) => expect.equals(s);
 
   // All n shares honest, cache warm: the server's common case. The dual check clears all n shares
   // in O(n·C); the exact per-spare check must not run.
-  const verified = await timeAsync(() => reconstructVerified({ holders, shares, threshold: t, verify, cache }));
+  const verified = await msPerCallAsync(() => reconstructVerified({ holders, shares, threshold: t, verify, cache }));
   if (cache.exactChecks !== 0) throw new Error('fast path not taken');
   // No cache: Lagrange coefficients and dual vectors are recomputed every time (O(n²)).
-  const verifiedCold = await timeAsync(() => reconstructVerified({ holders, shares, threshold: t, verify }), 200);
+  const verifiedCold = await msPerCallAsync(() => reconstructVerified({ holders, shares, threshold: t, verify }), { minMs: 200 });
 
   // One bad spare (last holder, one chunk): the dual check fails and the exact O((n − t)·t·C)
   // per-spare check names it — the cost every verified reconstruction paid before the fast path.
@@ -70,7 +57,7 @@ for (const [n, t] of cases) {
   cs[0] = cs[0]! ^ 1;
   badSpare[n - 1] = cs;
   const before = cache.exactChecks;
-  const exact = await timeAsync(() => reconstructVerified({ holders, shares: badSpare, threshold: t, verify, cache }), 200);
+  const exact = await msPerCallAsync(() => reconstructVerified({ holders, shares: badSpare, threshold: t, verify, cache }), { minMs: 200 });
   if (cache.exactChecks === before) throw new Error('exact check not taken');
 
   // One bad share inside the canonical subset: exercises the swap-in search (then the exact check).
@@ -78,7 +65,7 @@ for (const [n, t] of cases) {
   const corrupt = new Uint8Array(bad[0]!);
   corrupt[0] = corrupt[0]! ^ 1;
   bad[0] = corrupt;
-  const oneBad = await timeAsync(() => reconstructVerified({ holders, shares: bad, threshold: t, verify, cache }), 200);
+  const oneBad = await msPerCallAsync(() => reconstructVerified({ holders, shares: bad, threshold: t, verify, cache }), { minMs: 200 });
 
   table.push([`${n}`, `${t}`, fmt(split), fmt(cold), fmt(cached), fmt(verified), fmt(verifiedCold), fmt(exact), fmt(oneBad)]);
 }
@@ -106,10 +93,10 @@ for (const [n, t] of [
   });
   const once = async (opts: { supersets: boolean; universe: boolean }) => {
     const cache = new LagrangeCache({ supersets: opts.supersets });
-    const start = performance.now();
-    if (opts.universe) cache.setUniverse(U);
-    for (const o of owners) await reconstructVerified({ holders: o.holders, shares: o.shares, threshold: t, verify: o.verify, cache });
-    const ms = performance.now() - start;
+    const { ms } = await timed(async () => {
+      if (opts.universe) cache.setUniverse(U);
+      for (const o of owners) await reconstructVerified({ holders: o.holders, shares: o.shares, threshold: t, verify: o.verify, cache });
+    });
     if (cache.exactChecks !== 0) throw new Error('fast path not taken');
     return { ms, weights: cache.weightComputations };
   };

@@ -13,7 +13,16 @@ export { simulateRound, STAGES, type SimulateOptions, type SimulateResult, type 
 export { SecAggError, isSecAggError, ERROR_CODES, type SecAggErrorCode } from './errors.js';
 export { clientId, roundId, type ClientId, type RoundId } from './ids.js';
 export { cryptoRng, unsafeSeededRng, type Rng } from './rng.js';
-export { buildGraph, recommendParameters, defaultThreshold, type NeighbourGraph } from './graph/index.js';
+export {
+  buildGraph,
+  recommendParameters,
+  defaultThreshold,
+  type NeighbourGraph,
+  type BuildGraphOptions,
+  type AdversaryModel,
+  type ParameterRequirements,
+  type ParameterRecommendation,
+} from './graph/index.js';
 export { validateConfig, effectiveDegree, type RoundConfig, type Mode, type Degree, type RoundLimits } from './protocol/config.js';
 export {
   createClient,
@@ -52,6 +61,6 @@ export {
 export { createRoundRunner, type RoundRunner, type RoundRunnerOptions, type RoundEnd, type MessageHooks } from './protocol/runner.js';
 export { realClock, manualClock, type Clock, type ManualClock, type TimerHandle } from './clock.js';
 export { RingAccumulator, packVector, unpackVector, plainSum } from './ring/index.js';
-export type { CryptoProvider } from './crypto/provider.js';
+export type { CryptoProvider, X25519PrivateKey, Ed25519PrivateKey } from './crypto/index.js';
 export { PROTOCOL_VERSION } from './wire/codec.js';
 export * from './encoding/index.js';

@@ -138,7 +138,7 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
     mode: r.mode,
     cohort: ids,
   };
-  let outgoing: Outgoing[] = [];
+  const outgoing: Outgoing[] = [];
   // The server side runs as everywhere else: through a round runner, the test saying when a stage's time is up.
   const runner = createRoundRunner({
     server: { config },

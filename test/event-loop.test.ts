@@ -72,7 +72,7 @@ test('the in-thread unmasker yields about every 2^20 keystream words when the pl
 test('stage changes yield while fanning out keys and ciphertexts to a large cohort, and the round still sums right', async () => {
   const n = 120;
   const marks: string[] = [];
-  let d: Driver | undefined = undefined;
+  let d: Driver | undefined;
   const yieldToEventLoop = async () => void marks.push(d!.server.stage);
   d = await new Driver({ n, m: 8, server: { yieldToEventLoop } }).start();
   await d.finish();

@@ -31,8 +31,6 @@ Options:
 Exit code 0 when the result equals the plaintext sum of the included clients, 1 when it does not,
 2 for bad arguments or an aborted round.`;
 
-export { UsageError } from './args.js';
-
 export async function runSimulate(argv: string[]): Promise<number> {
   const a = parseFlags(
     argv,

@@ -11,7 +11,7 @@ import { clientContext, createClient, handleClientMessage, type ClientContext, t
 import { REPLY_STAGE } from '../protocol/stages.js';
 import { PROTOCOL_VERSION } from '../wire/codec.js';
 import { CLOSE, decodeControl, isControlFrame, TransportError } from '../transport/frames.js';
-import { type DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
+import type { DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
 import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from '../identity/index.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
 import { ClientError } from './errors.js';

@@ -323,7 +323,7 @@ const LOG_FACT_TABLE = (() => {
 })();
 
 /** ln(x!) for integer x ≥ 0: a table below 256, Stirling's series (error < 1/(1680·x^7)) above. */
-export function logFactorial(x: number): number {
+function logFactorial(x: number): number {
   if (x < SMALL) return LOG_FACT_TABLE[x]!;
   const inv = 1 / x;
   const inv2 = inv * inv;
@@ -336,7 +336,7 @@ function logChoose(a: number, b: number): number {
 }
 
 /** ln P[X = x] for X ~ Hypergeometric(population N, K marked, k drawn). */
-export function hypergeometricLogPmf(N: number, K: number, k: number, x: number): number {
+function hypergeometricLogPmf(N: number, K: number, k: number, x: number): number {
   return logChoose(K, x) + logChoose(N - K, k - x) - logChoose(N, k);
 }
 
@@ -344,7 +344,7 @@ export function hypergeometricLogPmf(N: number, K: number, k: number, x: number)
  * ln P[X ≥ t], summed exactly term by term from t upwards. Past the mode the terms shrink
  * geometrically, so the sum stops once they fall 2^−72 below the running total.
  */
-export function logUpperTail(N: number, K: number, k: number, t: number): number {
+function logUpperTail(N: number, K: number, k: number, t: number): number {
   const lo = Math.max(0, k - (N - K));
   const hi = Math.min(k, K);
   if (t > hi) return -Infinity;

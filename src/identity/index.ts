@@ -15,7 +15,7 @@ import type { CryptoProvider } from '../crypto/provider.js';
 import { cryptoRng } from '../rng.js';
 
 export const IDENTITY_KEY_BYTES = 32;
-export const IDENTITY_SEED_BYTES = 32;
+const IDENTITY_SEED_BYTES = 32;
 export const NONCE_BYTES = 32;
 const SIGNATURE_BYTES = 64;
 const CERT_PREFIX = 'sc1';

@@ -24,7 +24,7 @@ import { buildGraph } from '../graph/index.js';
 import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
 import { decodeServerMessageChecked, encodeClientMessage, type ClientBody } from '../wire/codec.js';
 import { peekServerBody } from '../wire/peek.js';
-import { type KeysForYou, type RoundParameters, type SharesForYou, type UnmaskRequest, type ConsistencyRequest, type ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
+import type { KeysForYou, RoundParameters, SharesForYou, UnmaskRequest, ConsistencyRequest, ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
 import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, entryCaps, serverMessageLimits, serverMessageLimitsBeforeStart } from './limits.js';
@@ -740,7 +740,7 @@ async function onUnmask(ctx: ClientContext, state: AwaitingUnmaskState | DoneCli
 }
 
 /** RFC 7748 clamping: the X25519 scalar a 32-byte private key really stands for. */
-export function clampScalar(k: Uint8Array): Uint8Array {
+function clampScalar(k: Uint8Array): Uint8Array {
   const out = k.slice();
   out[0] = out[0]! & 248;
   out[31] = (out[31]! & 127) | 64;

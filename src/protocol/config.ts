@@ -39,7 +39,7 @@ export function consistencyQuorum(config: RoundConfig, advertised: number): numb
   return Math.max(config.threshold, Math.floor((advertised + colludersOf(config)) / 2) + 1);
 }
 
-export function colludersOf(config: RoundConfig): number {
+function colludersOf(config: RoundConfig): number {
   return config.colluders ?? config.corruption ?? 0;
 }
 

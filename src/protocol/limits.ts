@@ -1,3 +1,4 @@
+import { GRAPH_SEED_BYTES } from '../graph/index.js';
 import { elementBytes } from '../ring/vector.js';
 import { SHARE_BYTES } from '../shamir/index.js';
 import { ENTRY_OVERHEAD, ENVELOPE_OVERHEAD } from '../wire/codec.js';
@@ -5,13 +6,12 @@ import type { ClientKind, ServerKind } from '../wire/peek.js';
 import { maxNeighbourhood, type RoundConfig } from './config.js';
 import { clientKindForStage } from './stages.js';
 
-export { clientKindForStage };
+export { clientKindForStage, GRAPH_SEED_BYTES };
 
 /** Bytes of one encrypted share message: ids, two Shamir shares, AES-GCM tag. */
 export const SHARE_CIPHERTEXT_BYTES = 8 + 2 * SHARE_BYTES + 16;
 export const KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
-export const GRAPH_SEED_BYTES = 32;
 
 /** Upper bound on any client→server message of this round: checked before decoding. */
 export function maxClientMessageBytes(c: RoundConfig): number {
@@ -50,7 +50,7 @@ export function maxRoundStartBytes(maxClients: number): number {
 export const COMMITMENT_BYTES = 32;
 export const SEED_BYTES = 32;
 /** A SecAggError code in an abort: the longest is 25 bytes. */
-export const MAX_ABORT_CODE_BYTES = 64;
+const MAX_ABORT_CODE_BYTES = 64;
 /** The reason of a RoundAborted, in UTF-8 bytes: the server clamps it (clampAbortReason). */
 export const MAX_ABORT_REASON_BYTES = 1024;
 

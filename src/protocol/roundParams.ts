@@ -25,7 +25,7 @@ export function roundParameters(config: RoundConfig): RoundParametersInit {
   };
 }
 
-export function wireMode(mode: Mode): WireMode {
+function wireMode(mode: Mode): WireMode {
   return mode === 'active' ? WireMode.ACTIVE : WireMode.SEMI_HONEST;
 }
 

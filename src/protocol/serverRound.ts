@@ -30,7 +30,7 @@ import { buildGraph, type NeighbourGraph } from '../graph/index.js';
 import { LagrangeCache, reconstructVerified, SHARE_BYTES, SHARE_CHUNKS } from '../shamir/index.js';
 import { decodeClientMessageChecked, encodeServerMessage, type ServerBody } from '../wire/codec.js';
 import { peekClientBody, type ClientKind } from '../wire/peek.js';
-import { type AdvertiseKeys, type ShareKeys, type UnmaskResponse, type ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
+import type { AdvertiseKeys, ShareKeys, UnmaskResponse, ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
 import { STAGE_CLIENT_KIND, unreachable, type ServerStage } from './stages.js';

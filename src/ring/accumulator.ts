@@ -1,6 +1,5 @@
 import { createKernel, type Kernel } from './kernel.js';
 import { SecAggError } from '../errors.js';
-import type { CryptoProvider } from '../crypto/provider.js';
 import { assertBits, elementBytes, readPacked } from './vector.js';
 import { LITTLE_ENDIAN as LE } from '../bytes.js';
 
@@ -9,6 +8,15 @@ const PAD_WORDS = 16; // kernel works on 64-byte blocks
 
 function padWords(n: number): number {
   return Math.ceil(n / PAD_WORDS) * PAD_WORDS;
+}
+
+/**
+ * What addPrg needs of a crypto provider (crypto/'s CryptoProvider has it): the PRG keystream of a
+ * key, delivered to `sink` in chunks valid only during the call. Declared here, not imported, so
+ * ring/ imports nothing from crypto/.
+ */
+export interface KeystreamSource {
+  keystream(key: Uint8Array, words: number, sink: (chunk: Uint32Array, offset: number) => void): void | Promise<void>;
 }
 
 /**
@@ -112,7 +120,7 @@ export class RingAccumulator {
   }
 
   /** Add or subtract the PRG expansion of a 16-byte key, chunk by chunk, with no m-sized temporary. */
-  addPrg(crypto: CryptoProvider, key: Uint8Array, sign: 1 | -1): void | Promise<void> {
+  addPrg(crypto: KeystreamSource, key: Uint8Array, sign: 1 | -1): void | Promise<void> {
     return crypto.keystream(key, this.length, (chunk, offset) => this.addChunk(chunk, offset, sign));
   }
 

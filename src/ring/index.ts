@@ -1,2 +1,2 @@
 export { RingAccumulator } from './accumulator.js';
-export { elementBytes, packVector, unpackVector, plainSum, assertInRing } from './vector.js';
+export { packVector, unpackVector, plainSum } from './vector.js';

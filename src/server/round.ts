@@ -101,7 +101,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     ...(so.clock ? { clock: so.clock } : {}),
     send: (to, bytes, stage) => {
       const c = members.get(to);
-      if (!c || c.phase !== 'in-round') return;
+      if (c?.phase !== 'in-round') return;
       c.ws.send(bytes);
       if (isStage(stage)) {
         metrics.addBytes('out', stage, bytes.length);

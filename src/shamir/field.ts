@@ -23,11 +23,6 @@ export function reduce(v: number): number {
   return r < 0 ? r + P : r >= P ? r - P : r;
 }
 
-export function add(a: number, b: number): number {
-  const s = a + b;
-  return s >= P ? s - P : s;
-}
-
 export function sub(a: number, b: number): number {
   const s = a - b;
   return s < 0 ? s + P : s;

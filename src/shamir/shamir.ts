@@ -30,14 +30,14 @@ import {
   type Superset,
 } from './dual.js';
 
-export const SECRET_BYTES = 32;
+const SECRET_BYTES = 32;
 /** Field elements per share (one per secret chunk). */
 export const SHARE_CHUNKS = 11;
 export const SHARE_BYTES = SHARE_CHUNKS * 4;
 export const FIELD_PRIME = P;
-export const MAX_HOLDERS = MAX_CLIENT_ID;
+const MAX_HOLDERS = MAX_CLIENT_ID;
 /** Default number of extra t-subsets `reconstructVerified` may try after the canonical one. */
-export const DEFAULT_MAX_ATTEMPTS = 1000;
+const DEFAULT_MAX_ATTEMPTS = 1000;
 
 const C = SHARE_CHUNKS;
 const INV_P = 1 / P;

@@ -7,7 +7,7 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { ControlSchema, type Control } from '../wire/gen/secagg/v1/service_pb.js';
 
-export const CONTROL_PREFIX = 0x00;
+const CONTROL_PREFIX = 0x00;
 /** Largest control frame either side accepts (a hello carries a token; nothing else is large). */
 export const MAX_CONTROL_BYTES = 4096;
 
@@ -26,7 +26,7 @@ export function isControlFrame(bytes: Uint8Array): boolean {
 }
 
 /** A round assignment carries the round's directory (active mode): the one control frame that grows with the cohort. */
-export const MAX_ASSIGNMENT_BYTES = 64 << 20;
+const MAX_ASSIGNMENT_BYTES = 64 << 20;
 
 /**
  * Decode a control frame; throws a TransportError('malformed') on anything else. Frames are capped

@@ -18,7 +18,7 @@ export interface WebSocketLike {
 
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
-export const OPEN = 1;
+const OPEN = 1;
 
 /** Event-driven duplex of binary frames: one connection, already open. */
 export interface FrameChannel {

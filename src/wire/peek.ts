@@ -248,7 +248,7 @@ export const REPEATED_FIELD_CAPS: Readonly<Record<string, keyof EntryCaps>> = {
  * (added to the schema since) is held to the per-neighbour cap, the tighter one in SecAgg+;
  * test/wire-checked.test.ts walks the schema so that every repeated field gets its own entry.
  */
-export function capOf(typeName: string, field: string): keyof EntryCaps {
+function capOf(typeName: string, field: string): keyof EntryCaps {
   return REPEATED_FIELD_CAPS[`${typeName}.${field}`] ?? 'maxNeighbours';
 }
 

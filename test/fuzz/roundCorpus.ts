@@ -1076,7 +1076,7 @@ export function serverInvariants(s: ServerState): string | undefined {
     for (const h of got.holders) if (!it.responded.has(h) || !g?.isNeighbour(h, owner)) return `self-mask share of ${owner} from ${h}`;
   }
   for (const [owner, got] of it.keyShares) {
-    if (!it.u2set?.has(owner) || it.u3set?.has(owner)) return `key shares of ${owner}, not in U2 \ U3`;
+    if (!it.u2set?.has(owner) || it.u3set?.has(owner)) return `key shares of ${owner}, not in U2 \\ U3`;
     if (new Set(got.holders).size !== got.holders.length) return `two key shares of ${owner} from one holder`;
     for (const h of got.holders) if (!it.responded.has(h) || !g?.isNeighbour(h, owner)) return `key share of ${owner} from ${h}`;
   }

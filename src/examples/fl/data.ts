@@ -68,7 +68,7 @@ export interface Generator {
 }
 
 /** Cluster centres are a function of the seed; samples are drawn from a separate stream per use. */
-export function makeGenerator(seed: number, spec: DatasetSpec = DEFAULT_SPEC): Generator {
+function makeGenerator(seed: number, spec: DatasetSpec = DEFAULT_SPEC): Generator {
   const rnd = new SeededRandom(seed);
   const { features: d, classes: c, separation } = spec;
   // Two clusters per class.

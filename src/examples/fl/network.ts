@@ -48,7 +48,7 @@ interface Current {
 }
 
 /** An aggregator whose sums come from a local aggregation service and `participate()` clients. */
-export async function serviceAggregator(ctx: AggregatorContext, opts: NetworkOptions = {}): Promise<Aggregator> {
+async function serviceAggregator(ctx: AggregatorContext, opts: NetworkOptions = {}): Promise<Aggregator> {
   const n = ctx.clients;
   const rounds = ctx.rounds;
   let tempDir: string | undefined;

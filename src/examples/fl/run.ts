@@ -193,13 +193,13 @@ function dropSchedule(rnd: SeededRandom, n: number, rate: number): Partial<Recor
 }
 
 /** Clients whose masked input reaches the sum: all but those silent before sending it. */
-export function expectedIncluded(n: number, dropped: Partial<Record<Stage, number[]>>): number[] {
+function expectedIncluded(n: number, dropped: Partial<Record<Stage, number[]>>): number[] {
   const gone = new Set([...(dropped.advertise ?? []), ...(dropped.share ?? []), ...(dropped.masked ?? [])]);
   return Array.from({ length: n }, (_, i) => i).filter((i) => !gone.has(i));
 }
 
 /** The in-process aggregator: the real protocol between simulated clients (simulateRound). */
-export function inProcessAggregator(ctx: AggregatorContext): Aggregator {
+function inProcessAggregator(ctx: AggregatorContext): Aggregator {
   return {
     kind: 'in-process',
     async round(_r, dropped, input) {
