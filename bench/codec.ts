@@ -13,7 +13,6 @@ import { SHARE_BYTES } from '../src/shamir/index.js';
 import { cryptoRng } from '../src/rng.js';
 import { gbps, keystreamBytesPerMs, msPerCall } from './timing.js';
 
-
 const K = 499;
 const ids = Array.from({ length: K + 1 }, (_, i) => i + 1);
 const neighbourIds = ids.slice(1);

@@ -53,7 +53,7 @@ const fmtUs = (ms: number): string => `${(ms * 1000).toFixed(ms * 1000 < 10 ? 2 
 function printRow(r: Row): void {
   const cell = (ms: number | undefined): string => {
     if (ms === undefined) return '-'.padStart(26);
-    const tp = r.perOp === undefined ? '' : ` ${((r.perOp / (ms / 1000)) / 1e9).toFixed(2)} GB/s`;
+    const tp = r.perOp === undefined ? '' : ` ${(r.perOp / (ms / 1000) / 1e9).toFixed(2)} GB/s`;
     return `${fmtOps(ms).padStart(7)}/s ${fmtUs(ms).padStart(11)}${tp}`.padStart(26);
   };
   console.log(`| ${r.primitive.padEnd(24)} | ${r.impl.padEnd(16)} | ${cell(r.seq)} | ${cell(r.par)} | ${asKeystream(r.seq, rate).padStart(16)} |`);
@@ -64,8 +64,12 @@ const providers: readonly CryptoProvider[] = [nodeCrypto, webCrypto, nobleOnly];
 const subtle = globalThis.crypto.subtle;
 
 const rate = keystreamBytesPerMs();
-console.log(`node ${process.version}, ${QUICK ? 'quick' : 'full'} run; PRG keystream floor in this run: ${gbps(rate)} ("seq as ks": the keystream generated in one op's time)`);
-console.log(`| ${'primitive'.padEnd(24)} | ${'impl'.padEnd(16)} | ${'seq (ops/s, per op)'.padStart(26)} | ${'par x64 (ops/s, per op)'.padStart(26)} | ${'seq as ks'.padStart(16)} |`);
+console.log(
+  `node ${process.version}, ${QUICK ? 'quick' : 'full'} run; PRG keystream floor in this run: ${gbps(rate)} ("seq as ks": the keystream generated in one op's time)`,
+);
+console.log(
+  `| ${'primitive'.padEnd(24)} | ${'impl'.padEnd(16)} | ${'seq (ops/s, per op)'.padStart(26)} | ${'par x64 (ops/s, per op)'.padStart(26)} | ${'seq as ks'.padStart(16)} |`,
+);
 console.log(`|${'-'.repeat(26)}|${'-'.repeat(18)}|${'-'.repeat(28)}|${'-'.repeat(28)}|${'-'.repeat(18)}|`);
 
 const sk = randomBytes(32);

@@ -64,7 +64,32 @@ async function main(): Promise<void> {
   const workers = Number(a.workers ?? availableParallelism());
   const server = spawn(
     process.execPath,
-    [MAIN, 'serve', '--port', '0', '--secret', SECRET, '--history', '', '--min-clients', String(n), '--max-clients', String(n), '--dim', String(m), '--bits', '32', '--degree', degree, '--stage-timeout', '300000', '--rounds', '1', '--log-level', 'info'],
+    [
+      MAIN,
+      'serve',
+      '--port',
+      '0',
+      '--secret',
+      SECRET,
+      '--history',
+      '',
+      '--min-clients',
+      String(n),
+      '--max-clients',
+      String(n),
+      '--dim',
+      String(m),
+      '--bits',
+      '32',
+      '--degree',
+      degree,
+      '--stage-timeout',
+      '300000',
+      '--rounds',
+      '1',
+      '--log-level',
+      'info',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs: Array<Record<string, unknown>> = [];
@@ -111,7 +136,11 @@ async function main(): Promise<void> {
   peak = Math.max(peak, h.memory.maxRss);
   clearInterval(sampler);
   server.kill('SIGTERM');
-  const expected = plainSum(Array.from({ length: n }, (_, i) => input(i, m)), 32, m);
+  const expected = plainSum(
+    Array.from({ length: n }, (_, i) => input(i, m)),
+    32,
+    m,
+  );
   const ok = round.outcome === 'completed' && round.sum !== null && round.sum.every((v, j) => v === expected[j]);
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   // The PRG floor, measured now that the round is over: every client that masked expands k + 1

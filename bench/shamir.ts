@@ -108,15 +108,7 @@ for (const [n, t] of [
   const auto = await median({ supersets: true, universe: false });
   const univ = await median({ supersets: true, universe: true });
   const before = await once({ supersets: false, universe: false }); // one run: O(n³), seconds
-  rounds.push([
-    `${n}`,
-    `${t}`,
-    fmt(before.ms),
-    fmt(auto.ms),
-    fmt(univ.ms),
-    fmt(univ.ms / n),
-    `${before.weights} → ${auto.weights} / ${univ.weights}`,
-  ]);
+  rounds.push([`${n}`, `${t}`, fmt(before.ms), fmt(auto.ms), fmt(univ.ms), fmt(univ.ms / n), `${before.weights} → ${auto.weights} / ${univ.weights}`]);
 }
 console.log();
 printTable(rounds);

@@ -47,8 +47,7 @@ export function isSecAggError(e: unknown, code?: SecAggErrorCode): e is SecAggEr
 /** Tiny boundary asserts in the noble style: caller bugs are TypeError/RangeError naming the argument. */
 export function abytes(value: unknown, name: string, length?: number): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
-  if (length !== undefined && value.length !== length)
-    throw new RangeError(`${name} must be ${length} bytes, got ${value.length}`);
+  if (length !== undefined && value.length !== length) throw new RangeError(`${name} must be ${length} bytes, got ${value.length}`);
 }
 
 export function aint(value: unknown, name: string, min: number, max: number): asserts value is number {

@@ -31,7 +31,10 @@ function assertCode(error: { code: string } | undefined, code: SecAggErrorCode):
 function assertHonestResult(d: Driver, included: readonly number[]): void {
   assert.equal(d.server.stage, 'done', d.server.abortError?.message);
   const r = d.server.result!;
-  assert.deepEqual([...r.included], included.map((i) => i + 1));
+  assert.deepEqual(
+    [...r.included],
+    included.map((i) => i + 1),
+  );
   assert.deepEqual(r.sum, expectedSum(d.inputs, included, d.config.bits));
 }
 
@@ -86,7 +89,9 @@ describe('server: bad client messages are refused with typed errors; the round g
     const wrongPeer = decode(r.bytes);
     if (wrongPeer.body.case === 'shareKeys') {
       const neighbours = new Set(wrongPeer.body.value.shares.map((s) => s.peer));
-      const stranger = range(12).map((i) => i + 1).find((v) => v !== r.from && !neighbours.has(v))!;
+      const stranger = range(12)
+        .map((i) => i + 1)
+        .find((v) => v !== r.from && !neighbours.has(v))!;
       wrongPeer.body.value.shares[0]!.peer = stranger;
     }
     assertCode(await d.toServer(r.from, encode(wrongPeer)), 'ERR_NOT_NEIGHBOUR');
@@ -127,7 +132,10 @@ describe('server: bad client messages are refused with typed errors; the round g
     assertCode(await d.toServer(r.from, encode(outside)), 'ERR_SIZE');
     const honestVector = decode(r.bytes).body;
     assert.equal(honestVector.case, 'maskedInput');
-    const fromStranger = encodeClientMessage(d.config.roundId, 7, { case: 'maskedInput', value: { vector: honestVector.case === 'maskedInput' ? honestVector.value.vector : new Uint8Array(0) } });
+    const fromStranger = encodeClientMessage(d.config.roundId, 7, {
+      case: 'maskedInput',
+      value: { vector: honestVector.case === 'maskedInput' ? honestVector.value.vector : new Uint8Array(0) },
+    });
     assertCode(await d.toServer(7, fromStranger), 'ERR_UNKNOWN_SENDER');
     for (const x of replies) assert.equal(await d.toServer(x.from, x.bytes), undefined);
     // All of U2 answered, so the stage closed; a late duplicate is now out of stage.
@@ -151,7 +159,9 @@ describe('server: bad client messages are refused with typed errors; the round g
     assert.equal(base.body.case, 'unmaskResponse');
     if (base.body.case !== 'unmaskResponse') return;
     const neighbourSet = new Set([...base.body.value.selfMaskShares, ...base.body.value.keyShares].map((s) => s.owner));
-    const stranger = range(12).map((i) => i + 1).find((v) => v !== r.from && !neighbourSet.has(v))!;
+    const stranger = range(12)
+      .map((i) => i + 1)
+      .find((v) => v !== r.from && !neighbourSet.has(v))!;
 
     const foreign = decode(r.bytes);
     if (foreign.body.case === 'unmaskResponse') foreign.body.value.selfMaskShares[0]!.owner = stranger;
@@ -252,7 +262,10 @@ describe('client: bad server messages abort that client with a typed error and r
     if (sent.body.case === 'shareKeys') {
       const peers = sent.body.value.shares.map((x) => x.peer);
       assert.ok(!peers.includes(reuser), 'no shares for the neighbour that reused a key');
-      assert.deepEqual(peers, [2, 3, 4, 5, 6].filter((v) => v !== reuser));
+      assert.deepEqual(
+        peers,
+        [2, 3, 4, 5, 6].filter((v) => v !== reuser),
+      );
     }
     const m2 = keysFor(2);
     if (m2.body.case === 'keys') m2.body.value.neighbours.pop();
@@ -298,19 +311,25 @@ describe('active mode: a lying server makes honest clients abort before revealin
     }
     const all = [...signatures].map(([client, signature]) => ({ client, signature }));
     // Client 1 gets its fake set with everyone's signatures: the others signed a different set.
-    const to1 = await handleClientMessage(d.clientCtx.get(1)!, d.clients.get(1)!,
+    const to1 = await handleClientMessage(
+      d.clientCtx.get(1)!,
+      d.clients.get(1)!,
       encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: fake, signatures: all.filter((s) => s.client !== 7) } }),
     );
     assertCode(to1.error, 'ERR_SIGNATURE_INVALID');
     assert.equal(fromBinary(ClientMessageSchema, to1.outgoing!).body.case, 'abort');
     // Client 2 gets the real set, with client 1's signature over the fake one among them.
-    const to2 = await handleClientMessage(d.clientCtx.get(2)!, d.clients.get(2)!,
+    const to2 = await handleClientMessage(
+      d.clientCtx.get(2)!,
+      d.clients.get(2)!,
       encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: real, signatures: all } }),
     );
     assertCode(to2.error, 'ERR_SIGNATURE_INVALID');
     assert.equal(fromBinary(ClientMessageSchema, to2.outgoing!).body.case, 'abort');
     // Client 3 is shown a survivor set other than the one it signed.
-    const to3 = await handleClientMessage(d.clientCtx.get(3)!, d.clients.get(3)!,
+    const to3 = await handleClientMessage(
+      d.clientCtx.get(3)!,
+      d.clients.get(3)!,
       encodeServerMessage(d.config.roundId, { case: 'unmaskRequest', value: { survivors: fake, signatures: all } }),
     );
     assertCode(to3.error, 'ERR_INCONSISTENT_VIEW');

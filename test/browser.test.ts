@@ -115,10 +115,10 @@ async function runMixedRound(r: MixedRound): Promise<MixedResult> {
     }
   }
   const dirList = directory ? [...directory].map(([id, pk]) => [id, b64(pk)] as [number, string]) : undefined;
-  await page.evaluate(
-    ([specs, dir]) => secagg.createClients(specs, dir),
-    [r.browserIds.map((id) => ({ id, input: b64(new Uint8Array(inputs.get(id)!.buffer)) })), dirList] as const,
-  );
+  await page.evaluate(([specs, dir]) => secagg.createClients(specs, dir), [
+    r.browserIds.map((id) => ({ id, input: b64(new Uint8Array(inputs.get(id)!.buffer)) })),
+    dirList,
+  ] as const);
   const nodeClients = new Map<number, ClientState>();
   const nodeContexts = new Map<number, ClientContext>();
   for (const id of ids) {
@@ -200,7 +200,15 @@ async function checkRound(r: MixedRound): Promise<MixedResult> {
   const res = await runMixedRound(r);
   assert.deepEqual(res.included, expectedIncluded(r.n, r.drop), 'included clients');
   assert.ok(r.browserIds.filter((id) => res.included.includes(id)).length >= 4, 'browser clients are in the sum');
-  assert.deepEqual(res.sum, plaintextSum(res.included.map((id) => res.inputs.get(id)!), r.m, r.bits), 'sum equals the plaintext sum of the included clients');
+  assert.deepEqual(
+    res.sum,
+    plaintextSum(
+      res.included.map((id) => res.inputs.get(id)!),
+      r.m,
+      r.bits,
+    ),
+    'sum equals the plaintext sum of the included clients',
+  );
   return res;
 }
 
@@ -228,9 +236,11 @@ describe('browser (headless Chromium)', { timeout: 50_000 }, () => {
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     await page.goto(url);
-    await page.waitForFunction(() => 'secagg' in globalThis, undefined, { timeout: 10_000 }).catch(() => {
-      throw new Error(`the bundle did not load in the page: ${pageErrors.join('; ') || 'no page error reported'}`);
-    });
+    await page
+      .waitForFunction(() => 'secagg' in globalThis, undefined, { timeout: 10_000 })
+      .catch(() => {
+        throw new Error(`the bundle did not load in the page: ${pageErrors.join('; ') || 'no page error reported'}`);
+      });
   });
 
   after(async () => {
@@ -239,7 +249,10 @@ describe('browser (headless Chromium)', { timeout: 50_000 }, () => {
   });
 
   test('the bundle is browser-only: web provider, no node: import', async () => {
-    assert.ok(bundleInputs.some((p) => p.endsWith('src/crypto/web.js')), 'crypto/web.js is in the bundle');
+    assert.ok(
+      bundleInputs.some((p) => p.endsWith('src/crypto/web.js')),
+      'crypto/web.js is in the bundle',
+    );
     const nodeOnly = bundleInputs.filter((p) => /crypto\/node\.js$|keystream-node\.js$|^node:|\/src\/node\//.test(p));
     assert.deepEqual(nodeOnly, [], 'no Node-only module is bundled');
     const js = await page.evaluate(() => fetch('/bundle.js').then((r) => r.text()));
@@ -328,7 +341,8 @@ describe('browser (headless Chromium)', { timeout: 50_000 }, () => {
       }
       return (4 * m) / best + (x & 0);
     })();
-    const fmt = (xs: number[] = []) => `median ${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)}, n=${xs.length})`;
+    const fmt = (xs: number[] = []) =>
+      `median ${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)}, n=${xs.length})`;
     // The expansions a client makes in the masked stage: 20 pairwise + 1 self mask of m words.
     const floor = (wordsPerMs: number) => ((21 * m) / wordsPerMs).toFixed(1);
     const lines = [

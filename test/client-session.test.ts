@@ -15,8 +15,13 @@ const control = (body: ControlBody): SessionEvent => ({ type: 'control', control
 const challenge = (mode: Mode, serverId = 'srv') => control({ case: 'challenge', value: { version: 1, mode, nonce: new Uint8Array(32).fill(7), serverId } });
 const welcome = control({ case: 'welcome', value: { clientId: 5, identity: 'alice', maxFrameBytes: 1000 } });
 const roundId = new Uint8Array(16).fill(3);
-const assignment = (roundNumber = 1) => control({ case: 'assignment', value: { roundNumber, roundId, clientId: 5, bits: 8, dimension: 3, maxFrameBytes: 1000, stageTimeoutMs: 1000, directory: [] } });
-const finished = (roundNumber = 1) => control({ case: 'finished', value: { roundNumber, roundId, completed: true, included: true, code: '', reason: '', survivors: 4 } });
+const assignment = (roundNumber = 1) =>
+  control({
+    case: 'assignment',
+    value: { roundNumber, roundId, clientId: 5, bits: 8, dimension: 3, maxFrameBytes: 1000, stageTimeoutMs: 1000, directory: [] },
+  });
+const finished = (roundNumber = 1) =>
+  control({ case: 'finished', value: { roundNumber, roundId, completed: true, included: true, code: '', reason: '', survivors: 4 } });
 
 /** Feed events in order; the last step's state and every action. */
 function feed(config: Partial<SessionConfig>, ...events: SessionEvent[]): { state: SessionState; actions: SessionAction[] } {
@@ -30,7 +35,8 @@ function feed(config: Partial<SessionConfig>, ...events: SessionEvent[]): { stat
   return { state, actions };
 }
 
-const kinds = (actions: readonly SessionAction[]) => actions.map((a) => (a.type === 'emit' ? `emit:${a.event.type}` : a.type === 'close' ? `close:${a.code}:${a.reason}` : a.type));
+const kinds = (actions: readonly SessionAction[]) =>
+  actions.map((a) => (a.type === 'emit' ? `emit:${a.event.type}` : a.type === 'close' ? `close:${a.code}:${a.reason}` : a.type));
 const sentHello = (actions: readonly SessionAction[]) => {
   const a = actions.find((x) => x.type === 'send');
   assert.ok(a && a.type === 'send');
@@ -59,7 +65,18 @@ test('session: semi-honest — challenge → hello with the token, welcome, assi
   r = feed({ wanted: 1 }, challenge(Mode.SEMI_HONEST), welcome, assignment(), { type: 'input', input }, finished(1));
   assert.deepEqual(kinds(r.actions).slice(-1), [`close:${CLOSE.NORMAL}:done`]);
   assert.equal(r.state.phase, 'leaving');
-  assert.deepEqual(r.state.reports[0], { round: 1, roundId: '03'.repeat(16), clientId: 5, bits: 8, dimension: 3, completed: true, included: true, code: undefined, reason: undefined, survivors: 4 });
+  assert.deepEqual(r.state.reports[0], {
+    round: 1,
+    roundId: '03'.repeat(16),
+    clientId: 5,
+    bits: 8,
+    dimension: 3,
+    completed: true,
+    included: true,
+    code: undefined,
+    reason: undefined,
+    survivors: 4,
+  });
 });
 
 test('session: an input that does not fit the round is ERR_INPUT and the client leaves; a second challenge or an unexpected frame closes 4400', () => {
@@ -117,7 +134,14 @@ test('session: active — a semi-honest server or another server id is ERR_IDENT
 });
 
 test('session: a close mid-round reports the round as not included (ERR_DISCONNECTED); 4401 is ERR_UNAUTHORIZED; cancel closes with ERR_CANCELLED', () => {
-  let r = feed({}, challenge(Mode.SEMI_HONEST), welcome, assignment(), { type: 'input', input: Uint32Array.of(1, 2, 3) }, { type: 'closed', code: 1006, reason: 'gone' });
+  let r = feed(
+    {},
+    challenge(Mode.SEMI_HONEST),
+    welcome,
+    assignment(),
+    { type: 'input', input: Uint32Array.of(1, 2, 3) },
+    { type: 'closed', code: 1006, reason: 'gone' },
+  );
   assert.equal(r.state.phase, 'closed');
   assert.equal(r.state.reports.length, 1);
   assert.equal(r.state.reports[0]!.code, 'ERR_DISCONNECTED');
@@ -133,6 +157,10 @@ test('session: a close mid-round reports the round as not included (ERR_DISCONNE
   assert.ok(kinds(r.actions).includes(`close:${CLOSE.NORMAL}:cancelled`));
   // The abort code of the round's protocol reaches the report when the server gives none.
   let s = feed({}, challenge(Mode.SEMI_HONEST), welcome, assignment(), { type: 'input', input: Uint32Array.of(1, 2, 3) }).state;
-  s = sessionStep(s, { type: 'control', control: create(ControlSchema, { body: { case: 'finished', value: { roundNumber: 1, roundId, completed: false } } }), abortCode: 'ERR_BELOW_THRESHOLD' }).state;
+  s = sessionStep(s, {
+    type: 'control',
+    control: create(ControlSchema, { body: { case: 'finished', value: { roundNumber: 1, roundId, completed: false } } }),
+    abortCode: 'ERR_BELOW_THRESHOLD',
+  }).state;
   assert.equal(s.reports[0]!.code, 'ERR_BELOW_THRESHOLD');
 });

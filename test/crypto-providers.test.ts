@@ -38,7 +38,10 @@ test('X25519: same public keys and shared secrets from the same scalars', async 
     fc.asyncProperty(bytes(32), bytes(32), bytes(32), async (skA, skB, rawPeer) => {
       const a = await Promise.all(PROVIDERS.map((p) => p.x25519(skA)));
       const b = await Promise.all(PROVIDERS.map((p) => p.x25519(skB)));
-      assertSame(a.map((k) => k.publicKey), 'public key');
+      assertSame(
+        a.map((k) => k.publicKey),
+        'public key',
+      );
       // Every provider's A agrees with every provider's B on one secret.
       const secrets: Uint8Array[] = [];
       for (const ka of a) for (const kb of b) secrets.push(await ka.agree(kb.publicKey), await kb.agree(ka.publicKey));
@@ -56,7 +59,10 @@ test('Ed25519: same public keys and signatures, each verifies the others', async
   await fc.assert(
     fc.asyncProperty(bytes(32), anyBytes(300), fc.nat(), async (seed, msg, flip) => {
       const keys = await Promise.all(PROVIDERS.map((p) => p.ed25519(seed)));
-      assertSame(keys.map((k) => k.publicKey), 'public key');
+      assertSame(
+        keys.map((k) => k.publicKey),
+        'public key',
+      );
       const sigs = await Promise.all(keys.map((k) => k.sign(msg)));
       assertSame(sigs, 'signature');
       const pk = keys[0]!.publicKey;
@@ -74,7 +80,10 @@ test('Ed25519 verify: identical answers on random garbage', async () => {
   await fc.assert(
     fc.asyncProperty(bytes(32), anyBytes(40), bytes(64), async (pk, msg, sig) => {
       const answers = await Promise.all(PROVIDERS.map((p) => p.ed25519Verify(pk, msg, sig)));
-      assert.deepEqual(answers, PROVIDERS.map(() => false));
+      assert.deepEqual(
+        answers,
+        PROVIDERS.map(() => false),
+      );
     }),
     { numRuns: 50 },
   );
@@ -92,7 +101,11 @@ test('HKDF-SHA256: identical output', async () => {
 });
 
 test('SHA-256: identical output on both sides of the small/large switch', async () => {
-  const lengths = fc.oneof(fc.integer({ min: 0, max: 200 }), fc.integer({ min: SUBTLE_SHA256_MIN - 64, max: SUBTLE_SHA256_MIN + 64 }), fc.integer({ min: 0, max: 70000 }));
+  const lengths = fc.oneof(
+    fc.integer({ min: 0, max: 200 }),
+    fc.integer({ min: SUBTLE_SHA256_MIN - 64, max: SUBTLE_SHA256_MIN + 64 }),
+    fc.integer({ min: 0, max: 70000 }),
+  );
   await fc.assert(
     fc.asyncProperty(lengths, fc.nat(), async (n, salt) => {
       const data = new Uint8Array(n);

@@ -80,10 +80,7 @@ for (const p of PROVIDERS) {
     // RFC 5869 Appendix A, test cases 1–3 (SHA-256).
     test('HKDF-SHA256 RFC 5869 test case 1', async () => {
       const okm = await p.hkdf(new Uint8Array(22).fill(0x0b), range(0x00, 0x0c), range(0xf0, 0xf9), 42);
-      assert.equal(
-        toHex(okm),
-        '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865',
-      );
+      assert.equal(toHex(okm), '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865');
     });
 
     test('HKDF-SHA256 RFC 5869 test case 2 (long inputs)', async () => {
@@ -98,10 +95,7 @@ for (const p of PROVIDERS) {
 
     test('HKDF-SHA256 RFC 5869 test case 3 (empty salt and info)', async () => {
       const okm = await p.hkdf(new Uint8Array(22).fill(0x0b), new Uint8Array(0), new Uint8Array(0), 42);
-      assert.equal(
-        toHex(okm),
-        '8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8',
-      );
+      assert.equal(toHex(okm), '8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8');
     });
 
     test('HKDF length is bounded by 255 * HashLen', async () => {
@@ -115,22 +109,19 @@ for (const p of PROVIDERS) {
         sk: '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60',
         pk: 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
         msg: '',
-        sig:
-          'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+        sig: 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
       },
       {
         sk: '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
         pk: '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c',
         msg: '72',
-        sig:
-          '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+        sig: '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
       },
       {
         sk: 'c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7',
         pk: 'fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025',
         msg: 'af82',
-        sig:
-          '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a',
+        sig: '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a',
       },
     ];
     ED_VECTORS.forEach((v, i) => {
@@ -195,13 +186,9 @@ for (const p of PROVIDERS) {
     const GCM16 = {
       key: 'feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308',
       iv: 'cafebabefacedbaddecaf888',
-      pt:
-        'd9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72' +
-        '1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39',
+      pt: 'd9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72' + '1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39',
       aad: 'feedfacedeadbeeffeedfacedeadbeefabaddad2',
-      ct:
-        '522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa' +
-        '8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662',
+      ct: '522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa' + '8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662',
       tag: '76fc6ece0f4e1768cddf8853bb2d551b',
     };
 
@@ -272,7 +259,10 @@ describe('small-order X25519 keys (the server’s table lookup) against the prov
     c[31]! |= 0x80;
     return c;
   };
-  const order8 = [325606250916557431795983626356110631294008115727848805560023387167927233504n, 39382357235489614581723060781553021112529911719440698176882885853963445705823n];
+  const order8 = [
+    325606250916557431795983626356110631294008115727848805560023387167927233504n,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823n,
+  ];
   // Every u-coordinate within 300 of 0, of p, and within 50 of each order-8 point, each with the top
   // bit clear and set, and 200 random keys: the table says "small order" exactly when the
   // provider's key agreement refuses the key, for two independent X25519 implementations.

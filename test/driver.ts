@@ -91,7 +91,12 @@ export class Driver {
     const { graphSeed, viewAttempts, limits, ...context } = this.o.server ?? {};
     this.serverCtx = serverContext({ crypto: nodeCrypto, rng, ...(this.directory ? { directory: this.directory } : {}), ...context });
     this.runner = createRoundRunner({
-      server: { config: this.config, ...(graphSeed ? { graphSeed } : {}), ...(viewAttempts !== undefined ? { viewAttempts } : {}), ...(limits ? { limits } : {}) },
+      server: {
+        config: this.config,
+        ...(graphSeed ? { graphSeed } : {}),
+        ...(viewAttempts !== undefined ? { viewAttempts } : {}),
+        ...(limits ? { limits } : {}),
+      },
       context: this.serverCtx,
       send: (to, bytes) => void this.pending.push({ to, bytes }),
     });

@@ -6,16 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import {
-  planEncoding,
-  encodeUpdate,
-  decodeSum,
-  decodeAverage,
-  clipVector,
-  toRing,
-  fromRing,
-  type EncodingPlan,
-} from '../src/encoding/index.js';
+import { planEncoding, encodeUpdate, decodeSum, decodeAverage, clipVector, toRing, fromRing, type EncodingPlan } from '../src/encoding/index.js';
 import * as root from '../src/index.js';
 import { plainSum } from '../src/ring/vector.js';
 import { simulateRound } from '../src/sim/simulate.js';
@@ -60,7 +51,7 @@ test('the root index re-exports the encoding API', () => {
   assert.equal(root.decodeAverage, decodeAverage);
 });
 
-test('two\'s complement: toRing / fromRing', () => {
+test("two's complement: toRing / fromRing", () => {
   assert.equal(toRing(-1, 8), 255);
   assert.equal(toRing(-128, 8), 128);
   assert.equal(toRing(127, 8), 127);
@@ -170,7 +161,13 @@ test('encode → sum → decode is within the stated bound (random plans and dat
         assert.equal(dec.errorBound, n * 2 ** -f);
         assert.ok(maxAbsDiff(dec.values, exact) < dec.errorBound * (1 + 1e-9), `error ${maxAbsDiff(dec.values, exact)} ≥ bound ${dec.errorBound}`);
         const avg = decodeAverage(plainSum(vs, plan.bits, m), plan, { clients: n });
-        assert.ok(maxAbsDiff(avg.mean, exact.map((s) => s / n)) < plan.errorBound.mean * (1 + 1e-9));
+        assert.ok(
+          maxAbsDiff(
+            avg.mean,
+            exact.map((s) => s / n),
+          ) <
+            plan.errorBound.mean * (1 + 1e-9),
+        );
       },
     ),
     { numRuns: 150 },
@@ -231,7 +228,10 @@ test('weighted encoding: w·x and w inside one vector; weight and dimension chec
   assert.equal(vector.length, 4);
   assert.equal(weight, 4);
   // 4 · 0.5 · 256 = 512, 4 · −0.25 · 256 = −256, 4 · 1 (clipped) · 256 = 1024; weight element 4 · 256.
-  assert.deepEqual([...vector].map((u) => fromRing(u, plan.bits)), [512, -256, 1024, 1024]);
+  assert.deepEqual(
+    [...vector].map((u) => fromRing(u, plan.bits)),
+    [512, -256, 1024, 1024],
+  );
   // Fractional weights are rounded to the 2^−f grid, and the rounded weight is used for both parts.
   const frac = encodeUpdate([1, 0, 0], plan, { weight: 1 / 3, rng: unsafeSeededRng(6) });
   assert.equal(frac.weight, Math.round(256 / 3) / 256);
@@ -242,8 +242,14 @@ test('weighted encoding: w·x and w inside one vector; weight and dimension chec
   assert.throws(() => encodeUpdate([0, 0], plan, { weight: 1 }), RangeError);
   assert.throws(() => encodeUpdate([0, 0, 0], planEncoding({ clients: 3, clip: 1 }), { weight: 1 }), TypeError);
   // Decoding checks the sum against the plan.
-  assert.throws(() => decodeSum(new Uint32Array(3), plan), (e: unknown) => isSecAggError(e, 'ERR_SIZE'));
-  assert.throws(() => decodeAverage(new Uint32Array(4), plan, { clients: 5 }), (e: unknown) => isSecAggError(e, 'ERR_INVALID_PARAMETERS'));
+  assert.throws(
+    () => decodeSum(new Uint32Array(3), plan),
+    (e: unknown) => isSecAggError(e, 'ERR_SIZE'),
+  );
+  assert.throws(
+    () => decodeAverage(new Uint32Array(4), plan, { clients: 5 }),
+    (e: unknown) => isSecAggError(e, 'ERR_INVALID_PARAMETERS'),
+  );
   assert.throws(() => decodeAverage(new Uint32Array(4), plan, { clients: 2 }), /total weight/);
 });
 
@@ -261,7 +267,11 @@ test('secure weighted average through the real protocol (with dropouts) equals t
     const xs = Array.from({ length: n }, (_, k) => floats(m, 3, seed * 100 + k)); // some values beyond the clip
     const ws = Array.from(data(n), (b) => 1 + (b % maxWeight)); // integer weights in [1, 50]
     const encs = xs.map((x, k) => encodeUpdate(x, plan, { weight: ws[k]!, rng: data }));
-    if (clipMode === 'value') assert.ok(encs.some((e) => e.report.clipped > 0), 'the data exercises clipping');
+    if (clipMode === 'value')
+      assert.ok(
+        encs.some((e) => e.report.clipped > 0),
+        'the data exercises clipping',
+      );
     const result = await simulateRound({
       inputs: encs.map((e) => e.vector),
       bits: plan.bits,
@@ -278,13 +288,21 @@ test('secure weighted average through the real protocol (with dropouts) equals t
     });
     const inc = result.included;
     const W = inc.reduce((a, k) => a + ws[k]!, 0);
-    const exact = clippedWeightedSum(inc.map((k) => clipped[k]!), inc.map((k) => ws[k]!), Infinity).map((s) => s / W);
+    const exact = clippedWeightedSum(
+      inc.map((k) => clipped[k]!),
+      inc.map((k) => ws[k]!),
+      Infinity,
+    ).map((s) => s / W);
     assert.equal(avg.totalWeight, W, 'the total weight comes out of the masked vector exactly');
     assert.equal(avg.errorBound, (inc.length * 2 ** -plan.fractionalBits) / W);
     const err = maxAbsDiff(avg.mean, exact);
     assert.ok(err < avg.errorBound, `${clipMode}: error ${err} ≥ bound ${avg.errorBound}`);
     // The unweighted average would be visibly different: the weights matter.
-    const unweighted = clippedWeightedSum(inc.map((k) => clipped[k]!), inc.map(() => 1), Infinity).map((s) => s / inc.length);
+    const unweighted = clippedWeightedSum(
+      inc.map((k) => clipped[k]!),
+      inc.map(() => 1),
+      Infinity,
+    ).map((s) => s / inc.length);
     assert.ok(maxAbsDiff(avg.mean, unweighted) > 100 * avg.errorBound);
   }
 });

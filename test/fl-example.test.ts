@@ -38,7 +38,10 @@ test('short run: secure FedAvg (real protocol, dropouts) ends within 1 pp of pla
   assert.ok(Math.abs(last.secure.loss - last.plain.loss) < 0.01);
   // It learned (8 classes: chance is 12.5 %), so agreeing is not trivial.
   assert.ok(last.plain.accuracy > 0.4 && last.plain.accuracy > r.initial.accuracy + 0.2, `plain accuracy ${last.plain.accuracy}`);
-  assert.ok(r.rounds.some((round) => round.clipped > 0), 'the default clip is active (and reported)');
+  assert.ok(
+    r.rounds.some((round) => round.clipped > 0),
+    'the default clip is active (and reported)',
+  );
   // Dropouts happened every round.
   for (const round of r.rounds) {
     assert.equal(round.included.length, 8 - (round.dropped.advertise?.length ?? 0) - (round.dropped.share?.length ?? 0) - (round.dropped.masked?.length ?? 0));

@@ -50,7 +50,12 @@ test('networked run: secure FedAvg through the service (WebSocket clients, dropo
     assert.equal(rec.params.cohort, 10, 'every client was in the cohort');
     assert.equal(rec.included!.length, round.included.length);
     assert.ok(rec.sum);
-    assert.equal(createHash('sha256').update(new Uint8Array(rec.sum.buffer, rec.sum.byteOffset, rec.sum.byteLength)).digest('hex'), svc.sumSha256);
+    assert.equal(
+      createHash('sha256')
+        .update(new Uint8Array(rec.sum.buffer, rec.sum.byteOffset, rec.sum.byteLength))
+        .digest('hex'),
+      svc.sumSha256,
+    );
     // Dropouts happened (by disconnecting) every round, and the sum holds exactly the clients that
     // had sent their masked input: those dropping at unmask are in it, the earlier ones are not.
     const drops = Object.values(round.dropped).flat().length;

@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { CLOSE, MAX_CONTROL_BYTES, TransportError, decodeControl, encodeControl } from '../src/transport/frames.js';
 
 const entry = (i: number) => ({ clientId: i, identityKey: new Uint8Array(32).fill(i & 0xff) });
-const bigAssignment = encodeControl({ case: 'assignment', value: { roundNumber: 7, clientId: 3, bits: 16, dimension: 10, directory: Array.from({ length: 200 }, (_, i) => entry(i + 1)) } });
+const bigAssignment = encodeControl({
+  case: 'assignment',
+  value: { roundNumber: 7, clientId: 3, bits: 16, dimension: 10, directory: Array.from({ length: 200 }, (_, i) => entry(i + 1)) },
+});
 const bigHello = encodeControl({ case: 'hello', value: { version: 1, token: 'x'.repeat(MAX_CONTROL_BYTES + 10) } });
 
 function closeCode(f: () => unknown): number {
@@ -25,20 +28,38 @@ test('a large round assignment is accepted only where assignments are expected',
   const c = decodeControl(bigAssignment, { allowAssignment: true });
   assert.equal(c.body.case, 'assignment');
   assert.equal(c.body.case === 'assignment' && c.body.value.directory.length, 200);
-  assert.equal(closeCode(() => decodeControl(bigAssignment)), CLOSE.TOO_BIG);
+  assert.equal(
+    closeCode(() => decodeControl(bigAssignment)),
+    CLOSE.TOO_BIG,
+  );
 });
 
 test('any other control frame above MAX_CONTROL_BYTES is too big, even for a client', () => {
   assert.ok(bigHello.length > MAX_CONTROL_BYTES);
-  assert.equal(closeCode(() => decodeControl(bigHello, { allowAssignment: true })), CLOSE.TOO_BIG);
-  assert.equal(closeCode(() => decodeControl(bigHello)), CLOSE.TOO_BIG);
+  assert.equal(
+    closeCode(() => decodeControl(bigHello, { allowAssignment: true })),
+    CLOSE.TOO_BIG,
+  );
+  assert.equal(
+    closeCode(() => decodeControl(bigHello)),
+    CLOSE.TOO_BIG,
+  );
 });
 
 test('small frames decode either way; garbage is malformed', () => {
   const hello = encodeControl({ case: 'hello', value: { version: 1, token: 't' } });
   assert.equal(decodeControl(hello).body.case, 'hello');
   assert.equal(decodeControl(hello, { allowAssignment: true }).body.case, 'hello');
-  assert.equal(closeCode(() => decodeControl(new Uint8Array([0, 0xff, 0xff]))), CLOSE.MALFORMED);
-  assert.equal(closeCode(() => decodeControl(new Uint8Array([1, 2, 3]))), CLOSE.MALFORMED);
-  assert.equal(closeCode(() => decodeControl(new Uint8Array([0]))), CLOSE.MALFORMED);
+  assert.equal(
+    closeCode(() => decodeControl(new Uint8Array([0, 0xff, 0xff]))),
+    CLOSE.MALFORMED,
+  );
+  assert.equal(
+    closeCode(() => decodeControl(new Uint8Array([1, 2, 3]))),
+    CLOSE.MALFORMED,
+  );
+  assert.equal(
+    closeCode(() => decodeControl(new Uint8Array([0]))),
+    CLOSE.MALFORMED,
+  );
 });

@@ -22,7 +22,10 @@ function expectedDegree(n: number, k: number | 'complete'): number {
 
 function assertWellFormed(g: NeighbourGraph, clients: readonly number[], k: number | 'complete'): void {
   const n = clients.length;
-  assert.deepEqual([...g.clients], [...clients].sort((a, b) => a - b));
+  assert.deepEqual(
+    [...g.clients],
+    [...clients].sort((a, b) => a - b),
+  );
   assert.equal(g.degree, expectedDegree(n, k));
   let edgeEnds = 0;
   for (const u of g.clients) {
@@ -45,7 +48,7 @@ function assertWellFormed(g: NeighbourGraph, clients: readonly number[], k: numb
   const queue: ClientId[] = [first];
   while (queue.length > 0) {
     const u = queue.shift()!;
-    for (const v of g.neighbours(u)) if (!seen.has(v)) (seen.add(v), queue.push(v));
+    for (const v of g.neighbours(u)) if (!seen.has(v)) seen.add(v), queue.push(v);
   }
   assert.equal(seen.size, n, 'graph is not connected');
 }
@@ -101,7 +104,7 @@ describe('buildGraph', () => {
         fc.uint8Array({ minLength: 32, maxLength: 32 }),
         fc.integer(),
         (clients, k, seed, salt) => {
-          const shuffled = [...clients].sort((x, y) => ((x * 2654435761) ^ salt) % 97 - ((y * 2654435761) ^ salt) % 97);
+          const shuffled = [...clients].sort((x, y) => (((x * 2654435761) ^ salt) % 97) - (((y * 2654435761) ^ salt) % 97));
           const g1 = buildGraph({ clients: ids(clients), degree: k, seed });
           const g2 = buildGraph({ clients: ids(shuffled), degree: k, seed });
           for (const u of g1.clients) assert.deepEqual(g1.neighbours(u), g2.neighbours(u));
@@ -184,8 +187,7 @@ describe('buildGraph', () => {
       [[1, 2, 3], 2, new Uint8Array(31)],
       [[1, 2, 3], 2, 'seed'],
     ];
-    for (const [clients, degree, s] of bad)
-      assert.throws(() => buildGraph({ clients, degree, seed: s } as never), /./, JSON.stringify([clients, degree]));
+    for (const [clients, degree, s] of bad) assert.throws(() => buildGraph({ clients, degree, seed: s } as never), /./, JSON.stringify([clients, degree]));
     const g = buildGraph({ clients: range(10), degree: 2, seed });
     assert.throws(() => g.neighbours(11 as ClientId), RangeError);
     assert.equal(g.isNeighbour(1, 11), false);
@@ -248,17 +250,26 @@ describe('recommendParameters', () => {
         assert.equal(r.droppedClients, D);
         const mal = model === 'semi-malicious';
         const label = `n=${n} δ=${d} γ=${g}: k=${r.degree} t=${r.threshold}`;
-        for (let t = r.thresholdRange.min; t <= r.thresholdRange.max; t++)
-          assert.ok(exactlyOk(n, A, D, r.degree, t, 40, 30, mal), `${label} fails at t=${t}`);
+        for (let t = r.thresholdRange.min; t <= r.thresholdRange.max; t++) assert.ok(exactlyOk(n, A, D, r.degree, t, 40, 30, mal), `${label} fails at t=${t}`);
         if (r.thresholdRange.min > 2) assert.ok(!exactlyOk(n, A, D, r.degree, r.thresholdRange.min - 1, 40, 30, mal), `${label}: t_min not minimal`);
         assert.ok(!exactlyOk(n, A, D, r.degree, r.thresholdRange.max + 1, 40, 30, mal) || r.thresholdRange.max === r.degree, `${label}: t_max not maximal`);
         assert.ok(r.log2TooManyCorrupt <= -41 + 1e-9 && r.log2TooFewLive <= -30 + 1e-9 && r.log2Disconnected < -41, label);
         if (!r.complete && r.degree > 2) {
-          for (let t = 1; t <= r.degree - 2; t++)
-            assert.ok(!exactlyOk(n, A, D, r.degree - 2, t, 40, 30, mal), `${label}: k−2 would do with t=${t}`);
+          for (let t = 1; t <= r.degree - 2; t++) assert.ok(!exactlyOk(n, A, D, r.degree - 2, t, 40, 30, mal), `${label}: k−2 would do with t=${t}`);
         }
         if (r.complete) assert.equal(r.degree, n - 1);
-        assert.ok(checkParameters({ clients: n, dropoutRate: d, corruptionRate: g, securityBits: 40, correctnessBits: 30, model, degree: r.degree, threshold: r.threshold }).ok);
+        assert.ok(
+          checkParameters({
+            clients: n,
+            dropoutRate: d,
+            corruptionRate: g,
+            securityBits: 40,
+            correctnessBits: 30,
+            model,
+            degree: r.degree,
+            threshold: r.threshold,
+          }).ok,
+        );
       }
     });
   }
@@ -304,7 +315,14 @@ describe('recommendParameters', () => {
       assert.equal(r.threshold, t, `n=${n} γ=${g} δ=${d} ${model}`);
     }
     // Ours counts the n − 1 others (FCP: n), so it may only be more conservative, by a step.
-    const r = recommendParametersForAnalysis({ clients: 100000, corruptionRate: 0.45, dropoutRate: 0.45, securityBits: 40, correctnessBits: 20, model: 'semi-honest' });
+    const r = recommendParametersForAnalysis({
+      clients: 100000,
+      corruptionRate: 0.45,
+      dropoutRate: 0.45,
+      securityBits: 40,
+      correctnessBits: 20,
+      model: 'semi-honest',
+    });
     assert.ok(r.degree >= 5508 && r.degree <= 5512, `${r.degree}`);
   });
 
@@ -361,7 +379,10 @@ describe('defaultThreshold and checkParameters', () => {
     assert.equal(checkParameters({ ...req, degree: r.degree, threshold: r.thresholdRange.min - 1 }).ok, false);
     assert.equal(checkParameters({ ...req, degree: r.degree, threshold: r.thresholdRange.max + 1 }).ok, false);
     assert.equal(checkParameters({ ...req, degree: r.degree - 2, threshold: r.threshold }).ok, false);
-    assert.throws(() => checkParameters({ ...req, degree: 5, threshold: 3 }), (e: unknown) => isSecAggError(e, 'ERR_INVALID_PARAMETERS'));
+    assert.throws(
+      () => checkParameters({ ...req, degree: 5, threshold: 3 }),
+      (e: unknown) => isSecAggError(e, 'ERR_INVALID_PARAMETERS'),
+    );
   });
 });
 
@@ -389,7 +410,11 @@ describe('the graph permutation follows its specification (so every version buil
   }
 
   it('equals an independent computation for n = 5, 100, 2000', () => {
-    for (const [n, s] of [[5, 1], [100, 2], [2000, 3]] as const) {
+    for (const [n, s] of [
+      [5, 1],
+      [100, 2],
+      [2000, 3],
+    ] as const) {
       const sorted = range(n);
       assert.deepEqual(Array.from(seededPermutation(sorted, seedOf(s))), specPermutation(sorted, seedOf(s)), `n = ${n}`);
     }

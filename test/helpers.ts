@@ -25,12 +25,20 @@ export function plaintextSum(vectors: readonly Uint32Array[], m: number, bits: n
 
 /** The plaintext sum over the given client indices. */
 export function expectedSum(inputs: readonly Uint32Array[], included: readonly number[], bits: number): Uint32Array {
-  return plaintextSum(included.map((i) => inputs[i]!), inputs[0]!.length, bits);
+  return plaintextSum(
+    included.map((i) => inputs[i]!),
+    inputs[0]!.length,
+    bits,
+  );
 }
 
 export async function runOk(options: SimulateOptions, expectIncluded: readonly number[]): Promise<SimulateResult> {
   const r = await simulateRound(options);
-  assert.deepEqual(r.included, [...expectIncluded].sort((a, b) => a - b), 'included clients');
+  assert.deepEqual(
+    r.included,
+    [...expectIncluded].sort((a, b) => a - b),
+    'included clients',
+  );
   assert.deepEqual(r.sum, expectedSum(options.inputs, r.included, options.bits), 'sum equals the plaintext sum of the included clients');
   return r;
 }

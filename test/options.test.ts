@@ -49,7 +49,11 @@ test('options: each bad option is refused with a TypeError or RangeError naming 
     [{ threshold: 900, degree: 10 }, RangeError, /^threshold 900 exceeds every neighbourhood/],
   ];
   for (const [given, type, message] of bad) {
-    assert.throws(() => resolveOptions({ logger: silentLogger, ...(given as Partial<ServiceOptions>) }), (e: unknown) => e instanceof type && message.test((e as Error).message), JSON.stringify(given));
+    assert.throws(
+      () => resolveOptions({ logger: silentLogger, ...(given as Partial<ServiceOptions>) }),
+      (e: unknown) => e instanceof type && message.test((e as Error).message),
+      JSON.stringify(given),
+    );
   }
   assert.throws(() => resolveOptions(null as unknown as Partial<ServiceOptions>), TypeError);
 });

@@ -54,7 +54,14 @@ test('the server never holds both a self-mask share and a key share of one clien
           // Self-mask shares only of the included clients, key shares only of the dropped ones.
           for (const v of owners.self) assert.ok(r.included.includes(v as never));
           for (const v of owners.key) assert.ok(dropAtMasked.includes(v) && !r.included.includes(v as never));
-          assert.deepEqual(r.sum, expectedSum(d.inputs, r.included.map((id) => id - 1), d.config.bits));
+          assert.deepEqual(
+            r.sum,
+            expectedSum(
+              d.inputs,
+              r.included.map((id) => id - 1),
+              d.config.bits,
+            ),
+          );
         } else {
           assert.ok(isSecAggError(d.server.abortError, 'ERR_BELOW_THRESHOLD'), d.server.abortError?.message);
         }
@@ -114,5 +121,8 @@ test('a masked input with the self mask removed is still masked by the pairwise 
     const shared = await (await nodeCrypto.x25519(before[0]!.maskingSecret)).agree(before[v - 1]!.maskingKey);
     await acc.addPrg(nodeCrypto, await pairwiseMaskKey(nodeCrypto, shared, d.config.roundId, clientId(1), clientId(v)), v > 1 ? -1 : 1);
   }
-  assert.ok(acc.toVector(8).every((x) => x === 0), 'y_1 minus all its masks is its input');
+  assert.ok(
+    acc.toVector(8).every((x) => x === 0),
+    'y_1 minus all its masks is its input',
+  );
 });

@@ -22,5 +22,8 @@ test('README usage example runs and its comment states the result', () => {
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { sum: number[]; included: number[] };
   assert.deepEqual(out.sum, [Number(claimed[1]), Number(claimed[2])]);
-  assert.deepEqual(out.included, claimed[3]!.split(',').map((s) => Number(s.trim())));
+  assert.deepEqual(
+    out.included,
+    claimed[3]!.split(',').map((s) => Number(s.trim())),
+  );
 });

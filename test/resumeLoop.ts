@@ -29,13 +29,22 @@ export interface Contexts {
   readonly clients: ReadonlyMap<number, ClientContext>;
 }
 
-export function contextsFor(ids: readonly number[], seed: number, directory?: ReadonlyMap<number, Uint8Array>, identities?: ReadonlyMap<number, Uint8Array>): Contexts {
+export function contextsFor(
+  ids: readonly number[],
+  seed: number,
+  directory?: ReadonlyMap<number, Uint8Array>,
+  identities?: ReadonlyMap<number, Uint8Array>,
+): Contexts {
   return {
     server: serverContext({ crypto: nodeCrypto, rng: unsafeSeededRng(seed), ...(directory ? { directory } : {}) }),
     clients: new Map(
       ids.map((id) => [
         id,
-        clientContext({ crypto: nodeCrypto, rng: unsafeSeededRng(seed * 1009 + id), ...(directory && identities ? { directory, identity: identities.get(id)! } : {}) }),
+        clientContext({
+          crypto: nodeCrypto,
+          rng: unsafeSeededRng(seed * 1009 + id),
+          ...(directory && identities ? { directory, identity: identities.get(id)! } : {}),
+        }),
       ]),
     ),
   };
@@ -127,7 +136,13 @@ export function toJson(w: Written): string {
 }
 
 export function fromJson(text: string): Written {
-  const j = JSON.parse(text) as { server: string; clients: [number, string][]; toClients: [number, string][]; toServer: [number, string][]; silentFrom: [number, Stage][] };
+  const j = JSON.parse(text) as {
+    server: string;
+    clients: [number, string][];
+    toClients: [number, string][];
+    toServer: [number, string][];
+    silentFrom: [number, Stage][];
+  };
   return {
     server: unb64(j.server),
     clients: j.clients.map(([id, s]) => [id, unb64(s)] as const),

@@ -98,14 +98,12 @@ function firstDiff(a: Uint32Array, b: Uint32Array): number {
 function assertWordsEqual(actual: Uint32Array, expected: Uint32Array, what: string): void {
   const d = firstDiff(actual, expected);
   if (d !== -1)
-    assert.fail(`${what}: first difference at word ${d} of ${expected.length} (got ${actual[d]}, want ${expected[d]}; lengths ${actual.length}/${expected.length})`);
+    assert.fail(
+      `${what}: first difference at word ${d} of ${expected.length} (got ${actual[d]}, want ${expected[d]}; lengths ${actual.length}/${expected.length})`,
+    );
 }
 
-const KEYS: readonly Uint8Array[] = [
-  new Uint8Array(16),
-  Uint8Array.from({ length: 16 }, (_, i) => i),
-  new Uint8Array(randomBytes(16)),
-];
+const KEYS: readonly Uint8Array[] = [new Uint8Array(16), Uint8Array.from({ length: 16 }, (_, i) => i), new Uint8Array(randomBytes(16))];
 
 const STRADDLE_LENGTHS = [1, 3, 4, 15, 16, 17, 16383, 16384, 16385, 65535, 65536, 65537, 100003];
 
@@ -119,12 +117,10 @@ test('reference sanity: AES-128-ECB FIPS-197 C.1 known answer, and (a) = (b) = (
   c.setAutoPadding(false);
   assert.equal(Buffer.concat([c.update(pt), c.final()]).toString('hex'), '69c4e0d86a7b0430d8cdb78070b4c55a');
   // Counter block 0 under the all-zero key is AES_0(0) = 66e94bd4ef8a2c3b884cfa59ca342b2e.
-  assert.deepEqual(
-    Array.from(refEcbBlock(new Uint8Array(16), 0)),
-    Array.from(leWords(Buffer.from('66e94bd4ef8a2c3b884cfa59ca342b2e', 'hex'), 4)),
-  );
+  assert.deepEqual(Array.from(refEcbBlock(new Uint8Array(16), 0)), Array.from(leWords(Buffer.from('66e94bd4ef8a2c3b884cfa59ca342b2e', 'hex'), 4)));
   for (const k of KEYS) {
-    const a = refNodeWhole(k, 64), b = refNoble(k, 64);
+    const a = refNodeWhole(k, 64),
+      b = refNoble(k, 64);
     assertWordsEqual(a, b, 'node whole vs noble');
     for (let blk = 0; blk < 16; blk++) assertWordsEqual(a.subarray(4 * blk, 4 * blk + 4), refEcbBlock(k, blk), `ecb block ${blk}`);
   }
@@ -191,10 +187,12 @@ test('PRG: random keys and lengths agree across providers and with @noble (fast-
 });
 
 test('PRG: different keys give different streams; bad keys and lengths are rejected', async () => {
-  const k1 = new Uint8Array(16), k2 = new Uint8Array(16);
+  const k1 = new Uint8Array(16),
+    k2 = new Uint8Array(16);
   k2[15] = 1;
   for (const p of PROVIDERS) {
-    const a = await collect(p, k1, 8), b = await collect(p, k2, 8);
+    const a = await collect(p, k1, 8),
+      b = await collect(p, k2, 8);
     assert.notDeepEqual(a, b, p.name);
     for (const bad of [new Uint8Array(15), new Uint8Array(17), new Uint8Array(32)]) {
       await assert.rejects(async () => p.keystream(bad, 4, () => {}), RangeError, `${p.name}: key of ${bad.length} bytes`);
@@ -214,7 +212,10 @@ test('PRG: different keys give different streams; bad keys and lengths are rejec
 // ---------------------------------------------------------------------------------------------
 // 2. RingAccumulator
 
-const MODES = [{ label: 'simd', opts: {} }, { label: 'js', opts: { simd: false } }] as const;
+const MODES = [
+  { label: 'simd', opts: {} },
+  { label: 'js', opts: { simd: false } },
+] as const;
 
 test('RingAccumulator: SIMD kernel is in use on Node 20 by default; {simd:false} is the JS path', () => {
   assert.equal(new RingAccumulator(10).simd, true);
@@ -274,8 +275,22 @@ test('RingAccumulator: addChunk at unaligned offsets with tails equals a BigInt 
   // Offsets not multiples of 16; lengths below 64 (JS path even with SIMD), with 16-word tails,
   // spanning several 16384-word scratch blocks, and reaching the very end of the vector.
   const cases: [number, number][] = [
-    [1, 1], [3, 63], [5, 64], [7, 65], [13, 79], [17, 100], [31, 16383], [33, 16384], [35, 16385],
-    [37, 16399], [9, 40000], [49999, 1], [m - 100, 100], [m - 16387, 16387], [1, m - 1], [0, m],
+    [1, 1],
+    [3, 63],
+    [5, 64],
+    [7, 65],
+    [13, 79],
+    [17, 100],
+    [31, 16383],
+    [33, 16384],
+    [35, 16385],
+    [37, 16399],
+    [9, 40000],
+    [49999, 1],
+    [m - 100, 100],
+    [m - 16387, 16387],
+    [1, m - 1],
+    [0, m],
   ];
   for (const { label, opts } of MODES) {
     const acc = new RingAccumulator(m, opts);
@@ -322,16 +337,14 @@ type Op =
 function opArb(m: number): fc.Arbitrary<Op> {
   const sign = fc.constantFrom<1 | -1>(1, -1);
   const word = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0, 1, 0x7fffffff, 0x80000000, 0xffffffff));
-  const chunk = fc
-    .integer({ min: 0, max: m - 1 })
-    .chain((offset) =>
-      fc.record({
-        kind: fc.constant('chunk' as const),
-        offset: fc.constant(offset),
-        data: fc.array(word, { minLength: 0, maxLength: m - offset }).map((a) => Uint32Array.from(a)),
-        sign,
-      }),
-    );
+  const chunk = fc.integer({ min: 0, max: m - 1 }).chain((offset) =>
+    fc.record({
+      kind: fc.constant('chunk' as const),
+      offset: fc.constant(offset),
+      data: fc.array(word, { minLength: 0, maxLength: m - offset }).map((a) => Uint32Array.from(a)),
+      sign,
+    }),
+  );
   const vector = fc.record({
     kind: fc.constant('vector' as const),
     data: fc.array(word, { minLength: m, maxLength: m }).map((a) => Uint32Array.from(a)),
@@ -359,13 +372,17 @@ test('RingAccumulator: SIMD and JS paths agree bit for bit, and with a BigInt re
         assert.equal(simd.simd, true);
         const ref: bigint[] = Array.from({ length: m }, () => 0n);
         for (const op of ops) {
-          const a = apply(simd, op), b = apply(js, op);
+          const a = apply(simd, op),
+            b = apply(js, op);
           if (op.kind === 'chunk') refAddChunk(ref, op.data, op.offset, op.sign);
           else if (op.kind === 'vector') refAddChunk(ref, op.data, 0, op.sign);
           else {
             const mask = (1n << BigInt(op.bits)) - 1n;
             assert.deepEqual(a, b);
-            assert.deepEqual(Array.from(a!, BigInt), ref.map((x) => x & mask));
+            assert.deepEqual(
+              Array.from(a!, BigInt),
+              ref.map((x) => x & mask),
+            );
           }
           assert.deepEqual(simd.view(), js.view());
         }
@@ -401,7 +418,8 @@ test('RingAccumulator: toVector(bits) reduces mod 2^bits for bits 1..32 and retu
 test('RingAccumulator: large vector (1<<20) with addVector and addPrg matches a Number reference', async () => {
   const m = 1 << 20;
   const key = new Uint8Array(randomBytes(16));
-  const x = randomWords(m), y = randomWords(m);
+  const x = randomWords(m),
+    y = randomWords(m);
   const ks = refNodeWhole(key, m);
   const want = new Uint32Array(m);
   // (x − y + ks) mod 2^32 with exact Number arithmetic.
@@ -418,7 +436,8 @@ test('RingAccumulator: large vector (1<<20) with addVector and addPrg matches a 
 });
 
 test('RingAccumulator: separate SIMD accumulators do not share memory', () => {
-  const a = new RingAccumulator(200), b = new RingAccumulator(200);
+  const a = new RingAccumulator(200),
+    b = new RingAccumulator(200);
   const v = randomWords(200);
   a.addVector(v, 1);
   assertWordsEqual(b.view(), new Uint32Array(200), 'b untouched');
@@ -436,9 +455,12 @@ test('kernel: the assembled module validates and computes wrapping i32x4 add/sub
   assert.ok(k, 'kernel available on Node 20');
   const mem = new Uint32Array(k.memory.buffer);
   const n = 48; // 3 × 64 bytes
-  const dst = randomWords(n), src = randomWords(n);
-  dst[0] = 0xffffffff; src[0] = 1; // wraps to 0
-  dst[1] = 0; src[1] = 1; // sub wraps to 0xffffffff
+  const dst = randomWords(n),
+    src = randomWords(n);
+  dst[0] = 0xffffffff;
+  src[0] = 1; // wraps to 0
+  dst[1] = 0;
+  src[1] = 1; // sub wraps to 0xffffffff
   mem.set(dst, 16); // byte offset 64
   mem.set(src, 128); // byte offset 512
   mem[16 + n] = 0xdeadbeef; // guard word after the region
@@ -481,8 +503,7 @@ test('packVector/unpackVector: round trip for every bits in 1..32, little-endian
       const packed = packVector(v, bits);
       assert.equal(packed.length, w * m, `bits=${bits} m=${m} packed length`);
       // Independent byte-level check of the layout.
-      for (let i = 0; i < m; i++)
-        for (let j = 0; j < w; j++) assert.equal(packed[w * i + j], (v[i]! >>> (8 * j)) & 0xff, `bits=${bits} byte ${w * i + j}`);
+      for (let i = 0; i < m; i++) for (let j = 0; j < w; j++) assert.equal(packed[w * i + j], (v[i]! >>> (8 * j)) & 0xff, `bits=${bits} byte ${w * i + j}`);
       assertWordsEqual(unpackVector(packed, bits, m), v, `bits=${bits} m=${m} round trip`);
       // From an unaligned view into a larger buffer.
       const big = new Uint8Array(packed.length + 3);
@@ -498,9 +519,7 @@ test('packVector/unpackVector: round trip for every bits in 1..32, little-endian
 test('packVector/unpackVector: round trip on arbitrary in-ring vectors (fast-check)', () => {
   fc.assert(
     fc.property(
-      fc.integer({ min: 1, max: 32 }).chain((bits) =>
-        fc.tuple(fc.constant(bits), fc.array(fc.integer({ min: 0, max: 2 ** bits - 1 }), { maxLength: 50 })),
-      ),
+      fc.integer({ min: 1, max: 32 }).chain((bits) => fc.tuple(fc.constant(bits), fc.array(fc.integer({ min: 0, max: 2 ** bits - 1 }), { maxLength: 50 }))),
       ([bits, arr]) => {
         const v = Uint32Array.from(arr);
         assert.deepEqual(unpackVector(packVector(v, bits), bits, v.length), v);
@@ -530,7 +549,10 @@ test('unpackVector: rejects any element ≥ 2^bits when bits is not a multiple o
     if (bits % 8 === 0) {
       // Every storable value is in the ring: all-ones bytes must decode.
       const out = unpackVector(new Uint8Array(w * m).fill(0xff), bits, m);
-      assert.ok(out.every((x) => x === maxStorable), `bits=${bits}`);
+      assert.ok(
+        out.every((x) => x === maxStorable),
+        `bits=${bits}`,
+      );
       continue;
     }
     for (const bad of [2 ** bits, 2 ** bits + 1, maxStorable, 2 ** (bits + 1) - 1]) {
@@ -581,9 +603,18 @@ test('RingAccumulator.addPacked refuses wrong lengths and out-of-ring elements w
     bytes[w * (m - 1) + w - 1] = 0xff; // the last element's top byte: out of the ring
     const acc = new RingAccumulator(m);
     acc.addVector(new Uint32Array(m).fill(9), 1);
-    assert.throws(() => acc.addPacked(bytes, bits, 1), (e: unknown) => isSecAggError(e) && e.code === 'ERR_SIZE');
-    assert.ok(acc.view().every((x) => x === 9), 'nothing was added before the refusal');
-    assert.throws(() => acc.addPacked(bytes.subarray(1), bits, 1), (e: unknown) => isSecAggError(e) && e.code === 'ERR_SIZE');
+    assert.throws(
+      () => acc.addPacked(bytes, bits, 1),
+      (e: unknown) => isSecAggError(e) && e.code === 'ERR_SIZE',
+    );
+    assert.ok(
+      acc.view().every((x) => x === 9),
+      'nothing was added before the refusal',
+    );
+    assert.throws(
+      () => acc.addPacked(bytes.subarray(1), bits, 1),
+      (e: unknown) => isSecAggError(e) && e.code === 'ERR_SIZE',
+    );
   }
 });
 
@@ -592,10 +623,16 @@ test('assertInRing: throws RangeError naming the index; accepts in-ring vectors'
     const v = randomInRing(20, bits);
     assertInRing(v, bits, 'x');
     v[7] = 2 ** bits;
-    assert.throws(() => assertInRing(v, bits, 'x'), (e: unknown) => e instanceof RangeError && /x\[7\]/.test(e.message));
+    assert.throws(
+      () => assertInRing(v, bits, 'x'),
+      (e: unknown) => e instanceof RangeError && /x\[7\]/.test(e.message),
+    );
     v[7] = 0xffffffff;
     v[3] = 2 ** bits + 5;
-    assert.throws(() => assertInRing(v, bits, 'update'), (e: unknown) => e instanceof RangeError && /update\[3\]/.test(e.message));
+    assert.throws(
+      () => assertInRing(v, bits, 'update'),
+      (e: unknown) => e instanceof RangeError && /update\[3\]/.test(e.message),
+    );
   }
   assertInRing(Uint32Array.of(0xffffffff, 0), 32, 'x');
   assert.throws(() => assertInRing([1, 2] as unknown as Uint32Array, 8, 'x'), TypeError);
@@ -619,8 +656,10 @@ test('plainSum: equals a BigInt reference mod 2^bits', () => {
 
 /** ln Γ(x), Lanczos (g = 7, n = 9). */
 function lnGamma(x: number): number {
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
-    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012,
+    9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
   x -= 1;
   let a = c[0]!;
   const t = x + 7.5;
@@ -633,7 +672,9 @@ function gammaQ(a: number, x: number): number {
   if (x <= 0) return 1;
   const gln = lnGamma(a);
   if (x < a + 1) {
-    let sum = 1 / a, del = sum, ap = a;
+    let sum = 1 / a,
+      del = sum,
+      ap = a;
     for (let n = 0; n < 1000; n++) {
       ap += 1;
       del *= x / ap;
@@ -643,7 +684,10 @@ function gammaQ(a: number, x: number): number {
     return 1 - sum * Math.exp(-x + a * Math.log(x) - gln);
   }
   const FPMIN = 1e-300;
-  let b = x + 1 - a, c = 1 / FPMIN, d = 1 / b, h = d;
+  let b = x + 1 - a,
+    c = 1 / FPMIN,
+    d = 1 / b,
+    h = d;
   for (let i = 1; i < 1000; i++) {
     const an = -i * (i - a);
     b += 2;
@@ -722,7 +766,10 @@ test('statistics: a structured x fails the test, x + PRG(k) mod 2^bits passes it
       const y = acc.toVector(bits);
       const py = uniformityP(y, buckets, (v) => v & (buckets - 1));
       assert.ok(py > P_FAIL, `${name} bits=${bits}: masked y p = ${py}`);
-      assert.ok(y.every((v) => bits === 32 || v < 2 ** bits), 'masked y in ring');
+      assert.ok(
+        y.every((v) => bits === 32 || v < 2 ** bits),
+        'masked y in ring',
+      );
     }
   }
 });
@@ -741,8 +788,11 @@ test('derive: pairwiseMaskKey is symmetric, 16 bytes, and separated by round, pa
       fc.uniqueArray(fc.integer({ min: 1, max: 65535 }), { minLength: 3, maxLength: 3 }),
       async (secret, r1Bytes, r2Bytes, [a, b, c]) => {
         fc.pre(hex(r1Bytes) !== hex(r2Bytes));
-        const u = clientId(a!), v = clientId(b!), w = clientId(c!);
-        const r1 = roundId(r1Bytes), r2 = roundId(r2Bytes);
+        const u = clientId(a!),
+          v = clientId(b!),
+          w = clientId(c!);
+        const r1 = roundId(r1Bytes),
+          r2 = roundId(r2Bytes);
         for (const p of [nodeCrypto, web.webCrypto]) {
           const kuv = await pairwiseMaskKey(p, secret, r1, u, v);
           assert.equal(kuv.length, 16);
@@ -775,7 +825,8 @@ test('derive: pairwise and self mask keys are HKDF-SHA256 with the documented la
     xs.forEach((x, i) => out.writeUInt32BE(x, 4 * i));
     return out;
   };
-  const u = clientId(700), v = clientId(3);
+  const u = clientId(700),
+    v = clientId(3);
   const wantPair = new Uint8Array(hkdfSync('sha256', secret, round, Buffer.concat([Buffer.from('secagg/v1/pairwise-mask'), be(3, 700)]), 16));
   const wantSelf = new Uint8Array(hkdfSync('sha256', secret, round, Buffer.concat([Buffer.from('secagg/v1/self-mask'), be(700)]), 16));
   for (const p of PROVIDERS) {

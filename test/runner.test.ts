@@ -22,7 +22,15 @@ function setUp(n: number, context: Partial<ServerContext> = {}) {
   const rng = unsafeSeededRng(11);
   const inputs = randomInputs(n, 4, 16, 11);
   const cohort = range(n).map((i) => clientId(i + 1));
-  const config: RoundConfig = { roundId: roundId(rng(16)), bits: 16, dimension: 4, threshold: minimumThreshold('semi-honest', 'complete', n, 0), degree: 'complete', mode: 'semi-honest', cohort };
+  const config: RoundConfig = {
+    roundId: roundId(rng(16)),
+    bits: 16,
+    dimension: 4,
+    threshold: minimumThreshold('semi-honest', 'complete', n, 0),
+    degree: 'complete',
+    mode: 'semi-honest',
+    cohort,
+  };
   const clients = new Map<number, ClientState>(cohort.map((id) => [id, createClient({ id, input: inputs[id - 1]! })]));
   const clientCtx = clientContext({ crypto: nodeCrypto, rng });
   const outbox: Outgoing[] = [];

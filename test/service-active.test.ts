@@ -106,7 +106,14 @@ describe('service: active mode', { timeout: 60_000 }, () => {
       // Without a certificate (or with one for another name) the server refuses the hello.
       const other = await makeIdentity('q-nocert');
       await assert.rejects(
-        participate({ url: server.url, token: boundToken(other.name, other.key), identity: other.seed, trust: 'server', input: vector(1, M, BITS), WebSocket: WS }),
+        participate({
+          url: server.url,
+          token: boundToken(other.name, other.key),
+          identity: other.seed,
+          trust: 'server',
+          input: vector(1, M, BITS),
+          WebSocket: WS,
+        }),
         (e: unknown) => isClientError(e, 'ERR_UNAUTHORIZED') && /invalid certificate/.test(e.message),
       );
       await assert.rejects(
@@ -228,7 +235,16 @@ describe('service: active mode', { timeout: 60_000 }, () => {
     try {
       const ac = new AbortController();
       const welcomed = new Promise<void>((resolve) => {
-        void participate({ url: server.url, token: 'one', identity: k!.seed, trust: 'server', input: vector(1, M, BITS), WebSocket: WS, signal: ac.signal, onEvent: (e) => e.type === 'welcome' && resolve() }).catch(() => {});
+        void participate({
+          url: server.url,
+          token: 'one',
+          identity: k!.seed,
+          trust: 'server',
+          input: vector(1, M, BITS),
+          WebSocket: WS,
+          signal: ac.signal,
+          onEvent: (e) => e.type === 'welcome' && resolve(),
+        }).catch(() => {});
       });
       await welcomed;
       const closes: number[] = [];
@@ -317,7 +333,12 @@ describe('service: active mode', { timeout: 60_000 }, () => {
         }),
       );
       // w2 connects directly (its own entry is intact).
-      const direct = nodeClient(server, 'w2', vector(702, M, BITS), { token: boundToken('w2', ids[2]!.key), identity: ids[2]!.seed, trust: 'server', reconnect: { maxAttempts: 0 } });
+      const direct = nodeClient(server, 'w2', vector(702, M, BITS), {
+        token: boundToken('w2', ids[2]!.key),
+        identity: ids[2]!.seed,
+        trust: 'server',
+        reconnect: { maxAttempts: 0 },
+      });
       await Promise.allSettled([...clients, direct].map((c) => c.done));
       assert.equal(assigned.length, 2, 'both proxied clients accepted the substituted directory');
       assert.ok(assigned.every((r) => r?.identityCheck === 'server'));
@@ -394,7 +415,14 @@ describe('service: keep-alive', { timeout: 30_000 }, () => {
       const ac = new AbortController();
       let welcomed = 0;
       const all = Array.from({ length: 3 }, (_, i) =>
-        participate({ url: server.url, token: token(`l${i}`), input: vector(i, M, BITS), WebSocket: WS, signal: ac.signal, onEvent: (e) => void (e.type === 'welcome' && welcomed++) }).catch(() => {}),
+        participate({
+          url: server.url,
+          token: token(`l${i}`),
+          input: vector(i, M, BITS),
+          WebSocket: WS,
+          signal: ac.signal,
+          onEvent: (e) => void (e.type === 'welcome' && welcomed++),
+        }).catch(() => {}),
       );
       await new Promise((r) => setTimeout(r, 600));
       assert.equal(welcomed, 3);

@@ -59,7 +59,10 @@ describe('service with headless Chromium clients and the dashboard', { timeout: 
 
   test('the client bundle is browser-only (web crypto provider, no Node module)', () => {
     assert.ok(bundleInputs.some((p) => p.endsWith('src/crypto/web.js')));
-    assert.deepEqual(bundleInputs.filter((p) => /crypto\/node\.js$|keystream-node\.js$|^node:|\/src\/node\/|\/src\/server\/|node_modules\/ws\//.test(p)), []);
+    assert.deepEqual(
+      bundleInputs.filter((p) => /crypto\/node\.js$|keystream-node\.js$|^node:|\/src\/node\/|\/src\/server\/|node_modules\/ws\//.test(p)),
+      [],
+    );
   });
 
   test('a round mixing 5 Chromium clients and 3 Node clients completes with the correct sum', async () => {
@@ -67,8 +70,7 @@ describe('service with headless Chromium clients and the dashboard', { timeout: 
     const browserInputs = Array.from({ length: 5 }, (_, i) => vector(500 + i, M, BITS));
     const browserTokens = browserInputs.map((_, i) => token(`browser-${i}`));
     const inPage = page.evaluate(
-      ({ url, tokens, inputs }) =>
-        Promise.all(tokens.map((t, i) => secaggClient.participate({ url, token: t, input: Uint32Array.from(inputs[i]!) }))),
+      ({ url, tokens, inputs }) => Promise.all(tokens.map((t, i) => secaggClient.participate({ url, token: t, input: Uint32Array.from(inputs[i]!) }))),
       { url: server.url, tokens: browserTokens, inputs: browserInputs.map((v) => Array.from(v)) },
     );
     const nodes = Array.from({ length: 3 }, (_, i) => nodeClient(server, `node-${i}`, vector(600 + i, M, BITS)));

@@ -22,7 +22,20 @@ import { createServer, signToken, type PublishedResult, type RoundRecord, type S
 import { addressKey } from '../src/server/server.js';
 import { isClientError, participate, type ClientEvent, type RoundInfo } from '../src/client/index.js';
 import type { Logger } from '../src/server/logger.js';
-import { assertSum, boundToken, makeIdentity, nextResult, nodeClient, rawClient, SECRET, startServer, token, vector, WS, type NodeClient } from './serviceHelpers.js';
+import {
+  assertSum,
+  boundToken,
+  makeIdentity,
+  nextResult,
+  nodeClient,
+  rawClient,
+  SECRET,
+  startServer,
+  token,
+  vector,
+  WS,
+  type NodeClient,
+} from './serviceHelpers.js';
 
 const M = 64;
 const BITS = 16;
@@ -42,7 +55,9 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, timeo
 /** `p`, or a failure naming `what` after `ms` (a bound that only catches a hang). */
 function within<T>(p: Promise<T>, what: string, ms = 20_000): Promise<T> {
   let t: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() => clearTimeout(t));
+  return Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() =>
+    clearTimeout(t),
+  );
 }
 
 /** A WebSocket from `localAddress` that never says hello: 'open' once upgraded, 'refused' on an HTTP 503. */
@@ -91,7 +106,10 @@ describe('service front door: connections before authentication', { timeout: 60_
       const clients = Array.from({ length: 3 }, (_, i) => nodeClient(server, `honest${i}`, vector(10 + i, M, BITS), { reconnect: { maxAttempts: 0 } }));
       const reports = await Promise.all(clients.map((c) => c.done));
       const result = await published;
-      assert.ok(reports.every(([r]) => r?.included === true), 'every honest client joined at its first attempt and is in the sum');
+      assert.ok(
+        reports.every(([r]) => r?.included === true),
+        'every honest client joined at its first attempt and is in the sum',
+      );
       assert.equal(result.included.length, 3);
       assertSum(result, clients, M, BITS);
       assert.equal(attackers.filter((w) => w.readyState === WebSocket.OPEN).length, 8, "the attacker's pending sockets are still only waiting");
@@ -260,14 +278,17 @@ describe('service front door: a cohort member flooding refused messages', { time
         0,
         'no message of the flooder is handled once it is closed',
       );
-      assert.ok(refused.some((l) => l.fields['code'] === 'ERR_SIZE'), 'the masked inputs were refused by the stage limit, unread');
+      assert.ok(
+        refused.some((l) => l.fields['code'] === 'ERR_SIZE'),
+        'the masked inputs were refused by the stage limit, unread',
+      );
       const total = (await (await fetch(server.httpUrl + 'metrics')).text()).match(/^secagg_messages_refused_total\{code="[A-Z_]+"\} \d+$/gm) ?? [];
       assert.equal(
         total.reduce((s, l) => s + Number(l.split(' ')[1]), 0),
         logger.lines.filter((l) => l.msg === 'message refused').length,
         'the metric counts exactly the logged refusals',
       );
-      assert.equal((await (await fetch(server.httpUrl + 'healthz')).json() as { status: string }).status, 'ok');
+      assert.equal(((await (await fetch(server.httpUrl + 'healthz')).json()) as { status: string }).status, 'ok');
     } finally {
       await server.close();
     }
@@ -295,7 +316,10 @@ describe('service front door: token expiry', { timeout: 30_000 }, () => {
     try {
       const clients = Array.from({ length: 3 }, (_, i) => nodeClient(server, `e${i}`, vector(700 + i, M, BITS)));
       const expiresAt = Date.now() + 1500;
-      const late = nodeClient(server, 'late', vector(799, M, BITS), { token: signToken({ clientId: 'late', expiresAt }, SECRET), reconnect: { maxAttempts: 0 } });
+      const late = nodeClient(server, 'late', vector(799, M, BITS), {
+        token: signToken({ clientId: 'late', expiresAt }, SECRET),
+        reconnect: { maxAttempts: 0 },
+      });
       await until(async () => (await server.status()).waiting === 4, 'four welcomed clients');
       assert.ok(Date.now() < expiresAt, 'the short token was valid at hello');
       await sleep(expiresAt - Date.now() + 50);
@@ -364,7 +388,22 @@ describe('service front door: round results over HTTP', { timeout: 60_000 }, () 
   test('secagg serve --results-token and --corruption', async () => {
     const proc = spawn(
       process.execPath,
-      [MAIN, 'serve', '--port', '0', '--history', '', '--workers', '0', '--results-token', 'cli-results-a,cli-results-b', '--corruption', '1', '--min-clients', '4'],
+      [
+        MAIN,
+        'serve',
+        '--port',
+        '0',
+        '--history',
+        '',
+        '--workers',
+        '0',
+        '--results-token',
+        'cli-results-a,cli-results-b',
+        '--corruption',
+        '1',
+        '--min-clients',
+        '4',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SECAGG_SECRET: SECRET } },
     );
     const logs: string[] = [];
@@ -378,7 +417,10 @@ describe('service front door: round results over HTTP', { timeout: 60_000 }, () 
       const { dashboard } = JSON.parse(line) as { dashboard: string };
       assert.equal((await get(dashboard + 'api/rounds')).status, 401);
       assert.equal((await get(dashboard + 'api/rounds', 'cli-results-b')).status, 200);
-      assert.ok(logs.some((l) => /"msg":"listening"/.test(l) && /"corruption":1/.test(l)), logs.join('\n'));
+      assert.ok(
+        logs.some((l) => /"msg":"listening"/.test(l) && /"corruption":1/.test(l)),
+        logs.join('\n'),
+      );
     } finally {
       proc.kill('SIGTERM');
       await exited;
@@ -404,7 +446,10 @@ describe('service front door: participate() trust mode in active mode', { timeou
       await assert.rejects(participate(base), (e: unknown) => e instanceof TypeError && /trust: 'server'/.test(e.message));
       await assert.rejects(participate({ ...base, trust: 'pinned' }), (e: unknown) => e instanceof TypeError && /needs directory/.test(e.message));
       await assert.rejects(participate({ ...base, trust: 'issuer' }), (e: unknown) => e instanceof TypeError && /needs issuerKey/.test(e.message));
-      await assert.rejects(participate({ ...base, trust: 'server', issuerKey: id.key }), (e: unknown) => e instanceof TypeError && /contradicts/.test(e.message));
+      await assert.rejects(
+        participate({ ...base, trust: 'server', issuerKey: id.key }),
+        (e: unknown) => e instanceof TypeError && /contradicts/.test(e.message),
+      );
       await assert.rejects(participate({ ...base, trust: 'nobody' as 'server' }), TypeError);
       const { identity: _drop, ...semiHonest } = base;
       await assert.rejects(participate({ ...semiHonest, trust: 'server' }), (e: unknown) => e instanceof TypeError && /active mode/.test(e.message));
@@ -461,8 +506,14 @@ describe('service front door: corruption budget and threshold', { timeout: 30_00
       await server.close();
     }
     // Refused at createServer when no cohort could use it.
-    await assert.rejects(startServer({ minClients: 6, maxClients: 6, degree: 3, threshold: 2 }), (e: unknown) => e instanceof RangeError && /unsafe for every cohort/.test(e.message));
-    await assert.rejects(startServer({ mode: 'active', minClients: 5, threshold: 2 }), (e: unknown) => e instanceof RangeError && /2t > k \+ c/.test(e.message));
+    await assert.rejects(
+      startServer({ minClients: 6, maxClients: 6, degree: 3, threshold: 2 }),
+      (e: unknown) => e instanceof RangeError && /unsafe for every cohort/.test(e.message),
+    );
+    await assert.rejects(
+      startServer({ mode: 'active', minClients: 5, threshold: 2 }),
+      (e: unknown) => e instanceof RangeError && /2t > k \+ c/.test(e.message),
+    );
     await assert.rejects(startServer({ degree: 4, corruption: 4 }), (e: unknown) => e instanceof RangeError && /corruption 4/.test(e.message));
     await assert.rejects(startServer({ corruption: -1 }), RangeError);
     await assert.rejects(startServer({ degree: 'recommended', threshold: 3, corruption: 3 }), RangeError);

@@ -29,7 +29,29 @@ interface Child {
 async function serve(history: string, extra: string[] = []): Promise<Child> {
   const proc = spawn(
     process.execPath,
-    [MAIN, 'serve', '--port', '0', '--secret', SECRET, '--history', history, '--min-clients', '4', '--start-delay', '50', '--dim', '64', '--bits', '16', '--stage-timeout', '60000', '--workers', '0', ...extra],
+    [
+      MAIN,
+      'serve',
+      '--port',
+      '0',
+      '--secret',
+      SECRET,
+      '--history',
+      history,
+      '--min-clients',
+      '4',
+      '--start-delay',
+      '50',
+      '--dim',
+      '64',
+      '--bits',
+      '16',
+      '--stage-timeout',
+      '60000',
+      '--workers',
+      '0',
+      ...extra,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs: string[] = [];
@@ -95,7 +117,10 @@ describe('service: restarts and shutdown (secagg serve, SQLite history)', { time
     assert.equal(rec['outcome'], 'aborted');
     assert.equal(rec['code'], 'ERR_INTERRUPTED');
     assert.equal(rec['sum'], null);
-    assert.ok(b.logs.some((l) => l.includes('interrupted by a restart')), 'the restart is logged');
+    assert.ok(
+      b.logs.some((l) => l.includes('interrupted by a restart')),
+      'the restart is logged',
+    );
 
     // SIGTERM: the running round gets --grace (default here 10 s; this server has 60 s stages) …
     b.proc.kill('SIGTERM');

@@ -65,7 +65,11 @@ describe('service: rounds over WebSocket', { timeout: 60_000 }, () => {
       const result = await published;
       assert.ok(Date.now() - t0 < 10_000, 'no stage waited for its 20 s deadline');
       const expected = clients.filter((_, i) => !['advertise', 'share', 'masked'].includes(dropAt[i]!)).map((c) => c.clientId!);
-      assert.deepEqual([...result.included], expected.sort((a, b) => a - b), 'the unmask dropper is in the sum; earlier droppers are not');
+      assert.deepEqual(
+        [...result.included],
+        expected.sort((a, b) => a - b),
+        'the unmask dropper is in the sum; earlier droppers are not',
+      );
       assertSum(result, clients, M, BITS);
       for (let i = 0; i < 4; i++) assert.equal(reports[i]![0]!.code, 'ERR_DISCONNECTED');
       for (let i = 4; i < 10; i++) assert.equal(reports[i]![0]!.included, true);
@@ -263,7 +267,15 @@ describe('service: authentication and limits', { timeout: 30_000 }, () => {
       // limit of its own kind (an abort): the decoder's typed ERR_TOO_BIG closes it with 1009.
       const fatAssignment = (await fat.control('assignment')) as { roundId: Uint8Array; clientId: number };
       await fat.protocolFrame(1);
-      const limits = clientMessageLimits({ roundId: roundId(fatAssignment.roundId), bits: BITS, dimension: M, threshold: 2, degree: 'complete', mode: 'semi-honest', cohort: Array.from({ length: 8 }, (_, i) => clientId(i + 1)) });
+      const limits = clientMessageLimits({
+        roundId: roundId(fatAssignment.roundId),
+        bits: BITS,
+        dimension: M,
+        threshold: 2,
+        degree: 'complete',
+        mode: 'semi-honest',
+        cohort: Array.from({ length: 8 }, (_, i) => clientId(i + 1)),
+      });
       const fatAbort = encodeClientMessage(fatAssignment.roundId, fatAssignment.clientId, { case: 'abort', value: { code: 'x'.repeat(limits.abort) } });
       assert.ok(fatAbort.length > limits.abort && fatAbort.length <= limits.advertiseKeys, `${fatAbort.length} in (${limits.abort}, ${limits.advertiseKeys}]`);
       fat.ws.send(fatAbort);

@@ -47,12 +47,7 @@ export interface NodeClient {
 }
 
 /** Start a participate() client named `name` (its identity); its ClientId is filled in on welcome. */
-export function nodeClient(
-  server: SecAggServer,
-  name: string,
-  input: Uint32Array,
-  extra: Partial<ParticipateOptions> = {},
-): NodeClient {
+export function nodeClient(server: SecAggServer, name: string, input: Uint32Array, extra: Partial<ParticipateOptions> = {}): NodeClient {
   const c: { name: string; input: Uint32Array; clientId?: number; done: Promise<RoundReport[]> } = { name, input, done: Promise.resolve([]) };
   c.done = participate({
     url: server.url,
@@ -123,7 +118,11 @@ export async function rawClient(server: SecAggServer): Promise<RawClient> {
     hello: (tok) => ws.send(encodeControl({ case: 'hello', value: { version: PROTOCOL_VERSION, token: tok } })),
     control: (kind, timeoutMs = 5000) =>
       waitFor(
-        () => frames.filter(isControlFrame).map((f) => decodeControl(f).body).find((b) => b.case === kind)?.value,
+        () =>
+          frames
+            .filter(isControlFrame)
+            .map((f) => decodeControl(f).body)
+            .find((b) => b.case === kind)?.value,
         timeoutMs,
         `${kind} frame`,
       ),
@@ -153,7 +152,10 @@ export interface TestIdentity {
 
 export const ISSUER_SEED = new Uint8Array(32).fill(7);
 
-export async function makeIdentity(name: string, seed = unsafeSeededRng(name.length * 7919 + [...name].reduce((a, ch) => a * 31 + ch.charCodeAt(0), 0))(32)): Promise<TestIdentity> {
+export async function makeIdentity(
+  name: string,
+  seed = unsafeSeededRng(name.length * 7919 + [...name].reduce((a, ch) => a * 31 + ch.charCodeAt(0), 0))(32),
+): Promise<TestIdentity> {
   const key = await identityPublicKey(seed);
   const certificate = await issueCertificate({ clientId: name, identityKey: key, expiresAt: Date.now() + 3600_000 }, ISSUER_SEED);
   return { name, seed, key, certificate };

@@ -17,15 +17,7 @@ import {
   newSuperset,
   supersetDualTable,
 } from '../src/shamir/dual.js';
-import {
-  FIELD_PRIME,
-  LagrangeCache,
-  SHARE_BYTES,
-  combineShares,
-  lagrangeAtZero,
-  reconstructVerified,
-  splitSecret,
-} from '../src/shamir/index.js';
+import { FIELD_PRIME, LagrangeCache, SHARE_BYTES, combineShares, lagrangeAtZero, reconstructVerified, splitSecret } from '../src/shamir/index.js';
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -295,7 +287,10 @@ test('input validation: caller bugs are TypeError/RangeError, bad share bytes ar
     (e: unknown) => e instanceof SecAggError && e.code === 'ERR_SIZE' && e.clients.join() === '2',
   );
   const long = new Uint8Array(SHARE_BYTES + 1);
-  assert.throws(() => combineShares({ holders: [1, 2], shares: [long, shares[1]!] }), (e: unknown) => isSecAggError(e, 'ERR_SIZE'));
+  assert.throws(
+    () => combineShares({ holders: [1, 2], shares: [long, shares[1]!] }),
+    (e: unknown) => isSecAggError(e, 'ERR_SIZE'),
+  );
   const notField = new Uint8Array(shares[0]!);
   writeU32(notField, 5, P); // first value that is not a field element
   assert.throws(
@@ -325,8 +320,9 @@ test('combineShares rejects a corrupted share via the chunk-width check', () => 
   const r = seededRng('delta')(44);
   for (let c = 0; c < 11; c++) writeU32(b, c, (readU32(b, c) + 1 + (readU32(r, c) % (P - 1))) % P);
   bad[2] = b;
-  assert.throws(() => combineShares({ holders: holders.slice(0, 5), shares: bad }), (e: unknown) =>
-    isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
+  assert.throws(
+    () => combineShares({ holders: holders.slice(0, 5), shares: bad }),
+    (e: unknown) => isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
   );
 });
 
@@ -338,18 +334,20 @@ test('chunk width check is exact at the boundary of every chunk', () => {
   const shares = splitSecret({ secret, holders, threshold: 3, rng: seededRng(11) });
   for (let c = 0; c < 11; c++) {
     const limit = c === 10 ? 1 << 16 : 1 << 24;
-    const shifted = (d: number) => shares.map((s) => {
-      const b = new Uint8Array(s);
-      writeU32(b, c, (readU32(b, c) + d) % P);
-      return b;
-    });
+    const shifted = (d: number) =>
+      shares.map((s) => {
+        const b = new Uint8Array(s);
+        writeU32(b, c, (readU32(b, c) + d) % P);
+        return b;
+      });
     const inside = combineShares({ holders, shares: shifted(limit - 1) });
     const expect = new Uint8Array(32);
     if (c === 10) expect.set([0xff, 0xff], 30);
     else expect.set([0xff, 0xff, 0xff], 3 * c);
     assert.ok(eq(inside, expect), `chunk ${c}`);
-    assert.throws(() => combineShares({ holders, shares: shifted(limit) }), (e: unknown) =>
-      isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
+    assert.throws(
+      () => combineShares({ holders, shares: shifted(limit) }),
+      (e: unknown) => isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
     );
   }
 });
@@ -463,7 +461,10 @@ test('reconstructVerified: several bad shares (inside and outside the canonical 
     badIdx.forEach((i, n) => (bad[i] = corrupt(bad[i]!, (i * 3) % 11, 999 + n)));
     const r = await reconstructVerified({ holders, shares: bad, threshold: t, verify: verifierFor(secret) });
     assert.ok(eq(r.secret, secret), `bad ${badIdx}`);
-    assert.deepEqual(r.badHolders, badIdx.map((i) => holders[i]!).sort((a, b) => a - b));
+    assert.deepEqual(
+      r.badHolders,
+      badIdx.map((i) => holders[i]!).sort((a, b) => a - b),
+    );
   }
 });
 
@@ -498,9 +499,7 @@ test('reconstructVerified: exactly t shares with one bad → ERR_RECONSTRUCTION_
     const bad = shares.slice();
     bad[3] = corrupt(bad[3]!, chunk, 1);
     const verify = verifierFor(secret);
-    await assert.rejects(reconstructVerified({ holders, shares: bad, threshold: 5, verify }), (e: unknown) =>
-      isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
-    );
+    await assert.rejects(reconstructVerified({ holders, shares: bad, threshold: 5, verify }), (e: unknown) => isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'));
     assert.ok(verify.calls <= 1);
   }
   // Too few well-formed shares: fails and names the malformed one.
@@ -521,18 +520,16 @@ test('reconstructVerified: the search respects maxAttempts and never returns an 
   const shares = splitSecret({ secret, holders, threshold: 5, rng: seededRng(8) });
   const bad = shares.slice();
   bad[0] = corrupt(bad[0]!, 4);
-  await assert.rejects(
-    reconstructVerified({ holders, shares: bad, threshold: 5, verify: verifierFor(secret), maxAttempts: 0 }),
-    (e: unknown) => isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
+  await assert.rejects(reconstructVerified({ holders, shares: bad, threshold: 5, verify: verifierFor(secret), maxAttempts: 0 }), (e: unknown) =>
+    isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
   );
   const verify = verifierFor(secret);
   const r = await reconstructVerified({ holders, shares: bad, threshold: 5, verify, maxAttempts: 50 });
   assert.deepEqual(r.badHolders, [1]);
   // A verifier that rejects everything: must fail, within budget, never return.
   let calls = 0;
-  await assert.rejects(
-    reconstructVerified({ holders, shares, threshold: 5, verify: () => (calls++, false), maxAttempts: 30 }),
-    (e: unknown) => isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
+  await assert.rejects(reconstructVerified({ holders, shares, threshold: 5, verify: () => (calls++, false), maxAttempts: 30 }), (e: unknown) =>
+    isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'),
   );
   assert.ok(calls >= 1 && calls <= 31, `calls ${calls}`);
   // Bad data from the network must not be mistaken for caller bugs, and vice versa.
@@ -543,8 +540,7 @@ test('reconstructVerified: the search respects maxAttempts and never returns an 
 // ---- fast consistency check (dual vectors) ------------------------------------------------------
 
 /** Barycentric weights w_i = 1/Π_{l≠i}(x_i − x_l) straight from the definition, in BigInt. */
-const bigWeights = (xs: number[]) =>
-  xs.map((xi, i) => binv(xs.reduce((acc, xl, l) => (l === i ? acc : bmod(acc * BigInt(xi - xl))), 1n)));
+const bigWeights = (xs: number[]) => xs.map((xi, i) => binv(xs.reduce((acc, xl, l) => (l === i ? acc : bmod(acc * BigInt(xi - xl))), 1n)));
 
 test('dual vectors: d_i = w_i·q(x_i) exactly (BigInt), orthogonal to every degree < t polynomial', () => {
   const xs = [3, 7, 10, 22, 31, 40, 51, 65535];
@@ -576,8 +572,7 @@ test('dual vectors: d_i = w_i·q(x_i) exactly (BigInt), orthogonal to every degr
   assert.equal(cache.dualComputations, 1);
   for (let v = 0; v < DUAL_VECTORS; v++) {
     const row = Array.from(cd.subarray(v * k, (v + 1) * k), BigInt);
-    for (let j = 0; j < t; j++)
-      assert.equal(bmod(row.reduce((acc, di, i) => acc + di * bpow(BigInt(xs[i]!), BigInt(j)), 0n)), 0n, `v ${v} j ${j}`);
+    for (let j = 0; j < t; j++) assert.equal(bmod(row.reduce((acc, di, i) => acc + di * bpow(BigInt(xs[i]!), BigInt(j)), 0n)), 0n, `v ${v} j ${j}`);
     const r = row.map((di, i) => bmod(di * binv(w[i]!)));
     const bx = xs.map(BigInt);
     for (let i = m; i < k; i++) assert.equal(bigInterpolate(bx.slice(0, m), r.slice(0, m), bx[i]!), r[i], `degree < m at ${i}`);
@@ -701,7 +696,10 @@ test('reconstructVerified: random single-chunk corruption of random spares is al
         const bad = shares.slice();
         for (const p of positions) bad[p] = corrupt(bad[p]!, chunk, delta);
         const r = await reconstructVerified({ holders, shares: bad, threshold: t, verify: verifierFor(secret), cache });
-        assert.deepEqual(r.badHolders, positions.map((p) => holders[p]!).sort((a, b) => a - b));
+        assert.deepEqual(
+          r.badHolders,
+          positions.map((p) => holders[p]!).sort((a, b) => a - b),
+        );
       },
     ),
     { numRuns: 100 },
@@ -721,7 +719,11 @@ test('superset path: derived dual vectors and Lagrange coefficients equal direct
   const c = Array.from({ length: DUAL_VECTORS * m }, (_, i) => (i === 0 ? P - 1 : (i * 104729 + 777) % P));
   const sup = newSuperset(U);
   const table = supersetDualTable(sup, t, (out) => out.set(c));
-  assert.equal(supersetDualTable(sup, t, () => assert.fail('drawn twice')), table, 'cached per threshold');
+  assert.equal(
+    supersetDualTable(sup, t, () => assert.fail('drawn twice')),
+    table,
+    'cached per threshold',
+  );
   const removals: number[][] = [[], ...U.map((_, r) => [r]), [0, 5], [3, 10], [1, 2, 9], [0, 4, 6, 8]];
   for (const R of removals) {
     const S = U.filter((_, i) => !R.includes(i));
@@ -776,8 +778,7 @@ test('superset path via the cache: setUniverse(U) serves every U \\ {r} with the
     for (let v = 0; v < DUAL_VECTORS; v++) {
       const row = Array.from(d.subarray(v * k, (v + 1) * k), BigInt);
       // In the dual code: orthogonal to x^j for j < t.
-      for (let j = 0; j < t; j++)
-        assert.equal(bmod(row.reduce((acc, di, i) => acc + di * bpow(BigInt(S[i]!), BigInt(j)), 0n)), 0n, `r ${r} v ${v} j ${j}`);
+      for (let j = 0; j < t; j++) assert.equal(bmod(row.reduce((acc, di, i) => acc + di * bpow(BigInt(S[i]!), BigInt(j)), 0n)), 0n, `r ${r} v ${v} j ${j}`);
       // d_i / w^S_i is a polynomial of degree < k − t (interpolate through the first k − t points).
       const q = row.map((di, i) => bmod(di * binv(w[i]!)));
       const bx = S.map(BigInt);
@@ -846,7 +847,7 @@ test('complete graph: reconstructing for every owner v from U \\ {v} does the O(
     // first owner's, then the union of it with the second's, which serves the rest).
     const univ = await round({}, true);
     assert.equal(univ.weightComputations, 3, `n ${n}`);
-    assert.equal(univ.derivations, n + t, 'every miss but the first owner\'s canonical subset');
+    assert.equal(univ.derivations, n + t, "every miss but the first owner's canonical subset");
     // Automatic: the first owner's two sets are computed directly, the second owner's form the
     // two supersets.
     const auto = await round({}, false);

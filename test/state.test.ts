@@ -39,10 +39,47 @@ interface Spec {
  * request (the others' shares suffice).
  */
 const SPECS: readonly Spec[] = [
-  { name: 'semi-honest, complete graph', mode: 'semi-honest', degree: 'complete', n: 6, silentFrom: [[6, 'masked'], [5, 'unmask']] },
-  { name: 'semi-honest, Harary graph (k = 6)', mode: 'semi-honest', degree: 6, n: 10, silentFrom: [[10, 'masked'], [9, 'unmask']] },
-  { name: 'active, complete graph', mode: 'active', degree: 'complete', n: 8, silentFrom: [[8, 'view'], [7, 'masked'], [6, 'unmask']] },
-  { name: 'active, Harary graph (k = 6)', mode: 'active', degree: 6, n: 10, silentFrom: [[10, 'masked'], [9, 'unmask']] },
+  {
+    name: 'semi-honest, complete graph',
+    mode: 'semi-honest',
+    degree: 'complete',
+    n: 6,
+    silentFrom: [
+      [6, 'masked'],
+      [5, 'unmask'],
+    ],
+  },
+  {
+    name: 'semi-honest, Harary graph (k = 6)',
+    mode: 'semi-honest',
+    degree: 6,
+    n: 10,
+    silentFrom: [
+      [10, 'masked'],
+      [9, 'unmask'],
+    ],
+  },
+  {
+    name: 'active, complete graph',
+    mode: 'active',
+    degree: 'complete',
+    n: 8,
+    silentFrom: [
+      [8, 'view'],
+      [7, 'masked'],
+      [6, 'unmask'],
+    ],
+  },
+  {
+    name: 'active, Harary graph (k = 6)',
+    mode: 'active',
+    degree: 6,
+    n: 10,
+    silentFrom: [
+      [10, 'masked'],
+      [9, 'unmask'],
+    ],
+  },
 ];
 
 const M = 6;
@@ -119,7 +156,17 @@ describe('a round stopped after any event and finished from its encoded states g
       const silent = new Set(spec.silentFrom.filter(([, s]) => s !== 'unmask').map(([id]) => id));
       const included = ref.ids.filter((id) => !silent.has(id));
       assert.deepEqual(want.included, included);
-      assert.deepEqual(want.sum, [...expectedSum(ref.inputs, included.map((id) => id - 1), BITS)], 'the sum is the plain sum over the survivors');
+      assert.deepEqual(
+        want.sum,
+        [
+          ...expectedSum(
+            ref.inputs,
+            included.map((id) => id - 1),
+            BITS,
+          ),
+        ],
+        'the sum is the plain sum over the survivors',
+      );
       const expectedStages = spec.mode === 'active' ? ['view#1', 'share', 'masked', 'consistency', 'unmask', 'done'] : ['share', 'masked', 'unmask', 'done'];
       for (const s of expectedStages) assert.ok(stagesSeen.has(s), `the round passes through ${s}`);
       if (spec.silentFrom.some(([, s]) => s === 'view')) assert.ok(stagesSeen.has('view#2'), 'a second view attempt');
@@ -157,8 +204,14 @@ describe('a round is resumed from its encoded states in another process', () => 
       try {
         const file = join(dir, 'round.json');
         const hexMap = (m?: Map<number, Uint8Array>) => (m ? [...m].map(([id, b]) => [id, Buffer.from(b).toString('hex')]) : undefined);
-        writeFileSync(file, JSON.stringify({ round: toJson(writeDown(s.round)), ids: s.ids, seed: 99, directory: hexMap(s.directory), identities: hexMap(s.identities) }));
-        const out = execFileSync(process.execPath, [join(here, 'resume-child.js'), file], { env: { ...process.env, SECAGG_RESUME_CHILD: '1' }, encoding: 'utf8' });
+        writeFileSync(
+          file,
+          JSON.stringify({ round: toJson(writeDown(s.round)), ids: s.ids, seed: 99, directory: hexMap(s.directory), identities: hexMap(s.identities) }),
+        );
+        const out = execFileSync(process.execPath, [join(here, 'resume-child.js'), file], {
+          env: { ...process.env, SECAGG_RESUME_CHILD: '1' },
+          encoding: 'utf8',
+        });
         const got = JSON.parse(out) as { pid: number; stage: string; sum: number[]; included: number[]; events: number };
         assert.notEqual(got.pid, process.pid);
         assert.ok(got.events > 0, 'the child had work left to do');
@@ -166,7 +219,13 @@ describe('a round is resumed from its encoded states in another process', () => 
         const silent = new Set(spec.silentFrom.filter(([, st]) => st !== 'unmask').map(([id]) => id));
         const included = s.ids.filter((id) => !silent.has(id));
         assert.deepEqual(got.included, included);
-        assert.deepEqual(got.sum, [...expectedSum(s.inputs, included.map((id) => id - 1), BITS)]);
+        assert.deepEqual(got.sum, [
+          ...expectedSum(
+            s.inputs,
+            included.map((id) => id - 1),
+            BITS,
+          ),
+        ]);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -210,15 +269,31 @@ describe('the state decoders refuse malformed encodings with a typed error', () 
           }
           return false;
         };
-        assert.ok(typed(() => other(bytes), ['ERR_DECODE'], 'the other side\'s decoder'), 'a client state is not a server state, and back');
-        for (let len = 0; len < bytes.length; len += len < 64 ? 1 : 1 + Math.floor(bytes.length / 97)) assert.ok(typed(() => decode(bytes.subarray(0, len)), ['ERR_DECODE'], `truncated to ${len}`), `a truncation to ${len} of ${bytes.length} bytes is refused`);
-        assert.ok(typed(() => decode(new Uint8Array([...bytes, 0])), ['ERR_DECODE'], 'a trailing byte'), 'a trailing byte is refused');
+        assert.ok(
+          typed(() => other(bytes), ['ERR_DECODE'], "the other side's decoder"),
+          'a client state is not a server state, and back',
+        );
+        for (let len = 0; len < bytes.length; len += len < 64 ? 1 : 1 + Math.floor(bytes.length / 97))
+          assert.ok(
+            typed(() => decode(bytes.subarray(0, len)), ['ERR_DECODE'], `truncated to ${len}`),
+            `a truncation to ${len} of ${bytes.length} bytes is refused`,
+          );
+        assert.ok(
+          typed(() => decode(new Uint8Array([...bytes, 0])), ['ERR_DECODE'], 'a trailing byte'),
+          'a trailing byte is refused',
+        );
         const v = bytes.slice();
         v[4] = STATE_FORMAT_VERSION + 1;
-        assert.ok(typed(() => decode(v), ['ERR_VERSION'], 'a later version'), 'a later format version is refused');
+        assert.ok(
+          typed(() => decode(v), ['ERR_VERSION'], 'a later version'),
+          'a later format version is refused',
+        );
         const st = bytes.slice();
         st[5] = 200;
-        assert.ok(typed(() => decode(st), ['ERR_DECODE'], 'an unknown stage'), 'an unknown stage is refused');
+        assert.ok(
+          typed(() => decode(st), ['ERR_DECODE'], 'an unknown stage'),
+          'an unknown stage is refused',
+        );
         for (let i = 0; i < 40; i++) {
           const flipped = bytes.slice();
           const at = r(4);
@@ -268,9 +343,19 @@ describe('the mutation contract: a call consumes its state', () => {
 });
 
 describe("the client's input from a provider called with the round's config", () => {
-  async function oneRound(provide: (config: RoundConfig, id: number) => Uint32Array | Promise<Uint32Array>): Promise<{ server: ServerState; clients: ClientState[]; seen: RoundConfig[] }> {
+  async function oneRound(
+    provide: (config: RoundConfig, id: number) => Uint32Array | Promise<Uint32Array>,
+  ): Promise<{ server: ServerState; clients: ClientState[]; seen: RoundConfig[] }> {
     const ids = [1, 2, 3, 4, 5];
-    const config: RoundConfig = { roundId: roundId(new Uint8Array(16).fill(4)), bits: 8, dimension: 3, threshold: 3, degree: 'complete', mode: 'semi-honest', cohort: ids.map(clientId) };
+    const config: RoundConfig = {
+      roundId: roundId(new Uint8Array(16).fill(4)),
+      bits: 8,
+      dimension: 3,
+      threshold: 3,
+      degree: 'complete',
+      mode: 'semi-honest',
+      cohort: ids.map(clientId),
+    };
     const seen: RoundConfig[] = [];
     const contexts = new Map(
       ids.map((id) => [
@@ -286,7 +371,13 @@ describe("the client's input from a provider called with the round's config", ()
       ]),
     );
     const start = startServerRound(serverContext({ crypto: nodeCrypto, rng: unsafeSeededRng(0) }), { config });
-    const round: Round = { server: start.state, clients: new Map(ids.map((id) => [id, createClient({ id: clientId(id) })])), toClients: [...start.outgoing], toServer: [], silentFrom: new Map() };
+    const round: Round = {
+      server: start.state,
+      clients: new Map(ids.map((id) => [id, createClient({ id: clientId(id) })])),
+      toClients: [...start.outgoing],
+      toServer: [],
+      silentFrom: new Map(),
+    };
     await runToEnd(round, { server: serverContext({ crypto: nodeCrypto, rng: unsafeSeededRng(0) }), clients: contexts });
     return { server: round.server, clients: [...round.clients.values()], seen };
   }
@@ -325,4 +416,3 @@ describe("the client's input from a provider called with the round's config", ()
     assert.match(r.error!.message, /no input/);
   });
 });
-

@@ -8,16 +8,20 @@ import { describeRoundStore } from './storeSuite.js';
 
 describeRoundStore('memory store', async () => ({ store: memoryStore() }));
 
-describeRoundStore('SQLite store', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'secagg-store-'));
-  const file = join(dir, 'history.db');
-  let store = sqliteStore(file);
-  return {
-    store,
-    reopen: async () => {
-      await store.close();
-      return (store = sqliteStore(file));
-    },
-    dispose: () => rmSync(dir, { recursive: true, force: true }),
-  };
-}, { persistent: true });
+describeRoundStore(
+  'SQLite store',
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'secagg-store-'));
+    const file = join(dir, 'history.db');
+    let store = sqliteStore(file);
+    return {
+      store,
+      reopen: async () => {
+        await store.close();
+        return (store = sqliteStore(file));
+      },
+      dispose: () => rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+  { persistent: true },
+);

@@ -123,7 +123,10 @@ export function describeRoundStore(name: string, open: () => Promise<StoreUnderT
           page.slice(0, 3).map((r) => r.id),
           [250, 249, 248],
         );
-        assert.ok(page.every((r) => !r.sum), 'no sums in a list');
+        assert.ok(
+          page.every((r) => !r.sum),
+          'no sums in a list',
+        );
         assert.equal(page.find((r) => r.id === 248)!.included?.length, 2, 'the rest of the record is there');
         assert.deepEqual(
           (await store.list({ limit: 2 })).map((r) => r.id),
@@ -140,7 +143,9 @@ export function describeRoundStore(name: string, open: () => Promise<StoreUnderT
         assert.equal(interrupted.length, want.running);
         assert.deepEqual(
           interrupted,
-          Array.from({ length: 250 }, (_, i) => i).filter((i) => i % 3 !== 0 && i % 7 === 0).map((i) => i + 1),
+          Array.from({ length: 250 }, (_, i) => i)
+            .filter((i) => i % 3 !== 0 && i % 7 === 0)
+            .map((i) => i + 1),
         );
         const one = (await store.get(interrupted[0]!))!;
         assert.equal(one.outcome, 'aborted');

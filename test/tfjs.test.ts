@@ -21,7 +21,14 @@ function model(seed: number): tf.Sequential {
   const init = (s: number) => tf.initializers.randomNormal({ mean: 0, stddev: 0.5, seed: s });
   const m = tf.sequential({
     layers: [
-      tf.layers.conv2d({ inputShape: [6, 6, 2], filters: 3, kernelSize: 3, activation: 'relu', kernelInitializer: init(seed), biasInitializer: init(seed + 1) }),
+      tf.layers.conv2d({
+        inputShape: [6, 6, 2],
+        filters: 3,
+        kernelSize: 3,
+        activation: 'relu',
+        kernelInitializer: init(seed),
+        biasInitializer: init(seed + 1),
+      }),
       tf.layers.batchNormalization(), // has non-trainable moving statistics: must be left alone
       tf.layers.flatten(),
       tf.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init(seed + 2), biasInitializer: init(seed + 3) }),
@@ -56,11 +63,14 @@ test('layout: trainable weights only, in order, with shapes and offsets', () => 
     ],
   );
   assert.equal(layout.size, 259);
-  assert.equal(layout.size, m.trainableWeights.reduce((a, v) => a + v.shape.reduce((x: number, d) => x * (d ?? 0), 1), 0));
+  assert.equal(
+    layout.size,
+    m.trainableWeights.reduce((a, v) => a + v.shape.reduce((x: number, d) => x * (d ?? 0), 1), 0),
+  );
   m.dispose();
 });
 
-test('a model\'s weights round-trip exactly (bit for bit) through the flat vector', () => {
+test("a model's weights round-trip exactly (bit for bit) through the flat vector", () => {
   const a = model(1);
   const b = model(2);
   const { values, layout } = flattenWeights(a);
@@ -78,7 +88,10 @@ test('a model\'s weights round-trip exactly (bit for bit) through the flat vecto
   assert.deepEqual(bitsOf(back), bitsOf(values));
   // The model actually uses them: identical predictions to a model given the same weights.
   const c = model(3);
-  const ts2 = unflattenWeights(values.map((v, i) => (i < 3 ? 0.01 : v)), layout);
+  const ts2 = unflattenWeights(
+    values.map((v, i) => (i < 3 ? 0.01 : v)),
+    layout,
+  );
   applyWeights(c, ts2);
   applyWeights(b, ts2);
   tf.dispose(ts2);
@@ -93,12 +106,25 @@ test('a model\'s weights round-trip exactly (bit for bit) through the flat vecto
 });
 
 test('a tensor list round-trips exactly, and mismatches are typed errors', () => {
-  const list = [tf.tensor([[1.5, -2], [3, 4]]), tf.tensor([0.1]), tf.tensor([[[7]]])];
+  const list = [
+    tf.tensor([
+      [1.5, -2],
+      [3, 4],
+    ]),
+    tf.tensor([0.1]),
+    tf.tensor([[[7]]]),
+  ];
   const { values, layout } = flattenWeights(list);
   assert.deepEqual([...values], [1.5, -2, 3, 4, Math.fround(0.1), 7]);
   const back = unflattenWeights(values, layout);
-  assert.deepEqual(back.map((t) => t.shape), [[2, 2], [1], [1, 1, 1]]);
-  assert.deepEqual(back.map((t) => t.dtype), ['float32', 'float32', 'float32']);
+  assert.deepEqual(
+    back.map((t) => t.shape),
+    [[2, 2], [1], [1, 1, 1]],
+  );
+  assert.deepEqual(
+    back.map((t) => t.dtype),
+    ['float32', 'float32', 'float32'],
+  );
   assert.deepEqual(bitsOf(flattenWeights(back, layout).values), bitsOf(values));
   // Wrong vector length.
   assert.throws(() => unflattenWeights(values.subarray(1), layout), code('ERR_SIZE'));
@@ -128,7 +154,10 @@ test('contribute → simulateRound → secureFedAvg equals the plaintext weighte
     const rng = unsafeSeededRng(delta ? 31 : 30);
     const cs = locals.map((m, k) => contribute(m, weights[k]!, plan, { rng, ...(delta ? { base: global } : {}) }));
     for (const c of cs) assert.equal(c.vector.length, layout.size + 1);
-    assert.ok(cs.some((c) => c.report.clipped > 0), 'some values are clipped, and reported');
+    assert.ok(
+      cs.some((c) => c.report.clipped > 0),
+      'some values are clipped, and reported',
+    );
     const result = await simulateRound({ inputs: cs.map((c) => c.vector), bits: plan.bits, dropouts: { masked: [1] }, rng });
     assert.deepEqual(result.included, [0, 2, 3, 4, 5]);
     const out = secureFedAvg(result, plan, global, { delta });
@@ -152,7 +181,10 @@ test('contribute → simulateRound → secureFedAvg equals the plaintext weighte
     }
     assert.ok(err < out.errorBound, `delta=${delta}: error ${err} ≥ bound ${out.errorBound}`);
     assert.ok(out.errorBound <= 1e-5);
-    assert.deepEqual(out.weights.map((t) => t.shape), layout.specs.map((s) => [...s.shape]));
+    assert.deepEqual(
+      out.weights.map((t) => t.shape),
+      layout.specs.map((s) => [...s.shape]),
+    );
     // The weighted mean differs from the unweighted one (weights are honoured).
     let diff = 0;
     for (let i = 0; i < layout.size; i++) {
@@ -166,8 +198,5 @@ test('contribute → simulateRound → secureFedAvg equals the plaintext weighte
   // A plan for another model size is refused.
   const wrong = planEncoding({ clients: n, clip: 1, weighted: true, maxWeight: 25, dimension: 10 });
   assert.throws(() => contribute(locals[0]!, 1, wrong), code('ERR_SIZE'));
-  assert.throws(
-    () => secureFedAvg({ sum: new Uint32Array(11), included: [0, 1, 2] }, wrong, global),
-    code('ERR_SIZE'),
-  );
+  assert.throws(() => secureFedAvg({ sum: new Uint32Array(11), included: [0, 1, 2] }, wrong, global), code('ERR_SIZE'));
 });

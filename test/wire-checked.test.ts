@@ -77,7 +77,15 @@ const vi = (no: number, v: number): number[] => [...varint(no * 8), ...varint(v)
 /** A client envelope: version 1, the round id, sender 3, then `rest` (body records and anything else). */
 const clientEnv = (...rest: (number[] | Uint8Array)[]): Uint8Array => bytesOf(vi(1, 1), ld(2, RID), vi(3, 3), ...rest);
 const serverEnv = (...rest: (number[] | Uint8Array)[]): Uint8Array => bytesOf(vi(1, 1), ld(2, RID), ...rest);
-const BODY: Record<ClientKind, number> = { advertiseKeys: 10, shareKeys: 11, maskedInput: 12, consistencySignature: 13, unmaskResponse: 14, abort: 15, viewSignature: 16 };
+const BODY: Record<ClientKind, number> = {
+  advertiseKeys: 10,
+  shareKeys: 11,
+  maskedInput: 12,
+  consistencySignature: 13,
+  unmaskResponse: 14,
+  abort: 15,
+  viewSignature: 16,
+};
 const SBODY: Record<ServerKind, number> = { roundStart: 10, keys: 11, shares: 12, consistencyRequest: 13, unmaskRequest: 14, aborted: 15, viewRequest: 16 };
 
 /** The checked options for a client message of one allowed kind, with this round's limits and caps. */
@@ -154,7 +162,11 @@ test('peek: a field given twice, an unknown field, a wrong wire type, no body, t
     rejects(() => peekClientBody(b), 'ERR_DECODE');
     rejects(() => decodeClientMessage(b, 1 << 20), 'ERR_DECODE');
     rejects(() => decodeClientMessageChecked(b, only('abort')), 'ERR_DECODE');
-    assert.equal(code(() => decodeClientMessageChecked(b, only('abort', { fastPath: false }))), 'ERR_DECODE', what);
+    assert.equal(
+      code(() => decodeClientMessageChecked(b, only('abort', { fastPath: false }))),
+      'ERR_DECODE',
+      what,
+    );
   }
   // protobuf-es itself takes the duplicates: the codec is deliberately stricter.
   const merged = fromBinary(ClientMessageSchema, bytesOf(good, ld(BODY.maskedInput, ld(1, [1, 2]))));
@@ -275,7 +287,8 @@ test('the decoders stop at entry cap + 1: entries after it are garbage and are n
     for (const fastPath of [true, false]) rejects(() => decodeClientMessageChecked(b, only(kind, { maxBytes: () => b.length, fastPath })), 'ERR_SIZE');
     // One entry fewer and the garbage is read: ERR_DECODE.
     const under = clientEnv(ld(BODY[kind], repeatedThenGarbage(body.subarray(0, 2), k, 8)));
-    for (const fastPath of [true, false]) rejects(() => decodeClientMessageChecked(under, only(kind, { maxBytes: () => under.length, fastPath })), 'ERR_DECODE');
+    for (const fastPath of [true, false])
+      rejects(() => decodeClientMessageChecked(under, only(kind, { maxBytes: () => under.length, fastPath })), 'ERR_DECODE');
   }
   const packedIds = (count: number) => ld(2, bytesOf(...Array.from({ length: count }, (_, i) => varint(60000 + i))));
   const server: [ServerKind, Uint8Array][] = [
@@ -383,7 +396,11 @@ test('fast path and protobuf-es path: the same decision (and value) on every mut
         const key = `${what}:${fast.ok ? 'accepted' : fast.code}`;
         tally.set(key, (tally.get(key) ?? 0) + 1);
         // Stricter than protobuf-es, never different: whatever is accepted is what fromBinary returns.
-        if (fast.ok) assert.ok(isDeepStrictEqual(fast.value, fromBinary(what === 'client' ? ClientMessageSchema : ServerMessageSchema, input)), `${what}: differs from fromBinary`);
+        if (fast.ok)
+          assert.ok(
+            isDeepStrictEqual(fast.value, fromBinary(what === 'client' ? ClientMessageSchema : ServerMessageSchema, input)),
+            `${what}: differs from fromBinary`,
+          );
       }
     }),
     { numRuns: 3000, seed: 20261201 }, // fixed: the tally below must not depend on the run
@@ -425,15 +442,32 @@ test('the pre-scan refuses what the fast decoder declines for shape reasons (dup
   ];
   for (const [what, body] of cases) {
     const b = clientEnv(ld(BODY.shareKeys, body));
-    assert.equal(code(() => decodeClientMessageChecked(b, only('shareKeys'))), 'ERR_DECODE', what);
-    assert.equal(code(() => decodeClientMessageChecked(b, only('shareKeys', { fastPath: false }))), 'ERR_DECODE', what);
+    assert.equal(
+      code(() => decodeClientMessageChecked(b, only('shareKeys'))),
+      'ERR_DECODE',
+      what,
+    );
+    assert.equal(
+      code(() => decodeClientMessageChecked(b, only('shareKeys', { fastPath: false }))),
+      'ERR_DECODE',
+      what,
+    );
   }
   // Honest: accepted by both.
-  const honest = encodeClientMessage(RID, 3, { case: 'shareKeys', value: { selfMaskCommitment: new Uint8Array(32), shares: [{ peer: 1, ciphertext: new Uint8Array(112) }] } });
-  assert.equal(code(() => decodeClientMessageChecked(honest, only('shareKeys', { fastPath: false }))), 'accepted');
+  const honest = encodeClientMessage(RID, 3, {
+    case: 'shareKeys',
+    value: { selfMaskCommitment: new Uint8Array(32), shares: [{ peer: 1, ciphertext: new Uint8Array(112) }] },
+  });
+  assert.equal(
+    code(() => decodeClientMessageChecked(honest, only('shareKeys', { fastPath: false }))),
+    'accepted',
+  );
   // UTF-8 that fromBinary refuses is still ERR_DECODE through the pre-scan.
   const badUtf8 = clientEnv(ld(BODY.abort, ld(1, [0xc3, 0x28])));
-  assert.equal(code(() => decodeClientMessageChecked(badUtf8, only('abort'))), 'ERR_DECODE');
+  assert.equal(
+    code(() => decodeClientMessageChecked(badUtf8, only('abort'))),
+    'ERR_DECODE',
+  );
   assert.throws(() => fromBinary(ClientMessageSchema, badUtf8));
   void create;
 });

@@ -244,9 +244,18 @@ test('fast encoder: round-sized messages (three-byte lengths, five-byte ids) are
   const ct = new Uint8Array(112).map((_, i) => i);
   const ids = Array.from({ length: 499 }, (_, i) => (i % 2 === 0 ? i + 1 : 2 ** 32 - 1 - i));
   const shares = ids.map((peer) => ({ peer, ciphertext: ct }));
-  const c: ClientCase = { roundId: new Uint8Array(16).fill(9), sender: 2 ** 32 - 1, body: { case: 'shareKeys', value: { selfMaskCommitment: ct.subarray(0, 32), shares } } };
+  const c: ClientCase = {
+    roundId: new Uint8Array(16).fill(9),
+    sender: 2 ** 32 - 1,
+    body: { case: 'shareKeys', value: { selfMaskCommitment: ct.subarray(0, 32), shares } },
+  };
   assert.deepStrictEqual(fastEncodeClientMessage(c.roundId, c.sender, c.body), refClient(c));
-  const neighbours = ids.map((client) => ({ client, encryptionPublicKey: ct.subarray(0, 32), maskingPublicKey: ct.subarray(32, 64), signature: ct.subarray(0, 64) }));
+  const neighbours = ids.map((client) => ({
+    client,
+    encryptionPublicKey: ct.subarray(0, 32),
+    maskingPublicKey: ct.subarray(32, 64),
+    signature: ct.subarray(0, 64),
+  }));
   const s: ServerCase = { roundId: c.roundId, body: { case: 'keys', value: { graphSeed: ct.subarray(0, 32), advertised: ids, neighbours } } };
   const bytesOut = fastEncodeServerMessage(s.roundId, s.body);
   assert.ok(bytesOut !== undefined && bytesOut.length > 2 ** 14 * 4);
@@ -304,7 +313,13 @@ test('fast encoder: declines what toBinary(create()) rejects or encodes some oth
   assert.equal(fastEncodeClientMessage(rid, 1, arrayBytes), undefined);
   assert.deepStrictEqual(encodeClientMessage(rid, 1, arrayBytes), refClient({ roundId: rid, sender: 1, body: arrayBytes }));
   // null in an init object is the zero value, as in create().
-  const nulls = shareKeys({ selfMaskCommitment: null, shares: [{ peer: null, ciphertext: null }, { peer: 2, ciphertext: ct }] });
+  const nulls = shareKeys({
+    selfMaskCommitment: null,
+    shares: [
+      { peer: null, ciphertext: null },
+      { peer: 2, ciphertext: ct },
+    ],
+  });
   assert.deepStrictEqual(fastEncodeClientMessage(rid, 1, nulls), refClient({ roundId: rid, sender: 1, body: nulls }));
 });
 
@@ -424,7 +439,10 @@ test('fast decoder: declines other bodies and messages without a body', () => {
   assert.equal(fastDecodeClientMessage(noBody), undefined);
   assert.equal(fastDecodeServerMessage(new Uint8Array(0)), undefined);
   // A second body, even of a fast kind, would be merged by protobuf-es.
-  const twice = concat([refClient({ roundId: rid, sender: 3, body: { case: 'shareKeys', value: { shares: [{ peer: 1 }] } } }), Uint8Array.of(0x5a, 2, 0x0a, 0)]);
+  const twice = concat([
+    refClient({ roundId: rid, sender: 3, body: { case: 'shareKeys', value: { shares: [{ peer: 1 }] } } }),
+    Uint8Array.of(0x5a, 2, 0x0a, 0),
+  ]);
   assert.equal(fastDecodeClientMessage(twice), undefined);
   assert.equal((fromBinary(ClientMessageSchema, twice).body.value as { shares: unknown[] }).shares.length, 1);
 });
@@ -437,7 +455,10 @@ function rejects(fn: () => unknown, code: SecAggErrorCode): void {
 
 test('codec: the fast kinds decode as before, and keep their errors', () => {
   const rid = new Uint8Array(16).fill(4);
-  const body: ClientBody = { case: 'shareKeys', value: { selfMaskCommitment: new Uint8Array(32).fill(1), shares: [{ peer: 2, ciphertext: new Uint8Array(112) }] } };
+  const body: ClientBody = {
+    case: 'shareKeys',
+    value: { selfMaskCommitment: new Uint8Array(32).fill(1), shares: [{ peer: 2, ciphertext: new Uint8Array(112) }] },
+  };
   const good = encodeClientMessage(rid, 7, body);
   assert.deepStrictEqual(decodeClientMessage(good, good.length), fromBinary(ClientMessageSchema, good));
   rejects(() => decodeClientMessage(good, good.length - 1), 'ERR_TOO_BIG');

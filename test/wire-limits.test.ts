@@ -80,10 +80,7 @@ test('per-stage client limit: the stage kind or an abort, the abort limit elsewh
     assert.ok(kind !== undefined, s);
     assert.equal(maxClientMessageBytesForStage(c, s), Math.max(l[kind], l.abort), s);
   }
-  assert.deepEqual(
-    stages.map(clientKindForStage),
-    ['advertiseKeys', 'viewSignature', 'shareKeys', 'maskedInput', 'consistencySignature', 'unmaskResponse'],
-  );
+  assert.deepEqual(stages.map(clientKindForStage), ['advertiseKeys', 'viewSignature', 'shareKeys', 'maskedInput', 'consistencySignature', 'unmaskResponse']);
   for (const s of ['done', 'aborted', 'nonsense', 'constructor', '__proto__', 'toString']) {
     assert.equal(clientKindForStage(s), undefined, s);
     assert.equal(maxClientMessageBytesForStage(c, s), l.abort, s);

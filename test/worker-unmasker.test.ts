@@ -22,7 +22,11 @@ test('worker-thread unmasking gives the same sum as in-thread unmasking, for con
     const got = new RingAccumulator(m);
     got.addVector(start, 1);
     // Three batches in flight at once, as the server sends them.
-    await Promise.all([pool.unmask(got, jobs.slice(0, 20), nodeCrypto), pool.unmask(got, jobs.slice(20, 40), nodeCrypto), pool.unmask(got, jobs.slice(40), nodeCrypto)]);
+    await Promise.all([
+      pool.unmask(got, jobs.slice(0, 20), nodeCrypto),
+      pool.unmask(got, jobs.slice(20, 40), nodeCrypto),
+      pool.unmask(got, jobs.slice(40), nodeCrypto),
+    ]);
     assert.deepEqual(got.view(), expected.view());
     assert.notDeepEqual(got.view(), start, 'the masks changed the vector');
   } finally {
@@ -65,11 +69,20 @@ test('closing the pool rejects batches still running, and later calls', async ()
   const rng = unsafeSeededRng(79);
   const pool = createWorkerUnmasker({ workers: 1 });
   const acc = new RingAccumulator(m);
-  const pending = Array.from({ length: 4 }, () => pool.unmask(acc, Array.from({ length: 8 }, () => ({ key: rng(16), sign: 1 as const })), nodeCrypto));
+  const pending = Array.from({ length: 4 }, () =>
+    pool.unmask(
+      acc,
+      Array.from({ length: 8 }, () => ({ key: rng(16), sign: 1 as const })),
+      nodeCrypto,
+    ),
+  );
   const settled = Promise.allSettled(pending);
   await pool.close();
   const outcomes = await settled;
-  assert.ok(outcomes.some((o) => o.status === 'rejected'), 'batches still running are rejected');
+  assert.ok(
+    outcomes.some((o) => o.status === 'rejected'),
+    'batches still running are rejected',
+  );
   await assert.rejects(pool.unmask(acc, [{ key: rng(16), sign: 1 }], nodeCrypto), /closed/);
 });
 
@@ -109,7 +122,7 @@ test('a dead worker gets no more batches, and the batches it held run again on t
       assert.deepEqual(got.view(), expected.view(), `worker killed ${when} the batches: each added exactly once`);
       if (when === 'before') assert.deepEqual(pool.batches, { worker: 6, main: 0 }, 'all went to the live worker');
       // Killed right after its batches were posted (milliseconds of work each), it cannot have answered them all.
-      else assert.ok(pool.batches.main > 0, 'the dead worker\'s batches ran again on the main thread');
+      else assert.ok(pool.batches.main > 0, "the dead worker's batches ran again on the main thread");
     } finally {
       await pool.close();
     }

@@ -99,7 +99,14 @@ export async function runClient(argv: string[]): Promise<number> {
     fail('--directory, --issuer-key and --trust need --identity');
   if (a.trust !== undefined) {
     if (!['pinned', 'issuer', 'pinned+issuer', 'server'].includes(a.trust)) fail(`--trust must be pinned, issuer, pinned+issuer or server, got '${a.trust}'`);
-    const given = active.directory !== undefined && active.issuerKey !== undefined ? 'pinned+issuer' : active.directory !== undefined ? 'pinned' : active.issuerKey !== undefined ? 'issuer' : 'server';
+    const given =
+      active.directory !== undefined && active.issuerKey !== undefined
+        ? 'pinned+issuer'
+        : active.directory !== undefined
+          ? 'pinned'
+          : active.issuerKey !== undefined
+            ? 'issuer'
+            : 'server';
     if (a.trust !== given) fail(`--trust ${a.trust} does not match what was given (${given === 'server' ? 'neither --directory nor --issuer-key' : given})`);
     Object.assign(active, { trust: a.trust });
   } else if (active.identity !== undefined && active.directory === undefined && active.issuerKey === undefined)

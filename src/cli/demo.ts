@@ -101,7 +101,9 @@ export async function runDemo(argv: string[]): Promise<number> {
     const issuerSeed = new Uint8Array(randomBytes(32));
     const seeds = Array.from({ length: n }, () => new Uint8Array(randomBytes(32)));
     const certificates = await Promise.all(
-      seeds.map(async (seed, i) => issueCertificate({ clientId: `demo-${i}`, identityKey: await identityPublicKey(seed), expiresAt: Date.now() + 86_400_000 }, issuerSeed)),
+      seeds.map(async (seed, i) =>
+        issueCertificate({ clientId: `demo-${i}`, identityKey: await identityPublicKey(seed), expiresAt: Date.now() + 86_400_000 }, issuerSeed),
+      ),
     );
     issuer = { key: await identityPublicKey(issuerSeed), seeds: seeds.map(toHex), certificates };
   }
@@ -140,7 +142,11 @@ export async function runDemo(argv: string[]): Promise<number> {
     });
   });
   server.onResult((r: PublishedResult) => {
-    const expected = plainSum(r.identities.map((name) => demoInput(Number(name.slice('demo-'.length)), r.round, m)), 32, m);
+    const expected = plainSum(
+      r.identities.map((name) => demoInput(Number(name.slice('demo-'.length)), r.round, m)),
+      32,
+      m,
+    );
     const ok = r.sum.every((v, j) => v === expected[j]);
     if (!ok) failures++;
     const stages = Object.entries(r.stages)
@@ -153,8 +159,12 @@ export async function runDemo(argv: string[]): Promise<number> {
   const threads = Math.max(1, Math.min(availableParallelism(), 4));
   const workers = Array.from({ length: threads }, (_, w) => {
     const ids = Array.from({ length: n }, (_, i) => i).filter((i) => i % threads === w);
-    const active = issuer ? { seeds: ids.map((i) => issuer.seeds[i]!), certificates: ids.map((i) => issuer.certificates[i]!), issuerKey: toHex(issuer.key) } : undefined;
-    return new Worker(fileURLToPath(import.meta.url), { workerData: { url: server.url, secret, ids, m, dropout, ...(active ? { active } : {}) } satisfies Job });
+    const active = issuer
+      ? { seeds: ids.map((i) => issuer.seeds[i]!), certificates: ids.map((i) => issuer.certificates[i]!), issuerKey: toHex(issuer.key) }
+      : undefined;
+    return new Worker(fileURLToPath(import.meta.url), {
+      workerData: { url: server.url, secret, ids, m, dropout, ...(active ? { active } : {}) } satisfies Job,
+    });
   });
   const interrupted = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());

@@ -36,7 +36,8 @@ export async function runRounds(argv: string[]): Promise<number> {
           `  started ${new Date(r.startedAt).toISOString()}, ${secs(r)}`,
           `  parameters: cohort ${r.params.cohort}, m ${r.params.dimension}, bits ${r.params.bits}, k ${r.params.degree}, t ${r.params.threshold}, ${r.params.mode}`,
           ...Object.entries(r.stages).map(
-            ([s, v]) => `  ${s.padEnd(12)} ${String(v.clients).padStart(6)} clients ${((v.endedAt - v.startedAt) / 1000).toFixed(3).padStart(9)} s  in ${v.bytesIn} B  out ${v.bytesOut} B`,
+            ([s, v]) =>
+              `  ${s.padEnd(12)} ${String(v.clients).padStart(6)} clients ${((v.endedAt - v.startedAt) / 1000).toFixed(3).padStart(9)} s  in ${v.bytesIn} B  out ${v.bytesOut} B`,
           ),
           `  in the sum: ${r.included ? r.included.length : 0}`,
         ];
@@ -47,7 +48,9 @@ export async function runRounds(argv: string[]): Promise<number> {
     const list = await store.list({ limit: num(a.limit, 'limit', 50, 1, 1e9) });
     if (a.json) process.stdout.write(JSON.stringify(list) + '\n');
     else {
-      process.stdout.write(`${'#'.padStart(5)}  ${'outcome'.padEnd(10)} ${'cohort'.padStart(6)} ${'in sum'.padStart(6)} ${'m'.padStart(8)}  duration   reason\n`);
+      process.stdout.write(
+        `${'#'.padStart(5)}  ${'outcome'.padEnd(10)} ${'cohort'.padStart(6)} ${'in sum'.padStart(6)} ${'m'.padStart(8)}  duration   reason\n`,
+      );
       for (const r of list)
         process.stdout.write(
           `${String(r.id).padStart(5)}  ${r.outcome.padEnd(10)} ${String(r.params.cohort).padStart(6)} ${String(r.included?.length ?? '-').padStart(6)} ${String(r.params.dimension).padStart(8)}  ${secs(r).padEnd(9)}  ${r.reason ?? ''}\n`,

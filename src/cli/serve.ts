@@ -50,7 +50,6 @@ Options:
   --log-level L          debug | info | warn | error (default info)
   -h, --help             this text`;
 
-
 export function parseDegree(v: string | undefined): Degree | 'recommended' {
   if (v === undefined || v === 'complete') return 'complete';
   if (v === 'recommended') return 'recommended';
@@ -126,7 +125,8 @@ export async function runServe(argv: string[]): Promise<number> {
     }
   }
   const secret = a.secret ?? process.env['SECAGG_SECRET'];
-  if (secret === undefined && (Array.isArray(tokens) ? tokens.length : tokens.size) === 0) fail('give --secret (or SECAGG_SECRET) and/or --tokens: no client could authenticate');
+  if (secret === undefined && (Array.isArray(tokens) ? tokens.length : tokens.size) === 0)
+    fail('give --secret (or SECAGG_SECRET) and/or --tokens: no client could authenticate');
   if (secret !== undefined && secret.length < 16) fail('--secret must be at least 16 characters');
   const history = a.history ?? 'secagg-history.db';
   const resultsTokens = (a['results-token'] ?? process.env['SECAGG_RESULTS_TOKEN'] ?? '')

@@ -71,7 +71,11 @@ export async function runSimulate(argv: string[]): Promise<number> {
   const workers = intFlag(a.workers, 'workers', (await import('node:os')).availableParallelism(), 0, 64);
 
   const inputs = Array.from({ length: n }, () => randomRingVector(m, bits));
-  const dropouts = spreadDropouts(n, dropped, STAGES.filter((s) => mode === 'active' || (s !== 'consistency' && s !== 'view')));
+  const dropouts = spreadDropouts(
+    n,
+    dropped,
+    STAGES.filter((s) => mode === 'active' || (s !== 'consistency' && s !== 'view')),
+  );
   const unmasker = workers > 0 ? createWorkerUnmasker({ workers }) : undefined;
   const progress = !a.quiet && !a.json;
   const t0 = performance.now();
@@ -87,7 +91,10 @@ export async function runSimulate(argv: string[]): Promise<number> {
       dropouts,
       ...(unmasker ? { unmasker: unmasker.unmask } : {}),
       onProgress: progress
-        ? (e) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1)}s] ${e.stage === 'done' ? 'unmasked' : e.stage}: ${e.clientsDone}/${e.clientsTotal} clients\n`)
+        ? (e) =>
+            process.stderr.write(
+              `[${((performance.now() - t0) / 1000).toFixed(1)}s] ${e.stage === 'done' ? 'unmasked' : e.stage}: ${e.clientsDone}/${e.clientsTotal} clients\n`,
+            )
         : undefined,
     } as Parameters<typeof simulateRound>[0]);
   } catch (e) {
@@ -100,7 +107,11 @@ export async function runSimulate(argv: string[]): Promise<number> {
   } finally {
     await unmasker?.close();
   }
-  const expected = plainSum(result.included.map((i) => inputs[i]!), bits, m);
+  const expected = plainSum(
+    result.included.map((i) => inputs[i]!),
+    bits,
+    m,
+  );
   const ok = expected.length === result.sum.length && expected.every((v, i) => v === result.sum[i]);
   const s = result.stats;
   if (a.json) {

@@ -15,7 +15,18 @@ import type { DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
 import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from '../identity/index.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
 import { ClientError } from './errors.js';
-import { createSession, sessionStep, type ClientEvent, type ReplyStage, type RoundInfo, type RoundReport, type SessionAction, type SessionEvent, type SessionState, type TrustMode } from './session.js';
+import {
+  createSession,
+  sessionStep,
+  type ClientEvent,
+  type ReplyStage,
+  type RoundInfo,
+  type RoundReport,
+  type SessionAction,
+  type SessionEvent,
+  type SessionState,
+  type TrustMode,
+} from './session.js';
 
 export type { ReplyStage, RoundInfo, RoundReport, ClientEvent, TrustMode } from './session.js';
 
@@ -78,7 +89,6 @@ export interface ParticipateOptions {
    */
   readonly unsafeBeforeSend?: (stage: ReplyStage, bytes: Uint8Array) => 'send' | 'silent' | 'disconnect';
 }
-
 
 /** Close codes after which reconnecting cannot help. */
 const FATAL: ReadonlySet<number> = new Set([CLOSE.UNAUTHORIZED, CLOSE.MALFORMED, CLOSE.TOO_BIG, CLOSE.RATE_LIMITED, CLOSE.POLICY]);
@@ -187,7 +197,9 @@ function trustAnchors(options: ParticipateOptions): Trust {
   }
   if (mode === 'server' && given !== undefined) throw new TypeError(`trust: 'server' contradicts the ${given === 'issuer' ? 'issuerKey' : 'directory'} given`);
   if (mode !== 'server' && mode !== given)
-    throw new TypeError(`trust: '${mode}' needs ${mode === 'pinned' ? 'directory' : mode === 'issuer' ? 'issuerKey' : 'directory and issuerKey'}, and only that`);
+    throw new TypeError(
+      `trust: '${mode}' needs ${mode === 'pinned' ? 'directory' : mode === 'issuer' ? 'issuerKey' : 'directory and issuerKey'}, and only that`,
+    );
   return { pinned, issuerKey, mode };
 }
 
@@ -218,7 +230,9 @@ async function checkDirectory(
       const pinned = trust.pinned.get(e.identity);
       if (pinned === undefined) throw new IdentityFailure(`${e.identity} (client ${e.clientId}) is not in the pinned directory`);
       if (!bytesEqual(pinned, e.identityKey))
-        throw new IdentityFailure(`the server's directory gives ${e.identity} the key ${hex.slice(0, 16)}…, the pinned directory ${keyHex(pinned).slice(0, 16)}…`);
+        throw new IdentityFailure(
+          `the server's directory gives ${e.identity} the key ${hex.slice(0, 16)}…, the pinned directory ${keyHex(pinned).slice(0, 16)}…`,
+        );
     }
     if (trust.issuerKey !== undefined) {
       const cert = await verifyCertificate(e.certificate, trust.issuerKey, { crypto });
@@ -280,7 +294,10 @@ async function session(
       case 'welcomed':
         return onWelcome();
       case 'prove': {
-        const transcript = await helloTranscript({ version: PROTOCOL_VERSION, nonce: a.nonce, serverId: a.serverId, token: options.token, identityKey: identityKey! }, crypto);
+        const transcript = await helloTranscript(
+          { version: PROTOCOL_VERSION, nonce: a.nonce, serverId: a.serverId, token: options.token, identityKey: identityKey! },
+          crypto,
+        );
         const signature = await (await crypto.ed25519(options.identity!)).sign(transcript);
         return run({ type: 'proof', proof: { identityKey: identityKey!, signature, certificate: options.certificate ?? '' } });
       }
@@ -298,7 +315,10 @@ async function session(
         return run({ type: 'input', input: options.input ?? (await options.inputProvider!(a.round)) });
       case 'start-round':
         state = createClient({ id: clientId(a.clientId), input: a.input });
-        protocol = clientContext({ ...(options.crypto ? { crypto: options.crypto } : {}), ...(a.directory ? { identity: options.identity!, directory: a.directory } : {}) });
+        protocol = clientContext({
+          ...(options.crypto ? { crypto: options.crypto } : {}),
+          ...(a.directory ? { identity: options.identity!, directory: a.directory } : {}),
+        });
         return;
       case 'end-round':
         state = undefined;
@@ -337,7 +357,8 @@ async function session(
 
   const onFrame = async (bytes: Uint8Array) => {
     if (s.phase === 'leaving' || s.phase === 'closed') return;
-    if (isControlFrame(bytes)) return run({ type: 'control', control: decodeControl(bytes, { allowAssignment: true }), abortCode: state?.abortCode ?? undefined });
+    if (isControlFrame(bytes))
+      return run({ type: 'control', control: decodeControl(bytes, { allowAssignment: true }), abortCode: state?.abortCode ?? undefined });
     return onProtocolFrame(bytes);
   };
 

@@ -146,9 +146,18 @@ const hello = (token: string, proof?: { identityKey: Uint8Array; signature: Uint
 });
 
 /** Give up on this server: retrying cannot help. Aborts the round it names first, if any. */
-function leave(s: SessionState, error: ClientError | undefined, reason: string, abort?: { readonly roundId: Uint8Array; readonly clientId: number }): SessionStep {
+function leave(
+  s: SessionState,
+  error: ClientError | undefined,
+  reason: string,
+  abort?: { readonly roundId: Uint8Array; readonly clientId: number },
+): SessionStep {
   const actions: SessionAction[] = [];
-  if (abort) actions.push({ type: 'send', frame: encodeClientMessage(asRoundId(abort.roundId), clientId(abort.clientId), { case: 'abort', value: { code: 'ERR_SIGNATURE_INVALID' } }) });
+  if (abort)
+    actions.push({
+      type: 'send',
+      frame: encodeClientMessage(asRoundId(abort.roundId), clientId(abort.clientId), { case: 'abort', value: { code: 'ERR_SIGNATURE_INVALID' } }),
+    });
   actions.push({ type: 'close', code: CLOSE.NORMAL, reason });
   return { state: { ...s, phase: 'leaving', ...(error ? { error } : {}) }, actions };
 }
@@ -188,12 +197,14 @@ function onControl(s: SessionState, control: Control, abortCode: string | undefi
   const body = control.body;
   switch (body.case) {
     case 'challenge': {
-      if (s.phase !== 'awaiting-challenge') return { state: { ...s, phase: 'leaving' }, actions: [{ type: 'close', code: CLOSE.MALFORMED, reason: 'a second challenge' }] };
+      if (s.phase !== 'awaiting-challenge')
+        return { state: { ...s, phase: 'leaving' }, actions: [{ type: 'close', code: CLOSE.MALFORMED, reason: 'a second challenge' }] };
       const c = body.value;
       if (s.config.serverId !== undefined && c.serverId !== s.config.serverId)
         return identityFailure(s, `the server calls itself '${c.serverId}', expected '${s.config.serverId}'`);
       if (!s.config.active) return { state: { ...s, phase: 'awaiting-welcome' }, actions: [hello(s.config.token)] };
-      if (c.mode !== WireMode.ACTIVE) return identityFailure(s, 'the server runs semi-honest rounds; this client has an identity and takes part in active rounds only');
+      if (c.mode !== WireMode.ACTIVE)
+        return identityFailure(s, 'the server runs semi-honest rounds; this client has an identity and takes part in active rounds only');
       return { state: { ...s, phase: 'proving' }, actions: [{ type: 'prove', nonce: c.nonce, serverId: c.serverId }] };
     }
     case 'welcome':
@@ -204,7 +215,10 @@ function onControl(s: SessionState, control: Control, abortCode: string | undefi
     case 'assignment': {
       const a = body.value;
       if (!s.config.active) return accept(s, a, undefined);
-      return { state: { ...s, pending: { assignment: a, directory: undefined } }, actions: [{ type: 'check-directory', entries: a.directory, clientId: a.clientId }] };
+      return {
+        state: { ...s, pending: { assignment: a, directory: undefined } },
+        actions: [{ type: 'check-directory', entries: a.directory, clientId: a.clientId }],
+      };
     }
     case 'finished': {
       const f = body.value;
@@ -224,7 +238,10 @@ function onControl(s: SessionState, control: Control, abortCode: string | undefi
       return { state: { ...s, round: undefined, pending: undefined, reports, ...(done ? { phase: 'leaving' as const } : {}) }, actions };
     }
     default:
-      return { state: { ...s, phase: 'leaving' }, actions: [{ type: 'close', code: CLOSE.MALFORMED, reason: `unexpected ${body.case} frame from the server` }] };
+      return {
+        state: { ...s, phase: 'leaving' },
+        actions: [{ type: 'close', code: CLOSE.MALFORMED, reason: `unexpected ${body.case} frame from the server` }],
+      };
   }
 }
 
@@ -246,16 +263,32 @@ export function sessionStep(s: SessionState, event: SessionEvent): SessionStep {
     const actions: SessionAction[] = [];
     if (s.round !== undefined && reports.length < s.config.wanted) {
       // The connection ended mid-round: this client is not in that round's sum.
-      const report: RoundReport = { ...s.round, completed: false, included: false, code: 'ERR_DISCONNECTED', reason: `connection closed: ${event.code} ${event.reason}`, survivors: 0 };
+      const report: RoundReport = {
+        ...s.round,
+        completed: false,
+        included: false,
+        code: 'ERR_DISCONNECTED',
+        reason: `connection closed: ${event.code} ${event.reason}`,
+        survivors: 0,
+      };
       reports.push(report);
       actions.push({ type: 'emit', event: { type: 'finished', report } });
     }
     const error =
-      s.error ?? (event.code === CLOSE.UNAUTHORIZED ? new ClientError('ERR_UNAUTHORIZED', `the server refused the token: ${event.reason}`, { closeCode: event.code }) : undefined);
-    return { state: { ...s, phase: 'closed', round: undefined, pending: undefined, reports, error, closed: { code: event.code, reason: event.reason } }, actions };
+      s.error ??
+      (event.code === CLOSE.UNAUTHORIZED
+        ? new ClientError('ERR_UNAUTHORIZED', `the server refused the token: ${event.reason}`, { closeCode: event.code })
+        : undefined);
+    return {
+      state: { ...s, phase: 'closed', round: undefined, pending: undefined, reports, error, closed: { code: event.code, reason: event.reason } },
+      actions,
+    };
   }
   if (event.type === 'cancel')
-    return { state: { ...s, error: new ClientError('ERR_CANCELLED', 'cancelled', { cause: event.cause }) }, actions: [{ type: 'close', code: CLOSE.NORMAL, reason: 'cancelled' }] };
+    return {
+      state: { ...s, error: new ClientError('ERR_CANCELLED', 'cancelled', { cause: event.cause }) },
+      actions: [{ type: 'close', code: CLOSE.NORMAL, reason: 'cancelled' }],
+    };
   if (s.phase === 'leaving') return { state: s, actions: [] };
   switch (event.type) {
     case 'control':
@@ -266,7 +299,8 @@ export function sessionStep(s: SessionState, event: SessionEvent): SessionStep {
     case 'directory': {
       const a = s.pending?.assignment;
       if (a === undefined) return { state: s, actions: [] };
-      if (!event.ok) return identityFailure({ ...s, pending: undefined }, `round ${a.roundNumber}: ${event.message}`, { roundId: a.roundId, clientId: a.clientId });
+      if (!event.ok)
+        return identityFailure({ ...s, pending: undefined }, `round ${a.roundNumber}: ${event.message}`, { roundId: a.roundId, clientId: a.clientId });
       return accept(s, a, event.directory);
     }
     case 'input': {

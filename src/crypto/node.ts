@@ -70,7 +70,6 @@ function importPublic(curve: OkpCurve, raw: Uint8Array): KeyObject {
   return createPublicKey({ key: { kty: 'OKP', crv: curve, x: b64u(raw) }, format: 'jwk' });
 }
 
-
 class NodeX25519PrivateKey implements X25519PrivateKey {
   readonly publicKey: Uint8Array;
   readonly #key: KeyObject;
@@ -88,8 +87,7 @@ class NodeX25519PrivateKey implements X25519PrivateKey {
 
 function agreeSync(privateKey: KeyObject, peerPublicKey: Uint8Array): Uint8Array {
   abytes(peerPublicKey, 'peerPublicKey');
-  if (peerPublicKey.length !== 32)
-    throw new SecAggError('ERR_INVALID_KEY', `X25519 public key must be 32 bytes, got ${peerPublicKey.length}`);
+  if (peerPublicKey.length !== 32) throw new SecAggError('ERR_INVALID_KEY', `X25519 public key must be 32 bytes, got ${peerPublicKey.length}`);
   let shared: Uint8Array;
   try {
     shared = diffieHellman({ privateKey, publicKey: importPublic('X25519', peerPublicKey) });
@@ -119,8 +117,7 @@ class NodeEd25519PrivateKey implements Ed25519PrivateKey {
 }
 
 function ed25519VerifySync(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-  if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array))
-    return false;
+  if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) return false;
   if (publicKey.length !== 32 || signature.length !== 64) return false;
   try {
     return nodeVerify(null, message, importPublic('Ed25519', publicKey), signature);

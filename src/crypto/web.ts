@@ -55,7 +55,6 @@ function fromBase64Url(s: string): Uint8Array {
   return out;
 }
 
-
 // WebCrypto imports raw private keys only as PKCS#8 (or JWK, which needs the public key we do not
 // have yet, and which Node validates). RFC 8410 prefixes for a 32-byte OKP private key:
 const PKCS8_X25519 = hex('302e020100300506032b656e04220420');
@@ -89,13 +88,7 @@ async function probeX25519(subtle: SubtleCrypto): Promise<boolean> {
     false,
     ['deriveBits'],
   );
-  const bob = await subtle.importKey(
-    'raw',
-    hex('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f'),
-    { name: 'X25519' },
-    false,
-    [],
-  );
+  const bob = await subtle.importKey('raw', hex('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f'), { name: 'X25519' }, false, []);
   const k = new Uint8Array(await subtle.deriveBits({ name: 'X25519', public: bob }, alice, 256));
   return bytesEqual(k, hex('4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742'));
 }
@@ -111,18 +104,13 @@ async function probeEd25519(subtle: SubtleCrypto): Promise<boolean> {
   const sig = new Uint8Array(await subtle.sign({ name: 'Ed25519' }, key, new Uint8Array(0)));
   return bytesEqual(
     sig,
-    hex(
-      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
-    ),
+    hex('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b'),
   );
 }
 
 async function probe(subtle: SubtleCrypto | undefined): Promise<Support> {
   if (subtle === undefined) return { subtle, x25519: false, ed25519: false };
-  const [x25519, ed25519] = await Promise.all([
-    probeX25519(subtle).catch(() => false),
-    probeEd25519(subtle).catch(() => false),
-  ]);
+  const [x25519, ed25519] = await Promise.all([probeX25519(subtle).catch(() => false), probeEd25519(subtle).catch(() => false)]);
   return { subtle, x25519, ed25519 };
 }
 
@@ -139,16 +127,11 @@ async function exportedPublicKey(subtle: SubtleCrypto, key: CryptoKey): Promise<
 
 function checkPeerKey(peerPublicKey: Uint8Array): void {
   abytes(peerPublicKey, 'peerPublicKey');
-  if (peerPublicKey.length !== 32)
-    throw new SecAggError('ERR_INVALID_KEY', `X25519 public key must be 32 bytes, got ${peerPublicKey.length}`);
+  if (peerPublicKey.length !== 32) throw new SecAggError('ERR_INVALID_KEY', `X25519 public key must be 32 bytes, got ${peerPublicKey.length}`);
 }
 
 const lowOrder = (cause?: unknown): SecAggError =>
-  new SecAggError(
-    'ERR_INVALID_KEY',
-    'X25519 peer public key is invalid or of low order',
-    cause === undefined ? {} : { cause },
-  );
+  new SecAggError('ERR_INVALID_KEY', 'X25519 peer public key is invalid or of low order', cause === undefined ? {} : { cause });
 
 class SubtleX25519PrivateKey implements X25519PrivateKey {
   readonly #subtle: SubtleCrypto;
@@ -257,14 +240,8 @@ async function importEd25519(detect: () => Promise<Support>, seed: Uint8Array): 
   return new NobleEd25519PrivateKey(seed);
 }
 
-async function ed25519Verify(
-  detect: () => Promise<Support>,
-  publicKey: Uint8Array,
-  message: Uint8Array,
-  signature: Uint8Array,
-): Promise<boolean> {
-  if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array))
-    return false;
+async function ed25519Verify(detect: () => Promise<Support>, publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) return false;
   if (publicKey.length !== 32 || signature.length !== 64) return false;
   try {
     const { subtle, ed25519 } = await detect();
@@ -286,13 +263,7 @@ function checkAeadArgs(key: Uint8Array, nonce: Uint8Array, data: Uint8Array, aad
   abytes(aad, 'aad');
 }
 
-async function aeadSeal(
-  detect: () => Promise<Support>,
-  key: Uint8Array,
-  nonce: Uint8Array,
-  plaintext: Uint8Array,
-  aad: Uint8Array,
-): Promise<Uint8Array> {
+async function aeadSeal(detect: () => Promise<Support>, key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
   checkAeadArgs(key, nonce, plaintext, aad, 'plaintext');
   const { subtle } = await detect();
   if (subtle === undefined) return nobleGcm(key, nonce, aad).encrypt(plaintext);
@@ -301,13 +272,7 @@ async function aeadSeal(
   return new Uint8Array(await subtle.encrypt(params, k, bs(plaintext)));
 }
 
-async function aeadOpen(
-  detect: () => Promise<Support>,
-  key: Uint8Array,
-  nonce: Uint8Array,
-  ciphertext: Uint8Array,
-  aad: Uint8Array,
-): Promise<Uint8Array> {
+async function aeadOpen(detect: () => Promise<Support>, key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
   checkAeadArgs(key, nonce, ciphertext, aad, 'ciphertext');
   if (ciphertext.length < TAG_BYTES) throw new SecAggError('ERR_AEAD_OPEN_FAILED', 'ciphertext shorter than the tag');
   const { subtle } = await detect();
@@ -323,8 +288,7 @@ async function aeadOpen(
 
 async function sha256(subtle: SubtleCrypto | undefined, data: Uint8Array): Promise<Uint8Array> {
   abytes(data, 'data');
-  if (subtle !== undefined && data.length >= SUBTLE_SHA256_MIN)
-    return new Uint8Array(await subtle.digest('SHA-256', bs(data)));
+  if (subtle !== undefined && data.length >= SUBTLE_SHA256_MIN) return new Uint8Array(await subtle.digest('SHA-256', bs(data)));
   return nobleSha256(data);
 }
 

@@ -131,7 +131,10 @@ function checkClients(clients: number | undefined, plan: EncodingPlan): number {
   if (clients === undefined) return plan.clients;
   if (!Number.isSafeInteger(clients) || clients < 1) throw new RangeError(`clients must be a positive integer, got ${clients}`);
   if (clients > plan.clients)
-    throw new SecAggError('ERR_INVALID_PARAMETERS', `${clients} clients in the sum but the plan was made for at most ${plan.clients}: the sum may have wrapped`);
+    throw new SecAggError(
+      'ERR_INVALID_PARAMETERS',
+      `${clients} clients in the sum but the plan was made for at most ${plan.clients}: the sum may have wrapped`,
+    );
   return clients;
 }
 

@@ -183,8 +183,7 @@ function context(req: ParameterRequirements): Context {
 function search(req: ParameterRequirements): ParameterRecommendation {
   const ctx = context(req);
   const { n, A, D } = ctx;
-  if (A + D >= n - 1)
-    throw invalid(`${A} corrupt + ${D} dropped clients leave no honest surviving neighbour among ${n - 1}; no threshold can work`);
+  if (A + D >= n - 1) throw invalid(`${A} corrupt + ${D} dropped clients leave no honest surviving neighbour among ${n - 1}; no threshold can work`);
   const full = tryDegree(ctx, n - 1, true, {});
   const hints: Hints = {};
   for (let k = 2; k < n - 1; k += 2) {
@@ -195,9 +194,7 @@ function search(req: ParameterRequirements): ParameterRecommendation {
     if (r !== undefined) return recommendationFrom(req, ctx, r);
   }
   if (full !== undefined) return recommendationFrom(req, ctx, full);
-  throw invalid(
-    `no (degree, threshold) meets σ=${ctx.sigma}, η=${ctx.eta} for n=${n}, γ=${req.corruptionRate}, δ=${req.dropoutRate}`,
-  );
+  throw invalid(`no (degree, threshold) meets σ=${ctx.sigma}, η=${ctx.eta} for n=${n}, γ=${req.corruptionRate}, δ=${req.dropoutRate}`);
 }
 
 interface Trial {

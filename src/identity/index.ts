@@ -99,9 +99,7 @@ export async function issueCertificate(claims: CertificateClaims, issuerSeed: Ui
   return `${CERT_PREFIX}.${payload}.${toBase64url(signature)}`;
 }
 
-export type CertificateCheck =
-  | { readonly ok: true; readonly claims: CertificateClaims }
-  | { readonly ok: false; readonly reason: 'invalid' | 'expired' };
+export type CertificateCheck = { readonly ok: true; readonly claims: CertificateClaims } | { readonly ok: false; readonly reason: 'invalid' | 'expired' };
 
 /** Check a certificate against the pinned issuer key; never throws on bad input. */
 export async function verifyCertificate(

@@ -27,7 +27,15 @@ import { peekServerBody } from '../wire/peek.js';
 import type { KeysForYou, RoundParameters, SharesForYou, UnmaskRequest, ConsistencyRequest, ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
-import { GRAPH_SEED_BYTES, KEY_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, entryCaps, serverMessageLimits, serverMessageLimitsBeforeStart } from './limits.js';
+import {
+  GRAPH_SEED_BYTES,
+  KEY_BYTES,
+  SHARE_CIPHERTEXT_BYTES,
+  SIGNATURE_BYTES,
+  entryCaps,
+  serverMessageLimits,
+  serverMessageLimitsBeforeStart,
+} from './limits.js';
 import { checkIdList } from './idlist.js';
 import { configFromParameters } from './roundParams.js';
 import { CLIENT_STAGE_ACCEPTS, unreachable, type ClientStage } from './stages.js';
@@ -77,7 +85,8 @@ export interface ClientContextOptions {
 
 /** A context with the defaults filled in: the platform's crypto and CSPRNG, the default limits and floors. */
 export function clientContext(o: ClientContextOptions = {}): ClientContext {
-  if (o.identity !== undefined && !(o.identity instanceof Uint8Array && o.identity.length === 32)) throw new RangeError('identity must be a 32-byte Ed25519 seed');
+  if (o.identity !== undefined && !(o.identity instanceof Uint8Array && o.identity.length === 32))
+    throw new RangeError('identity must be a 32-byte Ed25519 seed');
   return {
     crypto: o.crypto ?? defaultCrypto,
     rng: o.rng ?? cryptoRng,
@@ -259,7 +268,8 @@ const taken = new WeakSet<object>();
 
 /** Refuses a consumed state, or one a call is still working on (TypeError: a caller bug). */
 export function assertClientStateUsable(state: ClientState): void {
-  if (taken.has(state)) throw new TypeError('this client state was consumed by an earlier call (or a call on it is still running): use the state the last call returned');
+  if (taken.has(state))
+    throw new TypeError('this client state was consumed by an earlier call (or a call on it is still running): use the state the last call returned');
 }
 
 /**
@@ -320,7 +330,8 @@ async function dispatch(ctx: ClientContext, state: Exclude<ClientState, AbortedC
       if (body.case !== 'viewRequest') throw mismatch(state.stage, String(body.case));
       return onViewRequest(ctx, state, body.value);
     case 'awaiting-keys':
-      if (body.case === 'viewRequest' && state.active !== undefined) return onViewRequest(ctx, { ...state, stage: 'awaiting-view', active: state.active }, body.value);
+      if (body.case === 'viewRequest' && state.active !== undefined)
+        return onViewRequest(ctx, { ...state, stage: 'awaiting-view', active: state.active }, body.value);
       if (body.case !== 'keys') throw mismatch(state.stage, String(body.case));
       return onKeys(ctx, state, body.value);
     case 'awaiting-shares':
@@ -355,7 +366,8 @@ function directoryKey(ctx: ClientContext, client: number): Uint8Array | undefine
 async function inputFor(ctx: ClientContext, state: AwaitingStartState, config: RoundConfig): Promise<Uint32Array> {
   let input = state.input;
   if (input === undefined) {
-    if (ctx.input === undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'this client has no input: give createClient an input or the context an input provider');
+    if (ctx.input === undefined)
+      throw new SecAggError('ERR_INVALID_PARAMETERS', 'this client has no input: give createClient an input or the context an input provider');
     try {
       input = await ctx.input(config);
     } catch (cause) {
@@ -381,8 +393,10 @@ async function onRoundStart(ctx: ClientContext, state: AwaitingStartState, round
   validateConfig(config, ctx.limits);
   if (!config.cohort.includes(state.id)) throw new SecAggError('ERR_UNKNOWN_SENDER', 'this client is not in the cohort');
   const f = ctx.floors;
-  if (config.cohort.length < f.minCohort) throw new SecAggError('ERR_INVALID_PARAMETERS', `cohort of ${config.cohort.length} is below this client's floor of ${f.minCohort}`);
-  if (config.threshold < f.minThreshold) throw new SecAggError('ERR_INVALID_PARAMETERS', `threshold ${config.threshold} is below this client's floor of ${f.minThreshold}`);
+  if (config.cohort.length < f.minCohort)
+    throw new SecAggError('ERR_INVALID_PARAMETERS', `cohort of ${config.cohort.length} is below this client's floor of ${f.minCohort}`);
+  if (config.threshold < f.minThreshold)
+    throw new SecAggError('ERR_INVALID_PARAMETERS', `threshold ${config.threshold} is below this client's floor of ${f.minThreshold}`);
   if ((config.corruption ?? 0) < f.minCorruption)
     throw new SecAggError('ERR_INVALID_PARAMETERS', `corruption budget ${config.corruption ?? 0} is below this client's floor of ${f.minCorruption}`);
   if (mode === 'active' && (ctx.identity === undefined || ctx.directory === undefined))
@@ -459,7 +473,8 @@ async function onViewRequest(ctx: ClientContext, state: AwaitingViewState, m: Vi
     const before = new Set(progress.view.advertised);
     for (const v of advertised) if (!before.has(v)) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${v} was not in the previous view`);
   }
-  if (m.seedCommitments.length !== advertised.length) throw new SecAggError('ERR_SIZE', `${m.seedCommitments.length} seed commitments for ${advertised.length} clients`);
+  if (m.seedCommitments.length !== advertised.length)
+    throw new SecAggError('ERR_SIZE', `${m.seedCommitments.length} seed commitments for ${advertised.length} clients`);
   for (const h of m.seedCommitments) if (h.length !== 32) throw new SecAggError('ERR_SIZE', 'seed commitments must be 32 bytes');
   if (!derive.bytesEqual(m.seedCommitments[advertised.indexOf(state.id)]!, progress.seedCommitment))
     throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the view carries another seed commitment for this client');
@@ -479,17 +494,27 @@ async function onViewRequest(ctx: ClientContext, state: AwaitingViewState, m: Vi
 }
 
 /** Active mode: the graph seed from the view's reveals, each checked against its commitment. */
-async function checkViewProof(ctx: ClientContext, state: AwaitingKeysState, view: SignedView | undefined, m: KeysForYou, advertised: readonly number[]): Promise<Uint8Array> {
+async function checkViewProof(
+  ctx: ClientContext,
+  state: AwaitingKeysState,
+  view: SignedView | undefined,
+  m: KeysForYou,
+  advertised: readonly number[],
+): Promise<Uint8Array> {
   const c = ctx.crypto;
   if (view === undefined) throw new SecAggError('ERR_STAGE_MISMATCH', 'keys before a view was signed');
   if (advertised.length !== view.advertised.length || advertised.some((v, i) => v !== view.advertised[i]))
     throw new SecAggError('ERR_INCONSISTENT_VIEW', 'keys for another advertised set than the view this client signed');
   const proof = m.view;
   if (proof === undefined) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'active mode needs the view proof');
-  if (proof.seedReveals.length !== advertised.length) throw new SecAggError('ERR_SIZE', `${proof.seedReveals.length} seed reveals for ${advertised.length} clients`);
+  if (proof.seedReveals.length !== advertised.length)
+    throw new SecAggError('ERR_SIZE', `${proof.seedReveals.length} seed reveals for ${advertised.length} clients`);
   const round = state.config.roundId;
   const checks = await Promise.all(
-    proof.seedReveals.map(async (r, i) => r.length === 32 && derive.bytesEqual(await derive.seedCommitment(c, round, advertised[i]! as ClientId, view.attempt, r), view.commitments[i]!)),
+    proof.seedReveals.map(
+      async (r, i) =>
+        r.length === 32 && derive.bytesEqual(await derive.seedCommitment(c, round, advertised[i]! as ClientId, view.attempt, r), view.commitments[i]!),
+    ),
   );
   const wrong = checks.indexOf(false);
   if (wrong >= 0) throw new SecAggError('ERR_INCONSISTENT_VIEW', `client ${advertised[wrong]}'s seed reveal does not match its commitment`);
@@ -504,7 +529,14 @@ async function checkViewProof(ctx: ClientContext, state: AwaitingKeysState, view
  * from the proof's `memberKeys`. So every member of the U1 this client shares over signed that
  * U1: the server cannot pad it with members shown another view. O(|U1|) signature checks.
  */
-async function checkViewSignatures(ctx: ClientContext, state: AwaitingKeysState, view: SignedView, m: KeysForYou, advertised: readonly number[], neighbours: readonly number[]): Promise<void> {
+async function checkViewSignatures(
+  ctx: ClientContext,
+  state: AwaitingKeysState,
+  view: SignedView,
+  m: KeysForYou,
+  advertised: readonly number[],
+  neighbours: readonly number[],
+): Promise<void> {
   const proof = m.view;
   if (proof === undefined) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'active mode needs the view proof');
   const others = advertised.filter((v) => v !== state.id);
@@ -514,7 +546,10 @@ async function checkViewSignatures(ctx: ClientContext, state: AwaitingKeysState,
   const isNeighbour = new Set(neighbours);
   const neighbourKeys = new Map(m.neighbours.map((e) => [e.client, e]));
   if (proof.memberKeys.length !== others.length - neighbours.length)
-    throw new SecAggError('ERR_INCONSISTENT_VIEW', `${proof.memberKeys.length} member keys for ${others.length - neighbours.length} members that are not neighbours`);
+    throw new SecAggError(
+      'ERR_INCONSISTENT_VIEW',
+      `${proof.memberKeys.length} member keys for ${others.length - neighbours.length} members that are not neighbours`,
+    );
   let next = 0;
   const checks = signers.map((s) => {
     let encryption: Uint8Array;
@@ -664,7 +699,17 @@ async function onShares(ctx: ClientContext, state: AwaitingSharesState, m: Share
   }
   const vector = packVector(acc.toVector(config.bits), config.bits);
   // The input, the self-mask seed and the mask keys are not needed again: the next state does not hold them.
-  const masked: Masked = { id: state.id, config, view: state.view, advertised: state.advertised, peers: state.peers, held, maskedWith, signedSurvivors: undefined, revealed: new Map() };
+  const masked: Masked = {
+    id: state.id,
+    config,
+    view: state.view,
+    advertised: state.advertised,
+    peers: state.peers,
+    held,
+    maskedWith,
+    signedSurvivors: undefined,
+    revealed: new Map(),
+  };
   const next: AwaitingConsistencyState | AwaitingUnmaskState = { ...masked, stage: config.mode === 'active' ? 'awaiting-consistency' : 'awaiting-unmask' };
   return { state: next, outgoing: send(next, { case: 'maskedInput', value: { vector } }) };
 }
@@ -702,7 +747,8 @@ async function onUnmask(ctx: ClientContext, state: AwaitingUnmaskState | DoneCli
   if (config.mode === 'active') {
     const signed = state.signedSurvivors;
     const view = state.view;
-    if (signed === undefined || view === undefined) throw new SecAggError('ERR_INCONSISTENT_VIEW', 'an unmask request before this client signed a survivor set');
+    if (signed === undefined || view === undefined)
+      throw new SecAggError('ERR_INCONSISTENT_VIEW', 'an unmask request before this client signed a survivor set');
     if (signed.length !== survivors.length || signed.some((v, i) => v !== survivors[i]))
       throw new SecAggError('ERR_INCONSISTENT_VIEW', 'the survivor set differs from the one this client signed');
     const transcript = derive.consistencyTranscript(config.roundId, view.digest, survivors);
@@ -728,8 +774,7 @@ async function onUnmask(ctx: ClientContext, state: AwaitingUnmaskState | DoneCli
   for (const [v, shares] of state.held) {
     const kind = members.has(v) ? 'self' : 'key';
     const before = state.revealed.get(v);
-    if (before !== undefined && before !== kind)
-      throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `the server asked for both kinds of share of client ${v}`);
+    if (before !== undefined && before !== kind) throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `the server asked for both kinds of share of client ${v}`);
     plan.push({ owner: v, kind, share: kind === 'self' ? shares.selfShare : shares.keyShare });
   }
   for (const p of plan) state.revealed.set(p.owner, p.kind);

@@ -109,8 +109,7 @@ export function validateConfig(c: RoundConfig, limits: RoundLimits = DEFAULT_LIM
   }
   if (c.degree !== 'complete' && (!Number.isInteger(c.degree) || c.degree < 2)) bad(`degree must be 'complete' or an integer ≥ 2, got ${c.degree}`);
   const k = maxNeighbourhood(c.degree, n);
-  if (!Number.isInteger(c.threshold) || c.threshold < 2 || c.threshold > k)
-    bad(`threshold must be in [2, ${k}] (the neighbourhood size), got ${c.threshold}`);
+  if (!Number.isInteger(c.threshold) || c.threshold < 2 || c.threshold > k) bad(`threshold must be in [2, ${k}] (the neighbourhood size), got ${c.threshold}`);
   const corruption = c.corruption ?? 0;
   if (!Number.isInteger(corruption) || corruption < 0 || corruption >= k) bad(`corruption budget must be in [0, ${k - 1}], got ${corruption}`);
   // Against the largest neighbourhood any U1 of this cohort can give; every client checks its own
@@ -118,7 +117,8 @@ export function validateConfig(c: RoundConfig, limits: RoundLimits = DEFAULT_LIM
   const why = neighbourhoodBoundViolation(c.mode, k, c.threshold, corruption);
   if (why !== undefined) bad(why);
   const colluders = colludersOf(c);
-  if (!Number.isInteger(colluders) || colluders < corruption || colluders >= n) bad(`colluders must be in [corruption = ${corruption}, ${n - 1}], got ${colluders}`);
+  if (!Number.isInteger(colluders) || colluders < corruption || colluders >= n)
+    bad(`colluders must be in [corruption = ${corruption}, ${n - 1}], got ${colluders}`);
 }
 
 /** The smallest threshold that meets the neighbourhood bound for every U1 of this cohort. */

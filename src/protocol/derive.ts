@@ -77,7 +77,13 @@ export function seedCommitment(c: CryptoProvider, round: RoundId, u: ClientId, a
  * before any contribution is known; it holds every member's fresh commitment, so no signature over
  * it (or over a survivor set bound to it) fits another round, even one with the same round id.
  */
-export function viewDigest(c: CryptoProvider, round: RoundId, attempt: number, advertised: readonly number[], commitments: readonly Uint8Array[]): Promise<Uint8Array> {
+export function viewDigest(
+  c: CryptoProvider,
+  round: RoundId,
+  attempt: number,
+  advertised: readonly number[],
+  commitments: readonly Uint8Array[],
+): Promise<Uint8Array> {
   return c.sha256(concat(LABEL.view, round, u32(attempt, advertised.length), u32s(advertised), ...commitments));
 }
 
@@ -108,7 +114,6 @@ export function consistencyTranscript(round: RoundId, view: Uint8Array, survivor
 export function sharePlaintext(sender: ClientId, recipient: ClientId, keyShare: Uint8Array, selfShare: Uint8Array): Uint8Array {
   return concat(u32(sender, recipient), keyShare, selfShare);
 }
-
 
 export function readU32(bytes: Uint8Array, offset: number): number {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset, false);

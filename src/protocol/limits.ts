@@ -31,7 +31,11 @@ export function maxServerMessageBytes(c: RoundConfig): number {
   const ids = 3 * n + ENTRY_OVERHEAD; // packed varints: ids < 2^16 take at most 3 bytes
   // Active mode's view proof: every member's 32-byte reveal and view signature, and the keys of the
   // members that are not neighbours.
-  const proof = ENTRY_OVERHEAD + n * (KEY_BYTES + ENTRY_OVERHEAD) + n * (SIGNATURE_BYTES + 2 * ENTRY_OVERHEAD) + Math.max(0, n - 1 - c.threshold) * (2 * KEY_BYTES + ENTRY_OVERHEAD);
+  const proof =
+    ENTRY_OVERHEAD +
+    n * (KEY_BYTES + ENTRY_OVERHEAD) +
+    n * (SIGNATURE_BYTES + 2 * ENTRY_OVERHEAD) +
+    Math.max(0, n - 1 - c.threshold) * (2 * KEY_BYTES + ENTRY_OVERHEAD);
   const keys = GRAPH_SEED_BYTES + ids + k * (2 * KEY_BYTES + SIGNATURE_BYTES + ENTRY_OVERHEAD) + (c.mode === 'active' ? proof : 0);
   const view = ENTRY_OVERHEAD + ids + n * (KEY_BYTES + ENTRY_OVERHEAD);
   const shares = k * (SHARE_CIPHERTEXT_BYTES + ENTRY_OVERHEAD);
@@ -108,7 +112,10 @@ export function serverMessageLimits(c: RoundConfig): Record<ServerKind, number> 
   // the keys (64 bytes) of the other members that are not neighbours: fewer than n − t of them (a
   // client with fewer than t neighbours stops before it reads them).
   const view = active
-    ? ENTRY_OVERHEAD + n * (SEED_BYTES + ENTRY_OVERHEAD) + n * (SIGNATURE_BYTES + ENTRY_OVERHEAD) + Math.max(0, n - 1 - c.threshold) * (2 * KEY_BYTES + ENTRY_OVERHEAD)
+    ? ENTRY_OVERHEAD +
+      n * (SEED_BYTES + ENTRY_OVERHEAD) +
+      n * (SIGNATURE_BYTES + ENTRY_OVERHEAD) +
+      Math.max(0, n - 1 - c.threshold) * (2 * KEY_BYTES + ENTRY_OVERHEAD)
     : 0;
   return {
     roundStart: maxRoundStartBytes(n),

@@ -48,9 +48,7 @@ export type { ServerStage };
  * with it, so a worker-thread unmasker does the X25519 and HKDF work as well as the keystream.
  * sign +1 adds the keystream, −1 subtracts it.
  */
-export type MaskJob =
-  | { readonly key: Uint8Array; readonly sign: 1 | -1 }
-  | { readonly dropped: DroppedClientMasks };
+export type MaskJob = { readonly key: Uint8Array; readonly sign: 1 | -1 } | { readonly dropped: DroppedClientMasks };
 
 export interface DroppedClientMasks {
   readonly round: RoundId;
@@ -361,7 +359,8 @@ const taken = new WeakSet<object>();
 
 /** Refuses a consumed state, or one a call is still working on (TypeError: a caller bug). */
 export function assertServerStateUsable(state: ServerState): void {
-  if (taken.has(state)) throw new TypeError('this server state was consumed by an earlier call (or a call on it is still running): use the state the last call returned');
+  if (taken.has(state))
+    throw new TypeError('this server state was consumed by an earlier call (or a call on it is still running): use the state the last call returned');
 }
 
 function take(state: ServerState): void {
@@ -413,7 +412,10 @@ export function startServerRound(ctx: ServerContext, options: ServerOptions): Se
 }
 
 /** The largest honest message of each kind in this round, and the caps on repeated entries: checked before decoding. Derived from the config, kept per config. */
-const decodeLimits = new WeakMap<RoundConfig, { maxBytes: Readonly<Record<ClientKind, number>>; caps: { maxNeighbours: number; maxMembers: number }; cohort: ReadonlySet<number> }>();
+const decodeLimits = new WeakMap<
+  RoundConfig,
+  { maxBytes: Readonly<Record<ClientKind, number>>; caps: { maxNeighbours: number; maxMembers: number }; cohort: ReadonlySet<number> }
+>();
 function limitsOf(config: RoundConfig) {
   let l = decodeLimits.get(config);
   if (l === undefined) decodeLimits.set(config, (l = { maxBytes: clientMessageLimits(config), caps: entryCaps(config), cohort: new Set(config.cohort) }));
@@ -542,8 +544,7 @@ function identityOf(ctx: ServerContext, client: number): Uint8Array {
 async function onAdvertise(ctx: ServerContext, state: AdvertiseState, from: number, m: AdvertiseKeys): Promise<void> {
   const active = state.config.mode === 'active';
   if (state.advertised.has(from)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${from} already advertised keys`);
-  if (m.encryptionPublicKey.length !== KEY_BYTES || m.maskingPublicKey.length !== KEY_BYTES)
-    throw new SecAggError('ERR_SIZE', 'public keys must be 32 bytes');
+  if (m.encryptionPublicKey.length !== KEY_BYTES || m.maskingPublicKey.length !== KEY_BYTES) throw new SecAggError('ERR_SIZE', 'public keys must be 32 bytes');
   if (m.seedCommitment.length !== (active ? 32 : 0))
     throw new SecAggError('ERR_SIZE', active ? 'the seed commitment must be 32 bytes' : 'no seed commitment is expected in semi-honest mode');
   const ek = derive.hex(m.encryptionPublicKey);
@@ -652,8 +653,7 @@ function onUnmaskResponse(state: UnmaskState, from: number, m: UnmaskResponse): 
       if (!state.u2set.has(owner) || !graph.isNeighbour(from, owner))
         throw new SecAggError('ERR_NOT_NEIGHBOUR', `client ${from} holds no shares of client ${owner}`);
       // The server only ever accepts one kind per owner: self-mask shares of survivors, key shares of the dropped.
-      if ((kind === 'self') !== state.u3set.has(owner))
-        throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `a ${kind} share of client ${owner} is not wanted`);
+      if ((kind === 'self') !== state.u3set.has(owner)) throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `a ${kind} share of client ${owner} is not wanted`);
       if (share.length !== SHARE_BYTES) throw new SecAggError('ERR_SIZE', `share of client ${owner} has the wrong size`);
     }
   };
@@ -729,7 +729,14 @@ async function startView(ctx: ServerContext, state: KeysData, advertised: number
 
 /** The advertise stage's data of a state (the fields a view state is made of). */
 function keysData(state: KeysData): KeysData {
-  return { config: state.config, viewAttempts: state.viewAttempts, fixedGraphSeed: state.fixedGraphSeed, quit: state.quit, advertised: state.advertised, keysSeen: state.keysSeen };
+  return {
+    config: state.config,
+    viewAttempts: state.viewAttempts,
+    fixedGraphSeed: state.fixedGraphSeed,
+    quit: state.quit,
+    advertised: state.advertised,
+    keysSeen: state.keysSeen,
+  };
 }
 
 /**
@@ -806,7 +813,11 @@ async function closeStage(ctx: ServerContext, state: RunningServerState): Promis
       const view = state.view;
       const revealed = view.advertised.filter((u) => view.answers.has(u) && !state.quit.has(u));
       if (revealed.length === view.advertised.length) {
-        const seed = await derive.viewGraphSeed(ctx.crypto, view.digest, view.advertised.map((u) => must(view.answers, u, 'the view answer of client').reveal));
+        const seed = await derive.viewGraphSeed(
+          ctx.crypto,
+          view.digest,
+          view.advertised.map((u) => must(view.answers, u, 'the view answer of client').reveal),
+        );
         return await sendKeys(ctx, state, view, revealed, seed);
       }
       // Someone did not reveal: the seed cannot be formed without it, and leaving its reveal out
@@ -814,7 +825,10 @@ async function closeStage(ctx: ServerContext, state: RunningServerState): Promis
       // ones that answered and their fresh commitments; each attempt is one more seed to choose
       // from, so attempts are capped (here and by every client).
       if (view.attempt >= state.viewAttempts)
-        return abort(state, below(`members that revealed their seed contribution in all ${view.attempt} view attempts`, revealed.length, view.advertised.length));
+        return abort(
+          state,
+          below(`members that revealed their seed contribution in all ${view.attempt} view attempts`, revealed.length, view.advertised.length),
+        );
       if (revealed.length < t + 1) return abort(state, below('clients that signed the view', revealed.length, t + 1));
       for (const u of revealed) {
         const a = must(state.advertised, u, 'the keys of client');
@@ -844,7 +858,10 @@ async function closeStage(ctx: ServerContext, state: RunningServerState): Promis
       const u2 = [...u2set].sort((a, b) => a - b);
       const outgoing: Outgoing[] = [];
       for (const v of u2) {
-        const shares = edgesIn(graph, v, u2set).map((u) => ({ peer: u, ciphertext: must(must(state.shared, u, 'the shares of client').ciphertexts, v, 'the ciphertext for client') }));
+        const shares = edgesIn(graph, v, u2set).map((u) => ({
+          peer: u,
+          ciphertext: must(must(state.shared, u, 'the shares of client').ciphertexts, v, 'the ciphertext for client'),
+        }));
         outgoing.push({ to: v as ClientId, bytes: encodeServerMessage(config.roundId, { case: 'shares', value: { shares } }) });
         await pause(shares.length);
       }
@@ -991,7 +1008,10 @@ async function finish(ctx: ServerContext, state: UnmaskState): Promise<ServerSte
       // Name the owner: without verifiable secret sharing its own inconsistent shares (or a false
       // commitment) are the likeliest cause, and the operator needs to know whom to look at.
       if (isSecAggError(e, 'ERR_RECONSTRUCTION_FAILED'))
-        throw new SecAggError('ERR_RECONSTRUCTION_FAILED', `${what} do not reconstruct a verified secret: ${e.message}`, { cause: e, clients: [owner, ...e.clients] });
+        throw new SecAggError('ERR_RECONSTRUCTION_FAILED', `${what} do not reconstruct a verified secret: ${e.message}`, {
+          cause: e,
+          clients: [owner, ...e.clients],
+        });
       throw e;
     }
     const { secret, badHolders } = reconstructed;
@@ -1018,10 +1038,19 @@ async function finish(ctx: ServerContext, state: UnmaskState): Promise<ServerSte
       if (state.u3set.has(v)) continue;
       const advertised = must(state.advertised, v, 'the keys of client').maskingKey;
       // Binding: clients share the clamped scalar, and only one clamped scalar gives this key.
-      const secret = await reconstruct(v, state.keyShares, `shares of dropped client ${v}'s key`, async (sk) => isClamped(sk) && derive.bytesEqual((await c.x25519(sk)).publicKey, advertised));
+      const secret = await reconstruct(
+        v,
+        state.keyShares,
+        `shares of dropped client ${v}'s key`,
+        async (sk) => isClamped(sk) && derive.bytesEqual((await c.x25519(sk)).publicKey, advertised),
+      );
       // Survivor u added +PRG(s_uv) if v > u, −PRG(s_uv) if v < u: remove exactly that. Long peer
       // lists are split so that batches stay balanced across workers.
-      const peers = edgesIn(graph, v, state.u3set).map((u) => ({ client: u as ClientId, publicKey: must(state.advertised, u, 'the keys of client').maskingKey, sign: (v > u ? -1 : 1) as 1 | -1 }));
+      const peers = edgesIn(graph, v, state.u3set).map((u) => ({
+        client: u as ClientId,
+        publicKey: must(state.advertised, u, 'the keys of client').maskingKey,
+        sign: (v > u ? -1 : 1) as 1 | -1,
+      }));
       for (let i = 0; i < peers.length; i += perBatch)
         push({ dropped: { round: config.roundId, client: v as ClientId, secretKey: secret, peers: peers.slice(i, i + perBatch) } });
     }

@@ -67,7 +67,16 @@ export function clientKindForStage(stage: string): ClientKind | undefined {
 }
 
 /** The client's stages: what it waits for next. */
-export const CLIENT_STAGES = ['awaiting-start', 'awaiting-view', 'awaiting-keys', 'awaiting-shares', 'awaiting-consistency', 'awaiting-unmask', 'done', 'aborted'] as const;
+export const CLIENT_STAGES = [
+  'awaiting-start',
+  'awaiting-view',
+  'awaiting-keys',
+  'awaiting-shares',
+  'awaiting-consistency',
+  'awaiting-unmask',
+  'done',
+  'aborted',
+] as const;
 export type ClientStage = (typeof CLIENT_STAGES)[number];
 
 /**

@@ -241,7 +241,8 @@ class Reader {
     for (let i = 0; i < 4; i++) if (this.b[this.at + i] !== expected[i]) throw bad(`not an encoded ${what} state`);
     this.at += 4;
     const version = this.u8('version');
-    if (version !== STATE_FORMAT_VERSION) throw new SecAggError('ERR_VERSION', `encoded ${what} state of format version ${version}; this code reads version ${STATE_FORMAT_VERSION}`);
+    if (version !== STATE_FORMAT_VERSION)
+      throw new SecAggError('ERR_VERSION', `encoded ${what} state of format version ${version}; this code reads version ${STATE_FORMAT_VERSION}`);
   }
   end(): void {
     if (this.at !== this.b.length) throw bad(`${this.b.length - this.at} bytes after the end`);
@@ -517,7 +518,15 @@ function readResult(r: Reader, config: RoundConfig, cohort: ReadonlySet<number>)
   }
   inSet(included, cohort, 'included clients');
   const badShareHolders = r.sortedIds('bad share holders') as ClientId[];
-  return { sum, included, sets, badShareHolders, maskExpansions: r.u32('mask expansions'), exactShareChecks: r.u32('exact share checks'), viewAttempts: r.u32('view attempts') };
+  return {
+    sum,
+    included,
+    sets,
+    badShareHolders,
+    maskExpansions: r.u32('mask expansions'),
+    exactShareChecks: r.u32('exact share checks'),
+    viewAttempts: r.u32('view attempts'),
+  };
 }
 
 // ---- client ----
@@ -643,7 +652,12 @@ export function decodeClientState(bytes: Uint8Array, limits: Partial<RoundLimits
     };
     let active: ViewProgress | undefined;
     if (r.bool('view progress')) {
-      active = { attempt: r.u32('view attempt'), seedReveal: r.bytes('seed reveal', 32), seedCommitment: r.bytes('seed commitment', 32), view: readSignedView(r, cohort) };
+      active = {
+        attempt: r.u32('view attempt'),
+        seedReveal: r.bytes('seed reveal', 32),
+        seedCommitment: r.bytes('seed commitment', 32),
+        view: readSignedView(r, cohort),
+      };
     }
     if ((active !== undefined) !== (config.mode === 'active')) throw bad('view progress is kept in active mode only');
     r.end();

@@ -105,8 +105,7 @@ export class RingAccumulator {
     if (bits % 8 !== 0) {
       // Only the top byte of each element can exceed the ring.
       const top = 2 ** (bits - 8 * (w - 1));
-      for (let i = 0, o = w - 1; i < m; i++, o += w)
-        if (bytes[o]! >= top) throw new SecAggError('ERR_SIZE', `element ${i} is not < 2^${bits}`);
+      for (let i = 0, o = w - 1; i < m; i++, o += w) if (bytes[o]! >= top) throw new SecAggError('ERR_SIZE', `element ${i} is not < 2^${bits}`);
     }
     const tmp = packedChunk();
     const tmpBytes = new Uint8Array(tmp.buffer);

@@ -42,8 +42,17 @@ function name(s: string): number[] {
   return [...leb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
 }
 
-const LOCAL_GET = 0x20, LOCAL_SET = 0x21, I32_CONST = 0x41, I32_ADD = 0x6a, I32_SUB = 0x6b, I32_EQZ = 0x45;
-const SIMD = 0xfd, V128_LOAD = 0x00, V128_STORE = 0x0b, I32X4_ADD = 0xae, I32X4_SUB = 0xb1;
+const LOCAL_GET = 0x20,
+  LOCAL_SET = 0x21,
+  I32_CONST = 0x41,
+  I32_ADD = 0x6a,
+  I32_SUB = 0x6b,
+  I32_EQZ = 0x45;
+const SIMD = 0xfd,
+  V128_LOAD = 0x00,
+  V128_STORE = 0x0b,
+  I32X4_ADD = 0xae,
+  I32X4_SUB = 0xb1;
 
 /** Body of `(dst, src, nbytes)`: four 16-byte lanes per iteration. */
 function laneLoop(op: number): number[] {
@@ -51,31 +60,77 @@ function laneLoop(op: number): number[] {
   const lanes: number[] = [];
   for (let k = 0; k < 4; k++) {
     lanes.push(
-      LOCAL_GET, 0,
-      LOCAL_GET, 0, SIMD, V128_LOAD, ...memarg(16 * k),
-      LOCAL_GET, 1, SIMD, V128_LOAD, ...memarg(16 * k),
-      SIMD, ...leb(op),
-      SIMD, V128_STORE, ...memarg(16 * k),
+      LOCAL_GET,
+      0,
+      LOCAL_GET,
+      0,
+      SIMD,
+      V128_LOAD,
+      ...memarg(16 * k),
+      LOCAL_GET,
+      1,
+      SIMD,
+      V128_LOAD,
+      ...memarg(16 * k),
+      SIMD,
+      ...leb(op),
+      SIMD,
+      V128_STORE,
+      ...memarg(16 * k),
     );
   }
   const body = [
     0, // no locals
-    0x02, 0x40, // block
-    0x03, 0x40, // loop
-    LOCAL_GET, 2, I32_EQZ, 0x0d, 1, // br_if 1 (exit) when nbytes == 0
+    0x02,
+    0x40, // block
+    0x03,
+    0x40, // loop
+    LOCAL_GET,
+    2,
+    I32_EQZ,
+    0x0d,
+    1, // br_if 1 (exit) when nbytes == 0
     ...lanes,
-    LOCAL_GET, 0, I32_CONST, ...sleb(64), I32_ADD, LOCAL_SET, 0,
-    LOCAL_GET, 1, I32_CONST, ...sleb(64), I32_ADD, LOCAL_SET, 1,
-    LOCAL_GET, 2, I32_CONST, ...sleb(64), I32_SUB, LOCAL_SET, 2,
-    0x0c, 0, // br 0 (continue)
-    0x0b, 0x0b, 0x0b, // end loop, end block, end func
+    LOCAL_GET,
+    0,
+    I32_CONST,
+    ...sleb(64),
+    I32_ADD,
+    LOCAL_SET,
+    0,
+    LOCAL_GET,
+    1,
+    I32_CONST,
+    ...sleb(64),
+    I32_ADD,
+    LOCAL_SET,
+    1,
+    LOCAL_GET,
+    2,
+    I32_CONST,
+    ...sleb(64),
+    I32_SUB,
+    LOCAL_SET,
+    2,
+    0x0c,
+    0, // br 0 (continue)
+    0x0b,
+    0x0b,
+    0x0b, // end loop, end block, end func
   ];
   return [...leb(body.length), ...body];
 }
 
 function assemble(): Uint8Array<ArrayBuffer> {
   const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, [1, 0x60, 3, 0x7f, 0x7f, 0x7f, 0]), // type (i32,i32,i32) -> ()
     ...section(3, [2, 0, 0]), // two functions of type 0
     ...section(5, [1, 0, 1]), // one memory, min 1 page

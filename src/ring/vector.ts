@@ -64,7 +64,8 @@ export function unpackVector(bytes: Uint8Array, bits: number, m: number): Uint32
   if (bytes.length !== w * m) throw new SecAggError('ERR_SIZE', `vector is ${bytes.length} bytes, expected ${w * m}`);
   const out = new Uint32Array(m);
   // One copy on little-endian hosts: view the bytes as words where they are aligned, copy them first only where not.
-  if (w === 4 && LE) out.set(new Uint32Array(bytes.byteOffset % 4 === 0 ? bytes.buffer : bytes.slice().buffer, bytes.byteOffset % 4 === 0 ? bytes.byteOffset : 0, m));
+  if (w === 4 && LE)
+    out.set(new Uint32Array(bytes.byteOffset % 4 === 0 ? bytes.buffer : bytes.slice().buffer, bytes.byteOffset % 4 === 0 ? bytes.byteOffset : 0, m));
   else readPacked(bytes, w, out, m);
   if (bits < 32 && bits % 8 !== 0) {
     const limit = 2 ** bits;

@@ -196,8 +196,7 @@ export function createConnections(co: ConnectionsOptions): Connections {
     const ctl = decodeControl(bytes);
     if (ctl.body.case !== 'hello') throw new TransportError(CLOSE.MALFORMED, `expected hello, got ${ctl.body.case}`);
     const hello = ctl.body.value;
-    if (hello.version !== PROTOCOL_VERSION)
-      throw new TransportError(CLOSE.MALFORMED, `protocol version ${hello.version} is not ${PROTOCOL_VERSION}`);
+    if (hello.version !== PROTOCOL_VERSION) throw new TransportError(CLOSE.MALFORMED, `protocol version ${hello.version} is not ${PROTOCOL_VERSION}`);
     const check = co.verify(hello.token);
     if (!check.ok) return refuse(c, check.reason === 'expired' ? 'token expired' : 'invalid token', `unauthorized_${check.reason}`);
     let identityKey: Uint8Array | undefined;
@@ -210,7 +209,10 @@ export function createConnections(co: ConnectionsOptions): Connections {
         return refuse(c, 'identity proof required', 'unauthorized_no_proof');
       if (!bytesEqual(proof.identityKey, check.identityKey)) return refuse(c, 'token is bound to another identity key', 'unauthorized_wrong_key');
       c.phase = 'authenticating';
-      const transcript = await helloTranscript({ version: hello.version, nonce: c.nonce, serverId: co.serverId(), token: hello.token, identityKey: proof.identityKey }, nodeCrypto);
+      const transcript = await helloTranscript(
+        { version: hello.version, nonce: c.nonce, serverId: co.serverId(), token: hello.token, identityKey: proof.identityKey },
+        nodeCrypto,
+      );
       const proven = await nodeCrypto.ed25519Verify(proof.identityKey, transcript, proof.signature);
       if (c.phase !== 'authenticating') return; // closed meanwhile
       if (!proven) return refuse(c, 'identity proof does not verify', 'unauthorized_bad_proof');
@@ -248,7 +250,12 @@ export function createConnections(co: ConnectionsOptions): Connections {
     byClientId.set(id, c);
     c.phase = 'waiting';
     c.ws.send(encodeControl({ case: 'welcome', value: { clientId: id, identity: check.identity, maxFrameBytes: co.maxPayload } }));
-    log.log('debug', 'client authenticated', { conn: c.seq, clientId: id, identity: check.identity, ...(identityKey ? { identityKey: toHex(identityKey) } : {}) });
+    log.log('debug', 'client authenticated', {
+      conn: c.seq,
+      clientId: id,
+      identity: check.identity,
+      ...(identityKey ? { identityKey: toHex(identityKey) } : {}),
+    });
     co.onWelcome(c);
   };
 
@@ -333,14 +340,23 @@ export function createConnections(co: ConnectionsOptions): Connections {
       metrics.pending = pendingCount;
       conns.add(c);
       metrics.connections = conns.size;
-      c.handshakeTimer = setTimeout(() => close(c, CLOSE.HANDSHAKE_TIMEOUT, `no hello within ${o.handshakeTimeoutMs} ms`, 'handshake_timeout'), o.handshakeTimeoutMs);
+      c.handshakeTimer = setTimeout(
+        () => close(c, CLOSE.HANDSHAKE_TIMEOUT, `no hello within ${o.handshakeTimeoutMs} ms`, 'handshake_timeout'),
+        o.handshakeTimeoutMs,
+      );
       ws.on('message', (data, isBinary) => onFrame(c, data, isBinary));
       ws.on('pong', () => (c.alive = true));
       ws.on('close', () => gone(c));
       ws.on('error', (e: Error & { code?: string }) => {
         // ws refused a frame over the socket's cap (1009) from its header, before buffering it.
         if (e.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && c.phase !== 'closed') {
-          log.log('info', 'closing connection', { conn: c.seq, clientId: c.clientId, identity: c.identity, code: CLOSE.TOO_BIG, reason: `frame over the ${c.pending ? 'pre-authentication' : 'service'} limit` });
+          log.log('info', 'closing connection', {
+            conn: c.seq,
+            clientId: c.clientId,
+            identity: c.identity,
+            code: CLOSE.TOO_BIG,
+            reason: `frame over the ${c.pending ? 'pre-authentication' : 'service'} limit`,
+          });
           metrics.closed('too_big');
           c.discard = true;
           gone(c);

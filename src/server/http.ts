@@ -47,8 +47,7 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
     const url = new URL(req.url ?? '/', 'http://x');
     try {
       if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
-      if (url.pathname === '/' || url.pathname === '/index.html')
-        return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
+      if (url.pathname === '/' || url.pathname === '/index.html') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
       if (url.pathname === '/healthz') {
         const closing = o.closing();
         return json(res, closing ? 503 : 200, {

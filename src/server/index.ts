@@ -5,7 +5,16 @@
 export { createServer, type SecAggServer, type ServiceOptions, type PublishedResult, type ServiceStatus, type LiveRound } from './server.js';
 export { signToken, createTokenVerifier, type TokenClaims, type TokenCheck, type TokenVerifierOptions, type StaticTokenEntry } from './token.js';
 export { generateIdentity, identityPublicKey, issueCertificate, verifyCertificate, type CertificateClaims } from '../identity/index.js';
-export { memoryStore, SERVICE_STAGES, type RoundStore, type RoundRecord, type RoundParams, type StageRecord, type RoundOutcome, type ServiceStage } from './store.js';
+export {
+  memoryStore,
+  SERVICE_STAGES,
+  type RoundStore,
+  type RoundRecord,
+  type RoundParams,
+  type StageRecord,
+  type RoundOutcome,
+  type ServiceStage,
+} from './store.js';
 export { sqliteStore, MissingDependencyError } from './sqliteStore.js';
 export { jsonLogger, silentLogger, type Logger, type LogLevel } from './logger.js';
 export { CLOSE } from '../transport/frames.js';

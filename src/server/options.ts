@@ -166,13 +166,15 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new RangeError('port must be an integer in [0, 65535]');
   if (typeof o.host !== 'string' || o.host.length === 0) throw new TypeError('host must be a non-empty string');
   if (!Array.isArray(o.tokens) && !(o.tokens instanceof Map)) throw new TypeError('tokens must be a list of tokens or a Map of token → identity');
-  if (o.secret !== undefined && typeof o.secret !== 'string' && !(o.secret instanceof Uint8Array)) throw new TypeError('secret must be a string or a Uint8Array');
+  if (o.secret !== undefined && typeof o.secret !== 'string' && !(o.secret instanceof Uint8Array))
+    throw new TypeError('secret must be a string or a Uint8Array');
   if (!Number.isInteger(o.minClients) || o.minClients < 3) throw new RangeError('minClients must be an integer ≥ 3');
   if (!Number.isInteger(o.maxClients) || o.maxClients < o.minClients || o.maxClients > MAX_CLIENT_ID)
     throw new RangeError(`maxClients must be an integer in [minClients, ${MAX_CLIENT_ID}]`);
   if (!(o.startDelayMs >= 0)) throw new RangeError('startDelayMs must be ≥ 0');
   if (typeof o.autoStart !== 'boolean') throw new TypeError('autoStart must be a boolean');
-  if (!((Number.isInteger(o.maxRounds) && o.maxRounds >= 0) || o.maxRounds === Infinity)) throw new RangeError('maxRounds must be an integer ≥ 0 (or Infinity)');
+  if (!((Number.isInteger(o.maxRounds) && o.maxRounds >= 0) || o.maxRounds === Infinity))
+    throw new RangeError('maxRounds must be an integer ≥ 0 (or Infinity)');
   if (!Number.isInteger(o.dimension) || o.dimension < 1) throw new RangeError('dimension must be a positive integer');
   if (!Number.isInteger(o.bits) || o.bits < 1 || o.bits > 32) throw new RangeError('bits must be in [1, 32]');
   if (o.mode !== 'semi-honest' && o.mode !== 'active') throw new RangeError("mode must be 'semi-honest' or 'active'");
@@ -187,11 +189,14 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
     throw new TypeError('resultsTokens must be a list of non-empty strings');
   if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.save !== 'function'))
     throw new TypeError('store must be a RoundStore');
-  if (o.historyFile !== undefined && (typeof o.historyFile !== 'string' || o.historyFile.length === 0)) throw new TypeError('historyFile must be a non-empty path');
+  if (o.historyFile !== undefined && (typeof o.historyFile !== 'string' || o.historyFile.length === 0))
+    throw new TypeError('historyFile must be a non-empty path');
   if (!Number.isInteger(o.unmaskWorkers) || o.unmaskWorkers < 0) throw new RangeError('unmaskWorkers must be an integer ≥ 0');
-  if (typeof o.logger !== 'object' || o.logger === null || typeof o.logger.log !== 'function') throw new TypeError('logger must have a log(level, msg, fields) method');
+  if (typeof o.logger !== 'object' || o.logger === null || typeof o.logger.log !== 'function')
+    throw new TypeError('logger must have a log(level, msg, fields) method');
   if (o.serverId !== undefined && typeof o.serverId !== 'string') throw new TypeError('serverId must be a string');
-  if (o.issuerKey !== undefined && !(o.issuerKey instanceof Uint8Array && o.issuerKey.length === 32)) throw new RangeError('issuerKey must be a 32-byte Ed25519 public key');
+  if (o.issuerKey !== undefined && !(o.issuerKey instanceof Uint8Array && o.issuerKey.length === 32))
+    throw new RangeError('issuerKey must be a 32-byte Ed25519 public key');
   checkThresholdOptions(o);
   return o;
 }
@@ -230,7 +235,15 @@ export function cohortParameters(o: ServiceOptions, n: number): { degree: Degree
  */
 export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'maxClients'>): number {
   const cohort: ClientId[] = Array.from({ length: Math.max(3, o.maxClients) }, (_, i) => clientId(i + 1));
-  const config: RoundConfig = { roundId: roundId(new Uint8Array(16)), bits: o.bits, dimension: o.dimension, threshold: 2, degree: 'complete', mode: 'semi-honest', cohort };
+  const config: RoundConfig = {
+    roundId: roundId(new Uint8Array(16)),
+    bits: o.bits,
+    dimension: o.dimension,
+    threshold: 2,
+    degree: 'complete',
+    mode: 'semi-honest',
+    cohort,
+  };
   return Math.max(MAX_CONTROL_BYTES, maxClientMessageBytes(config));
 }
 
@@ -258,5 +271,6 @@ function checkThresholdOptions(o: ServiceOptions): void {
   if (t === undefined) return;
   if (t > kLargest) throw new RangeError(`threshold ${t} exceeds every neighbourhood this server can build (${kLargest} at most)`);
   const why = neighbourhoodBoundViolation(o.mode, kSmallest, t, c);
-  if (why !== undefined) throw new RangeError(`threshold ${t} is unsafe for every cohort (${o.minClients}..${o.maxClients} clients, degree ${o.degree}): ${why}`);
+  if (why !== undefined)
+    throw new RangeError(`threshold ${t} is unsafe for every cohort (${o.minClients}..${o.maxClients} clients, degree ${o.degree}): ${why}`);
 }

@@ -63,7 +63,6 @@ export interface ServiceRound {
   idle(): Promise<void>;
 }
 
-
 /** Set up a round over `members`. Throws when the protocol refuses the round's parameters; nothing is sent or recorded then. */
 export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
   const { options: o, log, metrics, store, connections } = so;
@@ -72,7 +71,13 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
   const n = so.members.length;
   const { degree, threshold, clamped, neighbourhood } = cohortParameters(o, n);
   if (clamped)
-    log.log('warn', 'the configured threshold does not fit this cohort: clamped', { threshold: o.threshold, used: threshold, cohort: n, neighbourhood, corruption: o.corruption });
+    log.log('warn', 'the configured threshold does not fit this cohort: clamped', {
+      threshold: o.threshold,
+      used: threshold,
+      cohort: n,
+      neighbourhood,
+      corruption: o.corruption,
+    });
   const config: RoundConfig = {
     roundId: roundId(cryptoRng(16)),
     bits: o.bits,
@@ -133,7 +138,8 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
   };
   const record: RoundRecord = { ...base, id: 0 };
 
-  const save = () => runner.persist(() => store.save(record)).catch((e: unknown) => log.log('error', 'store save failed', { round: record.id, error: String(e) }));
+  const save = () =>
+    runner.persist(() => store.save(record)).catch((e: unknown) => log.log('error', 'store save failed', { round: record.id, error: String(e) }));
 
   const enterStage = (stage: string) => {
     const now = Date.now();
@@ -270,14 +276,16 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     },
     frame(c, bytes) {
       const id = c.clientId!;
-      if (bytes.length > maxFrame) return connections.close(c, CLOSE.TOO_BIG, `frame of ${bytes.length} bytes exceeds the round's limit of ${maxFrame}`, 'too_big');
+      if (bytes.length > maxFrame)
+        return connections.close(c, CLOSE.TOO_BIG, `frame of ${bytes.length} bytes exceeds the round's limit of ${maxFrame}`, 'too_big');
       const stage = runner.state.stage;
       // Frames are checked against the stage the round is in when they arrive: a client can only have
       // been asked for this stage's message (the server sends a stage's requests after entering it),
       // so a bigger frame is a late message of an earlier stage or junk — refused unread either way,
       // and counted, not closed: an honest client may have sent it just before the stage changed.
       const limit = stageFrameLimit(stage);
-      if (bytes.length > limit) return connections.refused(c, 'ERR_SIZE', `frame of ${bytes.length} bytes exceeds the ${stage} stage's limit of ${limit}`, record.id);
+      if (bytes.length > limit)
+        return connections.refused(c, 'ERR_SIZE', `frame of ${bytes.length} bytes exceeds the ${stage} stage's limit of ${limit}`, record.id);
       // Frames wait in the round's queue while earlier steps run; an honest client has one or two
       // there at a time. More would only hold memory until they are refused.
       if (c.queued >= o.maxRefusedMessages)

@@ -113,7 +113,8 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     if (closing || live) return undefined;
     // A connection does not outlive its token: every draw re-checks the expiry kept from its hello.
     const now = Date.now();
-    for (const c of [...waiting]) if (c.expiresAt !== undefined && c.expiresAt <= now) connections.close(c, CLOSE.UNAUTHORIZED, 'token expired', 'unauthorized_expired');
+    for (const c of [...waiting])
+      if (c.expiresAt !== undefined && c.expiresAt <= now) connections.close(c, CLOSE.UNAUTHORIZED, 'token expired', 'unauthorized_expired');
     if (waiting.size < Math.max(3, o.minClients)) return undefined;
     // Sample the cohort uniformly from the waiting clients.
     const pool = [...waiting];
@@ -194,9 +195,22 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
   if (o.serverId === undefined) serverId = `secagg:${hostForUrl}:${port}`;
   connections.startKeepAlive();
-  log.log('info', 'listening', { url: `http://${hostForUrl}:${port}/`, dimension: o.dimension, bits: o.bits, degree: o.degree, mode: o.mode, serverId, maxPayload, corruption: o.corruption });
+  log.log('info', 'listening', {
+    url: `http://${hostForUrl}:${port}/`,
+    dimension: o.dimension,
+    bits: o.bits,
+    degree: o.degree,
+    mode: o.mode,
+    serverId,
+    maxPayload,
+    corruption: o.corruption,
+  });
   if (o.resultsTokens.length === 0 && !isLoopback(o.host))
-    log.log('warn', 'round results (/api/rounds, with the sums) are readable without a token on a non-loopback interface: set resultsTokens (--results-token)', { host: o.host });
+    log.log(
+      'warn',
+      'round results (/api/rounds, with the sums) are readable without a token on a non-loopback interface: set resultsTokens (--results-token)',
+      { host: o.host },
+    );
 
   return {
     url: `ws://${hostForUrl}:${port}/ws`,

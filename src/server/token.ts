@@ -90,7 +90,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
     for (const [t, id] of list as ReadonlyMap<string, string | StaticTokenEntry>)
       statics.set(
         digest(t).toString('hex'),
-        typeof id === 'string' ? { identity: id } : { identity: id.identity, ...(id.identityKey !== undefined ? { identityKey: keyBytes(id.identityKey) } : {}) },
+        typeof id === 'string'
+          ? { identity: id }
+          : { identity: id.identity, ...(id.identityKey !== undefined ? { identityKey: keyBytes(id.identityKey) } : {}) },
       );
   const secret = options.secret;
   return (token) => {

@@ -84,11 +84,7 @@ const INV_P = 1 / P;
  * row v is d^(v)_i = w_i·q_v(x_i), i = 0..k−1. `fillUniform` fills its argument with independent
  * uniform elements of Z_p (the coefficients of the q_v; it must be a CSPRNG in production).
  */
-export function dualVectorsUnchecked(
-  xs: ArrayLike<number>,
-  threshold: number,
-  fillUniform: (out: Float64Array) => void,
-): Float64Array {
+export function dualVectorsUnchecked(xs: ArrayLike<number>, threshold: number, fillUniform: (out: Float64Array) => void): Float64Array {
   const k = xs.length;
   const m = k - threshold; // number of parity checks = dimension of the dual code
   if (!(m >= 1)) throw new RangeError(`dual vectors need more points than the threshold: k = ${k}, t = ${threshold}`);
@@ -172,7 +168,8 @@ export function missingPositions(subXs: readonly number[], superXs: readonly num
   let i = 0;
   for (let u = 0; u < superXs.length; u++) {
     if (i < subXs.length && subXs[i] === superXs[u]) i++;
-    else if (i < subXs.length && subXs[i]! < superXs[u]!) return null; // subXs[i] ∉ superXs
+    else if (i < subXs.length && subXs[i]! < superXs[u]!)
+      return null; // subXs[i] ∉ superXs
     else {
       missing.push(u);
       if (missing.length > gap) return null;
@@ -270,7 +267,11 @@ export async function supersetDualTableInSlices(
 }
 
 /** The table for (sup, t), filled point by point: `fill(from, to)` for every point, then `done()`. */
-function dualTableBuild(sup: Superset, threshold: number, fillUniform: (out: Float64Array) => void): { fill: (from: number, to: number) => void; done: () => Float64Array } {
+function dualTableBuild(
+  sup: Superset,
+  threshold: number,
+  fillUniform: (out: Float64Array) => void,
+): { fill: (from: number, to: number) => void; done: () => Float64Array } {
   const xs = sup.xs;
   const K = xs.length;
   const m = K - threshold;
@@ -323,8 +324,7 @@ function dualTableBuild(sup: Superset, threshold: number, fillUniform: (out: Flo
 export function dualFromSuperset(sup: Superset, table: Float64Array, threshold: number, missing: readonly number[]): Float64Array {
   const K = sup.xs.length;
   const j = missing.length;
-  if (!(j <= MAX_MISSING && K - j > threshold))
-    throw new RangeError(`superset dual vectors need |R| ≤ ${MAX_MISSING} and more points than the threshold`);
+  if (!(j <= MAX_MISSING && K - j > threshold)) throw new RangeError(`superset dual vectors need |R| ≤ ${MAX_MISSING} and more points than the threshold`);
   const { pos, f } = gapFactors(sup.xs, missing);
   const k = K - j;
   const out = new Float64Array(DUAL_VECTORS * k);

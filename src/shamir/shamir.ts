@@ -72,8 +72,7 @@ function isAscending(holders: readonly number[]): boolean {
 
 function checkShares(shares: unknown, holders: readonly number[]): asserts shares is readonly Uint8Array[] {
   if (!Array.isArray(shares)) throw new TypeError('shares must be an array of Uint8Array');
-  if (shares.length !== holders.length)
-    throw new RangeError(`shares must have one entry per holder: ${holders.length} holders, ${shares.length} shares`);
+  if (shares.length !== holders.length) throw new RangeError(`shares must have one entry per holder: ${holders.length} holders, ${shares.length} shares`);
   for (let i = 0; i < shares.length; i++) if (!(shares[i] instanceof Uint8Array)) abytes(shares[i], `shares[${i}]`);
 }
 
@@ -407,8 +406,7 @@ export class LagrangeCache {
       lruSet(this.#duals, key, hit, this.#maxEntries);
       return hit;
     }
-    if (!(sortedXs.length > threshold))
-      throw new RangeError(`dual vectors need more points than the threshold: k = ${sortedXs.length}, t = ${threshold}`);
+    if (!(sortedXs.length > threshold)) throw new RangeError(`dual vectors need more points than the threshold: k = ${sortedXs.length}, t = ${threshold}`);
     let d: Float64Array;
     const found = this.#fromSuperset(sortedXs);
     if (found !== null) {
@@ -548,8 +546,7 @@ export function combineShares(params: CombineParams): Uint8Array {
   const rows = decodeSharesOrThrow(holders, shares);
   const lambdas = cache !== undefined ? cache.lookup(holders) : lagrangeAtZeroUnchecked(holders);
   const secret = combineRows(lambdas, rows, null);
-  if (secret === null)
-    throw new SecAggError('ERR_RECONSTRUCTION_FAILED', 'shares do not interpolate to a valid secret (at least one share is corrupt)');
+  if (secret === null) throw new SecAggError('ERR_RECONSTRUCTION_FAILED', 'shares do not interpolate to a valid secret (at least one share is corrupt)');
   return secret;
 }
 
@@ -660,12 +657,7 @@ export async function reconstructVerified(params: ReconstructParams): Promise<Re
     else malformed.push(holders[i]!);
   }
   const k = xs.length;
-  if (k < threshold)
-    throw new SecAggError(
-      'ERR_RECONSTRUCTION_FAILED',
-      `only ${k} well-formed shares for threshold ${threshold}`,
-      { clients: malformed },
-    );
+  if (k < threshold) throw new SecAggError('ERR_RECONSTRUCTION_FAILED', `only ${k} well-formed shares for threshold ${threshold}`, { clients: malformed });
 
   // Dual check of all k well-formed shares (dual.ts): O(k·C) with cached vectors. Without a cache
   // the vectors are one-offs: O(k²), still cheaper than the exact check's O((k − t)·t·C).
@@ -822,4 +814,3 @@ async function inconsistentHolders(
   }
   return bad;
 }
-

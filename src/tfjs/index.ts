@@ -74,8 +74,7 @@ export function weightLayout(source: WeightSource): WeightLayout {
   const specs: WeightSpec[] = [];
   let offset = 0;
   for (const e of entries(source)) {
-    if (!SUPPORTED.has(e.dtype))
-      throw new SecAggError('ERR_INVALID_PARAMETERS', `${e.name} has dtype ${e.dtype}; only float32 weights can be aggregated`);
+    if (!SUPPORTED.has(e.dtype)) throw new SecAggError('ERR_INVALID_PARAMETERS', `${e.name} has dtype ${e.dtype}; only float32 weights can be aggregated`);
     const size = sizeOf(e.shape, e.name);
     specs.push(Object.freeze({ name: e.name, shape: Object.freeze([...e.shape]), dtype: e.dtype, size, offset }));
     offset += size;
@@ -90,8 +89,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 /** Throws SecAggError ERR_SIZE / ERR_INVALID_PARAMETERS unless `source` has exactly `layout`'s tensors. */
 export function checkLayout(source: WeightSource, layout: WeightLayout): void {
   const got = entries(source);
-  if (got.length !== layout.specs.length)
-    throw new SecAggError('ERR_SIZE', `expected ${layout.specs.length} weight tensors, got ${got.length}`);
+  if (got.length !== layout.specs.length) throw new SecAggError('ERR_SIZE', `expected ${layout.specs.length} weight tensors, got ${got.length}`);
   got.forEach((e, i) => {
     const s = layout.specs[i]!;
     if (e.dtype !== s.dtype) throw new SecAggError('ERR_INVALID_PARAMETERS', `weight ${i} (${e.name}) has dtype ${e.dtype}, expected ${s.dtype}`);

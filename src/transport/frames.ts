@@ -45,8 +45,7 @@ export function decodeControl(bytes: Uint8Array, options: { allowAssignment?: bo
     throw new TransportError(CLOSE.MALFORMED, 'malformed control frame');
   }
   if (c.body.case === undefined) throw new TransportError(CLOSE.MALFORMED, 'control frame without a body');
-  if (large && c.body.case !== 'assignment')
-    throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
+  if (large && c.body.case !== 'assignment') throw new TransportError(CLOSE.TOO_BIG, `control frame of ${bytes.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
   return c;
 }
 

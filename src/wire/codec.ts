@@ -1,11 +1,6 @@
 import { fromBinary, toBinary, create, type DescMessage } from '@bufbuild/protobuf';
 import { SecAggError } from '../errors.js';
-import {
-  ClientMessageSchema,
-  ServerMessageSchema,
-  type ClientMessage,
-  type ServerMessage,
-} from './gen/secagg/v1/secagg_pb.js';
+import { ClientMessageSchema, ServerMessageSchema, type ClientMessage, type ServerMessage } from './gen/secagg/v1/secagg_pb.js';
 import { fastDecodeClientBody, fastDecodeServerBody, fastEncodeClientMessage, fastEncodeServerMessage } from './fast.js';
 import {
   UNCAPPED,

@@ -234,11 +234,7 @@ const keysForYouCodec: BodyCodec = {
     // Active mode's view proof (one per client per round) is left to protobuf-es.
     if (v.view != null) throw DECLINE;
     const advertised = packedSize(list(v.advertised, kept));
-    return (
-      bytesFieldSize(bytes(v.graphSeed, kept)) +
-      (advertised === 0 ? 0 : messageFieldSize(advertised)) +
-      neighboursSize(v.neighbours, kept)
-    );
+    return bytesFieldSize(bytes(v.graphSeed, kept)) + (advertised === 0 ? 0 : messageFieldSize(advertised)) + neighboursSize(v.neighbours, kept);
   },
   write(w, value) {
     const v = value as Partial<KeysForYou>;
@@ -548,7 +544,13 @@ function run<T>(read: () => T): T | undefined {
  * shareKeys or unmaskResponse body; undefined for any other kind or input it declines. Throws
  * ERR_SIZE when a repeated field has more entries than `caps` allow (nothing else).
  */
-export function fastDecodeClientBody(kind: ClientKind, bytes: Uint8Array, offset: number, length: number, caps: EntryCaps = UNCAPPED): DecodedClientBody | undefined {
+export function fastDecodeClientBody(
+  kind: ClientKind,
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+  caps: EntryCaps = UNCAPPED,
+): DecodedClientBody | undefined {
   const r = new Reader(bytes, offset, offset + length);
   switch (kind) {
     case 'shareKeys':
@@ -561,7 +563,13 @@ export function fastDecodeClientBody(kind: ClientKind, bytes: Uint8Array, offset
 }
 
 /** fastDecodeClientBody for a keys (without a view) or shares body. */
-export function fastDecodeServerBody(kind: ServerKind, bytes: Uint8Array, offset: number, length: number, caps: EntryCaps = UNCAPPED): DecodedServerBody | undefined {
+export function fastDecodeServerBody(
+  kind: ServerKind,
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+  caps: EntryCaps = UNCAPPED,
+): DecodedServerBody | undefined {
   const r = new Reader(bytes, offset, offset + length);
   switch (kind) {
     case 'keys':

@@ -90,8 +90,14 @@ describe('attack 2: active mode has a corruption budget, and 2t > k + c holds ag
 
   test('the same 2 colluders against corruption = 2 (t = 6): no split of the 7 honest neighbours works', async () => {
     for (const [A, B] of [
-      [[2, 3, 4], [5, 6, 7, 8]],
-      [[2, 3, 4, 5], [6, 7, 8]],
+      [
+        [2, 3, 4],
+        [5, 6, 7, 8],
+      ],
+      [
+        [2, 3, 4, 5],
+        [6, 7, 8],
+      ],
     ] as const) {
       const a = await new Attack({ n: 10, degree: 'complete', threshold: 6, corruption: 2, mode: 'active', colluders: [9, 10] }).setUp();
       await splitSurvivorAttack(a, 1, A, B);
@@ -335,6 +341,3 @@ describe('attack 10: replay, floors', () => {
     assert.equal(few.errors.get(1)?.code, 'ERR_BELOW_THRESHOLD');
   });
 });
-
-
-

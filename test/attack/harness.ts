@@ -129,10 +129,7 @@ export class Attack {
       if (colluding.has(id)) continue;
       const input = new Uint32Array(this.config.dimension).map((_, i) => (id * 1000 + i) & 0xffff);
       this.inputs.set(id, input);
-      this.honest.set(
-        id,
-        createClient({ id, input }),
-      );
+      this.honest.set(id, createClient({ id, input }));
       this.contexts.set(
         id,
         clientContext({
@@ -244,7 +241,13 @@ export class Attack {
   }
 
   private async digestOf(advertised: readonly number[]): Promise<Uint8Array> {
-    return derive.viewDigest(nodeCrypto, this.config.roundId, 1, advertised, advertised.map((v) => this.commitments.get(v) ?? new Uint8Array(32)));
+    return derive.viewDigest(
+      nodeCrypto,
+      this.config.roundId,
+      1,
+      advertised,
+      advertised.map((v) => this.commitments.get(v) ?? new Uint8Array(32)),
+    );
   }
 
   /** Active mode: show `to` the view `advertised` (attempt 1) and take its signature and reveal. */
@@ -261,7 +264,11 @@ export class Attack {
 
   /** The graph seed an honest client computes for `advertised` (active mode), from the reveals. */
   async seedFor(advertised: readonly number[]): Promise<Uint8Array> {
-    return derive.viewGraphSeed(nodeCrypto, await this.digestOf(advertised), advertised.map((v) => this.revealOf(v)));
+    return derive.viewGraphSeed(
+      nodeCrypto,
+      await this.digestOf(advertised),
+      advertised.map((v) => this.revealOf(v)),
+    );
   }
 
   /**
@@ -278,7 +285,12 @@ export class Attack {
     const ns = graph.neighbours(to as ClientId);
     this.neighboursOf.set(to, ns);
     const keyOf = (v: number): Keys => this.keys.get(v) ?? { encryption: new Uint8Array(32).fill(v), masking: new Uint8Array(32).fill(v + 100) };
-    const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: keyOf(v).encryption, maskingPublicKey: keyOf(v).masking, signature: new Uint8Array(64) }));
+    const neighbours = ns.map((v) => ({
+      client: v,
+      encryptionPublicKey: keyOf(v).encryption,
+      maskingPublicKey: keyOf(v).masking,
+      signature: new Uint8Array(64),
+    }));
     let view;
     if (active) {
       // Every other member's view signature: the colluders sign whatever view they are given; an
@@ -289,7 +301,9 @@ export class Attack {
         if (v === to) continue;
         const c = this.colluders.get(v);
         const k = keyOf(v);
-        const signature = c ? await c.identity.sign(derive.viewTranscript(digest, v as ClientId, k.encryption, k.masking)) : (this.viewSignatures.get(v)?.signature ?? new Uint8Array(64));
+        const signature = c
+          ? await c.identity.sign(derive.viewTranscript(digest, v as ClientId, k.encryption, k.masking))
+          : (this.viewSignatures.get(v)?.signature ?? new Uint8Array(64));
         viewSignatures.push({ client: v, signature });
         if (!(ns as readonly number[]).includes(v)) memberKeys.push(concatBytes(k.encryption, k.masking));
       }
@@ -300,8 +314,19 @@ export class Attack {
       for (const s of reply.body.value.shares) {
         const c = this.colluders.get(s.peer);
         if (!c) continue;
-        const key = await derive.shareKey(nodeCrypto, await c.encryption.agree(this.keys.get(to)!.encryption), this.config.roundId, s.peer as ClientId, to as ClientId);
-        const pt = await nodeCrypto.aeadOpen(key, derive.shareNonce(to as ClientId, s.peer as ClientId), s.ciphertext, derive.sharesAad(this.config.roundId, to as ClientId, s.peer as ClientId));
+        const key = await derive.shareKey(
+          nodeCrypto,
+          await c.encryption.agree(this.keys.get(to)!.encryption),
+          this.config.roundId,
+          s.peer as ClientId,
+          to as ClientId,
+        );
+        const pt = await nodeCrypto.aeadOpen(
+          key,
+          derive.shareNonce(to as ClientId, s.peer as ClientId),
+          s.ciphertext,
+          derive.sharesAad(this.config.roundId, to as ClientId, s.peer as ClientId),
+        );
         // A colluder holds both kinds of share of `to`.
         this.held(to).key.set(s.peer, pt.slice(8, 8 + SHARE_BYTES));
         this.held(to).self.set(s.peer, pt.slice(8 + SHARE_BYTES));
@@ -321,9 +346,13 @@ export class Attack {
       const ct = this.ciphertexts.get(u)?.get(to);
       if (ct) from.set(u, ct);
     }
-    if (withColluders && this.keys.has(to)) for (const c of this.neighboursOf.get(to) ?? []) if (this.isColluder(c)) from.set(c, await this.colluderCiphertext(c, to));
+    if (withColluders && this.keys.has(to))
+      for (const c of this.neighboursOf.get(to) ?? []) if (this.isColluder(c)) from.set(c, await this.colluderCiphertext(c, to));
     const shares = [...from].sort((a, b) => a[0] - b[0]).map(([peer, ciphertext]) => ({ peer, ciphertext }));
-    this.partners.set(to, shares.map((s) => s.peer));
+    this.partners.set(
+      to,
+      shares.map((s) => s.peer),
+    );
     return this.deliver(to, { case: 'shares', value: { shares } });
   }
 
@@ -341,7 +370,11 @@ export class Attack {
   }
 
   /** The signatures over `survivors` the attacker can show `to`: honest ones made over the same set and view, and every colluder's. */
-  async signaturesOver(to: number, survivors: readonly number[], signedBy: ReadonlyMap<number, readonly number[]>): Promise<Array<{ client: number; signature: Uint8Array }>> {
+  async signaturesOver(
+    to: number,
+    survivors: readonly number[],
+    signedBy: ReadonlyMap<number, readonly number[]>,
+  ): Promise<Array<{ client: number; signature: Uint8Array }>> {
     const digest = this.viewSignatures.get(to)?.digest ?? new Uint8Array(0);
     const out: Array<{ client: number; signature: Uint8Array }> = [];
     for (const v of survivors) {
@@ -356,7 +389,11 @@ export class Attack {
     return out;
   }
 
-  async unmaskFor(to: number, survivors: readonly number[], signatures: Array<{ client: number; signature: Uint8Array }> = []): Promise<ClientMessage | undefined> {
+  async unmaskFor(
+    to: number,
+    survivors: readonly number[],
+    signatures: Array<{ client: number; signature: Uint8Array }> = [],
+  ): Promise<ClientMessage | undefined> {
     return this.deliver(to, { case: 'unmaskRequest', value: { survivors: survivors.slice(), signatures } });
   }
 }

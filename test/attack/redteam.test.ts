@@ -110,7 +110,12 @@ async function partnerAttack(a: Attack, victim: number, partners: readonly numbe
       if (!c) continue;
       const round = a.config.roundId;
       const key = await derive.shareKey(nodeCrypto, await c.encryption.agree(a.keys.get(owner)!.encryption), round, holder as ClientId, owner as ClientId);
-      const pt = await nodeCrypto.aeadOpen(key, derive.shareNonce(owner as ClientId, holder as ClientId), ciphertext, derive.sharesAad(round, owner as ClientId, holder as ClientId));
+      const pt = await nodeCrypto.aeadOpen(
+        key,
+        derive.shareNonce(owner as ClientId, holder as ClientId),
+        ciphertext,
+        derive.sharesAad(round, owner as ClientId, holder as ClientId),
+      );
       put(loot.key, owner, holder, pt.slice(8, 8 + SHARE_BYTES));
       put(loot.self, owner, holder, pt.slice(8 + SHARE_BYTES));
     }
@@ -171,7 +176,14 @@ describe('R1 (fixed): the mask-partner attack — the server forwards the victim
     const victim = 1;
     const partners = [2, 3, 4];
     const S = [1, 5, 6]; // shown to the victim and to 5, 6: the partners "dropped"
-    const shown = new Map<number, number[]>([[1, S], [5, S], [6, S], [2, all(n)], [3, all(n)], [4, all(n)]]);
+    const shown = new Map<number, number[]>([
+      [1, S],
+      [5, S],
+      [6, S],
+      [2, all(n)],
+      [3, all(n)],
+      [4, all(n)],
+    ]);
     const loot = await partnerAttack(a, victim, partners, shown);
     assert.deepEqual(compromisedBothKinds(a, loot), [], 'no owner had both kinds revealed: the existing metric sees nothing');
     assertNotRecovered(await recovered(a, victim, partners, loot), a.inputs.get(victim));
@@ -192,7 +204,14 @@ describe('R1 (fixed): the mask-partner attack — the server forwards the victim
   test('semi-honest SecAgg, n = 6, t = 3: this variant is refused too (the victim checks the survivors against whom it got shares from)', async () => {
     const a = await new Attack({ n: 6, degree: 'complete', threshold: 3, mode: 'semi-honest' }).setUp();
     const S = [1, 5, 6];
-    const shown = new Map<number, number[]>([[1, S], [5, S], [6, S], [2, all(6)], [3, all(6)], [4, all(6)]]);
+    const shown = new Map<number, number[]>([
+      [1, S],
+      [5, S],
+      [6, S],
+      [2, all(6)],
+      [3, all(6)],
+      [4, all(6)],
+    ]);
     const loot = await partnerAttack(a, 1, [2, 3, 4], shown);
     // The victim refuses a survivor set naming a neighbour that never shared with it (this variant
     // fails in semi-honest mode too; with no signatures at all, semi-honest mode is still not a
@@ -273,7 +292,12 @@ function edited(bytes: Uint8Array, edit: (m: ClientMessage) => void): Uint8Array
 }
 
 /** Run the share stage with `from`'s ShareKeys rewritten by `rewrite`, then finish honestly (with `silentAtMasked` dropping before MaskedInput). */
-async function withShareKeys(d: Driver, from: number, rewrite: (m: ClientMessage) => Promise<void> | void, silentAtMasked: readonly number[] = []): Promise<void> {
+async function withShareKeys(
+  d: Driver,
+  from: number,
+  rewrite: (m: ClientMessage) => Promise<void> | void,
+  silentAtMasked: readonly number[] = [],
+): Promise<void> {
   await d.until('share');
   const replies = await d.collectReplies();
   for (const r of replies) {
@@ -331,9 +355,14 @@ describe('R2: one bad client against a round run by an honest server (fixed, but
     // n = 7, t = 4. Client 1 keeps only 2..5; client 2 then drops before MaskedInput, as clients do.
     const d = await new Driver({ n: 7 }).start();
     assert.equal(d.config.threshold, 4);
-    await withShareKeys(d, 1, (m) => {
-      if (m.body.case === 'shareKeys') m.body.value.shares = m.body.value.shares.filter((s) => s.peer <= 5);
-    }, [2]);
+    await withShareKeys(
+      d,
+      1,
+      (m) => {
+        if (m.body.case === 'shareKeys') m.body.value.shares = m.body.value.shares.filter((s) => s.peer <= 5);
+      },
+      [2],
+    );
     assert.equal(d.server.stage, 'done', `aborted: ${d.server.abortError?.message}`);
   });
 
@@ -369,9 +398,14 @@ describe('R2: one bad client against a round run by an honest server (fixed, but
 describe('R3: bad-client attacks the honest server defeats', () => {
   test('ShareKeys that leaves two neighbours out is refused: the round completes without its sender, with the right sum', async () => {
     const d = await new Driver({ n: 7 }).start();
-    await withShareKeys(d, 1, (m) => {
-      if (m.body.case === 'shareKeys') m.body.value.shares = m.body.value.shares.filter((s) => s.peer !== 2 && s.peer !== 3);
-    }, [1]);
+    await withShareKeys(
+      d,
+      1,
+      (m) => {
+        if (m.body.case === 'shareKeys') m.body.value.shares = m.body.value.shares.filter((s) => s.peer !== 2 && s.peer !== 3);
+      },
+      [1],
+    );
     assert.equal(d.server.stage, 'done', d.server.abortError?.message);
     assert.deepEqual(d.server.result!.sum, expectedSum(d.inputs, [1, 2, 3, 4, 5, 6], d.config.bits));
     assert.deepEqual([...d.server.result!.included], [2, 3, 4, 5, 6, 7]);
@@ -388,21 +422,66 @@ describe('R3: bad-client attacks the honest server defeats', () => {
     // advertise
     let replies = await d.collectReplies();
     const adv = replies.find((r) => r.from === 2)!;
-    await refuse(2, edited(adv.bytes, (m) => m.body.case === 'advertiseKeys' && (m.body.value.maskingPublicKey = new Uint8Array(32))), 'low-order masking key');
-    await refuse(2, edited(adv.bytes, (m) => m.body.case === 'advertiseKeys' && (m.body.value.seedCommitment = new Uint8Array(31))), 'short seed commitment');
-    await refuse(2, edited(adv.bytes, (m) => m.body.case === 'advertiseKeys' && (m.body.value.signature = new Uint8Array(64))), 'unsigned keys');
+    await refuse(
+      2,
+      edited(adv.bytes, (m) => m.body.case === 'advertiseKeys' && (m.body.value.maskingPublicKey = new Uint8Array(32))),
+      'low-order masking key',
+    );
+    await refuse(
+      2,
+      edited(adv.bytes, (m) => m.body.case === 'advertiseKeys' && (m.body.value.seedCommitment = new Uint8Array(31))),
+      'short seed commitment',
+    );
+    await refuse(
+      2,
+      edited(adv.bytes, (m) => m.body.case === 'advertiseKeys' && (m.body.value.signature = new Uint8Array(64))),
+      'unsigned keys',
+    );
     const other = replies.find((r) => r.from === 3)!;
-    await refuse(2, edited(other.bytes, (m) => (m.sender = 2)), "client 3's keys replayed by 2");
-    await refuse(2, encodeClientMessage(d.config.roundId, 2 as ClientId, { case: 'viewSignature', value: { signature: new Uint8Array(64), seedReveal: new Uint8Array(32), nextSeedCommitment: new Uint8Array(32) } }), 'a view signature during advertise');
+    await refuse(
+      2,
+      edited(other.bytes, (m) => (m.sender = 2)),
+      "client 3's keys replayed by 2",
+    );
+    await refuse(
+      2,
+      encodeClientMessage(d.config.roundId, 2 as ClientId, {
+        case: 'viewSignature',
+        value: { signature: new Uint8Array(64), seedReveal: new Uint8Array(32), nextSeedCommitment: new Uint8Array(32) },
+      }),
+      'a view signature during advertise',
+    );
     for (const r of replies) assert.equal(await d.toServer(r.from, r.bytes), undefined);
     assert.equal(stageOf(d.server), 'view');
     // view
     replies = await d.collectReplies();
     const vs = replies.find((r) => r.from === 2)!;
-    await refuse(2, edited(vs.bytes, (m) => m.body.case === 'viewSignature' && (m.body.value.seedReveal = new Uint8Array(32).fill(1))), 'a reveal that does not match the commitment');
-    await refuse(2, edited(vs.bytes, (m) => { if (m.body.case === 'viewSignature') { const s = m.body.value.signature.slice(); s[5] = s[5]! ^ 1; m.body.value.signature = s; } }), 'a bad view signature');
-    await refuse(2, edited(vs.bytes, (m) => m.body.case === 'viewSignature' && (m.body.value.nextSeedCommitment = new Uint8Array(0))), 'no next commitment');
-    await refuse(2, edited(replies.find((r) => r.from === 3)!.bytes, (m) => (m.sender = 2)), "client 3's view signature replayed by 2");
+    await refuse(
+      2,
+      edited(vs.bytes, (m) => m.body.case === 'viewSignature' && (m.body.value.seedReveal = new Uint8Array(32).fill(1))),
+      'a reveal that does not match the commitment',
+    );
+    await refuse(
+      2,
+      edited(vs.bytes, (m) => {
+        if (m.body.case === 'viewSignature') {
+          const s = m.body.value.signature.slice();
+          s[5] = s[5]! ^ 1;
+          m.body.value.signature = s;
+        }
+      }),
+      'a bad view signature',
+    );
+    await refuse(
+      2,
+      edited(vs.bytes, (m) => m.body.case === 'viewSignature' && (m.body.value.nextSeedCommitment = new Uint8Array(0))),
+      'no next commitment',
+    );
+    await refuse(
+      2,
+      edited(replies.find((r) => r.from === 3)!.bytes, (m) => (m.sender = 2)),
+      "client 3's view signature replayed by 2",
+    );
     const body: ClientBody = { case: 'shareKeys', value: { selfMaskCommitment: new Uint8Array(32), shares: [] } };
     await refuse(2, encodeClientMessage(d.config.roundId, 2 as ClientId, body), 'ShareKeys during the view stage');
     for (const r of replies) assert.equal(await d.toServer(r.from, r.bytes), undefined);
@@ -412,18 +491,52 @@ describe('R3: bad-client attacks the honest server defeats', () => {
     // share
     replies = await d.collectReplies();
     const sk = replies.find((r) => r.from === 4)!;
-    await refuse(4, edited(sk.bytes, (m) => m.body.case === 'shareKeys' && (m.body.value.shares = m.body.value.shares.slice(0, d.config.threshold - 1))), 'ShareKeys below t');
-    await refuse(4, edited(sk.bytes, (m) => m.body.case === 'shareKeys' && m.body.value.shares.reverse()), 'ShareKeys not ascending');
-    await refuse(4, edited(sk.bytes, (m) => m.body.case === 'shareKeys' && (m.body.value.shares[0]!.peer = 4)), 'ShareKeys to itself');
-    await refuse(4, edited(sk.bytes, (m) => m.body.case === 'shareKeys' && (m.body.value.shares[1]!.ciphertext = new Uint8Array(111))), 'a short ciphertext');
+    await refuse(
+      4,
+      edited(sk.bytes, (m) => m.body.case === 'shareKeys' && (m.body.value.shares = m.body.value.shares.slice(0, d.config.threshold - 1))),
+      'ShareKeys below t',
+    );
+    await refuse(
+      4,
+      edited(sk.bytes, (m) => m.body.case === 'shareKeys' && m.body.value.shares.reverse()),
+      'ShareKeys not ascending',
+    );
+    await refuse(
+      4,
+      edited(sk.bytes, (m) => m.body.case === 'shareKeys' && (m.body.value.shares[0]!.peer = 4)),
+      'ShareKeys to itself',
+    );
+    await refuse(
+      4,
+      edited(sk.bytes, (m) => m.body.case === 'shareKeys' && (m.body.value.shares[1]!.ciphertext = new Uint8Array(111))),
+      'a short ciphertext',
+    );
     for (const r of replies) assert.equal(await d.toServer(r.from, r.bytes), undefined);
     await d.until('unmask');
     // unmask
     replies = await d.collectReplies();
     const um = replies.find((r) => r.from === 5)!;
-    await refuse(5, edited(um.bytes, (m) => { if (m.body.case === 'unmaskResponse') m.body.value.keyShares = [{ ...m.body.value.selfMaskShares[0]!, owner: 1 }]; }), 'a key share of a survivor');
-    await refuse(5, edited(um.bytes, (m) => { if (m.body.case === 'unmaskResponse') m.body.value.selfMaskShares.push(m.body.value.selfMaskShares[0]!); }), 'two shares of one owner');
-    await refuse(5, edited(um.bytes, (m) => { if (m.body.case === 'unmaskResponse') m.body.value.selfMaskShares[0]!.share = new Uint8Array(SHARE_BYTES - 1); }), 'a short share');
+    await refuse(
+      5,
+      edited(um.bytes, (m) => {
+        if (m.body.case === 'unmaskResponse') m.body.value.keyShares = [{ ...m.body.value.selfMaskShares[0]!, owner: 1 }];
+      }),
+      'a key share of a survivor',
+    );
+    await refuse(
+      5,
+      edited(um.bytes, (m) => {
+        if (m.body.case === 'unmaskResponse') m.body.value.selfMaskShares.push(m.body.value.selfMaskShares[0]!);
+      }),
+      'two shares of one owner',
+    );
+    await refuse(
+      5,
+      edited(um.bytes, (m) => {
+        if (m.body.case === 'unmaskResponse') m.body.value.selfMaskShares[0]!.share = new Uint8Array(SHARE_BYTES - 1);
+      }),
+      'a short share',
+    );
     for (const r of replies) assert.equal(await d.toServer(r.from, r.bytes), undefined);
     await refuse(5, um.bytes, 'a second unmask response');
     assert.equal(d.server.stage, 'done', d.server.abortError?.message);
@@ -468,22 +581,45 @@ describe('R3: bad-client attacks the honest server defeats', () => {
 // The view stage against a malicious server
 
 /** The keys message an attacker builds for `to` over `advertised` for view attempt `attempt` (colluders sign in their own name). */
-async function keysMessage(a: Attack, to: number, advertised: readonly number[], attempt: number, commitments: readonly Uint8Array[], reveals: readonly Uint8Array[], seed?: Uint8Array) {
+async function keysMessage(
+  a: Attack,
+  to: number,
+  advertised: readonly number[],
+  attempt: number,
+  commitments: readonly Uint8Array[],
+  reveals: readonly Uint8Array[],
+  seed?: Uint8Array,
+) {
   const digest = await derive.viewDigest(nodeCrypto, a.config.roundId, attempt, advertised, commitments);
   const graphSeed = seed ?? (await derive.viewGraphSeed(nodeCrypto, digest, reveals));
   const graph = buildGraph({ clients: advertised as ClientId[], degree: a.config.degree, seed: graphSeed });
   const ns = graph.neighbours(to as ClientId);
-  const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: a.keys.get(v)!.encryption, maskingPublicKey: a.keys.get(v)!.masking, signature: new Uint8Array(64) }));
+  const neighbours = ns.map((v) => ({
+    client: v,
+    encryptionPublicKey: a.keys.get(v)!.encryption,
+    maskingPublicKey: a.keys.get(v)!.masking,
+    signature: new Uint8Array(64),
+  }));
   const viewSignatures = [];
   const memberKeys = [];
   for (const v of advertised) {
     if (v === to) continue;
     const c = a.colluders.get(v);
     const k = a.keys.get(v)!;
-    viewSignatures.push({ client: v, signature: c ? await c.identity.sign(derive.viewTranscript(digest, v as ClientId, k.encryption, k.masking)) : new Uint8Array(64) });
+    viewSignatures.push({
+      client: v,
+      signature: c ? await c.identity.sign(derive.viewTranscript(digest, v as ClientId, k.encryption, k.masking)) : new Uint8Array(64),
+    });
     if (!(ns as readonly number[]).includes(v)) memberKeys.push(concatBytes(k.encryption, k.masking));
   }
-  return { body: { case: 'keys' as const, value: { graphSeed, advertised: advertised.slice(), neighbours, view: { seedReveals: reveals.slice(), viewSignatures, memberKeys } } }, graph, digest };
+  return {
+    body: {
+      case: 'keys' as const,
+      value: { graphSeed, advertised: advertised.slice(), neighbours, view: { seedReveals: reveals.slice(), viewSignatures, memberKeys } },
+    },
+    graph,
+    digest,
+  };
 }
 
 /** Runs view attempts 1..`attempts` for `victim` (everyone else a colluder), returning each attempt's commitments and reveals. */
@@ -521,7 +657,10 @@ describe('R4: the view stage against a malicious server (defeated)', () => {
     const a = await new Attack(options).setUp();
     await a.startAll();
     const runs = await viewAttempts(a, 1, 4);
-    assert.deepEqual(runs.slice(0, 3).map((r) => r.reply?.body.case), ['viewSignature', 'viewSignature', 'viewSignature']);
+    assert.deepEqual(
+      runs.slice(0, 3).map((r) => r.reply?.body.case),
+      ['viewSignature', 'viewSignature', 'viewSignature'],
+    );
     assert.equal(runs[3]!.reply?.body.case, 'abort');
     assert.match(a.errors.get(1)!.message, /more than 3 view attempts/);
     const neighbourhoods = new Set<string>();
@@ -579,7 +718,11 @@ describe('R4: the view stage against a malicious server (defeated)', () => {
     const forged = await derive.seedCommitment(nodeCrypto, round, 3 as ClientId, 1, forgedReveal);
     const real = everyone.map((v) => a.commitments.get(v)!);
     const fake = everyone.map((v) => (v === 3 ? forged : a.commitments.get(v)!));
-    for (const id of [1, 2, 4]) assert.equal((await a.deliver(id, { case: 'viewRequest', value: { attempt: 1, advertised: everyone, seedCommitments: fake } }))?.body.case, 'viewSignature');
+    for (const id of [1, 2, 4])
+      assert.equal(
+        (await a.deliver(id, { case: 'viewRequest', value: { attempt: 1, advertised: everyone, seedCommitments: fake } }))?.body.case,
+        'viewSignature',
+      );
     assert.equal((await a.deliver(3, { case: 'viewRequest', value: { attempt: 1, advertised: everyone, seedCommitments: real } }))?.body.case, 'viewSignature');
     const sigs = new Map<number, Uint8Array>();
     // (the harness recorded each honest reply's reveal and signature)
@@ -688,7 +831,9 @@ describe('R7: the event loop during a failed reconstruction (observation)', () =
     const marks = [t0, ...stamps, t1];
     let gap = 0;
     for (let i = 1; i < marks.length; i++) gap = Math.max(gap, marks[i]! - marks[i - 1]!);
-    console.log(`# R7: n = 60, t = ${d.config.threshold}: the failed unmasking took ${(t1 - t0).toFixed(1)} ms with ${stamps.length} yields; longest stretch without one ${gap.toFixed(1)} ms`);
+    console.log(
+      `# R7: n = 60, t = ${d.config.threshold}: the failed unmasking took ${(t1 - t0).toFixed(1)} ms with ${stamps.length} yields; longest stretch without one ${gap.toFixed(1)} ms`,
+    );
     assert.ok(gap < 1000, `longest stretch without yielding: ${gap.toFixed(1)} ms`);
   });
 });

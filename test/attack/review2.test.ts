@@ -62,7 +62,12 @@ async function honestKeys(a: Attack, to: number, advertised: readonly number[]):
   const graphSeed = await derive.viewGraphSeed(nodeCrypto, digest, reveals);
   const graph = buildGraph({ clients: advertised as ClientId[], degree: a.config.degree, seed: graphSeed });
   const ns = graph.neighbours(to as ClientId) as readonly number[];
-  const neighbours = ns.map((v) => ({ client: v, encryptionPublicKey: a.keys.get(v)!.encryption, maskingPublicKey: a.keys.get(v)!.masking, signature: new Uint8Array(64) }));
+  const neighbours = ns.map((v) => ({
+    client: v,
+    encryptionPublicKey: a.keys.get(v)!.encryption,
+    maskingPublicKey: a.keys.get(v)!.masking,
+    signature: new Uint8Array(64),
+  }));
   const viewSignatures: Sig[] = [];
   const memberKeys: Uint8Array[] = [];
   for (const v of advertised) {
@@ -73,7 +78,11 @@ async function honestKeys(a: Attack, to: number, advertised: readonly number[]):
     viewSignatures.push({ client: v, signature });
     if (!ns.includes(v)) memberKeys.push(concatBytes(k.encryption, k.masking));
   }
-  return { body: { case: 'keys', value: { graphSeed, advertised: advertised.slice(), neighbours, view: { seedReveals: reveals, viewSignatures, memberKeys } } }, ns, digest };
+  return {
+    body: { case: 'keys', value: { graphSeed, advertised: advertised.slice(), neighbours, view: { seedReveals: reveals, viewSignatures, memberKeys } } },
+    ns,
+    digest,
+  };
 }
 
 /** n = 9, degree 4, t = 3, c = 1 (2t = 6 > 4 + 1); colluder 9; everyone shown U1 = 1..9. */
@@ -201,7 +210,9 @@ describe('V: forging "every other member signed this view" (defeated)', () => {
         // The colluder's identity signs the member's transcript: wrong identity for that member.
         const j = nonNeighbours(b, ns).findIndex((s) => s.client === x.client);
         b.value.view.memberKeys[j] = concatBytes(col.encryption.publicKey, col.masking.publicKey);
-        const sig = await col.identity.sign(derive.viewTranscript((await honestKeys(a, 1, all(9))).digest, x.client as ClientId, col.encryption.publicKey, col.masking.publicKey));
+        const sig = await col.identity.sign(
+          derive.viewTranscript((await honestKeys(a, 1, all(9))).digest, x.client as ClientId, col.encryption.publicKey, col.masking.publicKey),
+        );
         b.value.view.viewSignatures[x.i] = { client: x.client, signature: sig };
       },
       /did not sign this view/,
@@ -263,7 +274,11 @@ describe('V: forging "every other member signed this view" (defeated)', () => {
     for (const id of moved) {
       const reply = await a.deliver(id, {
         case: 'viewRequest',
-        value: { attempt: 2, advertised: all(12).filter((v) => v !== 12), seedCommitments: all(11).map((v) => (v === id ? seedCommitmentOf(a.honest.get(id)!) : new Uint8Array(32).fill(v))) },
+        value: {
+          attempt: 2,
+          advertised: all(12).filter((v) => v !== 12),
+          seedCommitments: all(11).map((v) => (v === id ? seedCommitmentOf(a.honest.get(id)!) : new Uint8Array(32).fill(v))),
+        },
       });
       assert.equal(reply?.body.case, 'viewSignature', `member ${id} moved on to attempt 2`);
     }
@@ -271,14 +286,24 @@ describe('V: forging "every other member signed this view" (defeated)', () => {
     for (const [v, r] of reveals1) a.reveals.set(v, r);
     const { body } = await honestKeys(a, 1, all(12));
     const reply = await a.deliver(1, body);
-    assert.equal(reply?.body.case, 'shareKeys', `the attempt-1 proof is genuine: the victim shares (documented residual: a split cohort); ${a.errors.get(1)?.message}`);
+    assert.equal(
+      reply?.body.case,
+      'shareKeys',
+      `the attempt-1 proof is genuine: the victim shares (documented residual: a split cohort); ${a.errors.get(1)?.message}`,
+    );
     // Carry the effective group {1, 2, 3} + colluders on as far as it goes.
     for (const id of [2, 3]) assert.equal((await a.deliver(id, (await honestKeys(a, id, all(12))).body))?.body.case, 'shareKeys');
     const group = [1, 2, 3];
     const survivors = [1, 2, 3, 11, 12];
     for (const id of group) {
-      a.neighboursOf.set(id, all(12).filter((v) => v !== id)); // complete graph: colluders 11, 12 send theirs too
-      await a.sharesFor(id, group.filter((v) => v !== id));
+      a.neighboursOf.set(
+        id,
+        all(12).filter((v) => v !== id),
+      ); // complete graph: colluders 11, 12 send theirs too
+      await a.sharesFor(
+        id,
+        group.filter((v) => v !== id),
+      );
     }
     for (const id of group) if (a.stage(id) === 'awaiting-consistency') await a.consistencyFor(id, survivors);
     for (const id of group) {
@@ -332,7 +357,14 @@ describe('U: the in-thread unmasker and the slicing (defeated)', () => {
       const m = 1 << 12;
       const rng = unsafeSeededRng(17);
       const good: MaskJob[] = Array.from({ length: 4 }, (_, i) => ({ key: rng(16), sign: i % 2 ? 1 : -1 }));
-      const bad: MaskJob = { dropped: { round: rng(16) as never, client: 3 as ClientId, secretKey: new Uint8Array(5), peers: [{ client: 4 as ClientId, publicKey: rng(32), sign: 1 }] } };
+      const bad: MaskJob = {
+        dropped: {
+          round: rng(16) as never,
+          client: 3 as ClientId,
+          secretKey: new Uint8Array(5),
+          peers: [{ client: 4 as ClientId, publicKey: rng(32), sign: 1 }],
+        },
+      };
       const expected = new RingAccumulator(m);
       await sequentialUnmasker(expected, good, nodeCrypto);
       const plan: UnmaskPlan = { words: 6 * m, yieldToEventLoop: nextMacrotask };
@@ -437,7 +469,15 @@ const busyUntil = (t: number) => {
  * to the event loop in slices — is still running when the deadline timer fires.
  */
 async function deadlineRace(n: number, lead: number): Promise<RoundRecord> {
-  const server = await startServer({ minClients: n, maxClients: n, maxRounds: 1, maxPendingPerAddress: 1000, maxPendingConnections: 1000, stageTimeoutMs: 3000, dimension: 16 });
+  const server = await startServer({
+    minClients: n,
+    maxClients: n,
+    maxRounds: 1,
+    maxPendingPerAddress: 1000,
+    maxPendingConnections: 1000,
+    stageTimeoutMs: 3000,
+    dimension: 16,
+  });
   try {
     const ended = new Promise<RoundRecord>((resolve) => server.onRoundEnd(resolve));
     const sockets: WebSocket[] = [];
@@ -488,21 +528,18 @@ describe('S: the stage deadline vs. the sliced stage changes (service)', { timeo
     assert.equal(record.included?.length, 63);
   });
 
-  test(
-    'a client that leaves just before the share deadline cannot make the service close the NEXT stage (masked) at once: the round completes with the others',
-    async () => {
-      // n = 64: the share close peels 63·63 and routes 63·62 entries, 2^11 between yields: 3 yields,
-      // so the deadline timer of 'share' can fire in the middle of the close.
-      const outcomes: string[] = [];
-      for (const lead of [4, 8, 2]) {
-        const record = await deadlineRace(64, lead);
-        outcomes.push(`lead ${lead} ms: ${record.outcome} ${record.code ?? ''} ${record.reason ?? ''} (last stage ${record.stage})`);
-        console.log(`# S: ${outcomes.at(-1)}`);
-        assert.equal(record.code, null, `the round aborted: ${outcomes.join(' | ')}`);
-        assert.equal(record.included?.length, 63);
-      }
-    },
-  );
+  test('a client that leaves just before the share deadline cannot make the service close the NEXT stage (masked) at once: the round completes with the others', async () => {
+    // n = 64: the share close peels 63·63 and routes 63·62 entries, 2^11 between yields: 3 yields,
+    // so the deadline timer of 'share' can fire in the middle of the close.
+    const outcomes: string[] = [];
+    for (const lead of [4, 8, 2]) {
+      const record = await deadlineRace(64, lead);
+      outcomes.push(`lead ${lead} ms: ${record.outcome} ${record.code ?? ''} ${record.reason ?? ''} (last stage ${record.stage})`);
+      console.log(`# S: ${outcomes.at(-1)}`);
+      assert.equal(record.code, null, `the round aborted: ${outcomes.join(' | ')}`);
+      assert.equal(record.included?.length, 63);
+    }
+  });
 });
 
 /** An active client's seed commitment for the view attempt it waits for. */

@@ -5,7 +5,15 @@
  */
 import { ERROR_CODES } from '../../src/errors.js';
 import { maxNeighbourhood, type Degree, type Mode, type RoundConfig } from '../../src/protocol/config.js';
-import { COMMITMENT_BYTES, GRAPH_SEED_BYTES, KEY_BYTES, SEED_BYTES, SHARE_CIPHERTEXT_BYTES, SIGNATURE_BYTES, clampAbortReason } from '../../src/protocol/limits.js';
+import {
+  COMMITMENT_BYTES,
+  GRAPH_SEED_BYTES,
+  KEY_BYTES,
+  SEED_BYTES,
+  SHARE_CIPHERTEXT_BYTES,
+  SIGNATURE_BYTES,
+  clampAbortReason,
+} from '../../src/protocol/limits.js';
 import { elementBytes } from '../../src/ring/vector.js';
 import { SHARE_BYTES } from '../../src/shamir/index.js';
 import { encodeControl, type ControlBody } from '../../src/transport/frames.js';
@@ -54,8 +62,14 @@ export function largestClientBodies(c: RoundConfig, rng: Prng = new Prng(2)): Re
   const b = (n: number) => rng.bytes(n);
   const half = Math.floor(k / 2);
   return {
-    advertiseKeys: { case: 'advertiseKeys', value: { encryptionPublicKey: b(KEY_BYTES), maskingPublicKey: b(KEY_BYTES), signature: b(SIGNATURE_BYTES), seedCommitment: b(COMMITMENT_BYTES) } },
-    shareKeys: { case: 'shareKeys', value: { selfMaskCommitment: b(COMMITMENT_BYTES), shares: peers.map((peer) => ({ peer, ciphertext: b(SHARE_CIPHERTEXT_BYTES) })) } },
+    advertiseKeys: {
+      case: 'advertiseKeys',
+      value: { encryptionPublicKey: b(KEY_BYTES), maskingPublicKey: b(KEY_BYTES), signature: b(SIGNATURE_BYTES), seedCommitment: b(COMMITMENT_BYTES) },
+    },
+    shareKeys: {
+      case: 'shareKeys',
+      value: { selfMaskCommitment: b(COMMITMENT_BYTES), shares: peers.map((peer) => ({ peer, ciphertext: b(SHARE_CIPHERTEXT_BYTES) })) },
+    },
     maskedInput: { case: 'maskedInput', value: { vector: b(elementBytes(c.bits) * c.dimension) } },
     consistencySignature: { case: 'consistencySignature', value: { signature: b(SIGNATURE_BYTES) } },
     unmaskResponse: {
@@ -163,7 +177,10 @@ function controlFrames(rng: Prng): Uint8Array[] {
       },
     },
     { case: 'finished', value: { roundNumber: 3, roundId: rng.bytes(16), completed: true, included: true, code: '', reason: '', survivors: 12 } },
-    { case: 'finished', value: { roundNumber: 4, roundId: rng.bytes(16), completed: false, code: 'ERR_BELOW_THRESHOLD', reason: 'masked inputs: 2, need at least 3' } },
+    {
+      case: 'finished',
+      value: { roundNumber: 4, roundId: rng.bytes(16), completed: false, code: 'ERR_BELOW_THRESHOLD', reason: 'masked inputs: 2, need at least 3' },
+    },
     { case: 'challenge', value: { version: 1, mode: WireMode.ACTIVE, nonce: rng.bytes(32), serverId: 'server' } },
   ];
   return bodies.map(encodeControl);
@@ -191,7 +208,9 @@ export function buildCorpus(seed = 1): Corpus {
     // A typical, not largest, variant: a partial neighbourhood, semi-honest signatures left out.
     const small = { ...c, degree: 2 as Degree };
     client.push(...encodeClientBodies(small, largestClientBodies(small, rng)).filter((x) => x.kind === 'shareKeys' || x.kind === 'unmaskResponse'));
-    server.push(...encodeServerBodies(small, largestServerBodies({ ...small, mode: 'semi-honest' }, rng)).filter((x) => x.kind === 'keys' || x.kind === 'shares'));
+    server.push(
+      ...encodeServerBodies(small, largestServerBodies({ ...small, mode: 'semi-honest' }, rng)).filter((x) => x.kind === 'keys' || x.kind === 'shares'),
+    );
   }
   const control = controlFrames(rng);
   const all = [...client.map((x) => x.bytes), ...server.map((x) => x.bytes), ...control];

@@ -82,7 +82,15 @@ function equalsFromBinary(value: unknown, schema: typeof ClientMessageSchema | t
 
 const SERVER_STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask', 'done'];
 /** What a client may receive in each of its stages (roughly: the fuzzer only needs a spread of sets). */
-const CLIENT_EXPECTS: readonly (readonly ServerKind[])[] = [['roundStart'], ['viewRequest', 'keys'], ['keys'], ['shares'], ['consistencyRequest'], ['unmaskRequest'], []];
+const CLIENT_EXPECTS: readonly (readonly ServerKind[])[] = [
+  ['roundStart'],
+  ['viewRequest', 'keys'],
+  ['keys'],
+  ['shares'],
+  ['consistencyRequest'],
+  ['unmaskRequest'],
+  [],
+];
 
 /** Every decoder of untrusted bytes, configured for the corpus's round. */
 export function decoders(corpus: Corpus): DecoderUnderTest[] {
@@ -143,7 +151,11 @@ export function decoders(corpus: Corpus): DecoderUnderTest[] {
       name: 'decodeClientMessageChecked fast = protobuf-es',
       run: (b) => {
         const fast = decision(() => decodeClientMessageChecked(b, allClient));
-        agree('client checked', fast, decision(() => decodeClientMessageChecked(b, { ...allClient, fastPath: false })));
+        agree(
+          'client checked',
+          fast,
+          decision(() => decodeClientMessageChecked(b, { ...allClient, fastPath: false })),
+        );
         if (!fast.ok) throw new SecAggError(fast.code as SecAggError['code'], 'refused');
         equalsFromBinary(fast.value, ClientMessageSchema, b, 'decodeClientMessageChecked');
         return fast.value;
@@ -153,7 +165,11 @@ export function decoders(corpus: Corpus): DecoderUnderTest[] {
       name: 'decodeServerMessageChecked fast = protobuf-es',
       run: (b) => {
         const fast = decision(() => decodeServerMessageChecked(b, allServer));
-        agree('server checked', fast, decision(() => decodeServerMessageChecked(b, { ...allServer, fastPath: false })));
+        agree(
+          'server checked',
+          fast,
+          decision(() => decodeServerMessageChecked(b, { ...allServer, fastPath: false })),
+        );
         if (!fast.ok) throw new SecAggError(fast.code as SecAggError['code'], 'refused');
         equalsFromBinary(fast.value, ServerMessageSchema, b, 'decodeServerMessageChecked');
         return fast.value;
@@ -190,7 +206,8 @@ export function decoders(corpus: Corpus): DecoderUnderTest[] {
         // Where the fast decoder answers, the pre-scan must let the body through (or refuse it at the same entry).
         const scan = decision(() => scanBody(clientBodySchema(kind), b, 0, b.length, caps));
         if (fast.ok && !scan.ok) throw new Violation(`client body ${kind}: fast accepted, scanBody ${scan.code}`);
-        if (!fast.ok && fast.code === 'ERR_SIZE' && (scan.ok || scan.code !== 'ERR_SIZE')) throw new Violation(`client body ${kind}: fast ERR_SIZE, scanBody ${scan.ok ? 'ok' : scan.code}`);
+        if (!fast.ok && fast.code === 'ERR_SIZE' && (scan.ok || scan.code !== 'ERR_SIZE'))
+          throw new Violation(`client body ${kind}: fast ERR_SIZE, scanBody ${scan.ok ? 'ok' : scan.code}`);
         if (!fast.ok) throw new SecAggError(fast.code as SecAggError['code'], 'refused');
         return fast.value;
       },
@@ -206,7 +223,8 @@ export function decoders(corpus: Corpus): DecoderUnderTest[] {
         });
         const scan = decision(() => scanBody(serverBodySchema(kind), b, 0, b.length, caps));
         if (fast.ok && !scan.ok) throw new Violation(`server body ${kind}: fast accepted, scanBody ${scan.code}`);
-        if (!fast.ok && fast.code === 'ERR_SIZE' && (scan.ok || scan.code !== 'ERR_SIZE')) throw new Violation(`server body ${kind}: fast ERR_SIZE, scanBody ${scan.ok ? 'ok' : scan.code}`);
+        if (!fast.ok && fast.code === 'ERR_SIZE' && (scan.ok || scan.code !== 'ERR_SIZE'))
+          throw new Violation(`server body ${kind}: fast ERR_SIZE, scanBody ${scan.ok ? 'ok' : scan.code}`);
         if (!fast.ok) throw new SecAggError(fast.code as SecAggError['code'], 'refused');
         return fast.value;
       },
@@ -279,7 +297,13 @@ const hex = (b: Uint8Array): string => Buffer.from(b.subarray(0, 512)).toString(
  * off during the run unless `stackTraces`: capturing one costs ~9 µs here, more than most decodes,
  * and nine in ten calls refuse (`--only` replays one input with them).
  */
-export function runFuzz(options: { inputs: number; seed?: number; maxFailures?: number; stackTraces?: boolean; onProgress?: (done: number) => void }): FuzzReport {
+export function runFuzz(options: {
+  inputs: number;
+  seed?: number;
+  maxFailures?: number;
+  stackTraces?: boolean;
+  onProgress?: (done: number) => void;
+}): FuzzReport {
   const limit = Error.stackTraceLimit;
   if (!options.stackTraces) Error.stackTraceLimit = 0;
   try {
@@ -337,7 +361,10 @@ export function formatReport(r: FuzzReport): string {
     s.name,
     String(s.tried),
     String(s.accepted),
-    [...s.refused].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', '),
+    [...s.refused]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
     String(s.untyped),
     String(s.violations),
     (s.ms / 1000).toFixed(1),
@@ -354,7 +381,12 @@ export function formatReport(r: FuzzReport): string {
     `inputs ${r.inputs} (seed ${r.seed}; ${(r.bytesTotal / 2 ** 20).toFixed(1)} MiB, largest ${r.largestInput} bytes), decoder calls ${calls}, ` +
       `untyped errors ${untyped} (any exception that is not a typed refusal), violations ${violations}, ${(r.totalMs / 1000).toFixed(1)} s`,
   );
-  out.push(`mutations applied: ${[...r.mutations].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  out.push(
+    `mutations applied: ${[...r.mutations]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
   for (const f of r.failures) out.push(`${f.kind} in ${f.decoder} at input ${f.index}: ${f.error}\n  ${f.inputHex}`);
   return out.join('\n');
 }

@@ -79,7 +79,28 @@ function paddedVarint(v: number, size: number): number[] {
   return out;
 }
 
-const INTERESTING_VALUES = [0, 1, 2, 3, 0x7f, 0x80, 0xff, 0x3fff, 0x4000, 0xffff, 65535, 65536, 2 ** 21, 2 ** 28, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 35, 2 ** 53 - 1];
+const INTERESTING_VALUES = [
+  0,
+  1,
+  2,
+  3,
+  0x7f,
+  0x80,
+  0xff,
+  0x3fff,
+  0x4000,
+  0xffff,
+  65535,
+  65536,
+  2 ** 21,
+  2 ** 28,
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32 - 1,
+  2 ** 32,
+  2 ** 35,
+  2 ** 53 - 1,
+];
 const INTERESTING_BYTES = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x10, 0x12, 0x1a, 0x22, 0x52, 0x5a, 0x62, 0x82];
 
 // ---- a tolerant record tree ----
@@ -369,7 +390,8 @@ function structuralMutation(rng: Prng, b: Uint8Array, name: MutationName, donors
       const choice = rng.below(4);
       if (choice === 0) r.lengthDelta = rng.pick([1, -1, 2, -2, 16, -16]);
       else if (choice === 1) r.lengthOverride = rng.pick([2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 35, 1 << 24, 65536]);
-      else if (choice === 2) r.lengthSize = 5 + rng.below(6); // padded to 5..10 bytes
+      else if (choice === 2)
+        r.lengthSize = 5 + rng.below(6); // padded to 5..10 bytes
       else r.lengthOverride = rng.below(1 << 20);
       break;
     }

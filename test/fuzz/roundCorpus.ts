@@ -221,8 +221,12 @@ export async function captureRound(spec: RoundSpec): Promise<RoundCorpus> {
   if (hex(new Uint8Array(want.buffer)) !== hex(new Uint8Array(d.server.result!.sum.buffer))) throw new Error(`${spec.name}: the honest round has a wrong sum`);
   serverPoint('done');
   // Abort messages from every client, and the server's abort, as honest messages of no stage.
-  for (const id of round.cohort) clientMessages.push({ from: id, bytes: encodeClientMessage(round.roundId, id, { case: 'abort', value: { code: 'ERR_BELOW_THRESHOLD' } }), stage: 'abort' });
-  allServerMessages.push({ from: 0, bytes: encodeServerMessage(round.roundId, { case: 'aborted', value: { code: 'ERR_BELOW_THRESHOLD', reason: 'masked inputs: 2, need at least 3' } }) });
+  for (const id of round.cohort)
+    clientMessages.push({ from: id, bytes: encodeClientMessage(round.roundId, id, { case: 'abort', value: { code: 'ERR_BELOW_THRESHOLD' } }), stage: 'abort' });
+  allServerMessages.push({
+    from: 0,
+    bytes: encodeServerMessage(round.roundId, { case: 'aborted', value: { code: 'ERR_BELOW_THRESHOLD', reason: 'masked inputs: 2, need at least 3' } }),
+  });
   const honest = round.honest as Set<string>;
   for (const w of clientMessages) honest.add(`${w.from}|${hex(w.bytes)}`);
   (round.decodedClient as ClientMessage[]).push(...clientMessages.map((w) => fromBinary(ClientMessageSchema, w.bytes)));
@@ -296,7 +300,8 @@ function canon(v: unknown, seen: Set<object>): string {
   }
   if (v === null) return 'n';
   const o = v as object;
-  if (ArrayBuffer.isView(o)) return `${o instanceof Uint8Array ? 'b' : o.constructor.name}:${Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('hex')}`;
+  if (ArrayBuffer.isView(o))
+    return `${o instanceof Uint8Array ? 'b' : o.constructor.name}:${Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('hex')}`;
   if (seen.has(o)) return '<cycle>';
   seen.add(o);
   let s: string;
@@ -419,8 +424,9 @@ function mutIds(r: Prng, list: readonly number[], cohort: readonly number[], sel
       return cohort.slice();
     case 7: // keep only a few
       return l.slice(0, 1 + r.below(Math.max(1, l.length - 1)));
-    default: // a member of the cohort that is not in the list
+    default:
       {
+        // a member of the cohort that is not in the list
         const missing = cohort.filter((x) => !l.includes(x));
         if (missing.length > 0) l.push(r.pick(missing));
       }
@@ -498,7 +504,8 @@ export function mutateClientFields(r: Prng, round: RoundCorpus, bytes: Uint8Arra
       else if (f === 1) v.maskingPublicKey = mutBytes(r, v.maskingPublicKey, o?.maskingPublicKey);
       else if (f === 2) v.signature = mutBytes(r, v.signature, o?.signature);
       else if (f === 3) v.seedCommitment = mutBytes(r, v.seedCommitment, o?.seedCommitment);
-      else if (f === 4) v.maskingPublicKey = v.encryptionPublicKey; // one key twice
+      else if (f === 4)
+        v.maskingPublicKey = v.encryptionPublicKey; // one key twice
       else v[r.chance(0.5) ? 'encryptionPublicKey' : 'maskingPublicKey'] = r.pick(LOW_ORDER_KEYS);
       how += `.${['ek', 'mk', 'sig', 'commit', 'same-key', 'low-order'][f]}`;
       break;
@@ -544,7 +551,8 @@ export function mutateClientFields(r: Prng, round: RoundCorpus, bytes: Uint8Arra
     case 'unmaskResponse': {
       const v = b.value;
       const o = d?.case === 'unmaskResponse' ? d.value : undefined;
-      const rewrite = (s: RevealedShare): RevealedShare => (r.chance(0.5) ? { ...s, owner: r.chance(0.3) ? self : someId() } : { ...s, share: mutBytes(r, s.share) });
+      const rewrite = (s: RevealedShare): RevealedShare =>
+        r.chance(0.5) ? { ...s, owner: r.chance(0.3) ? self : someId() } : { ...s, share: mutBytes(r, s.share) };
       switch (r.below(6)) {
         case 0: // one share moved to the other kind
           if (v.selfMaskShares.length > 0 && (r.chance(0.5) || v.keyShares.length === 0)) v.keyShares.push(v.selfMaskShares.shift()!);
@@ -660,7 +668,13 @@ export function mutateServerFields(r: Prng, round: RoundCorpus, bytes: Uint8Arra
         if (v.view) v.view.seedReveals = mutList(r, v.view.seedReveals, (x) => mutBytes(r, x));
         else v.view = { $typeName: 'secagg.v1.ViewProof', seedReveals: [r.bytes(32)], viewSignatures: [], memberKeys: [] };
       } else if (f === 5) {
-        if (v.view && r.chance(0.7)) v.view.viewSignatures = mutList(r, v.view.viewSignatures, (x) => (r.chance(0.5) ? { ...x, client: someId() } : { ...x, signature: mutBytes(r, x.signature) }), o?.view?.viewSignatures);
+        if (v.view && r.chance(0.7))
+          v.view.viewSignatures = mutList(
+            r,
+            v.view.viewSignatures,
+            (x) => (r.chance(0.5) ? { ...x, client: someId() } : { ...x, signature: mutBytes(r, x.signature) }),
+            o?.view?.viewSignatures,
+          );
         else if (v.view) v.view.memberKeys = mutList(r, v.view.memberKeys, (x) => mutBytes(r, x), o?.view?.memberKeys);
       } else v.view = r.chance(0.5) ? undefined : o?.view;
       break;
@@ -668,7 +682,12 @@ export function mutateServerFields(r: Prng, round: RoundCorpus, bytes: Uint8Arra
     case 'shares': {
       const v = b.value;
       const o = d?.case === 'shares' ? d.value : undefined;
-      v.shares = mutList(r, v.shares, (s) => (r.chance(0.4) ? { ...s, peer: r.chance(0.3) ? self : someId() } : { ...s, ciphertext: mutBytes(r, s.ciphertext) }), o?.shares);
+      v.shares = mutList(
+        r,
+        v.shares,
+        (s) => (r.chance(0.4) ? { ...s, peer: r.chance(0.3) ? self : someId() } : { ...s, ciphertext: mutBytes(r, s.ciphertext) }),
+        o?.shares,
+      );
       break;
     }
     case 'consistencyRequest':
@@ -773,7 +792,9 @@ function serverInput(r: Prng, c: RoundFuzzCorpus, round: RoundCorpus, s: ServerS
     bytes = encodeClientMessage(round.roundId, from, { case: 'abort', value: { code: r.pick(ERROR_CODES) } });
     how = 'abort';
   } else if (roll < 89) {
-    bytes = r.chance(0.3) ? Uint8Array.from([...base.bytes.subarray(0, 1 + r.below(24)), ...r.bytes(r.below(200))]) : r.bytes(r.below(r.chance(0.9) ? 300 : 4000));
+    bytes = r.chance(0.3)
+      ? Uint8Array.from([...base.bytes.subarray(0, 1 + r.below(24)), ...r.bytes(r.below(200))])
+      : r.bytes(r.below(r.chance(0.9) ? 300 : 4000));
     how = 'random';
   } else if (roll < 95) {
     const w = r.pick(any);
@@ -1002,7 +1023,21 @@ export function emptyReport(seed: number): RoundFuzzReport {
 
 function row(rep: RoundFuzzReport, handler: Row['handler'], stage: string): Row {
   const key = `${handler} ${stage}`;
-  return (rep.rows[key] ??= { handler, stage, tried: 0, accepted: 0, refused: {}, crashes: 0, untyped: 0, stateChanges: 0, violations: 0, aliasing: 0, preMutated: 0, outcomes: {}, sumsChecked: 0 });
+  return (rep.rows[key] ??= {
+    handler,
+    stage,
+    tried: 0,
+    accepted: 0,
+    refused: {},
+    crashes: 0,
+    untyped: 0,
+    stateChanges: 0,
+    violations: 0,
+    aliasing: 0,
+    preMutated: 0,
+    outcomes: {},
+    sumsChecked: 0,
+  });
 }
 
 class BatchContext {
@@ -1109,7 +1144,16 @@ const CHAIN_END = 0.08;
 
 const describeInput = (x: Input): string => `${x.how} from ${x.from}: ${hex(x.bytes)}`;
 
-async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size: number, ctx: BatchContext, deadlineRate: number, stateSeed: number, h: Handlers): Promise<void> {
+async function serverBatch(
+  c: RoundFuzzCorpus,
+  point: ServerPoint,
+  r: Prng,
+  size: number,
+  ctx: BatchContext,
+  deadlineRate: number,
+  stateSeed: number,
+  h: Handlers,
+): Promise<void> {
   const round = point.round;
   const mode = round.spec.mode;
   const cohort = new Set(round.cohort);
@@ -1177,7 +1221,8 @@ async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size
         }
       }
       bad ??= serverInvariants(step.state);
-      if (after === 'done' && (step.state.result?.badShareHolders.length ?? 0) > 0) dl.outcomes['done with bad holders named'] = (dl.outcomes['done with bad holders named'] ?? 0) + 1;
+      if (after === 'done' && (step.state.result?.badShareHolders.length ?? 0) > 0)
+        dl.outcomes['done with bad holders named'] = (dl.outcomes['done with bad holders named'] ?? 0) + 1;
       if (bad !== undefined) {
         dl.violations++;
         ctx.fail('violation', i, undefined, bad);
@@ -1227,7 +1272,8 @@ async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size
     const after = next.stage;
     let bad: string | undefined;
     if (after !== before && after !== 'aborted' && !(SERVER_NEXT[mode][before] ?? []).includes(after)) bad = `an accepted message moved ${before} to ${after}`;
-    if (after === before && before !== 'view' && step.outgoing.length > 0) bad ??= `an accepted message sent ${step.outgoing.length} messages without closing ${before}`;
+    if (after === before && before !== 'view' && step.outgoing.length > 0)
+      bad ??= `an accepted message sent ${step.outgoing.length} messages without closing ${before}`;
     for (const o of step.outgoing) if (!cohort.has(o.to)) bad ??= `sent to ${o.to}, not in the cohort`;
     if (after === 'aborted') {
       const why = untypedReason(next.abortError);
@@ -1272,11 +1318,17 @@ async function serverBatch(c: RoundFuzzCorpus, point: ServerPoint, r: Prng, size
     if (s1 !== s2) {
       st.aliasing++;
       tallyAliasing(ctx.rep, `handleServerMessage ${kind ?? '?'} as ${as}: ${changedField(s1, s2)}`);
-      ctx.fail('aliasing', i, input, `${kind ?? '?'} (as ${as}) accepted at ${before}: the state changed when the input buffer was overwritten: ${firstDifference(s1, s2)}`);
+      ctx.fail(
+        'aliasing',
+        i,
+        input,
+        `${kind ?? '?'} (as ${as}) accepted at ${before}: the state changed when the input buffer was overwritten: ${firstDifference(s1, s2)}`,
+      );
     }
     advance(next, s2, describeInput(input));
   }
-  if (snapshotServer(point.state) !== point.snapshot) throw new Error(`harness: captured server state ${point.round.spec.name} ${point.label} changed (a copy shares mutable state)`);
+  if (snapshotServer(point.state) !== point.snapshot)
+    throw new Error(`harness: captured server state ${point.round.spec.name} ${point.label} changed (a copy shares mutable state)`);
 }
 
 async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size: number, ctx: BatchContext, stateSeed: number, h: Handlers): Promise<void> {
@@ -1328,7 +1380,12 @@ async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size
         const snap = snapshotClient(step.state);
         if (step.outgoing !== null || snap !== curSnap) {
           st.stateChanges++;
-          ctx.fail('state-change', i, input, `ERR_ROUND_MISMATCH at ${before} ${step.outgoing !== null ? 'sent a reply' : `changed the state: ${firstDifference(curSnap, snap)}`}`);
+          ctx.fail(
+            'state-change',
+            i,
+            input,
+            `ERR_ROUND_MISMATCH at ${before} ${step.outgoing !== null ? 'sent a reply' : `changed the state: ${firstDifference(curSnap, snap)}`}`,
+          );
           reset();
         }
         continue;
@@ -1410,7 +1467,12 @@ async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size
     if (s1 !== s2) {
       st.aliasing++;
       tallyAliasing(ctx.rep, `handleClientMessage ${inKind ?? '?'} as ${as}: ${changedField(s1, s2)}`);
-      ctx.fail('aliasing', i, input, `${inKind ?? '?'} (as ${as}) accepted at ${before}: the state changed when the input buffer was overwritten: ${firstDifference(s1, s2)}`);
+      ctx.fail(
+        'aliasing',
+        i,
+        input,
+        `${inKind ?? '?'} (as ${as}) accepted at ${before}: the state changed when the input buffer was overwritten: ${firstDifference(s1, s2)}`,
+      );
     }
     if (after !== 'aborted' && depth < 4 && r.chance(0.5)) {
       cur = next;
@@ -1420,7 +1482,8 @@ async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size
       ctx.chain.push(describeInput(input));
     } else reset();
   }
-  if (snapshotClient(point.state) !== point.snapshot) throw new Error(`harness: captured client state ${point.round.spec.name} ${point.id} changed (a copy shares mutable state)`);
+  if (snapshotClient(point.state) !== point.snapshot)
+    throw new Error(`harness: captured client state ${point.round.spec.name} ${point.id} changed (a copy shares mutable state)`);
 }
 
 /** The innermost field name before the first difference of two snapshots. */
@@ -1487,7 +1550,20 @@ export function mergeReports(a: RoundFuzzReport, b: RoundFuzzReport, keep = 5): 
   for (const [k, x] of Object.entries(b.aliasingBy)) a.aliasingBy[k] = (a.aliasingBy[k] ?? 0) + x;
   for (const f of b.failures) if (a.failures.filter((g) => g.kind === f.kind).length < (f.kind === 'aliasing' ? Math.min(2, keep) : keep)) a.failures.push(f);
   for (const [k, x] of Object.entries(b.rows)) {
-    const y = (a.rows[k] ??= { ...x, refused: {}, outcomes: {}, tried: 0, accepted: 0, crashes: 0, untyped: 0, stateChanges: 0, violations: 0, aliasing: 0, preMutated: 0, sumsChecked: 0 });
+    const y = (a.rows[k] ??= {
+      ...x,
+      refused: {},
+      outcomes: {},
+      tried: 0,
+      accepted: 0,
+      crashes: 0,
+      untyped: 0,
+      stateChanges: 0,
+      violations: 0,
+      aliasing: 0,
+      preMutated: 0,
+      sumsChecked: 0,
+    });
     y.tried += x.tried;
     y.accepted += x.accepted;
     y.crashes += x.crashes;
@@ -1514,7 +1590,8 @@ const SERVER_ORDER = ['advertise', 'view', 'share', 'masked', 'consistency', 'un
 const CLIENT_ORDER = ['awaiting-start', 'awaiting-view', 'awaiting-keys', 'awaiting-shares', 'awaiting-consistency', 'awaiting-unmask', 'done', 'aborted'];
 
 function sortedRows(rep: RoundFuzzReport): Row[] {
-  const rank = (r: Row) => (r.handler === 'server' ? 0 : r.handler === 'deadline' ? 100 : 200) + (r.handler === 'client' ? CLIENT_ORDER : SERVER_ORDER).indexOf(r.stage);
+  const rank = (r: Row) =>
+    (r.handler === 'server' ? 0 : r.handler === 'deadline' ? 100 : 200) + (r.handler === 'client' ? CLIENT_ORDER : SERVER_ORDER).indexOf(r.stage);
   return Object.values(rep.rows).sort((a, b) => rank(a) - rank(b));
 }
 
@@ -1527,9 +1604,16 @@ export function formatRoundReport(rep: RoundFuzzReport): string {
   const total = { tried: 0, accepted: 0, refused: 0, crashes: 0, untyped: 0, stateChanges: 0, violations: 0, aliasing: 0, sums: 0 };
   for (const r of sortedRows(rep)) {
     const refused = Object.values(r.refused).reduce((a, b) => a + b, 0);
-    const name = r.handler === 'server' ? `handleServerMessage ${r.stage}` : r.handler === 'deadline' ? `handleServerDeadline ${r.stage}` : `handleClientMessage ${r.stage}`;
+    const name =
+      r.handler === 'server'
+        ? `handleServerMessage ${r.stage}`
+        : r.handler === 'deadline'
+          ? `handleServerDeadline ${r.stage}`
+          : `handleClientMessage ${r.stage}`;
     const acc = r.handler === 'deadline' ? '' : r.accepted;
-    lines.push(`${name.padEnd(34)}${pad(r.tried, 9)}${pad(acc, 10)}${pad(r.handler === 'deadline' ? '' : refused, 9)}${pad(r.crashes, 9)}${pad(r.untyped, 9)}${pad(r.stateChanges, 9)}${pad(r.violations, 7)}${pad(r.aliasing, 7)}${pad(r.sumsChecked, 6)}`);
+    lines.push(
+      `${name.padEnd(34)}${pad(r.tried, 9)}${pad(acc, 10)}${pad(r.handler === 'deadline' ? '' : refused, 9)}${pad(r.crashes, 9)}${pad(r.untyped, 9)}${pad(r.stateChanges, 9)}${pad(r.violations, 7)}${pad(r.aliasing, 7)}${pad(r.sumsChecked, 6)}`,
+    );
     total.tried += r.tried;
     total.accepted += r.handler === 'deadline' ? 0 : r.accepted;
     total.refused += refused;
@@ -1541,7 +1625,9 @@ export function formatRoundReport(rep: RoundFuzzReport): string {
     total.sums += r.sumsChecked;
   }
   lines.push('-'.repeat(head.length));
-  lines.push(`${'total'.padEnd(34)}${pad(total.tried, 9)}${pad(total.accepted, 10)}${pad(total.refused, 9)}${pad(total.crashes, 9)}${pad(total.untyped, 9)}${pad(total.stateChanges, 9)}${pad(total.violations, 7)}${pad(total.aliasing, 7)}${pad(total.sums, 6)}`);
+  lines.push(
+    `${'total'.padEnd(34)}${pad(total.tried, 9)}${pad(total.accepted, 10)}${pad(total.refused, 9)}${pad(total.crashes, 9)}${pad(total.untyped, 9)}${pad(total.stateChanges, 9)}${pad(total.violations, 7)}${pad(total.aliasing, 7)}${pad(total.sums, 6)}`,
+  );
   lines.push('');
   lines.push('changed: server state changed by a refused message (client: by ERR_ROUND_MISMATCH); other: broken contracts');
   lines.push('(transition, reply kind, abort message, sum); alias: state changed when the caller reused its input buffer');
@@ -1556,7 +1642,13 @@ export function formatRoundReport(rep: RoundFuzzReport): string {
   }
   lines.push('');
   lines.push('deadlines, by outcome:');
-  for (const r of sortedRows(rep)) if (r.handler === 'deadline') lines.push(`  ${r.stage} → ${Object.entries(r.outcomes).map(([s, n]) => `${s} ${n}`).join(' · ')}`);
+  for (const r of sortedRows(rep))
+    if (r.handler === 'deadline')
+      lines.push(
+        `  ${r.stage} → ${Object.entries(r.outcomes)
+          .map(([s, n]) => `${s} ${n}`)
+          .join(' · ')}`,
+      );
   const pre = Object.values(rep.rows).reduce((a, r) => a + r.preMutated, 0);
   lines.push('');
   lines.push(`client refusals that changed the previous state in place (it aborts, so moot): ${pre}`);
@@ -1567,12 +1659,21 @@ export function formatRoundReport(rep: RoundFuzzReport): string {
     for (const [k, n] of alias) lines.push(`  ${k}: ${n}`);
   }
   lines.push('');
-  lines.push(`inputs by generator: ${Object.entries(rep.hows).sort((a, b) => b[1] - a[1]).map(([h, n]) => `${h} ${n}`).join(' · ')}`);
+  lines.push(
+    `inputs by generator: ${Object.entries(rep.hows)
+      .sort((a, b) => b[1] - a[1])
+      .map(([h, n]) => `${h} ${n}`)
+      .join(' · ')}`,
+  );
   lines.push('');
   lines.push(`${rep.inputs} inputs in ${rep.batches} batches, ${(rep.ms / 1000).toFixed(1)} s`);
   if (rep.failures.length > 0) {
     lines.push('');
-    lines.push(`failures and findings (first few of each kind; counts: ${Object.entries(rep.failureCounts).map(([k, n]) => `${k} ${n}`).join(', ')}):`);
+    lines.push(
+      `failures and findings (first few of each kind; counts: ${Object.entries(rep.failureCounts)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}):`,
+    );
     for (const f of rep.failures) {
       lines.push(`- [${f.kind}] ${f.where}, batch ${f.batch} input ${f.index} (${f.how}, from ${f.from}): ${f.detail}`);
       if (f.chain.length > 0) lines.push(`    after: ${f.chain.map((x) => (x.length > 200 ? `${x.slice(0, 200)}…` : x)).join(' ; ')}`);

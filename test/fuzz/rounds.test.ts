@@ -50,7 +50,15 @@ test('state-machine fuzz, 5,000 inputs: no crash, no untyped error, no state cha
   assert.ok(Object.values(r.rows).reduce((a, x) => a + x.sumsChecked, 0) > 0, 'some rounds finished and their sums were checked');
   // The protocol's own refusals were reached, not only the decoder's.
   const codes = new Set(Object.values(r.rows).flatMap((x) => Object.keys(x.refused)));
-  for (const code of ['ERR_DUPLICATE_SENDER', 'ERR_UNKNOWN_SENDER', 'ERR_STAGE_MISMATCH', 'ERR_ROUND_MISMATCH', 'ERR_NOT_NEIGHBOUR', 'ERR_INCONSISTENT_VIEW', 'ERR_SIGNATURE_INVALID'])
+  for (const code of [
+    'ERR_DUPLICATE_SENDER',
+    'ERR_UNKNOWN_SENDER',
+    'ERR_STAGE_MISMATCH',
+    'ERR_ROUND_MISMATCH',
+    'ERR_NOT_NEIGHBOUR',
+    'ERR_INCONSISTENT_VIEW',
+    'ERR_SIGNATURE_INVALID',
+  ])
     assert.ok(codes.has(code), `${code} never returned`);
 });
 

@@ -62,8 +62,7 @@ export function dropoutMatrix(stage: Stage): void {
         const t = minimumThreshold(mode, g.degree, g.n);
         const inputs = randomInputs(g.n, M, BITS, g.n * 31 + stage.length);
         const base = { inputs, bits: BITS, degree: g.degree, mode, graphSeed: GRAPH_SEED };
-        const run = (dropped: number[], seed: number) =>
-          ({ ...base, dropouts: { [stage]: dropped }, rng: unsafeSeededRng(seed) });
+        const run = (dropped: number[], seed: number) => ({ ...base, dropouts: { [stage]: dropped }, rng: unsafeSeededRng(seed) });
         // The clients a worst-case dropout pattern hits: neighbours of client index 0 in the graph
         // the server will build (the graph is complete, or known from its seed).
         const victimNeighbours = async (seed: number) =>

@@ -36,7 +36,7 @@ if (values.help) {
   console.log(
     'usage: npm run example:fl -- [--network [--history FILE]] [--rounds 20] [--clients 24] [--seed 7] [--epochs 2] [--dropout 0.15] [--clip 0.2] [--out test-output/fl]\n' +
       '  --network   aggregate through the service (local server, one WebSocket client per FL client)\n' +
-      '  --history   with --network: keep the service\'s round history in this SQLite file (default: a temporary one)',
+      "  --history   with --network: keep the service's round history in this SQLite file (default: a temporary one)",
   );
   process.exit(0);
 }

@@ -145,7 +145,9 @@ async function serviceAggregator(ctx: AggregatorContext, opts: NetworkOptions = 
         roundId: record.roundId,
         cohort: record.params.cohort,
         stages: Object.fromEntries(Object.entries(record.stages).map(([s, v]) => [s, v.clients])),
-        sumSha256: createHash('sha256').update(new Uint8Array(result.sum.buffer, result.sum.byteOffset, result.sum.byteLength)).digest('hex'),
+        sumSha256: createHash('sha256')
+          .update(new Uint8Array(result.sum.buffer, result.sum.byteOffset, result.sum.byteLength))
+          .digest('hex'),
       };
       const included = result.identities.map(clientOf).sort((a, b) => a - b);
       return { sum: result.sum, included, ms, service };

@@ -73,8 +73,32 @@ export function renderSvg(result: FlResult): string {
   const body = [
     `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">Federated averaging: ${network ? 'secure aggregation over the network service' : 'secure aggregation'} vs plain FedAvg</text>`,
     `<text x="${W / 2}" y="44" text-anchor="middle" font-size="11" fill="#444">${esc(subtitle)}</text>`,
-    panel(80, 80, 330, 230, 'test accuracy', 'accuracy (%)', [{ ...secure, points: acc('secure') }, { ...plain, points: acc('plain') }], (v) => v.toFixed(0)),
-    panel(530, 80, 330, 230, 'test loss', 'cross-entropy', [{ ...secure, points: loss('secure') }, { ...plain, points: loss('plain') }], (v) => v.toFixed(2)),
+    panel(
+      80,
+      80,
+      330,
+      230,
+      'test accuracy',
+      'accuracy (%)',
+      [
+        { ...secure, points: acc('secure') },
+        { ...plain, points: acc('plain') },
+      ],
+      (v) => v.toFixed(0),
+    ),
+    panel(
+      530,
+      80,
+      330,
+      230,
+      'test loss',
+      'cross-entropy',
+      [
+        { ...secure, points: loss('secure') },
+        { ...plain, points: loss('plain') },
+      ],
+      (v) => v.toFixed(2),
+    ),
     ...[secure, plain].map(
       (s, i) =>
         `<line x1="${220 + i * 300}" x2="${256 + i * 300}" y1="${H - 28}" y2="${H - 28}" stroke="${s.colour}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ''}/>` +

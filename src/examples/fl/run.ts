@@ -255,7 +255,9 @@ export async function federatedLoop(partial: Partial<FlOptions>, makeAggregator:
     let secureGlobal: Float32Array = initial.slice();
     let plainGlobal: Float32Array = initial.slice();
     const initialMetrics = await evaluate(model, test);
-    log(`round  0  secure acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}  | plain acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}`);
+    log(
+      `round  0  secure acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}  | plain acc ${(100 * initialMetrics.accuracy).toFixed(2)}%  loss ${initialMetrics.loss.toFixed(4)}`,
+    );
     const schedule = new SeededRandom(o.seed + 2);
     const rounds: RoundLog[] = [];
 
@@ -345,7 +347,10 @@ export async function federatedLoop(partial: Partial<FlOptions>, makeAggregator:
         ...(result.service ? { service: result.service } : {}),
       };
       rounds.push(entry);
-      const drops = STAGES.filter((s) => dropped[s]?.length).map((s) => `${s}:${dropped[s]!.length}`).join(' ') || 'none';
+      const drops =
+        STAGES.filter((s) => dropped[s]?.length)
+          .map((s) => `${s}:${dropped[s]!.length}`)
+          .join(' ') || 'none';
       const where = result.service ? `service round #${result.service.id} ${result.ms.toFixed(0)} ms` : `protocol ${result.ms.toFixed(0)} ms`;
       log(
         `round ${String(r).padStart(2)}  secure acc ${(100 * secure.accuracy).toFixed(2)}%  loss ${secure.loss.toFixed(4)}  | ` +
