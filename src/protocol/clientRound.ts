@@ -369,7 +369,10 @@ async function inputFor(ctx: ClientContext, state: AwaitingStartState, config: R
     if (ctx.input === undefined)
       throw new SecAggError('ERR_INVALID_PARAMETERS', 'this client has no input: give createClient an input or the context an input provider');
     try {
-      input = await ctx.input(config);
+      // A copy: the provider runs after the parameters were validated against this client's floors
+      // and the bound, and the state keeps `config`; a provider that changes (or keeps and later
+      // changes) what it is given must not change the round this client takes part in.
+      input = await ctx.input({ ...config, roundId: config.roundId.slice() as RoundConfig['roundId'], cohort: [...config.cohort] });
     } catch (cause) {
       if (isSecAggError(cause)) throw cause;
       throw new SecAggError('ERR_INVALID_PARAMETERS', 'the input provider failed', { cause });

@@ -429,14 +429,23 @@ function limitsOf(config: RoundConfig) {
  */
 export async function handleServerMessage(ctx: ServerContext, consumed: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
   take(consumed);
+  let applied: RunningServerState;
   try {
     // The round keeps parts of what it accepts (keys, ciphertexts, shares, signatures): never views
     // into a buffer the caller may reuse, so the input is copied once.
-    return settle(consumed, await dispatch(ctx, consumed, from, ownBytes(bytes)));
+    applied = await dispatch(ctx, consumed, from, ownBytes(bytes));
   } catch (e) {
     const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error in server round', { cause: e });
     taken.delete(consumed);
     return { state: consumed, outgoing: [], error };
+  }
+  // The message is in the state from here on. A stage change it completes that then fails is not a
+  // refusal — the message's effects (its keys, a masked input in the sum, a quit) would stay behind
+  // one — but, as at a deadline, a fault the round cannot go on from: the round aborts.
+  try {
+    return settle(consumed, await maybeClose(ctx, applied));
+  } catch (e) {
+    return abort(consumed, isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error closing a stage', { cause: e }));
   }
 }
 
@@ -489,7 +498,8 @@ function mismatch(stage: string, kind: string): SecAggError {
   return new SecAggError('ERR_STAGE_MISMATCH', `a ${kind} message does not belong to the ${stage} stage`);
 }
 
-async function dispatch(ctx: ServerContext, state: ServerState, from: number, bytes: Uint8Array): Promise<ServerStep> {
+/** Check the message and apply it to the state; throws (having changed nothing) to refuse it. The caller then closes the stage if it is complete. */
+async function dispatch(ctx: ServerContext, state: ServerState, from: number, bytes: Uint8Array): Promise<RunningServerState> {
   if (state.stage === 'done' || state.stage === 'aborted') throw new SecAggError('ERR_STAGE_MISMATCH', `the round is ${state.stage}`);
   const limits = limitsOf(state.config);
   if (!limits.cohort.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this round's cohort`);
@@ -502,7 +512,7 @@ async function dispatch(ctx: ServerContext, state: ServerState, from: number, by
   const body = msg.body;
   if (body.case === 'abort') {
     state.quit.add(from);
-    return maybeClose(ctx, state);
+    return state;
   }
   switch (state.stage) {
     case 'advertise':
@@ -532,7 +542,7 @@ async function dispatch(ctx: ServerContext, state: ServerState, from: number, by
     default:
       unreachable(state, 'server stage');
   }
-  return maybeClose(ctx, state);
+  return state;
 }
 
 function identityOf(ctx: ServerContext, client: number): Uint8Array {

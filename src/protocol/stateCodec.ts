@@ -7,13 +7,23 @@
  * client), a format version byte, the stage byte, then the stage's fields in a fixed order —
  * unsigned integers as 32-bit little-endian, byte strings and lists with a 32-bit length before
  * them, the round's config as the wire's RoundParameters (protobuf, length-prefixed), the running
- * sum as its m words mod 2^32. Data derived from other fields (the graph, sets of ids kept next
- * to their lists, the duplicate-key index) are not written; they are rebuilt on decode.
+ * sum as its m words mod 2^32; last, a CRC-32 of everything before it (see crc32). Data derived
+ * from other fields (the graph, sets of ids kept next to their lists, the duplicate-key index) are
+ * not written; they are rebuilt on decode.
  *
  * The decoders check every length before they allocate and refuse what does not parse with
  * SecAggError('ERR_DECODE'); they do not re-verify the protocol (signatures, shares): a state is
  * the round's own record, to be kept where only the round's owner can write it. An encoded client
  * state holds that round's private keys and shares: keep it as secret as the client's identity.
+ *
+ * **Resume an encoding at most once, and write a state down before sending what its call returned.**
+ * What a client has revealed or signed is part of its state, so two live copies of one client
+ * encoding each start from the same record: shown different survivor sets, they reveal both kinds
+ * of share of one neighbour (semi-honest mode), or sign two survivor sets (active mode) — exactly
+ * what "never both" and the consistency quorum rely on an honest client never doing
+ * (test/attack/review3.test.ts). A server encoding resumed twice cannot publish a wrong sum (each
+ * copy's sum is over its own U3) and gets no second kind of share from honest clients that were not
+ * themselves resumed twice, but two copies can each abort the other's round.
  */
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { LITTLE_ENDIAN } from '../bytes.js';
@@ -37,8 +47,8 @@ import {
 } from './serverRound.js';
 import { assertClientStateUsable, type ClientState, type Peer, type SignedView, type ViewProgress } from './clientRound.js';
 
-/** The format version this code writes and reads. */
-export const STATE_FORMAT_VERSION = 1;
+/** The format version this code writes and reads. (2: the CRC-32 trailer.) */
+export const STATE_FORMAT_VERSION = 2;
 
 const SERVER_MAGIC = [0x53, 0x41, 0x47, 0x53]; // "SAGS"
 const CLIENT_MAGIC = [0x53, 0x41, 0x47, 0x43]; // "SAGC"
@@ -115,14 +125,42 @@ class Writer {
   }
   finish(): Uint8Array {
     const parts = [...this.chunks, this.head.subarray(0, this.at)];
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    const body = parts.reduce((n, p) => n + p.length, 0);
+    const out = new Uint8Array(body + CHECKSUM_BYTES);
     let o = 0;
     for (const p of parts) {
       out.set(p, o);
       o += p.length;
     }
+    new DataView(out.buffer).setUint32(body, crc32(out.subarray(0, body)), true);
     return out;
   }
+}
+
+// ---- the checksum ----
+
+/**
+ * Every encoding ends with the CRC-32 (IEEE) of the bytes before it, little-endian. Most of a
+ * state's bytes — keys, shares, the running sum, the graph seed — take any value, so no check of
+ * the format can tell a flipped bit there; a sum or seed changed by a storage or transfer fault
+ * would be finished into a wrong sum. The checksum makes every such fault an ERR_DECODE. (It is
+ * not a MAC: a state is still to be kept where only the round's owner can write.)
+ */
+const CHECKSUM_BYTES = 4;
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+function crc32(b: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
 }
 
 // ---- reading ----
@@ -134,7 +172,7 @@ function bad(what: string): SecAggError {
 class Reader {
   private at = 0;
   constructor(
-    private readonly b: Uint8Array,
+    private b: Uint8Array,
     private readonly limits: RoundLimits,
   ) {}
 
@@ -243,6 +281,13 @@ class Reader {
     const version = this.u8('version');
     if (version !== STATE_FORMAT_VERSION)
       throw new SecAggError('ERR_VERSION', `encoded ${what} state of format version ${version}; this code reads version ${STATE_FORMAT_VERSION}`);
+    // The version is known: check the checksum, then read the bytes it covers.
+    const body = this.b.length - CHECKSUM_BYTES;
+    if (body < this.at + 1) throw bad('too short for a stage and a checksum');
+    const b = this.b;
+    const stored = (b[body]! | (b[body + 1]! << 8) | (b[body + 2]! << 16) | (b[body + 3]! << 24)) >>> 0;
+    if (stored !== crc32(b.subarray(0, body))) throw bad('the checksum does not match (the encoding was changed or damaged)');
+    this.b = b.subarray(0, body);
   }
   end(): void {
     if (this.at !== this.b.length) throw bad(`${this.b.length - this.at} bytes after the end`);
@@ -453,8 +498,11 @@ export function decodeServerState(bytes: Uint8Array, limits: Partial<RoundLimits
   const u2 = r.sortedIds('U2');
   inSet(u2, new Set(shared.keys()), 'U2');
   const u2set = new Set(u2);
+  // The words first: they are checked against the bytes there are before the accumulator (which
+  // the config may size at the largest dimension the limits allow) is allocated.
+  const words = r.words('running sum', config.dimension);
   const sum = new RingAccumulator(config.dimension);
-  sum.addVector(r.words('running sum', config.dimension), 1);
+  sum.addVector(words, 1);
   const masked = new Set(r.ids('clients that sent a masked input'));
   inSet(masked, u2set, 'masked inputs');
   const maskedData = { ...graphData, u2, u2set, sum, masked };
@@ -463,7 +511,11 @@ export function decodeServerState(bytes: Uint8Array, limits: Partial<RoundLimits
     return { ...maskedData, stage };
   }
   const u3 = r.sortedIds('U3');
+  // U3 is exactly the clients whose masked input is in the sum (the masked stage closes with
+  // U2 ∩ masked, and masked ⊆ U2): a client in the sum but not in U3 would be unmasked as a dropout,
+  // its self mask left in, and the sum published over U3 would be wrong.
   inSet(u3, masked, 'U3');
+  if (u3.length !== masked.size) throw bad(`U3 has ${u3.length} clients, the running sum ${masked.size} masked inputs`);
   const u3set = new Set(u3);
   const signatures = r.byteMap('signatures', u3set, 64);
   const survivors = { ...maskedData, u3, u3set, signatures };
