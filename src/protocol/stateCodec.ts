@@ -479,6 +479,10 @@ export function decodeServerState(bytes: Uint8Array, limits: Partial<RoundLimits
   const view = hasView ? readView(r, advertised) : undefined;
   const u1 = r.sortedIds('U1');
   inSet(u1, new Set(advertised.keys()), 'U1');
+  // Active mode: the keys went out only once every member of the view revealed, over that view's
+  // members; a U1 of other members would give the server another graph than its clients use.
+  if (view !== undefined && (u1.length !== view.advertised.length || u1.some((u, i) => u !== view.advertised[i])))
+    throw bad('U1 is not the membership of the view it was fixed by');
   const graphSeed = r.bytes('graph seed', 32);
   const u1set = new Set(u1);
   const shared = new Map<number, Shared>();

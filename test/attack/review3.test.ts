@@ -162,6 +162,19 @@ describe('the server state decoder', () => {
     assertNoWrongSum(decoded, d.inputs, 16, 'a decoded state whose U3 left out a masked input');
   });
 
+  test('refuses an active state past the view whose U1 is not the view it was fixed by (the server would use another graph than its clients)', async () => {
+    const d = await new Driver({ n: 6, mode: 'active' }).start();
+    await d.until('share');
+    const s = d.server;
+    assert.equal(s.stage, 'share');
+    if (s.stage !== 'share') return;
+    const bytes = encodeServerState({ ...s, u1: s.u1.slice(0, -1) });
+    assert.throws(
+      () => decodeServerState(bytes),
+      (e: unknown) => isSecAggError(e, 'ERR_DECODE'),
+    );
+  });
+
   test('a bit flipped in a stored running sum is refused, never finished into a wrong sum', async () => {
     const d = await new Driver({ n: 5 }).start();
     await d.until('unmask');
