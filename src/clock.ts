@@ -1,7 +1,8 @@
 /**
- * Time, injected. The round runner's stage deadlines and the service's connection timers read the
- * time and set timers only through a Clock, so a test can move time by hand (manualClock) instead
- * of sleeping, and a deadline that fires in the middle of a stage change is a plain unit test.
+ * Time, injected. The round runner's stage deadlines read the time and set timers only through a
+ * Clock, so a test can move time by hand (manualClock) instead of sleeping, and a deadline that
+ * fires in the middle of a stage change is a plain unit test. (The service's connection timers —
+ * handshake timeout, keep-alive, start delay — still use the runtime's timers directly.)
  * Browser-safe: only the timer functions every runtime has.
  */
 

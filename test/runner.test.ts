@@ -14,6 +14,7 @@ import { minimumThreshold, type RoundConfig } from '../src/protocol/config.js';
 import { clientContext, createClient, handleClientMessage, type ClientState } from '../src/protocol/clientRound.js';
 import { createRoundRunner, type RoundEnd } from '../src/protocol/runner.js';
 import { serverContext, type Outgoing, type ServerContext, type ServerState } from '../src/protocol/serverRound.js';
+import { decodeServerState, encodeServerState } from '../src/protocol/stateCodec.js';
 import { expectedSum, randomInputs, range } from './helpers.js';
 
 const TIMEOUT = 1000;
@@ -55,7 +56,13 @@ function setUp(n: number, context: Partial<ServerContext> = {}) {
     }
     return out;
   };
-  return { runner, clock, inputs, ends, replies };
+  /** One server message to one client; its reply. */
+  const deliver = async (to: number, bytes: Uint8Array): Promise<Uint8Array | null> => {
+    const r = await handleClientMessage(clientCtx, clients.get(to)!, bytes);
+    clients.set(to, r.state);
+    return r.outgoing;
+  };
+  return { runner, clock, inputs, ends, replies, deliver };
 }
 
 test('runner: a stage closes at its deadline on the injected clock, not a millisecond before; the next stage gets a fresh deadline', async () => {
@@ -173,4 +180,57 @@ test('runner: abort() from outside ends the round at once; a step still queued c
   assert.equal(runner.state.stage, 'advertise', 'nothing queued was applied after the abort');
   assert.equal(clock.pending, 0);
   assert.equal((await runner.message(1, new Uint8Array([1])))?.code, 'ERR_STAGE_MISMATCH');
+});
+
+test('runner: a round resumed from an encoded state (createRoundRunner({ resume })) finishes with the same sum, its deadline armed again', async () => {
+  const { runner, inputs, replies, deliver } = setUp(6);
+  runner.start();
+  await runner.idle();
+  for (const r of await replies()) await runner.message(r.from, r.bytes);
+  for (const r of await replies()) await runner.message(r.from, r.bytes);
+  assert.equal(runner.state.stage, 'masked');
+  // Half the masked inputs reach this runner; then its process "stops": the state is written down.
+  const masked = await replies([6]);
+  for (const r of masked.slice(0, 2)) await runner.message(r.from, r.bytes);
+  await runner.idle();
+  const bytes = encodeServerState(runner.state);
+  runner.abort('ERR_SHUTDOWN', 'this process stops');
+  await runner.ended;
+  // Another runner goes on from the decoded state, with its own context and clock.
+  const out: Outgoing[] = [];
+  const ends2: RoundEnd[] = [];
+  const clock2 = manualClock(9_000);
+  const resumed = createRoundRunner({
+    resume: decodeServerState(bytes),
+    context: serverContext({ crypto: nodeCrypto, rng: unsafeSeededRng(99) }),
+    stageTimeoutMs: TIMEOUT,
+    clock: clock2,
+    send: (to, b) => void out.push({ to, bytes: b }),
+    onEnd: (end) => void ends2.push(end),
+  });
+  resumed.start();
+  await resumed.idle();
+  assert.equal(resumed.state.stage, 'masked');
+  assert.equal(out.length, 0, 'resuming sends nothing: the messages still due come from the clients');
+  assert.equal(resumed.deadlineAt, 9_000 + TIMEOUT, 'the stage deadline is armed on the new clock');
+  for (const r of masked.slice(2)) await resumed.message(r.from, r.bytes);
+  clock2.advance(TIMEOUT); // client 6 never sent its masked input
+  await resumed.idle();
+  assert.equal(resumed.state.stage, 'unmask');
+  // The unmask request goes out through the new runner; the clients answer it.
+  const sent = out.splice(0);
+  assert.ok(sent.length >= 5);
+  const unmask: Array<{ from: ClientId; bytes: Uint8Array }> = [];
+  for (const { to, bytes: b } of sent) {
+    const r = await deliver(to, b);
+    if (r) unmask.push({ from: to, bytes: r });
+  }
+  for (const r of unmask) await resumed.message(r.from, r.bytes);
+  await resumed.ended;
+  assert.equal(ends2[0]?.outcome, 'completed');
+  const end = ends2[0]!;
+  if (end.outcome !== 'completed') return;
+  assert.deepEqual([...end.result.included], [1, 2, 3, 4, 5]);
+  assert.deepEqual(end.result.sum, expectedSum(inputs, [0, 1, 2, 3, 4], 16));
+  assert.throws(() => createRoundRunner({ send: () => {} }), TypeError, 'neither a round to start nor a state to resume');
 });

@@ -23,6 +23,7 @@ import { decodeClientMessageChecked, decodeServerMessageChecked, encodeServerMes
 import { clientKinds, serverKinds } from '../src/wire/peek.js';
 import { configOf, encodeClientBodies, encodeServerBodies, largestClientBodies, largestServerBodies, type RoundShape } from './fuzz/corpus.js';
 import { Prng } from './fuzz/mutate.js';
+import { STAGES } from '../src/protocol/stages.js';
 
 const shapes: RoundShape[] = [];
 for (const [clients, degree] of [
@@ -74,7 +75,7 @@ test('every kind: the largest honest message fits its limit, and the limit is no
 test('per-stage client limit: the stage kind or an abort, the abort limit elsewhere', () => {
   const c = configOf({ clients: 20, degree: 6, bits: 16, dimension: 1000, mode: 'active' });
   const l = clientMessageLimits(c);
-  const stages = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'];
+  const stages = [...STAGES];
   for (const s of stages) {
     const kind = clientKindForStage(s)!;
     assert.ok(kind !== undefined, s);

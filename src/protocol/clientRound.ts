@@ -23,7 +23,7 @@ import { cryptoRng, type Rng } from '../rng.js';
 import { buildGraph } from '../graph/index.js';
 import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
 import { decodeServerMessageChecked, encodeClientMessage, type ClientBody } from '../wire/codec.js';
-import { peekServerBody } from '../wire/peek.js';
+import { peekServerBody, type ServerKind } from '../wire/peek.js';
 import type { KeysForYou, RoundParameters, SharesForYou, UnmaskRequest, ConsistencyRequest, ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
@@ -38,7 +38,7 @@ import {
 } from './limits.js';
 import { checkIdList } from './idlist.js';
 import { configFromParameters } from './roundParams.js';
-import { CLIENT_STAGE_ACCEPTS, unreachable, type ClientStage } from './stages.js';
+import { CLIENT_STAGE_ACCEPTS, SERVER_KIND_STAGE, unreachable, type ClientStage } from './stages.js';
 
 export type { ClientStage };
 
@@ -309,43 +309,48 @@ async function dispatch(ctx: ClientContext, state: Exclude<ClientState, AbortedC
   if (config && bytes instanceof Uint8Array && !derive.bytesEqual(peekServerBody(bytes).roundId, config.roundId))
     throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
   const maxClients = ctx.limits.maxClients;
-  // The server messages each stage accepts (besides `aborted`, always): any other kind is refused before it is decoded.
-  const expected = CLIENT_STAGE_ACCEPTS[state.stage];
+  // The server messages each stage accepts (the stage table; 'any' kinds in every stage): any other
+  // kind is refused before it is decoded.
+  const expected: readonly ServerKind[] = CLIENT_STAGE_ACCEPTS[state.stage];
   const msg = decodeServerMessageChecked(bytes, {
     maxBytes: config ? serverMessageLimits(config) : serverMessageLimitsBeforeStart(maxClients),
-    allowed: (kind) => kind === 'aborted' || expected.includes(kind),
+    allowed: (kind) => SERVER_KIND_STAGE[kind] === 'any' || expected.includes(kind),
     ...(config ? entryCaps(config) : { maxNeighbours: 0, maxMembers: maxClients }),
   });
   if (config && !derive.bytesEqual(msg.roundId, config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
   const body = msg.body;
-  if (body.case === 'aborted') {
-    const aborted: AbortedClientState = { stage: 'aborted', id: state.id, config: state.config, abortCode: body.value.code || 'ERR_ABORTED' };
-    return { state: aborted, outgoing: null };
-  }
-  switch (state.stage) {
-    case 'awaiting-start':
-      if (body.case !== 'roundStart') throw mismatch(state.stage, String(body.case));
+  // One case per server message kind: a kind added to the wire does not compile until it is handled
+  // here (and placed in the stage table). Each handler narrows the state to the stages that take it.
+  switch (body.case) {
+    case 'aborted': {
+      const aborted: AbortedClientState = { stage: 'aborted', id: state.id, config: state.config, abortCode: body.value.code || 'ERR_ABORTED' };
+      return { state: aborted, outgoing: null };
+    }
+    case 'roundStart':
+      if (state.stage !== 'awaiting-start') throw mismatch(state.stage, body.case);
       return onRoundStart(ctx, state, msg.roundId, body.value);
-    case 'awaiting-view':
-      if (body.case !== 'viewRequest') throw mismatch(state.stage, String(body.case));
-      return onViewRequest(ctx, state, body.value);
-    case 'awaiting-keys':
-      if (body.case === 'viewRequest' && state.active !== undefined)
+    case 'viewRequest':
+      if (state.stage === 'awaiting-view') return onViewRequest(ctx, state, body.value);
+      // A later view attempt, after this client signed the last one.
+      if (state.stage === 'awaiting-keys' && state.active !== undefined)
         return onViewRequest(ctx, { ...state, stage: 'awaiting-view', active: state.active }, body.value);
-      if (body.case !== 'keys') throw mismatch(state.stage, String(body.case));
+      throw mismatch(state.stage, body.case);
+    case 'keys':
+      if (state.stage !== 'awaiting-keys') throw mismatch(state.stage, body.case);
       return onKeys(ctx, state, body.value);
-    case 'awaiting-shares':
-      if (body.case !== 'shares') throw mismatch(state.stage, String(body.case));
+    case 'shares':
+      if (state.stage !== 'awaiting-shares') throw mismatch(state.stage, body.case);
       return onShares(ctx, state, body.value);
-    case 'awaiting-consistency':
-      if (body.case !== 'consistencyRequest') throw mismatch(state.stage, String(body.case));
+    case 'consistencyRequest':
+      if (state.stage !== 'awaiting-consistency') throw mismatch(state.stage, body.case);
       return onConsistency(ctx, state, body.value);
-    case 'awaiting-unmask':
-    case 'done':
-      if (body.case !== 'unmaskRequest') throw mismatch(state.stage, String(body.case));
+    case 'unmaskRequest':
+      if (state.stage !== 'awaiting-unmask' && state.stage !== 'done') throw mismatch(state.stage, body.case);
       return onUnmask(ctx, state, body.value);
+    case undefined:
+      throw new SecAggError('ERR_DECODE', 'a server message without a body');
     default:
-      return unreachable(state, 'client stage');
+      return unreachable(body, 'server message kind');
   }
 }
 

@@ -36,7 +36,9 @@ function wireMode(mode: Mode): WireMode {
 export function configFromParameters(p: Pick<RoundParameters, keyof RoundParametersInit>): RoundConfig {
   const mode = p.mode === WireMode.ACTIVE ? 'active' : p.mode === WireMode.SEMI_HONEST ? 'semi-honest' : undefined;
   if (mode === undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'unknown mode');
-  return {
+  // Every field of RoundConfig, optional ones too: a field added to RoundConfig does not compile
+  // until it is read back here (roundParameters' return type catches the other direction).
+  const all: { readonly [K in keyof RoundConfig]-?: RoundConfig[K] | undefined } = {
     roundId: p.roundId as RoundId,
     bits: p.bits,
     dimension: p.dimension,
@@ -45,6 +47,8 @@ export function configFromParameters(p: Pick<RoundParameters, keyof RoundParamet
     mode,
     cohort: p.cohort as ClientId[],
     corruption: p.corruption,
-    ...(p.colluders !== 0 ? { colluders: p.colluders } : {}),
+    colluders: p.colluders !== 0 ? p.colluders : undefined,
   };
+  const { colluders, ...required } = all;
+  return { ...(required as Omit<RoundConfig, 'colluders'>), ...(colluders !== undefined ? { colluders } : {}) };
 }

@@ -49,8 +49,8 @@ export type RoundEnd =
     };
 
 export interface RoundRunnerOptions {
-  /** What the round is started with (startServerRound). */
-  readonly server: ServerOptions;
+  /** What the round is started with (startServerRound); not needed with `resume`. */
+  readonly server?: ServerOptions;
   /** What every protocol call gets: crypto, RNG, directory, unmasker (default: serverContext()). */
   readonly context?: ServerContext;
   /**
@@ -132,7 +132,10 @@ export function createRoundRunner(options: RoundRunnerOptions): RoundRunner {
   const clock = options.clock ?? realClock;
   const timeout = options.stageTimeoutMs;
   const ctx = options.context ?? serverContext();
-  const first: ServerStep = options.resume ? { state: options.resume, outgoing: [] } : startServerRound(ctx, options.server);
+  let first: ServerStep;
+  if (options.resume !== undefined) first = { state: options.resume, outgoing: [] };
+  else if (options.server !== undefined) first = startServerRound(ctx, options.server);
+  else throw new TypeError('a round runner needs the round to start (server) or a state to resume');
   let state = first.state;
   let instance = stageInstance(state);
   let timer: TimerHandle | undefined;

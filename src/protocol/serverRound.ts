@@ -33,7 +33,7 @@ import { peekClientBody, type ClientKind } from '../wire/peek.js';
 import type { AdvertiseKeys, ShareKeys, UnmaskResponse, ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
-import { STAGE_CLIENT_KIND, unreachable, type ServerStage } from './stages.js';
+import { CLIENT_KIND_STAGE, unreachable, type ServerStage, type Stage } from './stages.js';
 import { roundParameters } from './roundParams.js';
 
 export { roundParameters };
@@ -494,6 +494,12 @@ function same<S extends RunningServerState>(state: S): ServerStep {
   return { state: { ...state }, outgoing: [] };
 }
 
+/** Whether a client message of `kind` is taken in `stage` (the stage table says; 'any': every running stage). */
+function belongsTo(kind: ClientKind, stage: Stage): boolean {
+  const home = CLIENT_KIND_STAGE[kind];
+  return home === 'any' || home === stage;
+}
+
 function mismatch(stage: string, kind: string): SecAggError {
   return new SecAggError('ERR_STAGE_MISMATCH', `a ${kind} message does not belong to the ${stage} stage`);
 }
@@ -503,44 +509,48 @@ async function dispatch(ctx: ServerContext, state: ServerState, from: number, by
   if (state.stage === 'done' || state.stage === 'aborted') throw new SecAggError('ERR_STAGE_MISMATCH', `the round is ${state.stage}`);
   const limits = limitsOf(state.config);
   if (!limits.cohort.has(from)) throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${from} is not in this round's cohort`);
-  // The kind is checked against the stage, and the size against that kind's own limit, before
-  // anything is decoded; repeated entries are capped at the neighbourhood / cohort size.
-  const expected = STAGE_CLIENT_KIND[state.stage];
-  const msg = decodeClientMessageChecked(bytes, { maxBytes: limits.maxBytes, allowed: (kind) => kind === 'abort' || kind === expected, ...limits.caps });
+  // The kind is checked against the stage (the stage table: CLIENT_KIND_STAGE), and the size against
+  // that kind's own limit, before anything is decoded; repeated entries are capped at the
+  // neighbourhood / cohort size.
+  const stage = state.stage;
+  const msg = decodeClientMessageChecked(bytes, { maxBytes: limits.maxBytes, allowed: (kind) => belongsTo(kind, stage), ...limits.caps });
   if (!derive.bytesEqual(msg.roundId, state.config.roundId)) throw new SecAggError('ERR_ROUND_MISMATCH', 'message is for another round');
   if (msg.sender !== from) throw new SecAggError('ERR_UNKNOWN_SENDER', `message claims sender ${msg.sender} on the connection of ${from}`);
   const body = msg.body;
-  if (body.case === 'abort') {
-    state.quit.add(from);
-    return state;
-  }
-  switch (state.stage) {
-    case 'advertise':
-      if (body.case !== 'advertiseKeys') throw mismatch(state.stage, String(body.case));
+  // One case per client message kind: a kind added to the wire does not compile until it is handled
+  // here (and placed in the stage table). Each handler narrows the state to its own stage.
+  switch (body.case) {
+    case 'abort':
+      state.quit.add(from);
+      break;
+    case 'advertiseKeys':
+      if (state.stage !== 'advertise') throw mismatch(state.stage, body.case);
       await onAdvertise(ctx, state, from, body.value);
       break;
-    case 'view':
-      if (body.case !== 'viewSignature') throw mismatch(state.stage, String(body.case));
+    case 'viewSignature':
+      if (state.stage !== 'view') throw mismatch(state.stage, body.case);
       await onViewSignature(ctx, state, from, body.value);
       break;
-    case 'share':
-      if (body.case !== 'shareKeys') throw mismatch(state.stage, String(body.case));
+    case 'shareKeys':
+      if (state.stage !== 'share') throw mismatch(state.stage, body.case);
       onShareKeys(state, from, body.value);
       break;
-    case 'masked':
-      if (body.case !== 'maskedInput') throw mismatch(state.stage, String(body.case));
+    case 'maskedInput':
+      if (state.stage !== 'masked') throw mismatch(state.stage, body.case);
       onMasked(state, from, body.value.vector);
       break;
-    case 'consistency':
-      if (body.case !== 'consistencySignature') throw mismatch(state.stage, String(body.case));
+    case 'consistencySignature':
+      if (state.stage !== 'consistency') throw mismatch(state.stage, body.case);
       await onSignature(ctx, state, from, body.value.signature);
       break;
-    case 'unmask':
-      if (body.case !== 'unmaskResponse') throw mismatch(state.stage, String(body.case));
+    case 'unmaskResponse':
+      if (state.stage !== 'unmask') throw mismatch(state.stage, body.case);
       onUnmaskResponse(state, from, body.value);
       break;
+    case undefined:
+      throw new SecAggError('ERR_DECODE', 'a client message without a body');
     default:
-      unreachable(state, 'server stage');
+      unreachable(body, 'client message kind');
   }
   return state;
 }

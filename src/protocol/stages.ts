@@ -81,7 +81,8 @@ export type ClientStage = (typeof CLIENT_STAGES)[number];
 
 /**
  * The server messages each client stage accepts (besides `aborted`, always). Every ServerKind
- * must appear in some stage: checked by the type of SERVER_KIND_PLACED below.
+ * is placed by SERVER_KIND_STAGE below (its type lists them all), and test/stages.test.ts checks
+ * that the two tables agree.
  */
 export const CLIENT_STAGE_ACCEPTS: { readonly [S in ClientStage]: readonly ServerKind[] } = {
   'awaiting-start': ['roundStart'],

@@ -36,6 +36,7 @@ import {
 } from '../../src/wire/peek.js';
 import { buildCorpus, type Corpus } from './corpus.js';
 import { Prng, mutate, type MutationName } from './mutate.js';
+import { STAGES } from '../../src/protocol/stages.js';
 
 /** A broken contract (not a refusal): counted apart from errors. */
 export class Violation extends Error {
@@ -80,7 +81,7 @@ function equalsFromBinary(value: unknown, schema: typeof ClientMessageSchema | t
   if (!isDeepStrictEqual(value, ref)) throw new Violation(`${what} accepted a value other than fromBinary's`);
 }
 
-const SERVER_STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask', 'done'];
+const SERVER_STAGES: readonly string[] = [...STAGES, 'done'];
 /** What a client may receive in each of its stages (roughly: the fuzzer only needs a spread of sets). */
 const CLIENT_EXPECTS: readonly (readonly ServerKind[])[] = [
   ['roundStart'],

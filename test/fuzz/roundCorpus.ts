@@ -56,6 +56,7 @@ import {
 } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
 import { Driver } from '../driver.js';
 import { Prng, mutate } from './mutate.js';
+import { STAGES } from '../../src/protocol/stages.js';
 
 // ---------------------------------------------------------------------------------------------
 // Round shapes and the captured corpus
@@ -1586,7 +1587,7 @@ export function badCount(rep: RoundFuzzReport): { crashes: number; untyped: numb
   return { crashes: sum((r) => r.crashes), untyped: sum((r) => r.untyped), stateChanges: sum((r) => r.stateChanges), violations: sum((r) => r.violations) };
 }
 
-const SERVER_ORDER = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask', 'done', 'aborted'];
+const SERVER_ORDER: readonly string[] = [...STAGES, 'done', 'aborted'];
 const CLIENT_ORDER = ['awaiting-start', 'awaiting-view', 'awaiting-keys', 'awaiting-shares', 'awaiting-consistency', 'awaiting-unmask', 'done', 'aborted'];
 
 function sortedRows(rep: RoundFuzzReport): Row[] {

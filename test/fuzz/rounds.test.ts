@@ -23,12 +23,13 @@ import {
   snapshotServer,
   type RoundFuzzCorpus,
 } from './roundCorpus.js';
+import { CLIENT_STAGES as ALL_CLIENT_STAGES, STAGES } from '../../src/protocol/stages.js';
 
 let corpus: Promise<RoundFuzzCorpus> | undefined;
 const getCorpus = () => (corpus ??= buildRoundCorpus());
 
-const SERVER_STAGES = ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'];
-const CLIENT_STAGES = ['awaiting-start', 'awaiting-view', 'awaiting-keys', 'awaiting-shares', 'awaiting-consistency', 'awaiting-unmask', 'done'];
+const SERVER_STAGES: readonly string[] = STAGES;
+const CLIENT_STAGES: readonly string[] = ALL_CLIENT_STAGES.filter((s) => s !== 'aborted');
 
 test('state-machine fuzz, 5,000 inputs: no crash, no untyped error, no state change on refusal, no broken contract', async () => {
   const c = await getCorpus();
