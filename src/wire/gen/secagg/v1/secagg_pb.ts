@@ -110,7 +110,7 @@ export type AdvertiseKeys = Message<"secagg.v1.AdvertiseKeys"> & {
   maskingPublicKey: Uint8Array;
 
   /**
-   * active mode: Ed25519 over both keys and the seed commitment, 64 bytes; else empty
+   * active mode: Ed25519 over label ‖ round ‖ u ‖ both keys (docs/spec.md), 64 bytes; else empty. The seed commitment is covered by the view signature
    *
    * @generated from field: bytes signature = 3;
    */
@@ -140,7 +140,7 @@ export const AdvertiseKeysSchema: GenMessage<AdvertiseKeys> = /*@__PURE__*/
  */
 export type ViewSignature = Message<"secagg.v1.ViewSignature"> & {
   /**
-   * Ed25519 over the view digest, 64 bytes
+   * Ed25519 over label ‖ view digest ‖ u ‖ both keys (docs/spec.md), 64 bytes
    *
    * @generated from field: bytes signature = 1;
    */
@@ -244,7 +244,7 @@ export const MaskedInputSchema: GenMessage<MaskedInput> = /*@__PURE__*/
  */
 export type ConsistencySignature = Message<"secagg.v1.ConsistencySignature"> & {
   /**
-   * Ed25519 over the survivor set U3, 64 bytes
+   * Ed25519 over label ‖ round ‖ view digest ‖ |U3| ‖ U3 (docs/spec.md), 64 bytes
    *
    * @generated from field: bytes signature = 1;
    */
