@@ -344,6 +344,10 @@ export function snapshotServer(s: ServerState): string {
   return `${s.stage}|${encodingOf(() => encodeServerState(s))}|${canon(s, new Set())}`;
 }
 
+/** The parts of a snapshot: `${stage}|${encoding or '<consumed>'}|${every field}`. */
+const encodingPart = (snap: string): string => snap.split('|', 2)[1] ?? '';
+const dataPart = (snap: string): string => snap.slice(snap.indexOf('|', snap.indexOf('|') + 1) + 1);
+
 /** Canonical snapshot of a client state: its encoding (encodeClientState) and every field of the state object. */
 export function snapshotClient(s: ClientState): string {
   return `${s.stage}|${encodingOf(() => encodeClientState(s))}|${canon(s, new Set())}`;
@@ -1411,12 +1415,22 @@ async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size
         st.violations++;
         ctx.fail('violation', i, input, bad);
       }
+      // A refusal that aborts hands back a new (aborted) state and consumes the previous one: that
+      // one must then be marked consumed (refused if used again) with its data untouched; a refusal
+      // that hands the same state back must leave it exactly as it was.
       const pre = snapshotClient(cur);
-      if (pre !== curSnap) {
+      const consumed = step.state !== cur;
+      const wrong = consumed ? encodingPart(pre) !== '<consumed>' || dataPart(pre) !== dataPart(curSnap) : pre !== curSnap;
+      if (wrong) {
         st.preMutated++;
-        ctx.fail('pre-mutated', i, input, `${code} at ${before}: the previous state changed in place: ${firstDifference(curSnap, pre)}`);
+        ctx.fail(
+          'pre-mutated',
+          i,
+          input,
+          `${code} at ${before}: the previous state ${consumed ? 'is not marked consumed, or its data changed' : 'changed in place'}: ${firstDifference(curSnap, pre)}`,
+        );
         reset();
-      }
+      } else if (consumed) reset(); // the client aborted: go on from a fresh copy
       continue;
     }
     // Accepted.
@@ -1652,7 +1666,7 @@ export function formatRoundReport(rep: RoundFuzzReport): string {
       );
   const pre = Object.values(rep.rows).reduce((a, r) => a + r.preMutated, 0);
   lines.push('');
-  lines.push(`client refusals that changed the previous state in place (it aborts, so moot): ${pre}`);
+  lines.push(`client refusals that left the previous state changed, or not marked consumed: ${pre}`);
   const alias = Object.entries(rep.aliasingBy).sort((x, y) => x[0].localeCompare(y[0]));
   if (alias.length > 0) {
     lines.push('');

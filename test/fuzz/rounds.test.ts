@@ -37,6 +37,12 @@ test('state-machine fuzz, 5,000 inputs: no crash, no untyped error, no state cha
   const bad = badCount(r);
   assert.deepEqual(bad, { crashes: 0, untyped: 0, stateChanges: 0, violations: 0 }, formatRoundReport(r));
   assert.equal(r.inputs, 5_000);
+  const consumedWrongly = Object.values(r.rows).reduce((a, x) => a + x.preMutated, 0);
+  assert.equal(
+    consumedWrongly,
+    0,
+    'a client refusal that aborts consumes the previous state (marked, its data untouched); one that does not leaves it as it was',
+  );
   // Every handler at every stage was reached, accepted some inputs and refused others.
   for (const s of SERVER_STAGES) {
     const row = r.rows[`server ${s}`];
