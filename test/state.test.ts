@@ -233,6 +233,74 @@ describe('a round is resumed from its encoded states in another process', () => 
   }
 });
 
+describe('every stage, both modes, both graph kinds: stopped, written down, finished by another process', () => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const spec of SPECS) {
+    test(`${spec.name}: at the start and in the middle of every stage instance`, async () => {
+      const s = await setUp(spec, 5);
+      const rounds: string[] = [];
+      const where: string[] = [];
+      const instance = () => (s.round.server.stage === 'view' ? `view#${s.round.server.view.attempt}` : s.round.server.stage);
+      // The events of the whole round, then a checkpoint at the first event of each stage instance
+      // and one halfway to the next.
+      const probe = await setUp(spec, 5);
+      const marks: Array<{ at: number; instance: string }> = [];
+      let last = '';
+      for (let k = 0; ; k++) {
+        const now = probe.round.server.stage === 'view' ? `view#${probe.round.server.view.attempt}` : probe.round.server.stage;
+        if (now !== last) marks.push({ at: k, instance: now });
+        last = now;
+        if (!(await step(probe.round, probe.ctx))) break;
+      }
+      const at = new Set<number>();
+      for (let i = 0; i < marks.length; i++) {
+        const next = marks[i + 1]?.at ?? marks[i]!.at;
+        at.add(marks[i]!.at);
+        at.add(Math.floor((marks[i]!.at + next) / 2));
+      }
+      for (let k = 0; ; k++) {
+        if (at.has(k)) {
+          rounds.push(toJson(writeDown(s.round)));
+          where.push(`${instance()} after event ${k}`);
+        }
+        if (!(await step(s.round, s.ctx))) break;
+      }
+      const stages = new Set(where.map((w) => w.split(' ')[0]!.replace(/#\d$/, '')));
+      for (const st of spec.mode === 'active' ? ['advertise', 'view', 'share', 'masked', 'consistency', 'unmask'] : ['advertise', 'share', 'masked', 'unmask'])
+        assert.ok(stages.has(st), `a checkpoint in ${st}`);
+      const dir = mkdtempSync(join(tmpdir(), 'secagg-resume-'));
+      try {
+        const file = join(dir, 'rounds.json');
+        const hexMap = (m?: Map<number, Uint8Array>) => (m ? [...m].map(([id, b]) => [id, Buffer.from(b).toString('hex')]) : undefined);
+        writeFileSync(file, JSON.stringify({ rounds, ids: s.ids, seed: 77, directory: hexMap(s.directory), identities: hexMap(s.identities) }));
+        const out = execFileSync(process.execPath, [join(here, 'resume-child.js'), file], {
+          env: { ...process.env, SECAGG_RESUME_CHILD: '1' },
+          encoding: 'utf8',
+        });
+        const got = JSON.parse(out) as Array<{ pid: number; stage: string; sum: number[]; included: number[] }>;
+        assert.equal(got.length, rounds.length);
+        const silent = new Set(spec.silentFrom.filter(([, st]) => st !== 'unmask').map(([id]) => id));
+        const included = s.ids.filter((id) => !silent.has(id));
+        const sum = [
+          ...expectedSum(
+            s.inputs,
+            included.map((id) => id - 1),
+            BITS,
+          ),
+        ];
+        got.forEach((g, i) => {
+          assert.notEqual(g.pid, process.pid);
+          assert.equal(g.stage, 'done', `resumed at ${where[i]}`);
+          assert.deepEqual(g.included, included, `resumed at ${where[i]}`);
+          assert.deepEqual(g.sum, sum, `resumed at ${where[i]}`);
+        });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
 describe('the state decoders refuse malformed encodings with a typed error', () => {
   /** One encoding of each server stage and each client stage, from a round with dropouts. */
   async function samples(spec: Spec): Promise<{ server: Uint8Array[]; client: Uint8Array[] }> {
