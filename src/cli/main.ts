@@ -9,6 +9,7 @@ const SERVICE_COMMANDS: Record<string, () => Promise<Runner>> = {
   client: async () => (await import('./client.js')).runClient,
   rounds: async () => (await import('./rounds.js')).runRounds,
   demo: async () => (await import('./demo.js')).runDemo,
+  token: async () => (await import('./token.js')).runToken,
 };
 
 const HELP = `Usage: secagg <command> [options]
@@ -19,6 +20,7 @@ Commands:
   client     take part in rounds of a service with a vector
   rounds     list the rounds in a service's history, or show one
   demo       a local service with N clients, dropouts and verified results
+  token      print a JWT the service accepts (HS256 under its secret, or EdDSA under an issuer key)
   example fl federated training of a TF.js classifier, secure vs plain FedAvg (--network: over the service)
 
 Run 'secagg <command> --help' for a command's options.
@@ -61,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
     case 'client':
     case 'rounds':
     case 'demo':
+    case 'token':
       try {
         return await (await SERVICE_COMMANDS[command]!())(rest);
       } catch (e) {

@@ -14,7 +14,10 @@ within --grace, else abort it and record why.
 Options:
   --port P               TCP port (default 8080; 0 = any free port)
   --host H               interface (default 127.0.0.1)
-  --secret S             HMAC secret for signed tokens (or env SECAGG_SECRET)
+  --secret S             shared secret for HS256 JWTs and st1. tokens (or env SECAGG_SECRET)
+  --jwt-audience A       JWTs must carry this aud
+  --jwt-issuer I         JWTs must carry this iss
+  --jwt-keys K[,K…]      Ed25519 public keys (hex or base64url) whose EdDSA JWTs are accepted
   --tokens LIST|@FILE    static bearer tokens, comma-separated, or one per line in FILE as
                          'TOKEN [NAME [IDENTITY_KEY_HEX]]' (active mode needs the key)
   --mode M               semi-honest | active (default semi-honest). Active: clients have Ed25519
@@ -63,6 +66,9 @@ export async function runServe(argv: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       secret: { type: 'string' },
+      'jwt-audience': { type: 'string' },
+      'jwt-issuer': { type: 'string' },
+      'jwt-keys': { type: 'string' },
       tokens: { type: 'string' },
       mode: { type: 'string' },
       'issuer-key': { type: 'string' },
@@ -125,8 +131,19 @@ export async function runServe(argv: string[]): Promise<number> {
     }
   }
   const secret = a.secret ?? process.env['SECAGG_SECRET'];
-  if (secret === undefined && (Array.isArray(tokens) ? tokens.length : tokens.size) === 0)
-    fail('give --secret (or SECAGG_SECRET) and/or --tokens: no client could authenticate');
+  const jwtKeys = (a['jwt-keys'] ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
+  for (const k of jwtKeys) {
+    try {
+      parseKey(k, '--jwt-keys');
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  }
+  if (secret === undefined && jwtKeys.length === 0 && (Array.isArray(tokens) ? tokens.length : tokens.size) === 0)
+    fail('give --secret (or SECAGG_SECRET), --jwt-keys and/or --tokens: no client could authenticate');
   if (secret !== undefined && secret.length < 16) fail('--secret must be at least 16 characters');
   const history = a.history ?? 'secagg-history.db';
   const resultsTokens = (a['results-token'] ?? process.env['SECAGG_RESULTS_TOKEN'] ?? '')
@@ -139,6 +156,11 @@ export async function runServe(argv: string[]): Promise<number> {
     host: a.host ?? '127.0.0.1',
     tokens,
     ...(secret !== undefined ? { secret } : {}),
+    jwt: {
+      ...(a['jwt-audience'] !== undefined ? { audience: a['jwt-audience'] } : {}),
+      ...(a['jwt-issuer'] !== undefined ? { issuer: a['jwt-issuer'] } : {}),
+      ...(jwtKeys.length > 0 ? { publicKeys: jwtKeys } : {}),
+    },
     minClients: num(a['min-clients'], 'min-clients', 3, 3, 65535),
     maxClients: num(a['max-clients'], 'max-clients', 1000, 3, 65535),
     startDelayMs: num(a['start-delay'], 'start-delay', 500, 0, 3_600_000),

@@ -73,7 +73,7 @@ export interface ConnectionsOptions {
   readonly options: ServiceOptions;
   readonly log: Logger;
   readonly metrics: Metrics;
-  readonly verify: (token: string) => TokenCheck;
+  readonly verify: (token: string) => TokenCheck | Promise<TokenCheck>;
   /** The frame cap of an authenticated socket (maxServiceFrameBytes). */
   readonly maxPayload: number;
   /** The server's name, signed into identity proofs (known once the server listens). */
@@ -197,7 +197,10 @@ export function createConnections(co: ConnectionsOptions): Connections {
     if (ctl.body.case !== 'hello') throw new TransportError(CLOSE.MALFORMED, `expected hello, got ${ctl.body.case}`);
     const hello = ctl.body.value;
     if (hello.version !== PROTOCOL_VERSION) throw new TransportError(CLOSE.MALFORMED, `protocol version ${hello.version} is not ${PROTOCOL_VERSION}`);
-    const check = co.verify(hello.token);
+    // Verifying may wait (a JWT's signature): no other frame is taken from this connection meanwhile.
+    c.phase = 'authenticating';
+    const check = await co.verify(hello.token);
+    if ((c.phase as Conn['phase']) !== 'authenticating') return; // closed meanwhile
     if (!check.ok) return refuse(c, check.reason === 'expired' ? 'token expired' : 'invalid token', `unauthorized_${check.reason}`);
     let identityKey: Uint8Array | undefined;
     let certificate: string | undefined;

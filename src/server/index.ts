@@ -3,7 +3,17 @@
  * Node-only; the package root stays browser-safe.
  */
 export { createServer, type SecAggServer, type ServiceOptions, type PublishedResult, type ServiceStatus, type LiveRound } from './server.js';
-export { signToken, createTokenVerifier, type TokenClaims, type TokenCheck, type TokenVerifierOptions, type StaticTokenEntry } from './token.js';
+export {
+  signToken,
+  signJwt,
+  createTokenVerifier,
+  IDENTITY_KEY_CLAIM,
+  type TokenClaims,
+  type TokenCheck,
+  type TokenVerifierOptions,
+  type StaticTokenEntry,
+  type JwtOptions,
+} from './token.js';
 export { generateIdentity, identityPublicKey, issueCertificate, verifyCertificate, type CertificateClaims } from '../identity/index.js';
 export {
   memoryStore,

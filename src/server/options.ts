@@ -10,7 +10,7 @@ import { recommendParameters } from '../graph/index.js';
 import { maxNeighbourhood, minimumThreshold, neighbourhoodBoundViolation, type Degree, type RoundConfig } from '../protocol/config.js';
 import { maxClientMessageBytes } from '../protocol/limits.js';
 import { MAX_CONTROL_BYTES } from '../transport/frames.js';
-import type { StaticTokenEntry } from './token.js';
+import type { JwtOptions, StaticTokenEntry } from './token.js';
 import { jsonLogger, type Logger } from './logger.js';
 import type { RoundStore } from './store.js';
 
@@ -24,8 +24,10 @@ export interface ServiceOptions {
    * must be bound to an identity key: token → `{ identity, identityKey }`.
    */
   readonly tokens: ReadonlyMap<string, string | StaticTokenEntry> | readonly string[];
-  /** Secret for HMAC-signed tokens (see signToken); omit to accept static tokens only. */
+  /** Secret for HS256 JWTs (and the older `st1.` tokens of signToken); omit to accept static tokens (and issuer-signed JWTs) only. */
   readonly secret: string | Uint8Array | undefined;
+  /** JWTs: required audience and issuer, Ed25519 issuer keys for EdDSA tokens, clock skew (see token.ts). */
+  readonly jwt: JwtOptions;
   /** A round starts when this many clients wait (≥ 3; default 3)… */
   readonly minClients: number;
   /** …after gathering for `startDelayMs` more (default 500), or at once when `maxClients` wait. */
@@ -121,6 +123,7 @@ const DEFAULTS: Omit<ServiceOptions, 'logger' | 'unmaskWorkers'> = {
   host: '127.0.0.1',
   tokens: [],
   secret: undefined,
+  jwt: {},
   minClients: 3,
   startDelayMs: 500,
   maxClients: 1000,
@@ -168,6 +171,12 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
   if (!Array.isArray(o.tokens) && !(o.tokens instanceof Map)) throw new TypeError('tokens must be a list of tokens or a Map of token → identity');
   if (o.secret !== undefined && typeof o.secret !== 'string' && !(o.secret instanceof Uint8Array))
     throw new TypeError('secret must be a string or a Uint8Array');
+  if (typeof o.jwt !== 'object' || o.jwt === null) throw new TypeError('jwt must be an object');
+  if (o.jwt.audience !== undefined && (typeof o.jwt.audience !== 'string' || o.jwt.audience.length === 0))
+    throw new TypeError('jwt.audience must be a non-empty string');
+  if (o.jwt.issuer !== undefined && (typeof o.jwt.issuer !== 'string' || o.jwt.issuer.length === 0))
+    throw new TypeError('jwt.issuer must be a non-empty string');
+  if (o.jwt.publicKeys !== undefined && !Array.isArray(o.jwt.publicKeys)) throw new TypeError('jwt.publicKeys must be a list of Ed25519 public keys');
   if (!Number.isInteger(o.minClients) || o.minClients < 3) throw new RangeError('minClients must be an integer ≥ 3');
   if (!Number.isInteger(o.maxClients) || o.maxClients < o.minClients || o.maxClients > MAX_CLIENT_ID)
     throw new RangeError(`maxClients must be an integer in [minClients, ${MAX_CLIENT_ID}]`);

@@ -46,7 +46,7 @@ export { addressKey } from './connection.js';
 export async function createServer(options: Partial<ServiceOptions> = {}): Promise<SecAggServer> {
   const o = resolveOptions(options);
   const log = o.logger;
-  const verify = createTokenVerifier({ tokens: o.tokens, ...(o.secret !== undefined ? { secret: o.secret } : {}) });
+  const verify = createTokenVerifier({ tokens: o.tokens, jwt: o.jwt, ...(o.secret !== undefined ? { secret: o.secret } : {}) });
   const store: RoundStore = o.store ?? (o.historyFile !== undefined ? sqliteStore(o.historyFile) : memoryStore());
   const interrupted = await store.abortUnfinished('ERR_INTERRUPTED', 'the server stopped while the round was running', Date.now());
   if (interrupted.length) log.log('warn', 'rounds interrupted by a restart recorded as aborted', { rounds: interrupted });
