@@ -15,6 +15,8 @@ Options:
   --port P               TCP port (default 8080; 0 = any free port)
   --host H               interface (default 127.0.0.1)
   --secret S             shared secret for HS256 JWTs and st1. tokens (or env SECAGG_SECRET)
+  --tls-cert FILE        PEM certificate chain: serve HTTPS and wss:// (with --tls-key)
+  --tls-key FILE         PEM private key of --tls-cert
   --jwt-audience A       JWTs must carry this aud
   --jwt-issuer I         JWTs must carry this iss
   --jwt-keys K[,K…]      Ed25519 public keys (hex or base64url) whose EdDSA JWTs are accepted
@@ -66,6 +68,8 @@ export async function runServe(argv: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       secret: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       'jwt-audience': { type: 'string' },
       'jwt-issuer': { type: 'string' },
       'jwt-keys': { type: 'string' },
@@ -156,6 +160,7 @@ export async function runServe(argv: string[]): Promise<number> {
     host: a.host ?? '127.0.0.1',
     tokens,
     ...(secret !== undefined ? { secret } : {}),
+    ...tlsOption(a['tls-cert'], a['tls-key']),
     jwt: {
       ...(a['jwt-audience'] !== undefined ? { audience: a['jwt-audience'] } : {}),
       ...(a['jwt-issuer'] !== undefined ? { issuer: a['jwt-issuer'] } : {}),
@@ -210,4 +215,18 @@ export function untilSignal(server: SecAggServer, graceMs: number): Promise<void
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** --tls-cert and --tls-key, both or neither, read at start (a missing file is one line, not a trace). */
+function tlsOption(certPath: string | undefined, keyPath: string | undefined): Partial<ServiceOptions> {
+  if (certPath === undefined && keyPath === undefined) return {};
+  if (certPath === undefined || keyPath === undefined) fail('give both --tls-cert and --tls-key');
+  const read = (path: string, flag: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      return fail(`${flag}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  };
+  return { tls: { cert: read(certPath, '--tls-cert'), key: read(keyPath, '--tls-key') } };
 }

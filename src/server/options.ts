@@ -114,6 +114,12 @@ export interface ServiceOptions {
    * certificates in the directory so clients that pin the same issuer key can check every peer.
    */
   readonly issuerKey: Uint8Array | undefined;
+  /**
+   * TLS: PEM certificate chain and private key (the bytes or text, not paths). With them the
+   * service listens with HTTPS and clients connect with wss://; without them on a non-loopback
+   * interface it warns (use a TLS-terminating reverse proxy then: docs/deploy.md).
+   */
+  readonly tls: { readonly cert: string | Uint8Array; readonly key: string | Uint8Array } | undefined;
   /** WebSocket ping interval, ms (default 15,000; 0 = off). A connection that has not answered the previous ping is dropped. */
   readonly keepAliveIntervalMs: number;
 }
@@ -148,6 +154,7 @@ const DEFAULTS: Omit<ServiceOptions, 'logger' | 'unmaskWorkers'> = {
   mode: 'semi-honest',
   serverId: undefined,
   issuerKey: undefined,
+  tls: undefined,
   keepAliveIntervalMs: 15_000,
 };
 
@@ -171,6 +178,11 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
   if (!Array.isArray(o.tokens) && !(o.tokens instanceof Map)) throw new TypeError('tokens must be a list of tokens or a Map of token → identity');
   if (o.secret !== undefined && typeof o.secret !== 'string' && !(o.secret instanceof Uint8Array))
     throw new TypeError('secret must be a string or a Uint8Array');
+  if (o.tls !== undefined) {
+    const pem = (v: unknown) => typeof v === 'string' || v instanceof Uint8Array;
+    if (typeof o.tls !== 'object' || o.tls === null || !pem(o.tls.cert) || !pem(o.tls.key))
+      throw new TypeError('tls must be { cert, key }, each PEM text or bytes');
+  }
   if (typeof o.jwt !== 'object' || o.jwt === null) throw new TypeError('jwt must be an object');
   if (o.jwt.audience !== undefined && (typeof o.jwt.audience !== 'string' || o.jwt.audience.length === 0))
     throw new TypeError('jwt.audience must be a non-empty string');

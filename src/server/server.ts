@@ -15,6 +15,7 @@
  * stage closes as soon as every member has answered or gone, without waiting for its deadline.
  */
 import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { createWorkerUnmasker, type WorkerUnmasker } from '../node/workerUnmasker.js';
@@ -170,17 +171,17 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
 
   // ---- HTTP ----
 
-  const http = createHttpServer(
-    createHttpHandler({
-      log,
-      metrics,
-      store,
-      resultsTokens: o.resultsTokens,
-      status,
-      health: () => ({ connections: connections.size, pending: connections.pending, waiting: waiting.size, roundRunning: live !== undefined }),
-      closing: () => closing,
-    }),
-  );
+  const handler = createHttpHandler({
+    log,
+    metrics,
+    store,
+    resultsTokens: o.resultsTokens,
+    status,
+    health: () => ({ connections: connections.size, pending: connections.pending, waiting: waiting.size, roundRunning: live !== undefined }),
+    closing: () => closing,
+  });
+  // With TLS: HTTPS, and the WebSocket upgrade arrives over it (wss://). Without: plain HTTP.
+  const http = o.tls ? createHttpsServer({ cert: pemText(o.tls.cert), key: pemText(o.tls.key) }, handler) : createHttpServer(handler);
   http.on('upgrade', connections.upgrade);
   try {
     await new Promise<void>((ok, fail) => http.once('error', fail).listen(o.port, o.host, ok));
@@ -196,7 +197,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   if (o.serverId === undefined) serverId = `secagg:${hostForUrl}:${port}`;
   connections.startKeepAlive();
   log.log('info', 'listening', {
-    url: `http://${hostForUrl}:${port}/`,
+    url: `${o.tls ? 'https' : 'http'}://${hostForUrl}:${port}/`,
     dimension: o.dimension,
     bits: o.bits,
     degree: o.degree,
@@ -205,6 +206,14 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     maxPayload,
     corruption: o.corruption,
   });
+  if (o.tls === undefined && !isLoopback(o.host))
+    log.log(
+      'warn',
+      'listening beyond loopback without TLS: tokens and protocol messages travel in the clear; give tls (--tls-cert/--tls-key) or put a TLS proxy in front',
+      {
+        host: o.host,
+      },
+    );
   if (o.resultsTokens.length === 0 && !isLoopback(o.host))
     log.log(
       'warn',
@@ -213,8 +222,8 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     );
 
   return {
-    url: `ws://${hostForUrl}:${port}/ws`,
-    httpUrl: `http://${hostForUrl}:${port}/`,
+    url: `${o.tls ? 'wss' : 'ws'}://${hostForUrl}:${port}/ws`,
+    httpUrl: `${o.tls ? 'https' : 'http'}://${hostForUrl}:${port}/`,
     port,
     store,
     onResult(listener) {
@@ -262,4 +271,8 @@ function safeCall(log: Logger, f: () => void): void {
   } catch (e) {
     log.log('error', 'listener threw', { error: String(e) });
   }
+}
+
+function pemText(v: string | Uint8Array): string {
+  return typeof v === 'string' ? v : new TextDecoder().decode(v);
 }
