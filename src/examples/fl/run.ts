@@ -13,7 +13,16 @@ import { simulateRound, STAGES, type Stage } from '../../sim/simulate.js';
 import { stagesOf } from '../../protocol/stages.js';
 import { cryptoRng, type Rng } from '../../rng.js';
 import { planEncoding, type EncodingPlan } from '../../encoding/index.js';
-import { applyWeights, contribute, flattenWeights, secureFedAvg, unflattenWeights, weightLayout, type WeightLayout } from '../../tfjs/index.js';
+import {
+  applyWeights,
+  contribute,
+  flattenWeights,
+  secureFedAvg,
+  unflattenWeights,
+  weightLayout,
+  type Contribution,
+  type WeightLayout,
+} from '../../tfjs/index.js';
 import { DEFAULT_SPEC, partition, SeededRandom, type Dataset, type DatasetSpec } from './data.js';
 
 export interface FlOptions {
@@ -236,7 +245,7 @@ export async function federatedLoop(partial: Partial<FlOptions>, makeAggregator:
   const { features, classes } = o.spec;
   const model = buildModel(features, o.hidden, classes, o.seed, o.learningRate);
   const layout = weightLayout(model);
-  const initial = flattenWeights(model, layout).values;
+  const initial = (await flattenWeights(model, { layout })).values;
   const test = toTensors(data.test);
   const sizes = data.clients.map((c) => c.y.length);
   const maxWeight = Math.max(...sizes);
@@ -283,13 +292,13 @@ export async function federatedLoop(partial: Partial<FlOptions>, makeAggregator:
 
       // Secure run: clients train from the secure global model and contribute encoded updates
       // (local − global, clipped, times their example count, plus the count itself as the last element).
-      const reports = new Map<number, ReturnType<typeof contribute>['report']>();
+      const reports = new Map<number, Contribution['report']>();
       const base = secureGlobal;
       const input = (i: number): Promise<Uint32Array> =>
         serially(async () => {
           if (!Number.isInteger(i) || i < 0 || i >= o.clients) throw new RangeError(`no client ${i}`);
           await trainLocal(base, i, orders[i]!);
-          const c = contribute(model, sizes[i]!, plan, { base, rng });
+          const c = await contribute(model, sizes[i]!, plan, { base, rng });
           reports.set(i, c.report);
           return c.vector;
         });
@@ -308,10 +317,10 @@ export async function federatedLoop(partial: Partial<FlOptions>, makeAggregator:
         maxAbsUpdate = Math.max(maxAbsUpdate, report.maxAbs);
       }
       setFlat(model, secureGlobal, layout); // the template: secureFedAvg adds the mean update to it
-      const agg = secureFedAvg(result, plan, model, { delta: true });
+      const agg = await secureFedAvg(result, plan, model, { delta: true });
       applyWeights(model, agg.weights);
       tf.dispose(agg.weights);
-      secureGlobal = flattenWeights(model, layout).values;
+      secureGlobal = (await flattenWeights(model, { layout })).values;
       const secure = await evaluate(model, test);
 
       // Plain run: the same clients, data order and weights; exact float64 FedAvg of the updates.
@@ -319,7 +328,7 @@ export async function federatedLoop(partial: Partial<FlOptions>, makeAggregator:
       let totalWeight = 0;
       for (const i of included) {
         await trainLocal(plainGlobal, i, orders[i]!);
-        const local = flattenWeights(model, layout).values;
+        const local = (await flattenWeights(model, { layout })).values;
         const w = sizes[i]!;
         for (let j = 0; j < local.length; j++) sumUpdate[j] = sumUpdate[j]! + w * (local[j]! - plainGlobal[j]!);
         totalWeight += w;
