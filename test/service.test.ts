@@ -154,6 +154,28 @@ describe('service: authentication and limits', { timeout: 30_000 }, () => {
     }
   });
 
+  test('a client whose identity is already connected fails fast with ERR_REJECTED instead of retrying', async () => {
+    const server = await startServer({ autoStart: false });
+    try {
+      const a = await rawClient(server);
+      a.hello(token('dave'));
+      await a.control('welcome');
+      const events: string[] = [];
+      await assert.rejects(
+        participateRaw({ url: server.url, token: token('dave'), input: vector(1, M, BITS), WebSocket: WS, onEvent: (e) => events.push(e.type) }),
+        (e: unknown) => {
+          assert.ok(isClientError(e, 'ERR_REJECTED'), String(e));
+          assert.equal(e.closeCode, CLOSE.DUPLICATE_IDENTITY);
+          return true;
+        },
+      );
+      assert.ok(!events.includes('reconnecting'), events.join());
+      a.ws.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   test('two connections with one identity: the second is closed with 4409', async () => {
     const server = await startServer({ autoStart: false });
     try {

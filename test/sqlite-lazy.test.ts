@@ -54,7 +54,7 @@ test('sqlite: importing secagg/server and running a memory-store server never lo
   assert.equal(out['afterSqlite'], true);
 });
 
-test('sqlite: without better-sqlite3 installed the service runs on the memory store, and a SQLite store is a typed MissingDependencyError', () => {
+test('sqlite: without better-sqlite3 installed the service runs on the memory store, a SQLite store is a typed MissingDependencyError, and the CLI says so in one line', () => {
   // A copy of the build whose node_modules has every package but better-sqlite3.
   const dir = mkdtempSync(join(tmpdir(), 'secagg-nosqlite-'));
   try {
@@ -74,6 +74,28 @@ test('sqlite: without better-sqlite3 installed the service runs on the memory st
       typed: true,
       dependency: 'better-sqlite3',
     });
+    // The CLI: the default history falls back to memory with one line; an explicit one is exit 7.
+    const cli = join(dir, 'dist', 'src', 'cli', 'main.js');
+    const explicit = spawnSync(process.execPath, [cli, 'serve', '--port', '0', '--tokens', 't', '--history', join(dir, 'h.db')], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(explicit.status, 7, explicit.stderr);
+    assert.equal(explicit.stderr, 'secagg serve: the SQLite store needs the optional package better-sqlite3: npm install better-sqlite3\n');
+    writeFileSync(join(dir, 'old.db'), '');
+    const rounds = spawnSync(process.execPath, [cli, 'rounds', '--history', join(dir, 'old.db')], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(rounds.status, 7, rounds.stderr);
+    assert.equal(rounds.stderr.trim().split('\n').length, 1, rounds.stderr);
+    const serve = spawnSync(process.execPath, [cli, 'serve', '--port', '0', '--tokens', 't', '--rounds', '1', '--log-level', 'error'], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 3_000,
+      killSignal: 'SIGTERM',
+    });
+    assert.match(serve.stdout, /"url":"ws:\/\/127\.0\.0\.1:\d+\/ws"/, serve.stderr);
+    assert.match(serve.stderr, /^secagg serve: round history kept in memory only \(the SQLite store needs the optional package better-sqlite3/);
+    assert.equal(serve.stderr.trim().split('\n').length, 1, serve.stderr);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { sqliteStore } from '../server/sqliteStore.js';
 import type { RoundRecord } from '../server/store.js';
-import { fail, intFlag as num, parseFlags } from './args.js';
+import { EXIT, intFlag as num, parseFlags } from './args.js';
 
 export const ROUNDS_HELP = `Usage: secagg rounds [--history FILE] [--id N] [--json] [--limit N]
 
@@ -20,7 +20,10 @@ export async function runRounds(argv: string[]): Promise<number> {
   const a = parseFlags(argv, { history: { type: 'string' }, id: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, ROUNDS_HELP);
   if (!a) return 0;
   const path = a.history ?? 'secagg-history.db';
-  if (!existsSync(path)) fail(`no history file at ${path}`);
+  if (!existsSync(path)) {
+    process.stderr.write(`secagg rounds: ${path}: no such file (ENOENT): give the server's --history FILE\n`);
+    return EXIT.FILE;
+  }
   const store = sqliteStore(path);
   try {
     if (a.id !== undefined) {

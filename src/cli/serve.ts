@@ -1,5 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type SecAggServer, type ServiceOptions, type StaticTokenEntry } from '../server/index.js';
+import {
+  createServer,
+  memoryStore,
+  MissingDependencyError,
+  sqliteStore,
+  type RoundStore,
+  type SecAggServer,
+  type ServiceOptions,
+  type StaticTokenEntry,
+} from '../server/index.js';
 import { parseKey } from '../identity/index.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import type { Degree } from '../protocol/config.js';
@@ -49,7 +58,9 @@ Options:
   --results-token LIST   bearer tokens (comma-separated, or env SECAGG_RESULTS_TOKEN) that
                          /api/rounds and /api/rounds/:id (the sums) require; default: open
   --rounds R             stop starting rounds after R (default: no limit)
-  --history FILE         SQLite round history (default secagg-history.db; '' = in memory)
+  --history FILE         SQLite round history (default secagg-history.db; '' = in memory). Needs
+                         the optional better-sqlite3; without it the default falls back to memory
+                         (one warning line) and an explicit FILE is an error (exit 7)
   --workers W            unmasking worker threads (default: cores)
   --grace MS             on SIGTERM, time the running round gets to finish (default 10000)
   --log-level L          debug | info | warn | error (default info)
@@ -181,7 +192,7 @@ export async function runServe(argv: string[]): Promise<number> {
     maxRefusedMessages: num(a['max-refused'], 'max-refused', 8, 1, 1_000_000),
     resultsTokens,
     ...(a.rounds !== undefined ? { maxRounds: num(a.rounds, 'rounds', 0, 1, 1e9) } : {}),
-    ...(history !== '' ? { historyFile: history } : {}),
+    ...(history !== '' ? { store: openHistory(history, a.history !== undefined) } : {}),
     ...(a.workers !== undefined ? { unmaskWorkers: num(a.workers, 'workers', 0, 0, 64) } : {}),
     logger: jsonLogger({ level }),
     mode,
@@ -201,6 +212,20 @@ export async function runServe(argv: string[]): Promise<number> {
   process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.httpUrl, mode }) + '\n');
   await untilSignal(server, grace);
   return 0;
+}
+
+/**
+ * The SQLite history at `path`. Without better-sqlite3 (or its native binding) the default file
+ * falls back to the in-memory store with one warning line; a file the user asked for is an error.
+ */
+function openHistory(path: string, explicit: boolean): RoundStore {
+  try {
+    return sqliteStore(path);
+  } catch (e) {
+    if (explicit || !(e instanceof MissingDependencyError)) throw e;
+    process.stderr.write(`secagg serve: round history kept in memory only (${e.message}; or pass --history '' to silence this)\n`);
+    return memoryStore();
+  }
 }
 
 /** Resolve after SIGTERM/SIGINT once the server has stopped (the running round finished or aborted). */

@@ -8,7 +8,7 @@ import type { Degree, Mode } from '../protocol/config.js';
 import { createWorkerUnmasker } from '../node/workerUnmasker.js';
 import { fail, intFlag, parseFlags } from './args.js';
 
-export const SIMULATE_HELP = `Usage: secagg simulate [options]
+const SIMULATE_HELP = `Usage: secagg simulate [options]
 
 Runs one secure-aggregation round in this process on random inputs: real keys, encrypted shares,
 masks and unmasking, with messages encoded on the wire format. Dropouts are spread over the stages.

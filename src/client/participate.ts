@@ -123,6 +123,7 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
   const reports: RoundReport[] = [];
   let failures = 0;
   let lastError: unknown;
+  let reconnected = false;
   while (reports.length < rounds) {
     if (options.signal?.aborted) throw new ClientError('ERR_CANCELLED', 'cancelled', { cause: options.signal.reason });
     if (failures > 0) {
@@ -139,10 +140,13 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
     try {
       ch = await openChannel(WS, options.url, { timeoutMs: options.connectTimeoutMs ?? 10_000 });
     } catch (e) {
+      const permanent = permanentConnectFailure(e);
+      if (permanent !== undefined) throw new ClientError('ERR_CONNECT', `${permanent} (not retried)`, { cause: e });
       lastError = e;
       failures++;
       continue;
     }
+
     emit({ type: 'connected' });
     const end = await session(ch, options, trust, rounds - reports.length, emit, () => (failures = 0));
     reports.push(...end.reports);
@@ -150,10 +154,39 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
     if (end.error) throw end.error;
     if (reports.length >= rounds) break;
     if (FATAL.has(end.code)) throw new ClientError('ERR_REJECTED', `the server closed the connection: ${end.code} ${end.reason}`, { closeCode: end.code });
+    // A second connection with this identity: on the first connection another client holds it and
+    // waiting will not help; after a drop it may be this client's own old connection, which the
+    // server forgets at its next keep-alive, so that case is retried.
+    if (end.code === CLOSE.DUPLICATE_IDENTITY && !reconnected)
+      throw new ClientError('ERR_REJECTED', `the server closed the connection: ${end.code} ${end.reason} (another client uses this identity)`, {
+        closeCode: end.code,
+      });
+    reconnected = true;
     lastError = new Error(`connection closed: ${end.code} ${end.reason}`);
     failures++;
   }
   return reports;
+}
+
+/**
+ * Why connecting can never succeed, or undefined when a retry might: a malformed URL (the
+ * constructor throws), an HTTP answer other than an upgrade that is not temporary (a wrong path
+ * or host: 4xx but 408/429), or a TLS failure (an untrusted or mismatched certificate, a plain
+ * server behind wss://). A refused connection, a timeout or a 5xx (a restart) is retried.
+ */
+function permanentConnectFailure(e: unknown): string | undefined {
+  if (e instanceof SyntaxError || e instanceof TypeError) return `bad url: ${e.message}`;
+  if (!(e instanceof Error)) return undefined;
+  const status = /Unexpected server response: (\d{3})/.exec(e.message);
+  if (status) {
+    const code = Number(status[1]);
+    return code >= 400 && code < 500 && code !== 408 && code !== 429 ? `${e.message} (is the path /ws?)` : undefined;
+  }
+  const cause = e.cause as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof cause?.code === 'string' ? cause.code : '';
+  if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|HOSTNAME_MISMATCH|ALTNAME/.test(code) || /SSL routines|wrong version number/.test(e.message))
+    return `TLS failure: ${e.message.trim()}`;
+  return undefined;
 }
 
 interface SessionEnd {

@@ -12,8 +12,13 @@ export class MissingDependencyError extends Error {
   readonly code = 'ERR_MISSING_DEPENDENCY';
   /** The npm package to install. */
   readonly dependency: string;
-  constructor(dependency: string, feature: string, options: { cause?: unknown } = {}) {
-    super(`${feature} needs the optional package ${dependency}: npm install ${dependency}`, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(dependency: string, feature: string, options: { cause?: unknown; notBuilt?: boolean } = {}) {
+    super(
+      options.notBuilt
+        ? `${feature} needs the native binding of ${dependency}, which is installed but not built (its install script did not run or failed): npm rebuild ${dependency}`
+        : `${feature} needs the optional package ${dependency}: npm install ${dependency}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'MissingDependencyError';
     this.dependency = dependency;
   }
@@ -91,12 +96,26 @@ function fromRow(r: Row): RoundRecord {
 }
 
 /**
+ * The native addon could not be found or loaded: installed with --ignore-scripts (or where npm
+ * blocks dependency install scripts), a failed build, or a build for another Node ABI.
+ */
+const BINDING_FAILURE =
+  /Could not locate the bindings file|NODE_MODULE_VERSION|was compiled against a different Node|invalid ELF header|cannot open shared object|wrong ELF class/;
+
+/**
  * Open (or create) the history file at `path`. Throws MissingDependencyError when better-sqlite3
- * is not installed.
+ * is not installed, or installed without its native binding.
  */
 export function sqliteStore(path: string): RoundStore {
   const Database = loadDatabase();
-  const db = new Database(path);
+  let db: InstanceType<typeof DatabaseConstructor>;
+  try {
+    db = new Database(path);
+  } catch (e) {
+    if (e instanceof Error && BINDING_FAILURE.test(e.message))
+      throw new MissingDependencyError('better-sqlite3', 'the SQLite store', { cause: e, notBuilt: true });
+    throw e;
+  }
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.exec(SCHEMA);

@@ -99,10 +99,13 @@ export function openChannel(WebSocketImpl: WebSocketConstructor, url: string, op
       if (receiver) receiver(bytes);
       else queue.push(bytes);
     });
-    ws.addEventListener('error', () => {
+    ws.addEventListener('error', (event) => {
       if (!opened) {
         clearTimeout(timer);
-        reject(new Error(`could not connect to ${url}`));
+        // ws passes the cause (a refused connection, an HTTP status, a TLS failure); browsers do not.
+        const detail = event as { message?: unknown; error?: unknown } | null;
+        const message = typeof detail?.message === 'string' && detail.message ? `: ${detail.message}` : '';
+        reject(new Error(`could not connect to ${url}${message}`, detail?.error === undefined ? undefined : { cause: detail.error }));
       }
     });
     ws.addEventListener('close', (event) => {

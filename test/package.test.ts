@@ -1,0 +1,52 @@
+/**
+ * What `npm pack` would publish: the licence, the compiled library with its declarations, no source
+ * maps (their sources are not shipped, so they could not resolve) and no declarations for the CLI
+ * (a program, not an API). better-sqlite3 is optional, so the package installs where it cannot be built.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url)); // dist/test/ → the checkout
+
+test('package: the tarball has LICENSE and the library, no .map files and no CLI .d.ts', () => {
+  const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const [pack] = JSON.parse(r.stdout) as [{ files: { path: string }[] }];
+  const files = pack.files.map((f) => f.path);
+  assert.ok(files.includes('LICENSE'));
+  assert.ok(files.includes('dist/src/index.js') && files.includes('dist/src/index.d.ts'));
+  assert.ok(files.includes('dist/src/cli/main.js'));
+  assert.deepEqual(
+    files.filter((f) => f.endsWith('.map')),
+    [],
+  );
+  assert.deepEqual(
+    files.filter((f) => /^dist\/src\/cli\/.*\.d\.ts$/.test(f)),
+    [],
+  );
+  assert.deepEqual(
+    files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/src/examples/') || f.startsWith('src/')),
+    [],
+  );
+});
+
+test('package: better-sqlite3 is an optional dependency; the licence is the Apache License 2.0', () => {
+  const pkg = JSON.parse(readFileSync(new URL('package.json', `file://${ROOT}/`), 'utf8')) as {
+    license: string;
+    dependencies: Record<string, string>;
+    optionalDependencies: Record<string, string>;
+    scripts: Record<string, string>;
+  };
+  assert.equal(pkg.dependencies['better-sqlite3'], undefined);
+  assert.ok(pkg.optionalDependencies['better-sqlite3']);
+  // A consumer's install from the registry runs none of this package's scripts (`prepare` builds a
+  // checkout and runs only for git or directory installs).
+  for (const s of ['preinstall', 'install', 'postinstall']) assert.equal(pkg.scripts[s], undefined, s);
+  assert.equal(pkg.license, 'Apache-2.0');
+  const license = readFileSync(new URL('LICENSE', `file://${ROOT}/`), 'utf8');
+  assert.match(license, /Apache License\s+Version 2\.0, January 2004/);
+  assert.match(license, /END OF TERMS AND CONDITIONS/);
+});
