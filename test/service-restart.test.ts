@@ -121,6 +121,12 @@ describe('service: restarts and shutdown (secagg serve, SQLite history)', { time
       b.logs.some((l) => l.includes('interrupted by a restart')),
       'the restart is logged',
     );
+    // The metrics' round totals go on from the history; the CLI's build info names the package's version.
+    const metrics = await (await fetch(`${b.http}metrics`)).text();
+    assert.match(metrics, /^secagg_rounds_total\{outcome="aborted"\} 1$/m);
+    assert.match(metrics, /^secagg_rounds_total\{outcome="completed"\} 0$/m);
+    assert.match(metrics, /^secagg_last_completed_round_timestamp_seconds 0$/m);
+    assert.match(metrics, /^secagg_build_info\{version="\d+\.\d+\.\d+[^"]*",node="v[\d.]+"\} 1$/m);
 
     // SIGTERM: the running round gets --grace (default here 10 s; this server has 60 s stages) …
     b.proc.kill('SIGTERM');

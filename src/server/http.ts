@@ -1,5 +1,5 @@
 /**
- * The service's HTTP side: the dashboard (/), /healthz, /metrics (Prometheus text), /api/status and
+ * The service's HTTP side: the dashboard (/), /healthz, /metrics (Prometheus text, prom-client), /api/status and
  * the round history (/api/rounds, /api/rounds/:id — the sums, behind the results tokens when set).
  * GET only. It reads the service through the callbacks it is given and changes nothing.
  */
@@ -56,7 +56,10 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
           memory: { rss: process.memoryUsage.rss(), maxRss: process.resourceUsage().maxRSS * 1024 },
         });
       }
-      if (url.pathname === '/metrics') return res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
+      if (url.pathname === '/metrics') {
+        const text = await metrics.register.metrics();
+        return res.writeHead(200, { 'content-type': metrics.register.contentType, 'cache-control': 'no-store' }).end(text);
+      }
       if (url.pathname === '/api/status') return json(res, 200, await o.status());
       const m = /^\/api\/rounds\/(\d+)$/.exec(url.pathname);
       if ((m || url.pathname === '/api/rounds') && !resultsAuthorized(req)) {

@@ -1,81 +1,193 @@
-/** Prometheus text exposition (format 0.0.4) of the service's counters, gauges and histograms. */
-import { SERVICE_STAGES, type ServiceStage } from './store.js';
+/**
+ * The service's Prometheus metrics (prom-client). Each server has its own Registry, not prom-client's
+ * global one: several servers in one process (the tests) must not share or collide on counters.
+ * The registry also carries prom-client's default process and Node.js metrics (`process_*`, `nodejs_*`).
+ */
+import { readFileSync } from 'node:fs';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SERVICE_STAGES, type RoundRecord, type ServiceStage } from './store.js';
 
+/** Stage durations: a stage lasts from milliseconds (small cohorts) to its deadline (stageTimeoutMs, 30 s by default). */
 const STAGE_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** Round durations: the sum of up to six stages, so up to several deadlines. */
+const ROUND_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
-interface Histogram {
-  counts: number[];
-  sum: number;
-  count: number;
-}
+/** The package's version, from its package.json (dist/src/server/ → the package root); 'unknown' if unreadable. */
+const packageVersion = (): string => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+};
 
 export class Metrics {
-  readonly rounds = { completed: 0, aborted: 0 };
-  readonly stageClients = new Map<ServiceStage, number>(); // of the current or last round
-  readonly stageDurations = new Map<ServiceStage, Histogram>();
-  readonly bytes = { in: new Map<ServiceStage, number>(), out: new Map<ServiceStage, number>() };
-  readonly closes = new Map<string, number>();
-  /** Protocol messages the service refused (the state machine's error, or the stage's frame limit), by code. */
-  readonly refused = new Map<string, number>();
-  connections = 0;
-  /** Connections that have not finished their hello (within `connections`). */
-  pending = 0;
-  waiting = 0;
-  roundRunning = 0;
+  /** This server's registry: `/metrics` serves `register.metrics()` as `register.contentType`. */
+  readonly register: Registry = new Registry();
+  /** Rounds that ended, by outcome, including the history's (after a restart); /api/status's totals. */
+  readonly rounds: { completed: number; aborted: number } = { completed: 0, aborted: 0 };
+
+  private readonly roundsTotal: Counter<'outcome'>;
+  private readonly aborts: Counter<'code'>;
+  private readonly roundDuration: Histogram<'outcome'>;
+  private readonly lastCompleted: Gauge;
+  private readonly running: Gauge;
+  private readonly stageClientsLive: Gauge<'stage'>;
+  private readonly stageClientsTotal: Counter<'stage' | 'outcome'>;
+  private readonly stageDuration: Histogram<'stage'>;
+  private readonly bytes: Counter<'direction' | 'stage'>;
+  private readonly refused: Counter<'code'>;
+  private readonly closes: Counter<'reason'>;
+  private readonly connectionsGauge: Gauge;
+  private readonly pendingGauge: Gauge;
+  private readonly waitingGauge: Gauge;
+
+  constructor() {
+    const registers = [this.register];
+    collectDefaultMetrics({ register: this.register });
+    new Gauge({
+      name: 'secagg_build_info',
+      help: 'The running secagg version and Node.js version (always 1).',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: packageVersion(), node: process.version }, 1);
+    this.roundsTotal = new Counter({ name: 'secagg_rounds_total', help: 'Rounds that ended, by outcome.', labelNames: ['outcome'], registers });
+    this.aborts = new Counter({
+      name: 'secagg_round_aborts_total',
+      help: 'Rounds aborted since the server started, by code (a SecAggError code, ERR_SHUTDOWN, ERR_INTERNAL).',
+      labelNames: ['code'],
+      registers,
+    });
+    this.roundDuration = new Histogram({
+      name: 'secagg_round_duration_seconds',
+      help: 'Duration of each round, from its start to its end, by outcome.',
+      labelNames: ['outcome'],
+      buckets: ROUND_BUCKETS,
+      registers,
+    });
+    this.lastCompleted = new Gauge({
+      name: 'secagg_last_completed_round_timestamp_seconds',
+      help: 'When the last completed round ended (Unix time, seconds; 0: none yet).',
+      registers,
+    });
+    this.running = new Gauge({ name: 'secagg_round_running', help: 'Whether a round is running.', registers });
+    this.stageClientsLive = new Gauge({
+      name: 'secagg_round_stage_clients',
+      help: 'Clients whose message the current (or last) round accepted, per stage.',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.stageClientsTotal = new Counter({
+      name: 'secagg_stage_clients_total',
+      help: 'Per stage of every ended round: clients whose message was accepted, and clients of the previous stage (the cohort for advertise) whose message was not (dropped).',
+      labelNames: ['stage', 'outcome'],
+      registers,
+    });
+    this.stageDuration = new Histogram({
+      name: 'secagg_stage_duration_seconds',
+      help: 'Duration of each protocol stage.',
+      labelNames: ['stage'],
+      buckets: STAGE_BUCKETS,
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'secagg_bytes_total',
+      help: 'Protocol bytes received from / sent to clients, per stage.',
+      labelNames: ['direction', 'stage'],
+      registers,
+    });
+    this.refused = new Counter({
+      name: 'secagg_messages_refused_total',
+      help: 'Protocol messages refused (not used by the round), by code.',
+      labelNames: ['code'],
+      registers,
+    });
+    this.closes = new Counter({
+      name: 'secagg_connections_closed_total',
+      help: 'Connections the server closed, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.connectionsGauge = new Gauge({ name: 'secagg_connections', help: 'Open WebSocket connections.', registers });
+    this.pendingGauge = new Gauge({
+      name: 'secagg_pending_connections',
+      help: 'Open WebSocket connections that have not finished their hello.',
+      registers,
+    });
+    this.waitingGauge = new Gauge({ name: 'secagg_waiting_clients', help: 'Authenticated clients waiting for a round.', registers });
+    // Series that exist from the start, at 0, so rates and alerts need no "absent" case.
+    for (const outcome of ['completed', 'aborted'] as const) this.roundsTotal.inc({ outcome }, 0);
+    for (const stage of SERVICE_STAGES) {
+      this.stageClientsLive.set({ stage }, 0);
+      for (const direction of ['in', 'out'] as const) this.bytes.inc({ direction, stage }, 0);
+    }
+  }
+
+  set connections(n: number) {
+    this.connectionsGauge.set(n);
+  }
+  set pending(n: number) {
+    this.pendingGauge.set(n);
+  }
+  set waiting(n: number) {
+    this.waitingGauge.set(n);
+  }
+
+  /** The rounds the history holds from before this process (the totals go on from them); `lastCompletedAt`: ms since the epoch. */
+  restore(history: { completed: number; aborted: number }, lastCompletedAt: number | undefined): void {
+    this.rounds.completed += history.completed;
+    this.rounds.aborted += history.aborted;
+    this.roundsTotal.inc({ outcome: 'completed' }, history.completed);
+    this.roundsTotal.inc({ outcome: 'aborted' }, history.aborted);
+    if (lastCompletedAt !== undefined) this.lastCompleted.set(lastCompletedAt / 1000);
+  }
+
+  roundStarted(): void {
+    this.running.set(1);
+    for (const stage of SERVICE_STAGES) this.stageClientsLive.set({ stage }, 0);
+  }
+
+  /** The live round's accepted clients per stage (after each step). */
+  stageProgress(record: RoundRecord): void {
+    for (const stage of SERVICE_STAGES) this.stageClientsLive.set({ stage }, record.stages[stage]?.clients ?? 0);
+  }
+
+  /** A round ended (its record has its outcome, code and end time). */
+  roundEnded(record: RoundRecord): void {
+    const outcome = record.outcome === 'completed' ? 'completed' : 'aborted';
+    this.rounds[outcome]++;
+    this.roundsTotal.inc({ outcome });
+    if (outcome === 'aborted') this.aborts.inc({ code: record.code ?? 'ERR_INTERNAL' });
+    const endedAt = record.endedAt ?? Date.now();
+    this.roundDuration.observe({ outcome }, (endedAt - record.startedAt) / 1000);
+    if (outcome === 'completed') this.lastCompleted.set(endedAt / 1000);
+    this.running.set(0);
+    this.stageProgress(record);
+    // Each stage asks the clients the previous one accepted (advertise: the cohort); those it did not accept dropped out there.
+    let asked = record.params.cohort;
+    for (const stage of SERVICE_STAGES) {
+      const rec = record.stages[stage];
+      if (!rec) continue;
+      this.stageClientsTotal.inc({ stage, outcome: 'accepted' }, rec.clients);
+      this.stageClientsTotal.inc({ stage, outcome: 'dropped' }, Math.max(0, asked - rec.clients));
+      asked = rec.clients;
+    }
+  }
 
   observeStage(stage: ServiceStage, seconds: number): void {
-    let h = this.stageDurations.get(stage);
-    if (!h) this.stageDurations.set(stage, (h = { counts: STAGE_BUCKETS.map(() => 0), sum: 0, count: 0 }));
-    STAGE_BUCKETS.forEach((b, i) => {
-      if (seconds <= b) h.counts[i]!++;
-    });
-    h.sum += seconds;
-    h.count++;
+    this.stageDuration.observe({ stage }, seconds);
   }
 
   addBytes(direction: 'in' | 'out', stage: ServiceStage, n: number): void {
-    const m = this.bytes[direction];
-    m.set(stage, (m.get(stage) ?? 0) + n);
+    this.bytes.inc({ direction, stage }, n);
   }
 
   refusedMessage(code: string): void {
-    this.refused.set(code, (this.refused.get(code) ?? 0) + 1);
+    this.refused.inc({ code });
   }
 
   closed(reason: string): void {
-    this.closes.set(reason, (this.closes.get(reason) ?? 0) + 1);
-  }
-
-  render(): string {
-    const out: string[] = [];
-    const head = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    head('secagg_rounds_total', 'counter', 'Rounds that ended, by outcome.');
-    for (const [k, v] of Object.entries(this.rounds)) out.push(`secagg_rounds_total{outcome="${k}"} ${v}`);
-    head('secagg_round_running', 'gauge', 'Whether a round is running.');
-    out.push(`secagg_round_running ${this.roundRunning}`);
-    head('secagg_stage_clients', 'gauge', 'Clients whose message the current (or last) round accepted, per stage.');
-    for (const s of SERVICE_STAGES) out.push(`secagg_stage_clients{stage="${s}"} ${this.stageClients.get(s) ?? 0}`);
-    head('secagg_stage_duration_seconds', 'histogram', 'Duration of each protocol stage.');
-    for (const s of SERVICE_STAGES) {
-      const h = this.stageDurations.get(s);
-      if (!h) continue;
-      STAGE_BUCKETS.forEach((b, i) => out.push(`secagg_stage_duration_seconds_bucket{stage="${s}",le="${b}"} ${h.counts[i]}`));
-      out.push(`secagg_stage_duration_seconds_bucket{stage="${s}",le="+Inf"} ${h.count}`);
-      out.push(`secagg_stage_duration_seconds_sum{stage="${s}"} ${h.sum}`, `secagg_stage_duration_seconds_count{stage="${s}"} ${h.count}`);
-    }
-    head('secagg_bytes_total', 'counter', 'Protocol bytes received from / sent to clients, per stage.');
-    for (const dir of ['in', 'out'] as const)
-      for (const s of SERVICE_STAGES) out.push(`secagg_bytes_total{direction="${dir}",stage="${s}"} ${this.bytes[dir].get(s) ?? 0}`);
-    head('secagg_connections', 'gauge', 'Open WebSocket connections.');
-    out.push(`secagg_connections ${this.connections}`);
-    head('secagg_pending_connections', 'gauge', 'Open WebSocket connections that have not finished their hello.');
-    out.push(`secagg_pending_connections ${this.pending}`);
-    head('secagg_messages_refused_total', 'counter', 'Protocol messages refused (not used by the round), by code.');
-    for (const [k, v] of this.refused) out.push(`secagg_messages_refused_total{code="${k}"} ${v}`);
-    head('secagg_waiting_clients', 'gauge', 'Authenticated clients waiting for a round.');
-    out.push(`secagg_waiting_clients ${this.waiting}`);
-    head('secagg_connections_closed_total', 'counter', 'Connections the server closed, by reason.');
-    for (const [k, v] of this.closes) out.push(`secagg_connections_closed_total{reason="${k}"} ${v}`);
-    return out.join('\n') + '\n';
+    this.closes.inc({ reason });
   }
 }

@@ -21,7 +21,7 @@ import { CLOSE_ON_REFUSAL, type Conn, type Connections } from './connection.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { cohortParameters, type ServiceOptions } from './options.js';
-import { SERVICE_STAGES, type RoundRecord, type RoundStore, type StageRecord } from './store.js';
+import type { RoundRecord, RoundStore, StageRecord } from './store.js';
 import type { LiveRound, PublishedResult } from './types.js';
 
 export interface ServiceRoundOptions {
@@ -115,7 +115,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     },
     onStage: (stage) => enterStage(stage),
     onStep: () => {
-      for (const s of SERVICE_STAGES) metrics.stageClients.set(s, record.stages[s]?.clients ?? 0);
+      metrics.stageProgress(record);
     },
     onDeadline: (instance) => log.log('info', 'stage deadline passed', { round: record.id, stage: instance }),
     onInternalError: (e) => log.log('error', 'unexpected error in the round', { round: record.id, error: String(e) }),
@@ -187,8 +187,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       rec.code = end.outcome === 'aborted' ? end.code : 'ERR_INTERNAL';
       rec.reason = end.outcome === 'aborted' ? end.reason : 'aborted';
     }
-    metrics.rounds[rec.outcome]++;
-    metrics.roundRunning = 0;
+    metrics.roundEnded(rec);
     await save();
     log.log(result ? 'info' : 'warn', result ? 'round completed' : 'round aborted', {
       round: rec.id,
@@ -244,8 +243,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     done: runner.ended,
     has: (c) => c.clientId !== undefined && members.get(c.clientId) === c,
     async begin() {
-      metrics.roundRunning = 1;
-      metrics.stageClients.clear();
+      metrics.roundStarted();
       // The first of the round's writes: every later save is queued behind it, so none can precede the round's row.
       await runner.persist(async () => {
         (record as { id: number }).id = await store.begin(base);

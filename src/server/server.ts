@@ -54,8 +54,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   const unmasker: WorkerUnmasker | undefined = o.unmaskWorkers > 0 ? createWorkerUnmasker({ workers: o.unmaskWorkers }) : undefined;
   const metrics = new Metrics();
   const history = await store.countOutcomes();
-  metrics.rounds.completed += history.completed;
-  metrics.rounds.aborted += history.aborted;
+  metrics.restore(history, (await store.list({ limit: 100 })).find((r) => r.outcome === 'completed')?.endedAt ?? undefined);
   const maxPayload = maxServiceFrameBytes(o);
 
   const waiting = new Set<Conn>();
