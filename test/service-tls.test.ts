@@ -13,7 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { WebSocketConstructor } from '../src/transport/socket.js';
-import { nextResult, nodeClient, plaintextSum, startServer, vector } from './serviceHelpers.js';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { nextResult, nodeClient, plaintextSum, startServer, token, vector } from './serviceHelpers.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 function selfSigned(dir: string): { cert: string; key: string } {
   const cert = join(dir, 'cert.pem');
@@ -99,6 +104,58 @@ test('a TLS service: a round over wss:// with clients that trust its CA; plain w
         ws.on('error', (e) => ok((e as NodeJS.ErrnoException).code ?? (e as Error).message));
       });
       assert.match(untrusted, /SELF_SIGNED|CERT|UNABLE_TO_VERIFY/);
+    } finally {
+      await server.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('secagg client --ca FILE takes part in a round over wss:// with a private CA; without --ca it fails fast with the TLS cause', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'secagg-tls-'));
+  try {
+    const tls = selfSigned(dir);
+    const caFile = join(dir, 'ca.pem');
+    writeFileSync(caFile, tls.cert);
+    const m = 64;
+    const cliInput = Array.from({ length: m }, (_, i) => (i * 7 + 3) % 65536);
+    const inputFile = join(dir, 'input.json');
+    writeFileSync(inputFile, JSON.stringify(cliInput));
+    const server = await startServer({ tls, minClients: 3 });
+    try {
+      const run = (args: string[]) =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((ok) => {
+          const p = spawn(process.execPath, [CLI, 'client', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          p.stdout.on('data', (d) => (stdout += d));
+          p.stderr.on('data', (d) => (stderr += d));
+          p.on('close', (code) => ok({ code, stdout, stderr }));
+        });
+      // Without --ca: the self-signed certificate is refused, once, with its cause.
+      const refused = await run(['--url', server.url, '--token', token('cli-no-ca'), '--random', String(m), '--rounds', '1']);
+      assert.equal(refused.code, 3, refused.stderr);
+      assert.match(refused.stderr, /not retried/);
+      assert.match(refused.stderr, /self[- ]signed|certificate/i);
+      // With --ca: it joins two library clients that trust the CA, and the sum includes its input.
+      class TrustingWebSocket extends WebSocket {
+        constructor(url: string, protocols?: string | string[]) {
+          super(url, protocols, { ca: tls.cert });
+        }
+      }
+      const result = nextResult(server);
+      const cli = run(['--url', server.url, '--ca', caFile, '--token', token('cli-ca'), '--input', inputFile, '--rounds', '1']);
+      const clients = [0, 1].map((i) =>
+        nodeClient(server, `lib-${i}`, vector(80 + i, m, 16), { WebSocket: TrustingWebSocket as unknown as WebSocketConstructor, rounds: 1 }),
+      );
+      const r = await result;
+      assert.equal(r.included.length, 3);
+      assert.deepEqual(r.sum, plaintextSum([...clients.map((c) => c.input), Uint32Array.from(cliInput)], m, 16));
+      const done = await cli;
+      assert.equal(done.code, 0, done.stderr);
+      assert.equal(JSON.parse(done.stdout.trim().split('\n').pop()!).included, true);
+      await Promise.all(clients.map((c) => c.done));
     } finally {
       await server.close();
     }

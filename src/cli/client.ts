@@ -1,5 +1,6 @@
 import { randomRingVector } from '../sim/random.js';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import WebSocket from 'ws';
 import { participate, isClientError, type RoundInfo, type ParticipateOptions } from '../client/index.js';
 import { generateIdentity, identityPublicKey, parseKey, toHex } from '../identity/index.js';
@@ -14,6 +15,7 @@ report per round on stdout.
 Options:
   --url URL        ws://host:port/ws of the service
   --token TOKEN    bearer token (or env SECAGG_TOKEN)
+  --ca FILE        PEM CA certificate(s) to trust for a wss:// service (besides the system's)
   --input FILE     the vector: a JSON array of integers, or raw little-endian uint32
   --random M       a random vector of M elements (< 2^bits of the round)
   --rounds R       rounds to take part in (default 1)
@@ -55,6 +57,7 @@ export async function runClient(argv: string[]): Promise<number> {
     {
       url: { type: 'string' },
       token: { type: 'string' },
+      ca: { type: 'string' },
       input: { type: 'string' },
       random: { type: 'string' },
       rounds: { type: 'string' },
@@ -128,7 +131,7 @@ export async function runClient(argv: string[]): Promise<number> {
       inputProvider,
       ...active,
       rounds: num(a.rounds, 'rounds', 1, 1, 1e9),
-      WebSocket: WebSocket as unknown as WebSocketConstructor,
+      WebSocket: socketFor(a.ca),
       onEvent: (e) => {
         if (e.type === 'finished') process.stdout.write(JSON.stringify(e.report) + '\n');
         else if (e.type === 'assigned') process.stderr.write(`round ${e.round.round}: assigned as client ${e.round.clientId}\n`);
@@ -158,4 +161,24 @@ export function loadOrCreateIdentity(path: string): Uint8Array {
   writeFileSync(path, toHex(seed) + '\n', { mode: 0o600, flag: 'wx' });
   process.stderr.write(`created a new identity in ${path}\n`);
   return seed;
+}
+
+/** The ws WebSocket, trusting the CA in `caFile` (PEM) as well when given: a private CA for wss://. */
+function socketFor(caFile: string | undefined): WebSocketConstructor {
+  if (caFile === undefined) return WebSocket as unknown as WebSocketConstructor;
+  let ca: string;
+  try {
+    ca = readFileSync(caFile, 'utf8');
+  } catch (e) {
+    return fail(`--ca: cannot read ${caFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) fail(`--ca: ${caFile} holds no PEM certificate`);
+  // Node's TLS replaces its default CAs with `ca`: add the bundled roots so public certificates still verify.
+  const cas = [ca, ...rootCertificates];
+  class TrustingWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { ca: cas });
+    }
+  }
+  return TrustingWebSocket as unknown as WebSocketConstructor;
 }
