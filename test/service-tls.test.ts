@@ -16,9 +16,18 @@ import type { WebSocketConstructor } from '../src/transport/socket.js';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { nextResult, nodeClient, plaintextSum, startServer, token, vector } from './serviceHelpers.js';
+import { assertSum, nextResult, nodeClient, plaintextSum, startServer, token, vector } from './serviceHelpers.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+/** The ws WebSocket trusting `ca`: what a remote client given the service's CA file uses. */
+function trusting(ca: string): WebSocketConstructor {
+  return class extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { ca });
+    }
+  } as unknown as WebSocketConstructor;
+}
 
 function selfSigned(dir: string): { cert: string; key: string } {
   const cert = join(dir, 'cert.pem');
@@ -68,26 +77,13 @@ test('a TLS service: a round over wss:// with clients that trust its CA; plain w
       });
       assert.equal(health, 200);
       // A client trusts the service's CA, as a remote client given the CA file would.
-      class TrustingWebSocket extends WebSocket {
-        constructor(url: string, protocols?: string | string[]) {
-          super(url, protocols, { ca: tls.cert });
-        }
-      }
+      const TrustingWebSocket = trusting(tls.cert);
       const m = 64;
       const result = nextResult(server);
-      const clients = [0, 1, 2].map((i) =>
-        nodeClient(server, `tls-${i}`, vector(60 + i, m, 16), { WebSocket: TrustingWebSocket as unknown as WebSocketConstructor, rounds: 1 }),
-      );
+      const clients = [0, 1, 2].map((i) => nodeClient(server, `tls-${i}`, vector(60 + i, m, 16), { WebSocket: TrustingWebSocket, rounds: 1 }));
       const r = await result;
       assert.equal(r.included.length, 3);
-      assert.deepEqual(
-        r.sum,
-        plaintextSum(
-          clients.map((c) => c.input),
-          m,
-          16,
-        ),
-      );
+      assertSum(r, clients, m, 16);
       await Promise.all(clients.map((c) => c.done));
       // Plain ws:// to the TLS port: the HTTP upgrade never happens.
       const plain = await new Promise<string>((ok) => {
@@ -139,16 +135,10 @@ test('secagg client --ca FILE takes part in a round over wss:// with a private C
       assert.match(refused.stderr, /not retried/);
       assert.match(refused.stderr, /self[- ]signed|certificate/i);
       // With --ca: it joins two library clients that trust the CA, and the sum includes its input.
-      class TrustingWebSocket extends WebSocket {
-        constructor(url: string, protocols?: string | string[]) {
-          super(url, protocols, { ca: tls.cert });
-        }
-      }
+      const TrustingWebSocket = trusting(tls.cert);
       const result = nextResult(server);
       const cli = run(['--url', server.url, '--ca', caFile, '--token', token('cli-ca'), '--input', inputFile, '--rounds', '1']);
-      const clients = [0, 1].map((i) =>
-        nodeClient(server, `lib-${i}`, vector(80 + i, m, 16), { WebSocket: TrustingWebSocket as unknown as WebSocketConstructor, rounds: 1 }),
-      );
+      const clients = [0, 1].map((i) => nodeClient(server, `lib-${i}`, vector(80 + i, m, 16), { WebSocket: TrustingWebSocket, rounds: 1 }));
       const r = await result;
       assert.equal(r.included.length, 3);
       assert.deepEqual(r.sum, plaintextSum([...clients.map((c) => c.input), Uint32Array.from(cliInput)], m, 16));

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTokenVerifier, signJwt, signToken } from '../src/server/token.js';
 import { identityPublicKey } from '../src/identity/index.js';
-import { nextResult, nodeClient, plaintextSum, SECRET, startServer, vector } from './serviceHelpers.js';
+import { assertSum, nextResult, nodeClient, SECRET, startServer, vector } from './serviceHelpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, '..', 'src', 'cli', 'main.js');
@@ -95,14 +95,7 @@ describe('JWTs at the service', () => {
       const clients = tokens.map(([name, tok], i) => nodeClient(server, name, vector(40 + i, m, 16), { token: tok, rounds: 1 }));
       const r = await result;
       assert.equal(r.included.length, 4);
-      assert.deepEqual(
-        r.sum,
-        plaintextSum(
-          clients.map((c) => c.input),
-          m,
-          16,
-        ),
-      );
+      assertSum(r, clients, m, 16);
       await Promise.all(clients.map((c) => c.done));
     } finally {
       await server.close();

@@ -51,15 +51,20 @@ export const CLIENT_KIND_STAGE: { readonly [K in ClientKind]: Stage | 'any' } = 
   abort: 'any',
 };
 
-/** The one message kind a client sends in each server stage (besides abort). */
-export const STAGE_CLIENT_KIND: { readonly [S in Stage]: ClientKind } = {
-  advertise: 'advertiseKeys',
-  view: 'viewSignature',
-  share: 'shareKeys',
-  masked: 'maskedInput',
-  consistency: 'consistencySignature',
-  unmask: 'unmaskResponse',
-};
+/**
+ * The one message kind a client sends in each server stage (besides abort): CLIENT_KIND_STAGE read
+ * the other way, so the two cannot disagree. Each stage must be named by exactly one kind.
+ */
+export const STAGE_CLIENT_KIND: { readonly [S in Stage]: ClientKind } = (() => {
+  const out: Partial<Record<Stage, ClientKind>> = {};
+  for (const [kind, stage] of Object.entries(CLIENT_KIND_STAGE) as [ClientKind, Stage | 'any'][]) {
+    if (stage === 'any') continue;
+    if (out[stage] !== undefined) throw new Error(`stage table: ${out[stage]} and ${kind} both answer ${stage}`);
+    out[stage] = kind;
+  }
+  for (const stage of STAGES) if (out[stage] === undefined) throw new Error(`stage table: no client kind answers ${stage}`);
+  return out as { readonly [S in Stage]: ClientKind };
+})();
 
 /** The message kind a client sends in this server stage (besides abort, always allowed); undefined for any other stage. */
 export function clientKindForStage(stage: string): ClientKind | undefined {

@@ -195,20 +195,18 @@ class Reader {
     if (v > 1) throw bad(`${what}: flag ${v}`);
     return v === 1;
   }
-  /** A byte string; `length` pins its size when the format knows it. */
-  bytes(what: string, length?: number): Uint8Array {
+  /** A byte string; `length` pins its size when the format knows it, `max` bounds it otherwise. */
+  bytes(what: string, length?: number, max = Number.MAX_SAFE_INTEGER): Uint8Array {
     const n = this.u32(what);
     if (length !== undefined && n !== length) throw bad(`${what} is ${n} bytes, not ${length}`);
+    if (n > max) throw bad(`${what} of ${n} bytes`);
     this.need(n, what);
     const out = this.b.slice(this.at, this.at + n);
     this.at += n;
     return out;
   }
   str(what: string, max = 1 << 16): string {
-    const n = this.u32(what);
-    if (n > max) throw bad(`${what} of ${n} bytes`);
-    this.at -= 4;
-    const b = this.bytes(what);
+    const b = this.bytes(what, undefined, max);
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(b);
     } catch {
