@@ -10,14 +10,15 @@ import {
   type StaticTokenEntry,
 } from '../server/index.js';
 import { parseKey } from '../identity/index.js';
+import { isLoopback } from '../server/options.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import type { Degree } from '../protocol/config.js';
 import { fail, intFlag as num, parseFlags } from './args.js';
 
 export const SERVE_HELP = `Usage: secagg serve [options]
 
-Runs the aggregation service: HTTP (dashboard at /, /metrics, /healthz, /api/status) and WebSocket
-(/ws) on one port. Logs are JSON lines on stderr. SIGTERM/SIGINT let the running round finish
+Runs the aggregation service: the clients' WebSocket (/ws) and /healthz on --port, and the admin
+surface (dashboard at /, /metrics, /api/status, /api/rounds) where --admin says. Logs are JSON lines on stderr. SIGTERM/SIGINT let the running round finish
 within --grace, else abort it and record why.
 
 Options:
@@ -55,6 +56,14 @@ Options:
                          of them from one IPv4 address / IPv6 /64 (default 8; raise it behind a
                          reverse proxy, where every client has the proxy's address)
   --max-refused N        close a connection after N refused protocol messages in a round (default 8)
+  --admin WHERE          the admin surface: client-port | off | [HOST:]PORT (a listener of its own;
+                         HOST default 127.0.0.1). Default: client-port when --host is loopback,
+                         else 127.0.0.1:8081 — never on a client port other machines can reach
+                         unless asked for
+  --admin-token LIST     bearer tokens (comma-separated, or env SECAGG_ADMIN_TOKEN) that /metrics
+                         and /api/* require (the dashboard page takes one as #token=…)
+  --allowed-origins LIST browser origins (https://app.example.com, comma-separated; * = any) that
+                         may open the WebSocket; others get HTTP 403. Default: any
   --results-token LIST   bearer tokens (comma-separated, or env SECAGG_RESULTS_TOKEN) that
                          /api/rounds and /api/rounds/:id (the sums) require; default: open
   --rounds R             stop starting rounds after R (default: no limit)
@@ -103,6 +112,9 @@ export async function runServe(argv: string[]): Promise<number> {
       'max-pending-per-address': { type: 'string' },
       'max-refused': { type: 'string' },
       'results-token': { type: 'string' },
+      admin: { type: 'string' },
+      'admin-token': { type: 'string' },
+      'allowed-origins': { type: 'string' },
       rounds: { type: 'string' },
       history: { type: 'string' },
       workers: { type: 'string' },
@@ -166,9 +178,14 @@ export async function runServe(argv: string[]): Promise<number> {
     .map((t) => t.trim())
     .filter((t) => t.length > 0);
   if (a['results-token'] !== undefined && resultsTokens.length === 0) fail('--results-token: give at least one token');
+  const adminTokens = list(a['admin-token'] ?? process.env['SECAGG_ADMIN_TOKEN']);
+  if (a['admin-token'] !== undefined && adminTokens.length === 0) fail('--admin-token: give at least one token');
+  const host = a.host ?? '127.0.0.1';
+  const origins = a['allowed-origins'] !== undefined ? list(a['allowed-origins']) : undefined;
+  if (origins !== undefined && origins.length === 0) fail('--allowed-origins: give at least one origin (or *)');
   const options: Partial<ServiceOptions> = {
     port: num(a.port, 'port', 8080, 0, 65535),
-    host: a.host ?? '127.0.0.1',
+    host,
     tokens,
     ...(secret !== undefined ? { secret } : {}),
     ...tlsOption(a['tls-cert'], a['tls-key']),
@@ -191,6 +208,9 @@ export async function runServe(argv: string[]): Promise<number> {
     maxPendingPerAddress: num(a['max-pending-per-address'], 'max-pending-per-address', 8, 1, 1_000_000),
     maxRefusedMessages: num(a['max-refused'], 'max-refused', 8, 1, 1_000_000),
     resultsTokens,
+    adminTokens,
+    admin: parseAdmin(a.admin, host),
+    ...(origins !== undefined ? { allowedOrigins: origins } : {}),
     ...(a.rounds !== undefined ? { maxRounds: num(a.rounds, 'rounds', 0, 1, 1e9) } : {}),
     ...(history !== '' ? { store: openHistory(history, a.history !== undefined) } : {}),
     ...(a.workers !== undefined ? { unmaskWorkers: num(a.workers, 'workers', 0, 0, 64) } : {}),
@@ -209,9 +229,25 @@ export async function runServe(argv: string[]): Promise<number> {
     if (e instanceof RangeError || e instanceof TypeError) fail(e.message);
     throw e;
   }
-  process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.httpUrl, mode }) + '\n');
+  process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.adminUrl ?? null, mode }) + '\n');
   await untilSignal(server, grace);
   return 0;
+}
+
+const list = (v: string | undefined): string[] =>
+  (v ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+
+/** --admin: client-port | off | [HOST:]PORT; default client-port on loopback, else 127.0.0.1:8081. */
+export function parseAdmin(v: string | undefined, host: string): ServiceOptions['admin'] {
+  if (v === undefined) return isLoopback(host) ? 'client-port' : { host: '127.0.0.1', port: 8081 };
+  if (v === 'client-port' || v === 'off') return v;
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):)?(\d+)$/.exec(v);
+  if (!m) return fail(`--admin must be client-port, off or [HOST:]PORT, got '${v}'`);
+  const adminHost = m[1]?.replace(/^\[(.*)\]$/, '$1');
+  return { port: num(m[2], 'admin port', 0, 0, 65535), ...(adminHost !== undefined ? { host: adminHost } : {}) };
 }
 
 /**

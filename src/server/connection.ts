@@ -297,6 +297,7 @@ export function createConnections(co: ConnectionsOptions): Connections {
   // (ws's default: 30 s).
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_BYTES, perMessageDeflate: false, ...({ closeTimeout: 5_000 } as object) });
 
+  const allowedOrigins = o.allowedOrigins ? new Set(o.allowedOrigins) : undefined;
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (co.closing()) {
       socket.destroy();
@@ -304,6 +305,14 @@ export function createConnections(co: ConnectionsOptions): Connections {
     }
     if (new URL(req.url ?? '/', 'http://x').pathname !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+      return;
+    }
+    // A browser page from an origin not allowed: refused before the upgrade (no WebSocket).
+    const origin = req.headers.origin;
+    if (allowedOrigins && origin !== undefined && !allowedOrigins.has('*') && !allowedOrigins.has(origin.toLowerCase())) {
+      metrics.closed('origin');
+      log.log('info', 'upgrade refused: origin not allowed', { remote: req.socket.remoteAddress, origin: origin.slice(0, 200) });
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', () => socket.destroy());
       return;
     }
     // Handshakes have their own small budget, per source and in all, so sockets that never

@@ -1,7 +1,9 @@
 /**
- * The service's HTTP side: the dashboard (/), /healthz, /metrics (Prometheus text, prom-client), /api/status and
- * the round history (/api/rounds, /api/rounds/:id — the sums, behind the results tokens when set).
- * GET only. It reads the service through the callbacks it is given and changes nothing.
+ * The service's HTTP side: /healthz on every listener, and the admin surface — the dashboard (/),
+ * /metrics (Prometheus text, prom-client), /api/status and the round history (/api/rounds,
+ * /api/rounds/:id — the sums) — on the listener that serves it (the client port or a listener of
+ * its own: ServiceOptions.admin), behind the admin tokens when set (and the results tokens for the
+ * history). GET only. It reads the service through the callbacks it is given and changes nothing.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -14,7 +16,11 @@ export interface HttpOptions {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly store: RoundStore;
-  /** Bearer tokens that may read round results; empty: open. */
+  /** This listener serves the admin surface (else only /healthz). */
+  readonly admin: boolean;
+  /** Bearer tokens the admin surface requires on /metrics and /api/*; empty: open. */
+  readonly adminTokens: readonly string[];
+  /** Bearer tokens that may read round results (besides the admin tokens); both empty: open. */
   readonly resultsTokens: readonly string[];
   /** The body of /api/status. */
   readonly status: () => Promise<unknown>;
@@ -27,17 +33,22 @@ export interface HttpOptions {
 /** The request handler of the service's HTTP server. */
 export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { log, metrics, store } = o;
-  const resultsTokens = o.resultsTokens.map(digest);
+  const adminTokens = o.adminTokens.map(digest);
+  const resultsTokens = [...adminTokens, ...o.resultsTokens.map(digest)];
 
-  /** With `resultsTokens` set, reading results needs one of them as a bearer token (compared as SHA-256 digests, in constant time). */
-  const resultsAuthorized = (req: IncomingMessage): boolean => {
-    if (resultsTokens.length === 0) return true;
+  /** No tokens: open; else the request's bearer token must be one of them (compared as SHA-256 digests, in constant time). */
+  const authorized = (req: IncomingMessage, tokens: readonly Buffer[]): boolean => {
+    if (tokens.length === 0) return true;
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
     if (!m) return false;
     const got = digest(m[1]!);
     let ok = false;
-    for (const t of resultsTokens) ok = timingSafeEqual(t, got) || ok;
+    for (const t of tokens) ok = timingSafeEqual(t, got) || ok;
     return ok;
+  };
+  const unauthorized = (res: ServerResponse, what: string) => {
+    res.setHeader('www-authenticate', 'Bearer realm="secagg admin"');
+    return json(res, 401, { error: `${what} needs Authorization: Bearer <token>` });
   };
 
   const json = (res: ServerResponse, code: number, body: unknown) =>
@@ -47,7 +58,6 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
     const url = new URL(req.url ?? '/', 'http://x');
     try {
       if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
-      if (url.pathname === '/' || url.pathname === '/index.html') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
       if (url.pathname === '/healthz') {
         const closing = o.closing();
         return json(res, closing ? 503 : 200, {
@@ -56,22 +66,27 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
           memory: { rss: process.memoryUsage.rss(), maxRss: process.resourceUsage().maxRSS * 1024 },
         });
       }
+      if (!o.admin) return json(res, 404, { error: 'not found' });
+      if (url.pathname === '/' || url.pathname === '/index.html') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
+      const m = /^\/api\/rounds\/(\d+)$/.exec(url.pathname);
+      if (m || url.pathname === '/api/rounds') {
+        if (!authorized(req, resultsTokens)) return unauthorized(res, 'round results');
+      } else if (!authorized(req, adminTokens)) return unauthorized(res, url.pathname);
       if (url.pathname === '/metrics') {
         const text = await metrics.register.metrics();
         return res.writeHead(200, { 'content-type': metrics.register.contentType, 'cache-control': 'no-store' }).end(text);
       }
       if (url.pathname === '/api/status') return json(res, 200, await o.status());
-      const m = /^\/api\/rounds\/(\d+)$/.exec(url.pathname);
-      if ((m || url.pathname === '/api/rounds') && !resultsAuthorized(req)) {
-        res.setHeader('www-authenticate', 'Bearer realm="secagg results"');
-        return json(res, 401, { error: 'round results need Authorization: Bearer <results token>' });
-      }
       if (m) {
         const r = await store.get(Number(m[1]));
         if (!r) return json(res, 404, { error: 'no such round' });
         return json(res, 200, { ...r, sum: r.sum ? Array.from(r.sum) : null });
       }
-      if (url.pathname === '/api/rounds') return json(res, 200, await store.list({ limit: Number(url.searchParams.get('limit') ?? 100) }));
+      if (url.pathname === '/api/rounds') {
+        const limit = Number(url.searchParams.get('limit') ?? 100);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) return json(res, 400, { error: 'limit must be an integer in [1, 10000]' });
+        return json(res, 200, await store.list({ limit }));
+      }
       return json(res, 404, { error: 'not found' });
     } catch (e) {
       log.log('error', 'http error', { path: url.pathname, error: String(e) });

@@ -3,6 +3,7 @@
  * Node-only; the package root stays browser-safe.
  */
 export { createServer, type SecAggServer, type ServiceOptions, type PublishedResult, type ServiceStatus, type LiveRound } from './server.js';
+export type { AdminPlacement } from './options.js';
 export {
   signToken,
   signJwt,

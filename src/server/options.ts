@@ -122,7 +122,33 @@ export interface ServiceOptions {
   readonly tls: { readonly cert: string | Uint8Array; readonly key: string | Uint8Array } | undefined;
   /** WebSocket ping interval, ms (default 15,000; 0 = off). A connection that has not answered the previous ping is dropped. */
   readonly keepAliveIntervalMs: number;
+  /**
+   * Where the admin surface — the dashboard, /metrics, /api/status and /api/rounds (the sums) — is
+   * served: `'client-port'` (with the clients' WebSocket), `{ port, host? }` (a listener of its own;
+   * host default 127.0.0.1, port 0 picks a free one; TLS too when `tls` is set and the host is not
+   * loopback) or `'off'`. Default: `'client-port'` when `host` is a loopback address, else
+   * `{ host: '127.0.0.1', port: 0 }` — never on a client port reachable from other machines unless
+   * asked for. /healthz stays on the client port in every case (for load balancers).
+   */
+  readonly admin: AdminPlacement | undefined;
+  /**
+   * Bearer tokens the admin surface requires on /metrics and /api/* (the dashboard page and its
+   * script are static and load without one; the page sends the token given in its URL fragment,
+   * `#token=…`). Default none: open. A results token (`resultsTokens`) also reads /api/rounds.
+   */
+  readonly adminTokens: readonly string[];
+  /**
+   * Browser origins allowed to open the WebSocket (`https://app.example.com`, scheme://host[:port]);
+   * an upgrade whose Origin header is not one of them is refused with HTTP 403 before any
+   * WebSocket exists. `'*'` allows any. Requests without an Origin header (Node, native clients —
+   * which can claim any origin anyway) are not affected: this keeps other sites' pages from using
+   * visitors' browsers against the service, it is not authentication. Default: any origin.
+   */
+  readonly allowedOrigins: readonly string[] | undefined;
 }
+
+/** Where the admin surface listens: see ServiceOptions.admin. */
+export type AdminPlacement = 'client-port' | 'off' | { readonly port: number; readonly host?: string };
 
 const DEFAULTS: Omit<ServiceOptions, 'logger' | 'unmaskWorkers'> = {
   port: 0,
@@ -156,6 +182,9 @@ const DEFAULTS: Omit<ServiceOptions, 'logger' | 'unmaskWorkers'> = {
   issuerKey: undefined,
   tls: undefined,
   keepAliveIntervalMs: 15_000,
+  admin: undefined,
+  adminTokens: [],
+  allowedOrigins: undefined,
 };
 
 /**
@@ -208,6 +237,13 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
     if (!((Number.isInteger(o[name]) && o[name] >= 1) || o[name] === Infinity)) throw new RangeError(`${name} must be an integer ≥ 1 (or Infinity)`);
   if (!Array.isArray(o.resultsTokens) || !o.resultsTokens.every((t) => typeof t === 'string' && t.length > 0))
     throw new TypeError('resultsTokens must be a list of non-empty strings');
+  if (!Array.isArray(o.adminTokens) || !o.adminTokens.every((t) => typeof t === 'string' && t.length > 0))
+    throw new TypeError('adminTokens must be a list of non-empty strings');
+  checkAdmin(o.admin);
+  if (o.allowedOrigins !== undefined) {
+    if (!Array.isArray(o.allowedOrigins)) throw new TypeError('allowedOrigins must be a list of origins');
+    for (const origin of o.allowedOrigins) checkOrigin(origin);
+  }
   if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.save !== 'function'))
     throw new TypeError('store must be a RoundStore');
   if (o.historyFile !== undefined && (typeof o.historyFile !== 'string' || o.historyFile.length === 0))
@@ -220,6 +256,41 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
     throw new RangeError('issuerKey must be a 32-byte Ed25519 public key');
   checkThresholdOptions(o);
   return o;
+}
+
+function checkAdmin(admin: unknown): void {
+  if (admin === undefined || admin === 'client-port' || admin === 'off') return;
+  if (typeof admin !== 'object' || admin === null) throw new TypeError("admin must be 'client-port', 'off' or { port, host? }");
+  const { port, host } = admin as { port?: unknown; host?: unknown };
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new RangeError('admin.port must be an integer in [0, 65535]');
+  if (host !== undefined && (typeof host !== 'string' || host.length === 0)) throw new TypeError('admin.host must be a non-empty string');
+}
+
+/** An allowed origin is '*' or exactly what a browser sends: scheme://host[:port], lower case, no path. */
+function checkOrigin(origin: unknown): void {
+  if (origin === '*') return;
+  if (typeof origin !== 'string') throw new TypeError('allowedOrigins entries must be strings');
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(origin);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') || parsed.origin !== origin)
+    throw new RangeError(
+      `allowedOrigins: '${origin}' is not an origin (scheme://host[:port], lower case, no path or trailing slash${parsed ? `; did you mean '${parsed.origin}'?` : ''})`,
+    );
+}
+
+/** The admin surface's placement once defaults are applied: see ServiceOptions.admin. */
+export function adminPlacement(o: Pick<ServiceOptions, 'admin' | 'host'>): 'client-port' | 'off' | { readonly port: number; readonly host: string } {
+  const a = o.admin ?? (isLoopback(o.host) ? 'client-port' : { port: 0 });
+  return typeof a === 'string' ? a : { port: a.port, host: a.host ?? '127.0.0.1' };
+}
+
+/** A loopback interface name or address (only this machine can reach it). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host);
 }
 
 /**

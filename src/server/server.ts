@@ -5,11 +5,12 @@
  * are published to subscribers and stored; aborted ones are stored with their reason and never
  * publish a sum.
  *
- * This file composes the parts and owns the waiting room (who waits, when a round starts):
+ * This file composes the parts, owns the waiting room (who waits, when a round starts) and the
+ * listeners (the client port; the admin surface on it or on a listener of its own):
  * - options.ts — the options, their defaults and their checks;
  * - connection.ts — handshake, limits, keep-alive and close codes of each connection;
  * - round.ts — one round's cohort, record and frame limits, driven through protocol/runner.ts;
- * - http.ts — the dashboard, /healthz, /metrics and /api/*.
+ * - http.ts — /healthz, and the admin surface: the dashboard, /metrics and /api/*.
  *
  * Disconnection of a cohort member is fed to the state machine as that client's ClientAbort, so a
  * stage closes as soon as every member has answered or gone, without waiting for its deadline.
@@ -17,6 +18,7 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { randomInt } from 'node:crypto';
 import { createWorkerUnmasker, type WorkerUnmasker } from '../node/workerUnmasker.js';
 import { CLOSE } from '../transport/frames.js';
@@ -25,7 +27,7 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { memoryStore, type RoundRecord, type RoundStore } from './store.js';
 import { sqliteStore } from './sqliteStore.js';
-import { maxServiceFrameBytes, resolveOptions, type ServiceOptions } from './options.js';
+import { adminPlacement, isLoopback, maxServiceFrameBytes, resolveOptions, type ServiceOptions } from './options.js';
 import { createConnections, type Conn } from './connection.js';
 import { createServiceRound, type ServiceRound } from './round.js';
 import { createHttpHandler } from './http.js';
@@ -170,33 +172,56 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
 
   // ---- HTTP ----
 
-  const handler = createHttpHandler({
-    log,
-    metrics,
-    store,
-    resultsTokens: o.resultsTokens,
-    status,
-    health: () => ({ connections: connections.size, pending: connections.pending, waiting: waiting.size, roundRunning: live !== undefined }),
-    closing: () => closing,
-  });
+  const placement = adminPlacement(o);
+  const handler = (admin: boolean) =>
+    createHttpHandler({
+      log,
+      metrics,
+      store,
+      admin,
+      adminTokens: o.adminTokens,
+      resultsTokens: o.resultsTokens,
+      status,
+      health: () => ({ connections: connections.size, pending: connections.pending, waiting: waiting.size, roundRunning: live !== undefined }),
+      closing: () => closing,
+    });
   // With TLS: HTTPS, and the WebSocket upgrade arrives over it (wss://). Without: plain HTTP.
-  const http = o.tls ? createHttpsServer({ cert: pemText(o.tls.cert), key: pemText(o.tls.key) }, handler) : createHttpServer(handler);
+  const listener = (admin: boolean, tls: boolean) =>
+    tls && o.tls ? createHttpsServer({ cert: pemText(o.tls.cert), key: pemText(o.tls.key) }, handler(admin)) : createHttpServer(handler(admin));
+  const http = listener(placement === 'client-port', true);
   http.on('upgrade', connections.upgrade);
+  // The admin listener: TLS when the service has it and the listener is reachable from elsewhere.
+  const adminTls = typeof placement === 'object' && o.tls !== undefined && !isLoopback(placement.host);
+  const adminHttp = typeof placement === 'object' ? listener(true, adminTls) : undefined;
+  // No WebSocket there: an upgrade on the admin listener is answered 404 and closed.
+  adminHttp?.on('upgrade', (_req, socket: Duplex) => socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'));
+  const listen = (server: typeof http, port: number, host: string) =>
+    new Promise<void>((ok, fail) => server.once('error', fail).listen(port, host, () => ok()));
   try {
-    await new Promise<void>((ok, fail) => http.once('error', fail).listen(o.port, o.host, ok));
+    await listen(http, o.port, o.host);
+    if (adminHttp && typeof placement === 'object') await listen(adminHttp, placement.port, placement.host);
   } catch (e) {
     // Nothing may outlive a server that never started: the worker pool would keep the process alive.
     connections.stop();
+    if (http.listening) await new Promise((ok) => http.close(ok));
     await unmasker?.close();
     await store.close();
     throw e;
   }
   const port = (http.address() as AddressInfo).port;
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
+  const httpUrl = `${o.tls ? 'https' : 'http'}://${hostForUrl}:${port}/`;
+  let adminUrl: string | undefined;
+  if (placement === 'client-port') adminUrl = httpUrl;
+  else if (adminHttp && typeof placement === 'object') {
+    const h = placement.host.includes(':') ? `[${placement.host}]` : placement.host;
+    adminUrl = `${adminTls ? 'https' : 'http'}://${h}:${(adminHttp.address() as AddressInfo).port}/`;
+  }
   if (o.serverId === undefined) serverId = `secagg:${hostForUrl}:${port}`;
   connections.startKeepAlive();
   log.log('info', 'listening', {
-    url: `${o.tls ? 'https' : 'http'}://${hostForUrl}:${port}/`,
+    url: httpUrl,
+    admin: adminUrl ?? 'off',
     dimension: o.dimension,
     bits: o.bits,
     degree: o.degree,
@@ -213,16 +238,16 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
         host: o.host,
       },
     );
-  if (o.resultsTokens.length === 0 && !isLoopback(o.host))
-    log.log(
-      'warn',
-      'round results (/api/rounds, with the sums) are readable without a token on a non-loopback interface: set resultsTokens (--results-token)',
-      { host: o.host },
-    );
+  const adminHost = placement === 'client-port' ? o.host : typeof placement === 'object' ? placement.host : undefined;
+  if (adminHost !== undefined && !isLoopback(adminHost) && o.adminTokens.length === 0) {
+    const what = o.resultsTokens.length === 0 ? 'the dashboard, /metrics and /api/* (with the sums)' : 'the dashboard, /metrics and /api/status';
+    log.log('warn', `${what} are readable without a token on a non-loopback interface: set adminTokens (--admin-token)`, { admin: adminUrl });
+  }
 
   return {
     url: `${o.tls ? 'wss' : 'ws'}://${hostForUrl}:${port}/ws`,
-    httpUrl: `${o.tls ? 'https' : 'http'}://${hostForUrl}:${port}/`,
+    httpUrl,
+    adminUrl,
     port,
     store,
     onResult(listener) {
@@ -249,19 +274,21 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       }
       for (const c of connections.all()) connections.close(c, CLOSE.GOING_AWAY, 'server shutting down', 'shutdown');
       connections.stop();
-      await new Promise<void>((ok) => {
-        http.close(() => ok());
-        http.closeAllConnections();
-      });
+      await Promise.all(
+        [http, adminHttp].map(
+          (h) =>
+            h &&
+            new Promise<void>((ok) => {
+              h.close(() => ok());
+              h.closeAllConnections();
+            }),
+        ),
+      );
       await unmasker?.close();
       await store.close();
       log.log('info', 'stopped', { reason: options.reason ?? 'close' });
     },
   };
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./.test(host);
 }
 
 function safeCall(log: Logger, f: () => void): void {

@@ -45,8 +45,10 @@ export interface ServiceStatus {
 export interface SecAggServer {
   /** ws://host:port/ws */
   readonly url: string;
-  /** http://host:port/ */
+  /** http://host:port/ (https with TLS): the client port's HTTP side (/healthz; the admin surface too when it is served there). */
   readonly httpUrl: string;
+  /** Where the dashboard, /metrics and /api/* are served (ServiceOptions.admin); undefined when 'off'. */
+  readonly adminUrl: string | undefined;
   readonly port: number;
   readonly store: RoundStore;
   /** Called for every completed round; returns an unsubscribe function. */
