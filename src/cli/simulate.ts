@@ -78,6 +78,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
   );
   const unmasker = workers > 0 ? createWorkerUnmasker({ workers }) : undefined;
   const progress = !a.quiet && !a.json;
+  const tty = process.stderr.isTTY === true;
   const t0 = performance.now();
   let result: SimulateResult;
   try {
@@ -90,11 +91,18 @@ export async function runSimulate(argv: string[]): Promise<number> {
       mode,
       dropouts,
       ...(unmasker ? { unmasker: unmasker.unmask } : {}),
+      // In a stage: on a terminal one line redrawn 4× a second, else a line every 5 s; a line per stage.
+      progressIntervalMs: tty ? 250 : 5000,
       onProgress: progress
-        ? (e) =>
-            process.stderr.write(
-              `[${((performance.now() - t0) / 1000).toFixed(1)}s] ${e.stage === 'done' ? 'unmasked' : e.stage}: ${e.clientsDone}/${e.clientsTotal} clients\n`,
-            )
+        ? (e) => {
+            const at = `[${((performance.now() - t0) / 1000).toFixed(1)}s]`;
+            const clear = tty ? '\r\x1b[K' : '';
+            if (e.within === 'clients')
+              process.stderr.write(`${clear}${at} ${e.stage}: … ${e.clientsDone}/${e.clientsTotal} clients have replied${tty ? '' : '\n'}`);
+            else if (e.within === 'server')
+              process.stderr.write(`${clear}${at} ${e.stage}: … the server has taken ${e.clientsDone}/${e.clientsTotal} replies${tty ? '' : '\n'}`);
+            else process.stderr.write(`${clear}${at} ${e.stage === 'done' ? 'unmasked' : e.stage}: ${e.clientsDone}/${e.clientsTotal} clients\n`);
+          }
         : undefined,
     } as Parameters<typeof simulateRound>[0]);
   } catch (e) {

@@ -60,6 +60,14 @@ export interface RoundStats {
   wallMs: number;
 }
 
+/** A progress report of simulateRound: see SimulateOptions.onProgress. */
+export interface ProgressEvent {
+  readonly stage: Stage | 'done';
+  readonly clientsDone: number;
+  readonly clientsTotal: number;
+  readonly within?: 'clients' | 'server';
+}
+
 export interface SimulateOptions {
   /** One vector per client, equal lengths, every value < 2 ** bits. */
   inputs: Uint32Array[];
@@ -79,8 +87,15 @@ export interface SimulateOptions {
   unmasker?: Unmasker;
   /** Fix the neighbour graph's seed (so a test can know the graph in advance); default: drawn by the server. */
   graphSeed?: Uint8Array;
-  /** Called as stages complete, for progress on long runs. */
-  onProgress?: (event: { stage: Stage | 'done'; clientsDone: number; clientsTotal: number }) => void;
+  /**
+   * Progress on long runs: once per stage when its clients have answered (`within` absent), and
+   * while a stage runs at most every `progressIntervalMs` — `within: 'clients'` (clientsDone of
+   * clientsTotal clients have computed their reply) or `within: 'server'` (the server has taken
+   * clientsDone of clientsTotal replies).
+   */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Least time between two in-stage progress events, ms (default 1,000; 0: after every client). */
+  progressIntervalMs?: number;
   /**
    * Test hook: rewrite (or drop, by returning null) a server→client message before delivery,
    * e.g. to model a lying server.
@@ -180,6 +195,16 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
     }
   };
 
+  const interval = options.progressIntervalMs ?? 1000;
+  let lastTick = performance.now();
+  const tick = (stage: Stage, within: 'clients' | 'server', clientsDone: number, clientsTotal: number) => {
+    if (!options.onProgress) return;
+    const now = performance.now();
+    if (now - lastTick < interval) return;
+    lastTick = now;
+    options.onProgress({ stage, within, clientsDone, clientsTotal });
+  };
+
   // The server's messages of the last steps, delivered at the top of the next turn of the loop.
   let outgoing: Outgoing[] = [];
   let t0 = performance.now();
@@ -225,12 +250,16 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
         replies.push({ from: to, bytes: r.outgoing });
         if (!r.error) stats.clients++;
       }
+      tick(stage, 'clients', stats.clients, delivering.length);
     }
     options.onProgress?.({ stage, clientsDone: stats.clients, clientsTotal: n });
+    lastTick = performance.now();
     t0 = performance.now();
-    for (const { from, bytes } of replies) {
+    for (let k = 0; k < replies.length; k++) {
+      const { from, bytes } = replies[k]!;
       stats.serverBytesIn += bytes.length;
       await serverCall(stats, () => runner.message(from, bytes));
+      tick(stage, 'server', k + 1, replies.length);
     }
     // Some clients stayed silent: the stage's deadline passes.
     if (runner.state.stage === stage) await serverCall(stats, () => runner.deadline());
