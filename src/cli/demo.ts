@@ -131,7 +131,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     process.stderr.write(`secagg demo: port ${port} is in use, using a free port instead\n`);
     server = await createServer({ ...options, port: 0 });
   }
-  process.stdout.write(`secagg demo: ${n} clients, m = ${m}, dropout ${dropout}, ${mode}; dashboard ${server.httpUrl}\n`);
+  process.stdout.write(`secagg demo: ${n} clients, m = ${m}, dropout ${dropout}, ${mode}; dashboard ${server.adminUrl ?? 'off'}\n`);
   let ended = 0;
   let failures = 0;
   const finished = new Promise<void>((resolve) => {
