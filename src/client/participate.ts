@@ -191,7 +191,7 @@ function noWebCrypto(options: ParticipateOptions): void {
   if (options.requireWebCrypto === true)
     throw new ClientError('ERR_NO_WEBCRYPTO', `WebCrypto is unavailable: ${why}; requireWebCrypto refuses the JavaScript fallback`);
   const message =
-    `WebCrypto is unavailable: ${why}. secagg falls back to JavaScript crypto (@noble): rounds run about 7× slower, ` +
+    `WebCrypto is unavailable: ${why}. secagg falls back to JavaScript crypto (@noble): several times slower (its AES keystream ~30×), ` +
     'and its AES uses lookup tables, not constant-time. Serve the page over https:// (or pass requireWebCrypto: true to refuse).';
   if (options.onWarning !== undefined) options.onWarning({ code: 'WARN_NO_WEBCRYPTO', message });
   else if (!warnedNoWebCrypto) {
