@@ -38,8 +38,11 @@ export interface Chromium {
   close(): Promise<void>;
 }
 
-/** Headless Chromium with a fresh profile and the flags this closed network needs. Fails (never skips) without Chromium. */
-export async function launchChromium(viewport: { width: number; height: number }): Promise<Chromium> {
+/**
+ * Headless Chromium with a fresh profile and the flags this closed network needs, plus `args` (e.g.
+ * `--host-resolver-rules=…`). Fails (never skips) without Chromium.
+ */
+export async function launchChromium(viewport: { width: number; height: number }, options: { readonly args?: readonly string[] } = {}): Promise<Chromium> {
   if (!existsSync(CHROMIUM)) throw new Error(CHROMIUM_MISSING);
   const profileDir = await mkdtemp(join(tmpdir(), 'secagg-chromium-'));
   const context = await chromium.launchPersistentContext(profileDir, {
@@ -54,6 +57,7 @@ export async function launchChromium(viewport: { width: number; height: number }
       '--disable-quic',
       '--disable-component-update',
       '--disable-sync',
+      ...(options.args ?? []),
     ],
     viewport,
   });

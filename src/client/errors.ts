@@ -7,6 +7,7 @@ export const CLIENT_ERROR_CODES = [
   'ERR_CANCELLED', // the caller's AbortSignal fired
   'ERR_UNSUPPORTED', // no WebSocket implementation available
   'ERR_IDENTITY', // active mode: the server's identity directory or round does not match what this client trusts
+  'ERR_NO_WEBCRYPTO', // requireWebCrypto, and no crypto.subtle (a page that is not a secure context)
 ] as const;
 
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
@@ -25,4 +26,16 @@ export class ClientError extends Error {
 
 export function isClientError(e: unknown, code?: ClientErrorCode): e is ClientError {
   return e instanceof ClientError && (code === undefined || e.code === code);
+}
+
+/** Warnings participate() reports (through `onWarning`, else once per page with console.warn). */
+export const CLIENT_WARNING_CODES = [
+  'WARN_NO_WEBCRYPTO', // no crypto.subtle: the client runs on the JavaScript fallbacks (slower, AES not constant-time)
+] as const;
+
+export type ClientWarningCode = (typeof CLIENT_WARNING_CODES)[number];
+
+export interface ClientWarning {
+  readonly code: ClientWarningCode;
+  readonly message: string;
 }

@@ -12,6 +12,14 @@ export {
   type CertificateClaims,
   type CertificateCheck,
 } from '../identity/index.js';
-export { ClientError, isClientError, CLIENT_ERROR_CODES, type ClientErrorCode } from './errors.js';
+export {
+  ClientError,
+  isClientError,
+  CLIENT_ERROR_CODES,
+  CLIENT_WARNING_CODES,
+  type ClientErrorCode,
+  type ClientWarning,
+  type ClientWarningCode,
+} from './errors.js';
 export { CLOSE, TransportError } from '../transport/frames.js';
 export type { WebSocketConstructor, WebSocketLike } from '../transport/socket.js';

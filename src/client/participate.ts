@@ -4,7 +4,7 @@
  * reconnecting with exponential back-off between them. The same code runs in browsers (the global
  * WebSocket) and in Node (pass `WebSocket` from the `ws` package).
  */
-import { defaultCrypto } from '#crypto-default';
+import { defaultCrypto, defaultCryptoLacksSubtle } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { clientId } from '../ids.js';
 import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../protocol/clientRound.js';
@@ -14,7 +14,7 @@ import { CLOSE, decodeControl, isControlFrame, TransportError } from '../transpo
 import type { DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
 import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from '../identity/index.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
-import { ClientError } from './errors.js';
+import { ClientError, type ClientWarning } from './errors.js';
 import {
   createSession,
   sessionStep,
@@ -53,6 +53,18 @@ export interface ParticipateOptions {
   readonly crypto?: CryptoProvider;
   readonly signal?: AbortSignal;
   readonly onEvent?: (event: ClientEvent) => void;
+  /**
+   * Where warnings go (once per participate() call), instead of `console.warn` (once per page).
+   * The one warning today: `WARN_NO_WEBCRYPTO`, the runtime has no `crypto.subtle` (a page that is
+   * not a secure context), so the default crypto provider falls back to JavaScript for everything.
+   */
+  readonly onWarning?: (warning: ClientWarning) => void;
+  /**
+   * Refuse to run without `crypto.subtle` instead of warning: participate() rejects with
+   * ClientError `ERR_NO_WEBCRYPTO` before connecting. Default false. Only for the default crypto
+   * provider — with `crypto` given, the caller has chosen.
+   */
+  readonly requireWebCrypto?: boolean;
   /**
    * Active mode: this client's long-term Ed25519 identity (32-byte seed). The token must be bound to
    * its public key; the client proves possession at hello, refuses servers and rounds that are not
@@ -113,6 +125,7 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
   if ((options.directory !== undefined || options.issuerKey !== undefined || options.trust !== undefined) && options.identity === undefined)
     throw new TypeError('directory, issuerKey and trust are for active mode: give identity too');
   const trust = trustAnchors(options);
+  if (options.crypto === undefined && defaultCryptoLacksSubtle()) noWebCrypto(options);
   const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (WS === undefined) throw new ClientError('ERR_UNSUPPORTED', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
   const rounds = options.rounds ?? 1;
@@ -166,6 +179,25 @@ export async function participate(options: ParticipateOptions): Promise<RoundRep
     failures++;
   }
   return reports;
+}
+
+/** Whether the default console.warn has been given the WARN_NO_WEBCRYPTO warning (once per page). */
+let warnedNoWebCrypto = false;
+
+/** No crypto.subtle for the default provider: refuse (requireWebCrypto) or warn. */
+function noWebCrypto(options: ParticipateOptions): void {
+  const insecure = (globalThis as { isSecureContext?: boolean }).isSecureContext === false;
+  const why = insecure ? 'this page is not a secure context (only https:// pages, and http://localhost, get WebCrypto)' : 'this runtime has no crypto.subtle';
+  if (options.requireWebCrypto === true)
+    throw new ClientError('ERR_NO_WEBCRYPTO', `WebCrypto is unavailable: ${why}; requireWebCrypto refuses the JavaScript fallback`);
+  const message =
+    `WebCrypto is unavailable: ${why}. secagg falls back to JavaScript crypto (@noble): several times slower (its AES keystream ~30×), ` +
+    'and its AES uses lookup tables, not constant-time. Serve the page over https:// (or pass requireWebCrypto: true to refuse).';
+  if (options.onWarning !== undefined) options.onWarning({ code: 'WARN_NO_WEBCRYPTO', message });
+  else if (!warnedNoWebCrypto) {
+    warnedNoWebCrypto = true;
+    console.warn(`secagg: ${message}`);
+  }
 }
 
 /**

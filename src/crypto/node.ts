@@ -204,3 +204,8 @@ export const nodeCrypto: CryptoProvider = {
 };
 
 export const defaultCrypto: CryptoProvider = nodeCrypto;
+
+/** node:crypto needs no WebCrypto (the web provider's function of the same name checks for it). */
+export function defaultCryptoLacksSubtle(): boolean {
+  return false;
+}

@@ -355,3 +355,12 @@ export function createWebCrypto(options: WebCryptoOptions = {}): CryptoProvider 
 export const webCrypto: CryptoProvider = createWebCrypto();
 
 export const defaultCrypto: CryptoProvider = webCrypto;
+
+/**
+ * Whether `defaultCrypto` has to fall back to @noble for everything, AES included, because this
+ * runtime has no `crypto.subtle` — in browsers, a page that is not a secure context (plain http://
+ * on a host other than localhost). participate() warns about it or refuses (`requireWebCrypto`).
+ */
+export function defaultCryptoLacksSubtle(): boolean {
+  return subtleOrUndefined() === undefined;
+}
