@@ -112,8 +112,6 @@ describe('the published browser bundle, loaded from a CDN by a page of another o
     ({ secaggToken } = (await import(pathToFileURL(join(backendDir, 'secagg-token.mjs')).href)) as { secaggToken: typeof secaggToken });
     await rm(backendDir, { recursive: true, force: true });
 
-    server = await startServer({ autoStart: false, dimension: M, bits: BITS, stageTimeoutMs: 5000, jwt: { audience: 'secagg' } });
-
     // The CDN: the extracted package under /npm/<name>@<version>/, readable from any origin.
     const prefix = `/npm/${packed.name}@${packed.version}`;
     cdn = createServer((req, res) => {
@@ -156,6 +154,15 @@ describe('the published browser bundle, loaded from a CDN by a page of another o
       res.writeHead(404).end();
     });
     sitePort = await listen(site);
+    // The service admits WebSockets from the site's pages only (the guide's "Origins").
+    server = await startServer({
+      autoStart: false,
+      dimension: M,
+      bits: BITS,
+      stageTimeoutMs: 5000,
+      jwt: { audience: 'secagg' },
+      allowedOrigins: [`http://localhost:${sitePort}`, `http://${INSECURE_HOST}:${sitePort}`],
+    });
 
     browser = await launchChromium({ width: 900, height: 700 }, { args: [`--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`] });
   });
@@ -196,6 +203,29 @@ describe('the published browser bundle, loaded from a CDN by a page of another o
       [{ path: `${new URL(cdnBase).pathname}/${bundlePath}`, origin: siteOrigin }],
     );
     assert.deepEqual(warnings, [], 'no warning in a secure context');
+  });
+
+  test('a page from an origin the service does not list is refused at every upgrade (403): no connection, participate() gives up with ERR_CONNECT', async () => {
+    const page = browser!.page;
+    const before = (await server.status()).connections;
+    await page.goto(`http://127.0.0.1:${sitePort}/blank`); // another origin than http://localhost:P
+    const outcome = await page.evaluate(
+      async ({ bundle, url, tok }) => {
+        const m = (await import(bundle)) as typeof ClientModule;
+        try {
+          await m.participate({ url, token: tok, input: new Uint32Array(16), reconnect: { maxAttempts: 1, initialDelayMs: 10, maxDelayMs: 10 } });
+          return 'joined';
+        } catch (e) {
+          return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+        }
+      },
+      { bundle: `${cdnBase}/${bundlePath}`, url: server.url, tok: token('wrong-origin') },
+    );
+    // Browsers hide the refused upgrade's status from the page (a failed WebSocket, nothing more), so the client retries as after a network error.
+    assert.match(outcome, /^ERR_CONNECT: gave up after 1 attempts/);
+    assert.equal((await server.status()).connections, before, 'no WebSocket was opened');
+    const metrics = await (await fetch(`${server.adminUrl}metrics`)).text();
+    assert.match(metrics, /^secagg_connections_closed_total\{reason="origin"\} 2$/m, 'both upgrades refused for their origin');
   });
 
   test('/npm/<name>@<version> alone serves the bundle (the package\'s "jsdelivr" field), and it is the bundle the page ran', async () => {
