@@ -861,7 +861,11 @@ async function closeStage(ctx: ServerContext, state: RunningServerState): Promis
       // be reconstructed, so they are left out before anyone masks with them (a sparse graph then
       // still completes).
       const graph = graphOf(state);
-      const u2set = new Set([...state.shared.keys()].filter((u) => !state.quit.has(u)));
+      const shared = [...state.shared.keys()].filter((u) => !state.quit.has(u));
+      // Checked before the peel, with the count it names: below t + 1 every client has fewer than t
+      // sharing neighbours, so the peel would empty the set and the reason would say 0.
+      if (shared.length < t + 1) return abort(state, below('clients that shared keys', shared.length, t + 1));
+      const u2set = new Set(shared);
       const pause = pacer(ctx);
       for (let changed = true; changed; ) {
         changed = false;
@@ -874,7 +878,11 @@ async function closeStage(ctx: ServerContext, state: RunningServerState): Promis
           await pause(ns.length);
         }
       }
-      if (u2set.size < t + 1) return abort(state, below('clients that shared keys', u2set.size, t + 1));
+      if (u2set.size < t + 1)
+        return abort(
+          state,
+          below(`clients that shared keys with at least ${t} neighbours that also shared (of ${shared.length} that shared keys)`, u2set.size, t + 1),
+        );
       const u2 = [...u2set].sort((a, b) => a - b);
       const outgoing: Outgoing[] = [];
       for (const v of u2) {
