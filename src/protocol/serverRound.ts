@@ -717,6 +717,30 @@ function stageProgress(state: RunningServerState): { members: Counted; answered:
   }
 }
 
+/** How far the current stage is (see stageCounts). */
+export interface StageCounts {
+  /** Clients the stage waits for (its members). */
+  readonly expected: number;
+  /** Members whose message for the stage was accepted (a member that answered and then quit included). */
+  readonly answered: number;
+  /** Members that quit (or whose connection closed) without answering. */
+  readonly quit: number;
+  /** Members still expected to answer: expected − answered − quit. The stage closes early when this is 0. */
+  readonly pending: number;
+}
+
+/**
+ * Who the current stage waits for, counted (what a dashboard shows as pending); undefined once the
+ * round is over. Reads the state, changes nothing: O(quitters).
+ */
+export function stageCounts(state: ServerState): StageCounts | undefined {
+  if (state.stage === 'done' || state.stage === 'aborted') return undefined;
+  const { members, answered } = stageProgress(state);
+  let quit = 0;
+  for (const u of state.quit) if (members.has(u) && !answered.has(u)) quit++;
+  return { expected: members.size, answered: answered.size, quit, pending: Math.max(0, members.size - answered.size - quit) };
+}
+
 /** Close the stage once every member has answered or quit: O(quitters) per message, not O(n). */
 async function maybeClose(ctx: ServerContext, state: RunningServerState): Promise<ServerStep> {
   const { members, answered } = stageProgress(state);
