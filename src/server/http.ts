@@ -1,5 +1,5 @@
 /**
- * The service's HTTP side: the dashboard (/), /healthz, /metrics (Prometheus text, prom-client), /api/status and
+ * The service's HTTP side: the dashboard (/ and its uPlot assets under /assets/), /healthz, /metrics (Prometheus text, prom-client), /api/status and
  * the round history (/api/rounds, /api/rounds/:id — the sums, behind the results tokens when set).
  * GET only. It reads the service through the callbacks it is given and changes nothing.
  */
@@ -8,7 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RoundStore } from './store.js';
-import { DASHBOARD_HTML } from './dashboard.js';
+import { loadDashboard } from './dashboard.js';
 
 export interface HttpOptions {
   readonly log: Logger;
@@ -28,6 +28,7 @@ export interface HttpOptions {
 export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { log, metrics, store } = o;
   const resultsTokens = o.resultsTokens.map(digest);
+  const dashboard = loadDashboard();
 
   /** With `resultsTokens` set, reading results needs one of them as a bearer token (compared as SHA-256 digests, in constant time). */
   const resultsAuthorized = (req: IncomingMessage): boolean => {
@@ -47,7 +48,10 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
     const url = new URL(req.url ?? '/', 'http://x');
     try {
       if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
-      if (url.pathname === '/' || url.pathname === '/index.html') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
+      if (url.pathname === '/' || url.pathname === '/index.html')
+        return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' }).end(dashboard.html);
+      const asset = dashboard.assets.get(url.pathname);
+      if (asset) return res.writeHead(200, { 'content-type': asset.contentType, 'cache-control': asset.cacheControl }).end(asset.body);
       if (url.pathname === '/healthz') {
         const closing = o.closing();
         return json(res, closing ? 503 : 200, {
