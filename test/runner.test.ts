@@ -36,6 +36,8 @@ function setUp(n: number, context: Partial<ServerContext> = {}) {
   const clientCtx = clientContext({ crypto: nodeCrypto, rng });
   const outbox: Outgoing[] = [];
   const ends: RoundEnd[] = [];
+  /** The instances a deadline closed (onDeadlineClose). */
+  const deadlineCloses: string[] = [];
   const clock = manualClock(5_000);
   const runner = createRoundRunner({
     server: { config },
@@ -44,6 +46,7 @@ function setUp(n: number, context: Partial<ServerContext> = {}) {
     clock,
     send: (to, bytes) => void outbox.push({ to, bytes }),
     onEnd: (end) => void ends.push(end),
+    onDeadlineClose: (instance) => void deadlineCloses.push(instance),
   });
   /** Deliver what the server sent (except to `silent`); the clients' replies. */
   const replies = async (silent: readonly number[] = []): Promise<Array<{ from: ClientId; bytes: Uint8Array }>> => {
@@ -62,11 +65,11 @@ function setUp(n: number, context: Partial<ServerContext> = {}) {
     clients.set(to, r.state);
     return r.outgoing;
   };
-  return { runner, clock, inputs, ends, replies, deliver };
+  return { runner, clock, inputs, ends, replies, deliver, deadlineCloses };
 }
 
 test('runner: a stage closes at its deadline on the injected clock, not a millisecond before; the next stage gets a fresh deadline', async () => {
-  const { runner, clock, inputs, ends, replies } = setUp(4);
+  const { runner, clock, inputs, ends, replies, deadlineCloses } = setUp(4);
   runner.start();
   await runner.idle();
   assert.equal(runner.deadlineAt, 5_000 + TIMEOUT);
@@ -78,6 +81,7 @@ test('runner: a stage closes at its deadline on the injected clock, not a millis
   clock.advance(1);
   await runner.idle();
   assert.equal(runner.state.stage, 'share', 'closed with the three that answered');
+  assert.deepEqual(deadlineCloses, ['advertise'], 'onDeadlineClose: the deadline closed advertise');
   assert.equal(runner.deadlineAt, 5_000 + 2 * TIMEOUT);
   while (!runner.finished) {
     for (const r of await replies()) await runner.message(r.from, r.bytes);
@@ -88,10 +92,11 @@ test('runner: a stage closes at its deadline on the injected clock, not a millis
   assert.equal(end.outcome, 'completed');
   if (end.outcome === 'completed') assert.deepEqual(end.result.sum, expectedSum(inputs, [0, 1, 2], 16));
   assert.equal(clock.pending, 0, 'no timer outlives the round');
+  assert.deepEqual(deadlineCloses, ['advertise'], 'every later stage closed with all its answers');
 });
 
 test('runner: a deadline that fires while the step closing its stage is still queued closes nothing else (the next stage is not closed at once)', async () => {
-  const { runner, clock, inputs, ends, replies } = setUp(5);
+  const { runner, clock, inputs, ends, replies, deadlineCloses } = setUp(5);
   runner.start();
   await runner.idle();
   for (const r of await replies()) await runner.message(r.from, r.bytes);
@@ -106,6 +111,7 @@ test('runner: a deadline that fires while the step closing its stage is still qu
   // Had the stale deadline run, it would have closed 'masked' with no masked input: an abort.
   assert.equal(runner.state.stage, 'masked', (runner.state as ServerState).abortError?.message);
   assert.equal(ends.length, 0);
+  assert.deepEqual(deadlineCloses, [], 'the stale deadline closed nothing, so onDeadlineClose was not called');
   while (!runner.finished) {
     for (const r of await replies()) await runner.message(r.from, r.bytes);
     await runner.idle();

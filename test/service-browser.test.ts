@@ -1,22 +1,20 @@
 /**
  * The service with browser clients: the ESM client bundle (src/client, esbuild, platform browser)
- * runs participate() in headless Chromium over the page's own WebSocket, next to Node clients; and
- * the dashboard at / shows the live round and the history (screenshot in test-output/service/).
+ * runs participate() in headless Chromium over the page's own WebSocket (the dashboard's page, for
+ * its origin), next to Node clients. The dashboard itself is tested in dashboard.test.ts.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { bundleForBrowser, launchChromium, CHROMIUM, ROOT, type Chromium } from './chromium.js';
+import { bundleForBrowser, launchChromium, CHROMIUM, type Chromium } from './chromium.js';
 import type { SecAggServer } from '../src/server/index.js';
 import type * as ClientModule from '../src/client/index.js';
 import { assertSum, nextResult, nodeClient, startServer, token, vector, type NodeClient } from './serviceHelpers.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const OUT_DIR = join(ROOT, 'test-output', 'service');
 const M = 256;
 const BITS = 24;
 
@@ -35,7 +33,7 @@ async function waitingCount(n: number): Promise<void> {
   throw new Error(`fewer than ${n} clients waiting`);
 }
 
-describe('service with headless Chromium clients and the dashboard', { timeout: 60_000 }, () => {
+describe('service with headless Chromium clients', { timeout: 60_000 }, () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: install it with apt-get install -y chromium`);
     server = await startServer({ autoStart: false, dimension: M, bits: BITS, stageTimeoutMs: 2500 });
@@ -87,33 +85,5 @@ describe('service with headless Chromium clients and the dashboard', { timeout: 
     ];
     assertSum(result, all, M, BITS);
     assert.equal(result.identities.filter((s) => s.startsWith('browser-')).length, 5);
-  });
-
-  test('the dashboard shows the live round (stage, clients, time left) and the history', async () => {
-    await page.waitForFunction(() => document.getElementById('totals-completed')?.textContent === '1', undefined, { timeout: 5000 });
-    // A round that waits in the masked stage for its deadline: one client never sends its input.
-    const clients = Array.from({ length: 4 }, (_, i) =>
-      nodeClient(server, `dash-${i}`, vector(700 + i, M, BITS), { unsafeBeforeSend: (stage) => (i === 0 && stage === 'masked' ? 'silent' : 'send') }),
-    );
-    await waitingCount(4);
-    assert.equal(await server.startRound(), 2);
-    await page.waitForFunction(() => document.getElementById('live-stage')?.textContent === 'masked', undefined, { timeout: 5000 });
-    assert.equal(await page.textContent('#live-round'), '#2');
-    assert.equal(await page.textContent('#stage-clients-advertise'), '4');
-    assert.equal(await page.textContent('#stage-clients-share'), '4');
-    assert.match((await page.textContent('#live-time-left')) ?? '', /^\d+\.\d s$/);
-    await mkdir(OUT_DIR, { recursive: true });
-    await page.screenshot({ path: join(OUT_DIR, 'dashboard-live.png'), fullPage: true });
-    await Promise.all(clients.map((c) => c.done));
-    await page.waitForFunction(() => document.getElementById('totals-completed')?.textContent === '2', undefined, { timeout: 8000 });
-    await page.waitForFunction(() => document.querySelectorAll('#history tr').length === 2, undefined, { timeout: 2000 });
-    const rows = await page.$$eval('#history tr', (trs) => trs.map((tr) => Array.from(tr.children, (td) => td.textContent)));
-    assert.equal(rows[0]![0], '2');
-    assert.equal(rows[0]![1], 'completed');
-    assert.equal(rows[0]![3], '3', 'the silent client is not in the sum');
-    assert.equal(rows[1]![3], '8');
-    assert.equal(await page.locator('#chart-clients rect.bar').count(), 2);
-    assert.ok(!(await page.isVisible('#live-stage')), 'no live round once it ended');
-    await page.screenshot({ path: join(OUT_DIR, 'dashboard.png'), fullPage: true });
   });
 });

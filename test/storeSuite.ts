@@ -94,6 +94,23 @@ export function describeRoundStore(name: string, open: () => Promise<StoreUnderT
         await store.close();
       }));
 
+    test('stage records keep expected, dropped and the deadline flag; one recorded before those fields reads back without them', () =>
+      withStore(async ({ store }) => {
+        const id = await store.begin(record(0));
+        const stages: RoundRecord['stages'] = {
+          // as rounds were recorded before the dashboard's per-stage dropouts: no expected / dropped / deadline
+          advertise: { clients: 3, startedAt: 1001, endedAt: 1002, bytesIn: 300, bytesOut: 900 },
+          share: { clients: 2, startedAt: 1002, endedAt: 1700, bytesIn: 200, bytesOut: 600, expected: 3, dropped: 1, deadline: true },
+          masked: { clients: 2, startedAt: 1700, endedAt: 1710, bytesIn: 80, bytesOut: 40, expected: 2, dropped: 0, deadline: false },
+        };
+        await store.save({ ...record(0), id, outcome: 'aborted', code: 'ERR_BELOW_THRESHOLD', reason: 'x', endedAt: 1710, stages });
+        for (const got of [(await store.get(id))!, (await store.list())[0]!]) {
+          assert.deepEqual(got.stages, stages);
+          assert.ok(!('dropped' in got.stages.advertise!), 'an old stage record gets no invented dropouts');
+        }
+        await store.close();
+      }));
+
     test('what a store returns and what it was given are copies: changing either later changes nothing stored', () =>
       withStore(async ({ store }) => {
         const id = await store.begin(record(0));

@@ -74,6 +74,12 @@ export interface RoundRunnerOptions {
   /** The deadline of `instance` passed; its close is queued next. */
   readonly onDeadline?: (instance: string) => void;
   /**
+   * A deadline is closing `instance` with whoever answered: called in the queue, just before the
+   * close, and only when the instance was still open (not when its last answer closed it while the
+   * deadline's close waited). A timer's deadline or the owner's deadline().
+   */
+  readonly onDeadlineClose?: (instance: string) => void;
+  /**
    * The round is over. Called once, inside the queue (or from abort()); the runner waits for it, so
    * nothing queued after the last step runs before the owner has recorded the end.
    */
@@ -185,7 +191,11 @@ export function createRoundRunner(options: RoundRunnerOptions): RoundRunner {
   };
 
   const closeInstance = (armedFor: string): Promise<void> =>
-    enqueue(async () => (stageInstance(state) === armedFor ? handleServerDeadline(ctx, state) : undefined));
+    enqueue(async () => {
+      if (stageInstance(state) !== armedFor || over(state.stage)) return undefined;
+      options.onDeadlineClose?.(armedFor);
+      return handleServerDeadline(ctx, state);
+    });
 
   const apply = async (step: ServerStep) => {
     const before = state.stage;

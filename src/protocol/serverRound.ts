@@ -717,6 +717,30 @@ function stageProgress(state: RunningServerState): { members: Counted; answered:
   }
 }
 
+/** How far the current stage is (see stageCounts). */
+export interface StageCounts {
+  /** Clients the stage waits for (its members). */
+  readonly expected: number;
+  /** Members whose message for the stage was accepted (a member that answered and then quit included). */
+  readonly answered: number;
+  /** Members that quit (or whose connection closed) without answering. */
+  readonly quit: number;
+  /** Members still expected to answer: expected − answered − quit. The stage closes early when this is 0. */
+  readonly pending: number;
+}
+
+/**
+ * Who the current stage waits for, counted (what a dashboard shows as pending); undefined once the
+ * round is over. Reads the state, changes nothing: O(quitters).
+ */
+export function stageCounts(state: ServerState): StageCounts | undefined {
+  if (state.stage === 'done' || state.stage === 'aborted') return undefined;
+  const { members, answered } = stageProgress(state);
+  let quit = 0;
+  for (const u of state.quit) if (members.has(u) && !answered.has(u)) quit++;
+  return { expected: members.size, answered: answered.size, quit, pending: Math.max(0, members.size - answered.size - quit) };
+}
+
 /** Close the stage once every member has answered or quit: O(quitters) per message, not O(n). */
 async function maybeClose(ctx: ServerContext, state: RunningServerState): Promise<ServerStep> {
   const { members, answered } = stageProgress(state);
@@ -861,7 +885,11 @@ async function closeStage(ctx: ServerContext, state: RunningServerState): Promis
       // be reconstructed, so they are left out before anyone masks with them (a sparse graph then
       // still completes).
       const graph = graphOf(state);
-      const u2set = new Set([...state.shared.keys()].filter((u) => !state.quit.has(u)));
+      const shared = [...state.shared.keys()].filter((u) => !state.quit.has(u));
+      // Checked before the peel, with the count it names: below t + 1 every client has fewer than t
+      // sharing neighbours, so the peel would empty the set and the reason would say 0.
+      if (shared.length < t + 1) return abort(state, below('clients that shared keys', shared.length, t + 1));
+      const u2set = new Set(shared);
       const pause = pacer(ctx);
       for (let changed = true; changed; ) {
         changed = false;
@@ -874,7 +902,11 @@ async function closeStage(ctx: ServerContext, state: RunningServerState): Promis
           await pause(ns.length);
         }
       }
-      if (u2set.size < t + 1) return abort(state, below('clients that shared keys', u2set.size, t + 1));
+      if (u2set.size < t + 1)
+        return abort(
+          state,
+          below(`clients that shared keys with at least ${t} neighbours that also shared (of ${shared.length} that shared keys)`, u2set.size, t + 1),
+        );
       const u2 = [...u2set].sort((a, b) => a - b);
       const outgoing: Outgoing[] = [];
       for (const v of u2) {

@@ -1,6 +1,6 @@
 /**
  * The service's HTTP side: /healthz on every listener, and the admin surface — the dashboard (/),
- * /metrics (Prometheus text, prom-client), /api/status and the round history (/api/rounds,
+ * and its uPlot assets under /assets/, /metrics (Prometheus text, prom-client), /api/status and the round history (/api/rounds,
  * /api/rounds/:id — the sums) — on the listener that serves it (the client port or a listener of
  * its own: ServiceOptions.admin), behind the admin tokens when set (and the results tokens for the
  * history). GET only. It reads the service through the callbacks it is given and changes nothing.
@@ -10,7 +10,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RoundStore } from './store.js';
-import { DASHBOARD_HTML } from './dashboard.js';
+import { loadDashboard } from './dashboard.js';
 
 export interface HttpOptions {
   readonly log: Logger;
@@ -35,6 +35,7 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
   const { log, metrics, store } = o;
   const adminTokens = o.adminTokens.map(digest);
   const resultsTokens = [...adminTokens, ...o.resultsTokens.map(digest)];
+  const dashboard = loadDashboard();
 
   /** No tokens: open; else the request's bearer token must be one of them (compared as SHA-256 digests, in constant time). */
   const authorized = (req: IncomingMessage, tokens: readonly Buffer[]): boolean => {
@@ -67,7 +68,11 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
         });
       }
       if (!o.admin) return json(res, 404, { error: 'not found' });
-      if (url.pathname === '/' || url.pathname === '/index.html') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DASHBOARD_HTML);
+      // The page and its chart library are static (no data, no token needed); the page fetches the rest.
+      if (url.pathname === '/' || url.pathname === '/index.html')
+        return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' }).end(dashboard.html);
+      const asset = dashboard.assets.get(url.pathname);
+      if (asset) return res.writeHead(200, { 'content-type': asset.contentType, 'cache-control': asset.cacheControl }).end(asset.body);
       const m = /^\/api\/rounds\/(\d+)$/.exec(url.pathname);
       if (m || url.pathname === '/api/rounds') {
         if (!authorized(req, resultsTokens)) return unauthorized(res, 'round results');

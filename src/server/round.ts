@@ -11,9 +11,10 @@ import { cryptoRng } from '../rng.js';
 import { effectiveDegree, type RoundConfig } from '../protocol/config.js';
 import { maxClientMessageBytes, maxClientMessageBytesForStage } from '../protocol/limits.js';
 import { createRoundRunner, type RoundEnd, type RoundRunner } from '../protocol/runner.js';
-import { serverContext } from '../protocol/serverRound.js';
+import { serverContext, stageCounts } from '../protocol/serverRound.js';
 import { isStage } from '../protocol/stages.js';
 import { encodeClientMessage } from '../wire/codec.js';
+import { peekClientBody } from '../wire/peek.js';
 import { CLOSE, encodeControl } from '../transport/frames.js';
 import { toHex } from '../identity/index.js';
 import type { WorkerUnmasker } from '../node/workerUnmasker.js';
@@ -98,6 +99,8 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
   const disconnected = new Set<number>();
   /** Per stage, the clients whose message was accepted: a stage may ask again (active mode's view re-attempts), a client counts once. */
   const accepted = new Map<string, Set<number>>();
+  /** Members the state machine has counted as quit (their abort message, or their connection closing), in its order. */
+  const quit = new Set<number>();
 
   const runner: RoundRunner = createRoundRunner({
     server: { config },
@@ -118,6 +121,11 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       metrics.stageProgress(record);
     },
     onDeadline: (instance) => log.log('info', 'stage deadline passed', { round: record.id, stage: instance }),
+    onDeadlineClose: () => {
+      const stage = runner.state.stage;
+      const rec = isStage(stage) ? record.stages[stage] : undefined;
+      if (rec) rec.deadline = true;
+    },
     onInternalError: (e) => log.log('error', 'unexpected error in the round', { round: record.id, error: String(e) }),
     onEnd: (end) => finish(end),
   });
@@ -141,17 +149,27 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
   const save = () =>
     runner.persist(() => store.save(record)).catch((e: unknown) => log.log('error', 'store save failed', { round: record.id, error: String(e) }));
 
+  /**
+   * The stage `stage` is over (or the round ended in it): its end time, and its dropouts — the
+   * clients it waited for that did not answer, or answered and then left, before it closed.
+   */
+  const closeStageRecord = (stage: string, now: number) => {
+    const rec = isStage(stage) ? record.stages[stage] : undefined;
+    if (!isStage(stage) || !rec || rec.endedAt !== 0) return;
+    rec.endedAt = now;
+    let kept = 0;
+    for (const u of accepted.get(stage) ?? []) if (!quit.has(u)) kept++;
+    if (rec.expected !== undefined) rec.dropped = Math.max(0, rec.expected - kept);
+    metrics.observeStage(stage, (now - rec.startedAt) / 1000);
+  };
+
   const enterStage = (stage: string) => {
     const now = Date.now();
-    const prev = record.stage;
-    if (isStage(prev) && record.stages[prev] && prev !== stage) {
-      const rec = record.stages[prev]!;
-      rec.endedAt = now;
-      metrics.observeStage(prev, (now - rec.startedAt) / 1000);
-    }
+    if (record.stage !== stage) closeStageRecord(record.stage, now);
     record.stage = stage;
     if (!isStage(stage)) return;
-    const rec: StageRecord = { clients: 0, startedAt: now, endedAt: 0, bytesIn: 0, bytesOut: 0 };
+    const counts = stageCounts(runner.state);
+    const rec: StageRecord = { clients: 0, startedAt: now, endedAt: 0, bytesIn: 0, bytesOut: 0, expected: counts?.expected ?? 0, deadline: false };
     record.stages[stage] = rec;
     void save();
   };
@@ -169,11 +187,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
   const finish = async (end: RoundEnd) => {
     const now = Date.now();
     const rec = record;
-    const last = rec.stage;
-    if (isStage(last) && rec.stages[last] && rec.stages[last]!.endedAt === 0) {
-      rec.stages[last]!.endedAt = now;
-      metrics.observeStage(last, (now - rec.stages[last]!.startedAt) / 1000);
-    }
+    closeStageRecord(rec.stage, now);
     rec.endedAt = now;
     const result = end.outcome === 'completed' ? end.result : undefined;
     if (result) {
@@ -198,7 +212,9 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       included: rec.included?.length ?? 0,
       cohort: rec.params.cohort,
       ms: now - rec.startedAt,
-      stages: Object.fromEntries(Object.entries(rec.stages).map(([s, v]) => [s, { clients: v.clients, ms: v.endedAt - v.startedAt }])),
+      stages: Object.fromEntries(
+        Object.entries(rec.stages).map(([s, v]) => [s, { clients: v.clients, dropped: v.dropped, deadline: v.deadline, ms: v.endedAt - v.startedAt }]),
+      ),
     });
     const included = new Set<number>(result?.included ?? []);
     const back: Conn[] = [];
@@ -306,6 +322,9 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
               log.log('info', 'message refused', { round: record.id, conn: c.seq, clientId: id, code: error.code, reason: error.message });
               connections.close(c, close, `${error.code}: ${error.message}`, 'malformed');
             } else connections.refused(c, error.code, error.message, record.id);
+          } else if (isAbort(bytes)) {
+            // A client's own abort is accepted in every stage: it quits the round, it does not answer the stage.
+            quit.add(id);
           } else if (rec) {
             let who = accepted.get(stage);
             if (!who) accepted.set(stage, (who = new Set()));
@@ -320,7 +339,11 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       if (id === undefined || members.get(id) !== c) return;
       disconnected.add(id);
       // The transport knows this client is gone: tell the state machine, as the client's own abort would.
-      void runner.message(id, encodeClientMessage(config.roundId, id, { case: 'abort', value: { code: 'ERR_ABORTED' } }));
+      void runner.message(id, encodeClientMessage(config.roundId, id, { case: 'abort', value: { code: 'ERR_ABORTED' } }), {
+        handled: (error) => {
+          if (!error) quit.add(id);
+        },
+      });
     },
     live(now) {
       return {
@@ -333,6 +356,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
         timeLeftMs: Math.max(0, runner.deadlineAt - now),
         stages: structuredClone(record.stages),
         disconnected: disconnected.size,
+        progress: stageCounts(runner.state) ?? null,
       };
     },
     async shutdown(reason) {
@@ -340,4 +364,13 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     },
     idle: () => runner.idle(),
   };
+}
+
+/** Whether a client frame is an abort message (a frame too malformed to peek is not). */
+function isAbort(bytes: Uint8Array): boolean {
+  try {
+    return peekClientBody(bytes).kind === 'abort';
+  } catch {
+    return false;
+  }
 }

@@ -12,13 +12,31 @@ export type ServiceStage = Stage;
 export type RoundOutcome = 'running' | 'completed' | 'aborted';
 
 export interface StageRecord {
-  /** Clients whose message for this stage the server accepted. */
+  /** Clients whose message for this stage the server accepted (a client's abort message is not an answer). */
   clients: number;
   /** Stage start and end, ms since the epoch (end 0 while running). */
   startedAt: number;
   endedAt: number;
   bytesIn: number;
   bytesOut: number;
+  /**
+   * Clients the stage waited for (its members when it began: the cohort for advertise, the clients
+   * the previous stage kept after that). Absent in rounds recorded before it existed.
+   */
+  expected?: number;
+  /**
+   * Set when the stage ends: of `expected`, the clients that did not answer, or answered and then
+   * left, before it closed. A client the server leaves out for its own reasons (the share stage's
+   * peel of clients with too few sharing neighbours) is not counted. Absent while running and in
+   * older rounds.
+   */
+  dropped?: number;
+  /**
+   * True when the stage was closed by its deadline, with clients still expected to answer, rather
+   * than by every expected client answering or leaving (a round slowed by a deadline). Absent in
+   * older rounds.
+   */
+  deadline?: boolean;
 }
 
 export interface RoundParams {

@@ -1,4 +1,5 @@
 /** The service's public types: what createServer returns, publishes and reports. */
+import type { StageCounts } from '../protocol/serverRound.js';
 import type { RoundRecord, RoundStore } from './store.js';
 
 /** What subscribers receive when a round completes. */
@@ -31,6 +32,8 @@ export interface LiveRound {
   readonly stages: RoundRecord['stages'];
   /** Cohort members whose connection closed during the round. */
   readonly disconnected: number;
+  /** The current stage's progress: how many clients it waits for, answered, quit, and are still pending. */
+  readonly progress: StageCounts | null;
 }
 
 export interface ServiceStatus {
