@@ -306,6 +306,11 @@ describe('service metrics (prom-client) in the Prometheus text format', { timeou
         assert.equal(need(f, 'secagg_stage_clients_total', { stage, outcome: 'accepted' }), want, `${stage} accepted`);
         assert.ok(want >= 4, `${stage}: the completed round's four`);
       }
+      // The counter's dropouts are the stage records' (the dashboard's) figures.
+      for (const stage of ['advertise', 'share', 'masked', 'unmask'] as const) {
+        const recorded = records.reduce((s, r) => s + (r.stages[stage]?.dropped ?? 0), 0);
+        assert.equal(value(f, 'secagg_stage_clients_total', { stage, outcome: 'dropped' }) ?? 0, recorded, `${stage} dropped`);
+      }
       assert.equal(value(f, 'secagg_stage_clients_total', { stage: 'view', outcome: 'accepted' }), undefined, 'no view stage in semi-honest mode');
       // The gauge of the last round (the aborted one).
       assert.equal(need(f, 'secagg_round_stage_clients', { stage: 'advertise' }), 5);

@@ -164,13 +164,16 @@ export class Metrics {
     if (outcome === 'completed') this.lastCompleted.set(endedAt / 1000);
     this.running.set(0);
     this.stageProgress(record);
-    // Each stage asks the clients the previous one accepted (advertise: the cohort); those it did not accept dropped out there.
+    // Dropped: the stage record's own count (clients it waited for that did not answer, or answered
+    // and left, before it closed — the dashboard's figure). A record without it (written before it
+    // was kept) falls back to: the clients the previous stage accepted (advertise: the cohort) that
+    // this one did not.
     let asked = record.params.cohort;
     for (const stage of SERVICE_STAGES) {
       const rec = record.stages[stage];
       if (!rec) continue;
       this.stageClientsTotal.inc({ stage, outcome: 'accepted' }, rec.clients);
-      this.stageClientsTotal.inc({ stage, outcome: 'dropped' }, Math.max(0, asked - rec.clients));
+      this.stageClientsTotal.inc({ stage, outcome: 'dropped' }, rec.dropped ?? Math.max(0, asked - rec.clients));
       asked = rec.clients;
     }
   }
