@@ -82,7 +82,11 @@ export function renderSvg(result: FlResult): string {
   const spam = result.data.task === 'spam';
   const secure = { label: network ? 'SecAgg service (WebSocket clients, dropouts)' : 'SecAgg (masked, fixed-point, dropouts)', colour: '#7fa7e6', dash: '' };
   const plain = { label: 'plain FedAvg (unmasked, float64)', colour: '#e07b00', dash: '6 4' };
-  const baseline = { label: `majority class (always ${result.data.majorityClass === 1 ? 'spam' : 'ham'})`, colour: '#777', dash: '2 3' };
+  const baseline = {
+    label: `majority class (always ${result.data.majorityClass === 1 ? 'spam' : 'ham'}: ${(100 * result.data.baseline.accuracy).toFixed(1)}%)`,
+    colour: '#777',
+    dash: '2 3',
+  };
   const both = (f: (m: Metrics) => number): Series[] => [
     { ...secure, points: metric('secure', f) },
     { ...plain, points: metric('plain', f) },

