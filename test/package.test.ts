@@ -1,8 +1,9 @@
 /**
  * What `npm pack` would publish: the licence, the compiled library with its declarations, the
- * browser bundle with its declarations (and nothing else of dist/browser), no source maps (their
- * sources are not shipped, so they could not resolve) and no declarations for the CLI (a program,
- * not an API). better-sqlite3 is optional, so the package installs where it cannot be built.
+ * browser bundle with its declarations (and nothing else of dist/browser), the federated-learning
+ * example (so `npx secagg example fl` runs from an installed package), no source maps (their
+ * sources are not shipped, so they could not resolve) and no declarations for the CLI or the
+ * example (programs, not APIs). better-sqlite3 is optional, so the package installs where it cannot be built.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import { buildBrowserBundle } from './pack.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)); // dist/test/ → the checkout
 
-test('package: the tarball has LICENSE, the library and the browser bundle, no .map files and no CLI .d.ts', () => {
+test('package: the tarball has LICENSE, the library, the browser bundle and the FL example, no .map files and no CLI or example .d.ts', () => {
   buildBrowserBundle(); // `npm run build` makes it; `npm test` runs only tsc
   const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
@@ -28,11 +29,12 @@ test('package: the tarball has LICENSE, the library and the browser bundle, no .
     [],
   );
   assert.deepEqual(
-    files.filter((f) => /^dist\/src\/cli\/.*\.d\.ts$/.test(f)),
+    files.filter((f) => /^dist\/src\/(cli|examples)\/.*\.d\.ts$/.test(f)),
     [],
   );
+  for (const f of ['main', 'run', 'data', 'spam', 'network', 'plot']) assert.ok(files.includes(`dist/src/examples/fl/${f}.js`), f);
   assert.deepEqual(
-    files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/src/examples/') || f.startsWith('src/')),
+    files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('src/')),
     [],
   );
 });

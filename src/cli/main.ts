@@ -22,7 +22,8 @@ Commands:
   rounds     list the rounds in a service's history, or show one
   demo       a local service with N clients, dropouts and verified results
   token      print a JWT the service accepts (HS256 under its secret, or EdDSA under an issuer key)
-  example fl federated training of a TF.js classifier, secure vs plain FedAvg (--network: over the service)
+  example fl federated training of a TF.js classifier, secure vs plain FedAvg (--task spam: the
+             SpamAssassin corpus by mailbox; --network: over the service; needs @tensorflow/tfjs)
 
 Options:
   -h, --help     this text
@@ -72,7 +73,10 @@ function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
   });
 }
 
-/** `secagg example fl [...]`: the federated-learning example, run as its own process (it parses its own flags). */
+/**
+ * `secagg example fl [...]`: the federated-learning example, run as its own process (it parses its
+ * own flags, and says which package to install when @tensorflow/tfjs or the spam corpus is missing).
+ */
 async function runExample(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name !== 'fl') {
@@ -83,7 +87,7 @@ async function runExample(argv: string[]): Promise<number> {
   const { fileURLToPath } = await import('node:url');
   const script = fileURLToPath(new URL('../examples/fl/main.js', import.meta.url));
   if (!existsSync(script)) {
-    process.stderr.write('secagg example fl: the example is not in this installation (it ships with the repository: npm run example:fl)\n');
+    process.stderr.write(`secagg example fl: ${script} is missing: this installation of secagg is incomplete (reinstall it)\n`);
     return 2;
   }
   const { spawn } = await import('node:child_process');

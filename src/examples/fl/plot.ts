@@ -1,5 +1,5 @@
 /** A hand-written SVG of accuracy and loss per round, secure vs plain FedAvg (no plotting library). */
-import type { FlResult } from './run.js';
+import type { FlResult, Metrics } from './run.js';
 
 interface Series {
   label: string;
@@ -56,54 +56,67 @@ function panel(x0: number, y0: number, w: number, h: number, title: string, yLab
   return parts.join('\n');
 }
 
-export function renderSvg(result: FlResult): string {
-  const acc = (k: 'secure' | 'plain') => [result.initial.accuracy, ...result.rounds.map((r) => r[k].accuracy)].map((a) => 100 * a);
-  const loss = (k: 'secure' | 'plain') => [result.initial.loss, ...result.rounds.map((r) => r[k].loss)];
-  const network = result.aggregation === 'network';
-  const secure = { label: network ? 'SecAgg service (WebSocket clients, dropouts)' : 'SecAgg (masked, fixed-point, dropouts)', colour: '#7fa7e6', dash: '' };
-  const plain = { label: 'plain FedAvg (unmasked, float64)', colour: '#e07b00', dash: '6 4' };
-  const W = 900;
-  const H = 400;
+/** The subtitle under the title: what was trained, on what split, and how it ended. */
+function subtitle(result: FlResult, network: boolean): string {
   const o = result.options;
   const last = result.rounds.at(-1);
-  const subtitle =
-    `${o.clients} ${network ? 'WebSocket ' : ''}clients (non-IID: ~85% of each client's data from 2 of ${o.spec.classes} classes), ${result.rounds.length} rounds, ` +
-    `${Math.round(o.dropoutRate * 100)}% dropouts per round; ring 2^${result.plan.bits}, scale 2^${result.plan.fractionalBits}` +
-    (last ? `; final accuracy ${(100 * last.secure.accuracy).toFixed(2)}% vs ${(100 * last.plain.accuracy).toFixed(2)}%` : '');
+  const d = result.data;
+  const common = `${result.rounds.length} rounds, ${Math.round(o.dropoutRate * 100)}% dropouts per round; ring 2^${result.plan.bits}, scale 2^${result.plan.fractionalBits}`;
+  if (d.task === 'spam' && d.heldOut && d.clientPositiveRates) {
+    const r = d.clientPositiveRates;
+    return (
+      `${o.clients} ${network ? 'WebSocket ' : ''}clients = recipient mailboxes (spam rate ${Math.round(100 * Math.min(...r))}–${Math.round(100 * Math.max(...r))}% per client); ` +
+      `test: ${d.heldOut.mails} mails of ${d.heldOut.mailboxes} held-out mailboxes; ${common}` +
+      (last ? `; final accuracy ${(100 * last.secure.accuracy).toFixed(2)}% vs ${(100 * last.plain.accuracy).toFixed(2)}%` : '')
+    );
+  }
+  return (
+    `${o.clients} ${network ? 'WebSocket ' : ''}clients (non-IID: ~85% of each client's data from 2 of ${o.spec.classes} classes), ${common}` +
+    (last ? `; final accuracy ${(100 * last.secure.accuracy).toFixed(2)}% vs ${(100 * last.plain.accuracy).toFixed(2)}%` : '')
+  );
+}
+
+export function renderSvg(result: FlResult): string {
+  const metric = (k: 'secure' | 'plain', f: (m: Metrics) => number) => [result.initial, ...result.rounds.map((r) => r[k])].map(f);
+  const network = result.aggregation === 'network';
+  const spam = result.data.task === 'spam';
+  const secure = { label: network ? 'SecAgg service (WebSocket clients, dropouts)' : 'SecAgg (masked, fixed-point, dropouts)', colour: '#7fa7e6', dash: '' };
+  const plain = { label: 'plain FedAvg (unmasked, float64)', colour: '#e07b00', dash: '6 4' };
+  const baseline = {
+    label: `majority class (always ${result.data.majorityClass === 1 ? 'spam' : 'ham'}: ${(100 * result.data.baseline.accuracy).toFixed(1)}%)`,
+    colour: '#777',
+    dash: '2 3',
+  };
+  const both = (f: (m: Metrics) => number): Series[] => [
+    { ...secure, points: metric('secure', f) },
+    { ...plain, points: metric('plain', f) },
+  ];
+  const flat = (v: number) => new Array<number>(result.rounds.length + 1).fill(v);
+  const panels: Array<{ title: string; yLabel: string; series: Series[]; fmt: (v: number) => string }> = [
+    {
+      title: spam ? 'held-out accuracy' : 'test accuracy',
+      yLabel: 'accuracy (%)',
+      series: [...both((m) => 100 * m.accuracy), ...(spam ? [{ ...baseline, points: flat(100 * result.data.baseline.accuracy) }] : [])],
+      fmt: (v) => v.toFixed(0),
+    },
+    ...(spam ? [{ title: 'spam F1 (held-out)', yLabel: 'F1 (%)', series: both((m) => 100 * (m.f1 ?? 0)), fmt: (v: number) => v.toFixed(0) }] : []),
+    { title: spam ? 'held-out loss' : 'test loss', yLabel: 'cross-entropy', series: both((m) => m.loss), fmt: (v) => v.toFixed(2) },
+  ];
+  const W = 450 * panels.length;
+  const H = 400;
+  const legend = spam ? [secure, plain, baseline] : [secure, plain];
+  const step = W / legend.length;
   const body = [
-    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">Federated averaging: ${network ? 'secure aggregation over the network service' : 'secure aggregation'} vs plain FedAvg</text>`,
-    `<text x="${W / 2}" y="44" text-anchor="middle" font-size="11" fill="#444">${esc(subtitle)}</text>`,
-    panel(
-      80,
-      80,
-      330,
-      230,
-      'test accuracy',
-      'accuracy (%)',
-      [
-        { ...secure, points: acc('secure') },
-        { ...plain, points: acc('plain') },
-      ],
-      (v) => v.toFixed(0),
-    ),
-    panel(
-      530,
-      80,
-      330,
-      230,
-      'test loss',
-      'cross-entropy',
-      [
-        { ...secure, points: loss('secure') },
-        { ...plain, points: loss('plain') },
-      ],
-      (v) => v.toFixed(2),
-    ),
-    ...[secure, plain].map(
-      (s, i) =>
-        `<line x1="${220 + i * 300}" x2="${256 + i * 300}" y1="${H - 28}" y2="${H - 28}" stroke="${s.colour}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ''}/>` +
-        `<text x="${262 + i * 300}" y="${H - 24}" font-size="12">${esc(s.label)}</text>`,
-    ),
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">${spam ? 'Spam filtering (SpamAssassin corpus), federated: ' : 'Federated averaging: '}${network ? 'secure aggregation over the network service' : 'secure aggregation'} vs plain FedAvg</text>`,
+    `<text x="${W / 2}" y="44" text-anchor="middle" font-size="11" fill="#444">${esc(subtitle(result, network))}</text>`,
+    ...panels.map((p, i) => panel(80 + 450 * i, 80, 330, 230, p.title, p.yLabel, p.series, p.fmt)),
+    ...legend.map((s, i) => {
+      const x = spam ? step * i + 40 : 220 + 300 * i;
+      return (
+        `<line x1="${x}" x2="${x + 36}" y1="${H - 28}" y2="${H - 28}" stroke="${s.colour}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ''}/>` +
+        `<text x="${x + 42}" y="${H - 24}" font-size="12">${esc(s.label)}</text>`
+      );
+    }),
   ];
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${body.join('\n')}\n</svg>\n`;
 }
