@@ -2,11 +2,13 @@
  * Buffered uniform randomness over an injected `Rng` for the samplers: 32-bit words, exact
  * uniform integers below m ≤ 2^53 (rejection, never a modulo bias), 53-bit uniforms in [0, 1), and
  * exact Bernoulli(a/b) trials. The samplers call this millions of times per vector, so it pulls
- * 64 KiB from the Rng at once and reads words from a typed array.
+ * up to 64 KiB from the Rng at once and reads words from a typed array.
  */
 import { cryptoRng, type Rng } from '../rng.js';
 
-const WORDS = 16384;
+/** Refills start small (a short vector should not cost 64 KiB of keystream) and double up to 64 KiB. */
+const FIRST_WORDS = 256;
+const MAX_WORDS = 16384;
 const TWO32 = 4294967296;
 const TWO21 = 2097152;
 const TWO53 = 9007199254740992;
@@ -17,6 +19,7 @@ export class RandomSource {
   private pos = 0;
   private bits = 0;
   private bitCount = 0;
+  private next = FIRST_WORDS;
 
   constructor(rng: Rng = cryptoRng) {
     if (typeof rng !== 'function') throw new TypeError('rng must be a function (length) => Uint8Array');
@@ -24,10 +27,12 @@ export class RandomSource {
   }
 
   private refill(): void {
-    const bytes = this.rng(4 * WORDS);
-    if (!(bytes instanceof Uint8Array) || bytes.length !== 4 * WORDS) throw new TypeError('rng returned the wrong number of bytes');
+    const n = this.next;
+    this.next = Math.min(MAX_WORDS, 2 * n);
+    const bytes = this.rng(4 * n);
+    if (!(bytes instanceof Uint8Array) || bytes.length !== 4 * n) throw new TypeError('rng returned the wrong number of bytes');
     // Little-endian words; on a big-endian host the order of bits differs but every word is still uniform.
-    this.words = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS) : new Uint32Array(bytes.slice().buffer);
+    this.words = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, n) : new Uint32Array(bytes.slice().buffer);
     this.pos = 0;
   }
 
