@@ -21,6 +21,7 @@ import {
   wrapToRing,
 } from '../src/dp/index.js';
 import { isSecAggError } from '../src/errors.js';
+import * as root from '../src/index.js';
 import { plainSum } from '../src/ring/vector.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { unsafeFastSeededRng, Z_LIMIT } from './dpStats.js';
@@ -71,6 +72,12 @@ function runRound(plan: DpPlan, xs: readonly (Float64Array | readonly Float32Arr
   for (const v of vectors) for (let i = 0; i < v.length; i++) raw[i]! += v[i]!;
   return { sum: plainSum(vectors, plan.bits, plan.paddedDimension), raw };
 }
+
+test('the root index re-exports the dp API', () => {
+  assert.equal(root.planDp, planDp);
+  assert.equal(root.encodeDp, encodeDp);
+  assert.equal(root.decodeDpMean, decodeDpMean);
+});
 
 test('ring conversions: wrapToRing and centre against BigInt arithmetic, including bits = 32 and |q| ≥ 2^31', () => {
   const qs = [0, 1, -1, 2 ** 31, -(2 ** 31), 2 ** 40 + 3, -(2 ** 40) - 3, 2 ** 53 - 1, -(2 ** 53) + 1, 12345, -54321];

@@ -124,4 +124,4 @@ export class RandomSource {
 /** decide(): U < x for sure. */
 export const YES = -1;
 /** decide(): U ≥ x for sure. */
-export const NO = -2;
+const NO = -2;

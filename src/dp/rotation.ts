@@ -14,7 +14,7 @@ import { abytes } from '../errors.js';
 
 const LABEL = new TextEncoder().encode('secagg/dp/hadamard-signs/v1');
 /** Largest padded length (2^26 elements: 512 MiB of Float64). */
-export const MAX_PADDED_LENGTH: number = 2 ** 26;
+const MAX_PADDED_LENGTH: number = 2 ** 26;
 
 /** The smallest power of two ≥ max(d, 1): the length the rotation works on. */
 export function paddedLength(d: number): number {

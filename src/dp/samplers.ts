@@ -26,9 +26,9 @@ import { RandomSource, YES } from './random.js';
 
 const MAX_LENGTH = 2 ** 31;
 /** σ² up to 2^52 (σ ≈ 6.7·10^7): t² and |Y|·t stay exact in doubles where the sampler needs them. */
-export const MAX_DGAUSS_VARIANCE: number = 2 ** 52;
+const MAX_DGAUSS_VARIANCE: number = 2 ** 52;
 /** Poisson means up to 2^50 (draws stay far inside the safe integers). */
-export const MAX_POISSON_MEAN: number = 2 ** 50;
+const MAX_POISSON_MEAN: number = 2 ** 50;
 const TWO26 = 67108864;
 
 function checkLength(length: unknown): number {
@@ -188,7 +188,7 @@ const LOG_FACTORIAL = (() => {
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 
 /** ln k! : a table below 256, Stirling's series (error < 1/(1680 k^7)) above. */
-export function logFactorial(k: number): number {
+function logFactorial(k: number): number {
   if (k < 256) return LOG_FACTORIAL[k]!;
   const r = 1 / k;
   const r2 = r * r;
