@@ -6,6 +6,7 @@
 //   node/  sim/        transport/          the worker unmasker, the simulator; frames over a WebSocket-like interface
 //   identity/                              long-term identities and certificates, used by both sides
 //   protocol/          encoding/           the state machines (no I/O, no clock) and the round runner (an injected clock); floats ↔ ring (browser-safe)
+//                      dp/                 the distributed DP mechanism: rotation, rounding, integer noise, planner (pure, browser-safe; beside encoding/)
 //   ring/  shamir/  graph/  crypto/  wire/ independent low layers: none imports another
 //   bytes.ts  ids.ts  errors.ts  rng.ts  pace.ts  clock.ts   the base
 //
@@ -16,7 +17,7 @@
 const BASE = '^src/(bytes|ids|errors|rng|pace|clock)\\.ts$';
 const LOW = '^src/(ring|shamir|graph|crypto|wire)/';
 // Everything a browser bundle of `secagg/client` or `secagg/tfjs` may contain.
-const BROWSER_SAFE = '^src/(client|encoding|tfjs)/';
+const BROWSER_SAFE = '^src/(client|encoding|dp|tfjs)/';
 const NODE_ONLY_PACKAGES = '^node_modules/(ws|better-sqlite3)/';
 const NODE_BUILTINS = `^(node:)?(${require('node:module').builtinModules.join('|')})$`;
 
@@ -109,6 +110,14 @@ module.exports = {
       comment: 'encoding/ (floats ↔ ring) and tfjs/ (over encoding/) need no protocol, transport or client.',
       from: { path: '^src/(encoding|tfjs)/' },
       to: { path: '^src/(protocol|transport|client|wire|crypto|ring|shamir|graph)/' },
+    },
+    {
+      name: 'dp-is-a-pure-layer',
+      severity: 'error',
+      comment:
+        'dp/ (the DP mechanism: rotation, rounding, noise samplers, planner) is pure math over typed arrays: it imports only the base, ring/ and the clipping of encoding/.',
+      from: { path: '^src/dp/' },
+      to: { path: '^src/', pathNot: [BASE, '^src/(dp|ring)/', '^src/encoding/clip\\.ts$'] },
     },
     {
       name: 'node-and-sim-below-the-service',
