@@ -7,6 +7,7 @@
 //   identity/                              long-term identities and certificates, used by both sides
 //   protocol/          encoding/           the state machines (no I/O, no clock) and the round runner (an injected clock); floats ↔ ring (browser-safe)
 //   ring/  shamir/  graph/  crypto/  wire/ independent low layers: none imports another
+//   dp/                                    the privacy accountant: plain arithmetic, imports nothing but the base
 //   bytes.ts  ids.ts  errors.ts  rng.ts  pace.ts  clock.ts   the base
 //
 // src/index.ts is the root barrel (it re-exports the simulator too); nothing in src/ imports it.
@@ -79,6 +80,13 @@ module.exports = {
       comment: 'transport/ moves wire frames: it knows the wire schema and nothing of the protocol or either side.',
       from: { path: '^src/transport/' },
       to: { path: '^src/', pathNot: [BASE, '^src/(wire|transport)/'] },
+    },
+    {
+      name: 'dp-is-plain-arithmetic',
+      severity: 'error',
+      comment: 'dp/ (the privacy accountant) is plain arithmetic that runs in any runtime: it imports only the base and itself, and no Node built-in.',
+      from: { path: '^src/dp/' },
+      to: { path: ['^src/', NODE_BUILTINS], pathNot: [BASE, '^src/dp/'] },
     },
     {
       name: 'browser-safe-no-node',

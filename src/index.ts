@@ -64,3 +64,4 @@ export { RingAccumulator, packVector, unpackVector, plainSum } from './ring/inde
 export type { CryptoProvider, X25519PrivateKey, Ed25519PrivateKey } from './crypto/index.js';
 export { PROTOCOL_VERSION } from './wire/codec.js';
 export * from './encoding/index.js';
+export * from './dp/index.js';

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Independent re-computation of the accountant's formulas, in another language and another
+arithmetic, for test/dp-accountant.test.ts. Python standard library only (decimal, math, json).
+
+Written from the papers' statements, not from src/dp/accountant.ts: exact binomial sums in 60-digit
+decimal arithmetic (no log-space tricks, no lgamma), so a slip in the TypeScript log-space code
+shows up as a disagreement.
+
+Reads one JSON request per line on stdin and prints one JSON answer per line:
+  {"kind": "sgm", "q": Q, "z": Z, "alpha": A}            RDP of the Poisson-sampled Gaussian, integer A
+       Mironov, Talwar, Zhang 2019, Sec. 3.1: A_a = sum_k C(a,k) (1-q)^(a-k) q^k exp((k^2-k)/(2 z^2)),
+       RDP = log(A_a)/(a-1).
+  {"kind": "zw", "q": Q, "alpha": A, "eps": [e(2), ..., e(A)]}   Zhu & Wang 2019, Theorem 5
+  {"kind": "dgauss", "alpha": A, "d": D, "l1": L1, "l2": L2, "sigma": S, "n": N}
+       Kairouz, Liu, Steinke 2021, Proposition 14 (sum of N discrete Gaussians of stddev S)
+  {"kind": "skellam", "alpha": A, "l1": L1, "l2": L2, "mu": MU}
+       Agarwal, Kairouz, Liu 2021 (multi-dimensional Skellam, variance MU per coordinate)
+  {"kind": "eps", "orders": [...], "rdp": [...], "delta": D}
+       Balle et al. 2020, Theorem 21: eps = min_a rdp_a + log((a-1)/a) - (log D + log a)/(a-1)
+"""
+import json
+import math
+import sys
+from decimal import Decimal, getcontext
+
+getcontext().prec = 60
+
+
+def binom(n, k):
+    return Decimal(math.comb(n, k))
+
+
+def sgm(q, z, alpha):
+    q = Decimal(repr(q))
+    z = Decimal(repr(z))
+    total = Decimal(0)
+    for k in range(alpha + 1):
+        term = binom(alpha, k) * (1 - q) ** (alpha - k) * q ** k
+        total += term * (Decimal(k * k - k) / (2 * z * z)).exp()
+    return float(total.ln() / (alpha - 1))
+
+
+def zw(q, alpha, eps):
+    """eps[l - 2] is the base mechanism's RDP at order l, l = 2..alpha."""
+    g = Decimal(repr(q))
+    e = [None, None] + [Decimal(repr(x)) for x in eps]
+    total = (1 - g) ** (alpha - 1) * (alpha * g - g + 1)
+    total += binom(alpha, 2) * g ** 2 * (1 - g) ** (alpha - 2) * e[2].exp()
+    for l in range(3, alpha + 1):
+        total += 3 * binom(alpha, l) * (1 - g) ** (alpha - l) * g ** l * ((l - 1) * e[l]).exp()
+    return float(total.ln() / (alpha - 1))
+
+
+def dgauss(alpha, d, l1, l2, sigma, n):
+    tau = 10 * math.fsum(math.exp(-2 * math.pi ** 2 * sigma ** 2 * k / (k + 1)) for k in range(1, n))
+    s = math.sqrt(n) * sigma
+    t1 = alpha * l2 ** 2 / (2 * s ** 2) + tau * d
+    t2 = alpha / 2 * (l2 ** 2 / s ** 2 + 2 * l1 * tau / s + tau ** 2 * d)
+    t3 = alpha / 2 * (l2 / s + tau * math.sqrt(d)) ** 2
+    return {"rdp": min(t1, t2, t3), "tau": tau}
+
+
+def skellam(alpha, l1, l2, mu):
+    extra = min(((2 * alpha - 1) * l2 ** 2 + 6 * l1) / (4 * mu ** 2), 3 * l1 / (2 * mu))
+    return alpha * l2 ** 2 / (2 * mu) + extra
+
+
+def eps(orders, rdp, delta):
+    best = (math.inf, None)
+    for a, r in zip(orders, rdp):
+        if a <= 1.01 or r is None:
+            continue
+        e = r + math.log((a - 1) / a) - (math.log(delta) + math.log(a)) / (a - 1)
+        if e < best[0]:
+            best = (e, a)
+    return {"epsilon": max(0.0, best[0]), "order": best[1]}
+
+
+def answer(req):
+    k = req["kind"]
+    if k == "sgm":
+        return sgm(req["q"], req["z"], req["alpha"])
+    if k == "zw":
+        return zw(req["q"], req["alpha"], req["eps"])
+    if k == "dgauss":
+        return dgauss(req["alpha"], req["d"], req["l1"], req["l2"], req["sigma"], req["n"])
+    if k == "skellam":
+        return skellam(req["alpha"], req["l1"], req["l2"], req["mu"])
+    if k == "eps":
+        return eps(req["orders"], req["rdp"], req["delta"])
+    raise ValueError(k)
+
+
+for line in sys.stdin:
+    if line.strip():
+        print(json.dumps(answer(json.loads(line))))
