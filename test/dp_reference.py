@@ -17,6 +17,15 @@ Reads one JSON request per line on stdin and prints one JSON answer per line:
        Agarwal, Kairouz, Liu 2021 (multi-dimensional Skellam, variance MU per coordinate)
   {"kind": "eps", "orders": [...], "rdp": [...], "delta": D}
        Balle et al. 2020, Theorem 21: eps = min_a rdp_a + log((a-1)/a) - (log D + log a)/(a-1)
+  {"kind": "sgm_integral", "q": Q, "z": Z, "alpha": A}   RDP of the Poisson-sampled Gaussian at any
+       real order A > 1, by integrating A_a = E_{x~N(0,z^2)} [((1-q) + q exp((2x-1)/(2z^2)))^a]
+       (Mironov, Talwar, Zhang 2019, Sec. 3) with the trapezoid rule in log space: no series at all.
+  {"kind": "log_erfc", "x": X}   log(erfc(X)) from math.erfc, or past its underflow from the
+       asymptotic series erfc(x) ~ e^(-x^2)/(x sqrt(pi)) (1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6) + 105/(16x^8))
+  {"kind": "orders"}   dp_accounting's DEFAULT_RDP_ORDERS expression, evaluated by Python
+  {"kind": "gauss_delta", "z": Z, "eps": E}
+       the exact delta(eps) of one Gaussian release with noise multiplier Z (Balle & Wang 2018,
+       Theorem 8): Phi(1/(2Z) - E Z) - e^E Phi(-1/(2Z) - E Z)
 """
 import json
 import math
@@ -76,8 +85,42 @@ def eps(orders, rdp, delta):
     return {"epsilon": max(0.0, best[0]), "order": best[1]}
 
 
+def sgm_integral(q, z, alpha):
+    def log_f(x):
+        u = (2 * x - 1) / (2 * z * z)
+        # log((1-q) + q e^u), stable for large u
+        m = max(math.log1p(-q), math.log(q) + u)
+        inner = m + math.log(math.exp(math.log1p(-q) - m) + math.exp(math.log(q) + u - m))
+        return -x * x / (2 * z * z) - math.log(z * math.sqrt(2 * math.pi)) + alpha * inner
+    h = min(z, z * z) / 50
+    lo, hi = -40 * z, alpha + 40 * z
+    n = int((hi - lo) / h) + 1
+    logs = [log_f(lo + i * h) for i in range(n + 1)]
+    top = max(logs)
+    total = math.fsum(math.exp(v - top) for v in logs) - 0.5 * (math.exp(logs[0] - top) + math.exp(logs[-1] - top))
+    return (top + math.log(total * h)) / (alpha - 1)
+
+
+def gauss_delta(z, e):
+    phi = lambda t: 0.5 * math.erfc(-t / math.sqrt(2))
+    return phi(1 / (2 * z) - e * z) - math.exp(e) * phi(-1 / (2 * z) - e * z)
+
+
 def answer(req):
     k = req["kind"]
+    if k == "orders":
+        return [1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64)) + [128, 256, 512, 1024]
+    if k == "log_erfc":
+        x = req["x"]
+        if x < 20:
+            return math.log(math.erfc(x))
+        y = 1 / (2 * x * x)
+        series = 1 - y + 3 * y ** 2 - 15 * y ** 3 + 105 * y ** 4
+        return -x * x - math.log(x * math.sqrt(math.pi)) + math.log(series)
+    if k == "sgm_integral":
+        return sgm_integral(req["q"], req["z"], req["alpha"])
+    if k == "gauss_delta":
+        return gauss_delta(req["z"], req["eps"])
     if k == "sgm":
         return sgm(req["q"], req["z"], req["alpha"])
     if k == "zw":

@@ -135,8 +135,11 @@ function logScaledErfcLarge(x: number): number {
   return -Math.log(f);
 }
 
-/** log(erfc(x)) for any real x, accurate far into the tail (where erfc(x) underflows). */
-function logErfc(x: number): number {
+/**
+ * log(erfc(x)) for any real x, accurate far into the tail (where erfc(x) underflows). Used by the
+ * fractional-order series; exported for its test, not part of the dp/ barrel.
+ */
+export function logErfc(x: number): number {
   if (x >= 2.5) return -x * x - LOG_SQRT_PI + logScaledErfcLarge(x);
   if (x >= 0) return Math.log1p(-erfSmall(x));
   const y = -x;
