@@ -11,6 +11,7 @@ const SERVICE_COMMANDS: Record<string, () => Promise<Runner>> = {
   rounds: async () => (await import('./rounds.js')).runRounds,
   demo: async () => (await import('./demo.js')).runDemo,
   token: async () => (await import('./token.js')).runToken,
+  privacy: async () => (await import('./privacy.js')).runPrivacy,
 };
 
 const HELP = `Usage: secagg <command> [options]
@@ -22,6 +23,7 @@ Commands:
   rounds     list the rounds in a service's history, or show one
   demo       a local service with N clients, dropouts and verified results
   token      print a JWT the service accepts (HS256 under its secret, or EdDSA under an issuer key)
+  privacy    the (ε, δ) of rounds of noisy sums: Gaussian, Skellam or distributed discrete Gaussian
   example fl federated training of a TF.js classifier, secure vs plain FedAvg (--task spam: the
              SpamAssassin corpus by mailbox; --network: over the service; needs @tensorflow/tfjs)
 
@@ -97,7 +99,7 @@ async function runExample(argv: string[]): Promise<number> {
   });
 }
 
-const COMMAND_NAMES = { simulate: 1, serve: 1, client: 1, rounds: 1, demo: 1 } as const;
+const COMMAND_NAMES = { simulate: 1, serve: 1, client: 1, rounds: 1, demo: 1, privacy: 1 } as const;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -108,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
     case 'rounds':
     case 'demo':
     case 'token':
+    case 'privacy':
       try {
         return await (command === 'simulate' ? runSimulate : await SERVICE_COMMANDS[command]!())(rest);
       } catch (e) {

@@ -1,6 +1,6 @@
 /**
- * dp/: differential privacy of the sum — the distributed discrete mechanism (isomorphic; randomness
- * injected). See docs/privacy.md, "The mechanism".
+ * dp/: differential privacy of the sum — the distributed discrete mechanism and the RDP accountant
+ * (isomorphic; randomness injected). See docs/privacy.md.
  *
  * @example
  * ```ts
@@ -8,6 +8,12 @@
  * const { vector } = encodeDp({ values: update, plan, seed: roundSeed }); // each client
  * // ... the protocol sums the vectors mod 2^plan.bits ...
  * const { mean } = decodeDpMean({ sum: result.sum, plan, seed: roundSeed, clients: result.included.length });
+ * ```
+ *
+ * ```ts
+ * import { accountRounds, discreteMechanism } from 'secagg';
+ * const { mechanism } = discreteMechanism({ kind: 'skellam', noiseMultiplier: 1, l2Clip: 1, dimension: 65536, bits: 16, clients: 100 });
+ * const { epsilon, order } = accountRounds({ mechanism, samplingRate: 0.01, rounds: 1000, delta: 1e-5 });
  * ```
  */
 export {
@@ -50,3 +56,21 @@ export {
   type PoissonParams,
   type SkellamParams,
 } from './samplers.js';
+export {
+  DEFAULT_RDP_ORDERS,
+  sampledGaussianRdp,
+  poissonSubsampledRdp,
+  distributedDiscreteGaussianTau,
+  mechanismRdp,
+  epsilonFromRdp,
+  deltaFromRdp,
+  accountRounds,
+  scaleForBits,
+  discreteMechanism,
+  calibrateNoiseMultiplier,
+  type Mechanism,
+  type AccountOptions,
+  type AccountResult,
+  type DiscreteSetup,
+  type CalibrateOptions,
+} from './accountant.js';
