@@ -399,6 +399,8 @@ async function onRoundStart(ctx: ClientContext, state: AwaitingStartState, round
   const config = configFromParameters(p);
   const mode = config.mode;
   validateConfig(config, ctx.limits);
+  // Until this client adds the round's noise itself, a DP round is refused rather than joined without noise.
+  if (config.dp !== undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'this client does not add differential-privacy noise yet');
   if (!config.cohort.includes(state.id)) throw new SecAggError('ERR_UNKNOWN_SENDER', 'this client is not in the cohort');
   const f = ctx.floors;
   if (config.cohort.length < f.minCohort)

@@ -32,14 +32,39 @@ export interface RoundConfig {
    * two such quorums share an honest client, and an honest client signs one survivor set only.
    */
   readonly colluders?: number;
+  /** Differential privacy of the released sum: clients add integer noise inside their masked inputs (docs/privacy.md). */
+  readonly dp?: DpRoundConfig;
 }
+
+/**
+ * A round's distributed-DP noise. Every honest client adds noise of variance
+ * `targetVariance / dpMinHonest(config)` per coordinate, so any sum the server can release (at
+ * least t masked inputs, at most C of them from colluders) carries at least `targetVariance` of
+ * noise from honest clients. With `removable` (Skellam only) the clients reveal, once the survivors
+ * U3 are known, the excess over `targetVariance / (|U3| − C)` each, and the server removes it: the
+ * released noise is then `targetVariance` exactly when no client colludes.
+ */
+export interface DpRoundConfig {
+  readonly mechanism: 'skellam' | 'dgauss';
+  /** σ², per coordinate, in ring units (the integer grid the clients encode on). */
+  readonly targetVariance: number;
+  readonly removable: boolean;
+}
+
+/** The fewest honest clients whose inputs any released sum contains: t − C. */
+export function dpMinHonest(c: Pick<RoundConfig, 'threshold' | 'corruption' | 'colluders'>): number {
+  return c.threshold - colludersOf(c);
+}
+
+/** The largest per-coordinate noise variance a round may ask for (ring units): beyond it doubles lose integers. */
+const MAX_DP_VARIANCE = 2 ** 52;
 
 /** Active mode: signatures on the survivor set needed from members of U1 (|U1| = `advertised`): more than (|U1| + C)/2, and at least t. */
 export function consistencyQuorum(config: RoundConfig, advertised: number): number {
   return Math.max(config.threshold, Math.floor((advertised + colludersOf(config)) / 2) + 1);
 }
 
-function colludersOf(config: RoundConfig): number {
+function colludersOf(config: Pick<RoundConfig, 'corruption' | 'colluders'>): number {
   return config.colluders ?? config.corruption ?? 0;
 }
 
@@ -119,6 +144,15 @@ export function validateConfig(c: RoundConfig, limits: RoundLimits = DEFAULT_LIM
   const colluders = colludersOf(c);
   if (!Number.isInteger(colluders) || colluders < corruption || colluders >= n)
     bad(`colluders must be in [corruption = ${corruption}, ${n - 1}], got ${colluders}`);
+  if (c.dp !== undefined) {
+    const { mechanism, targetVariance, removable } = c.dp;
+    if (mechanism !== 'skellam' && mechanism !== 'dgauss') bad(`unknown DP mechanism ${String(mechanism)}`);
+    if (!(targetVariance > 0 && targetVariance <= MAX_DP_VARIANCE)) bad(`DP target variance must be in (0, 2^52], got ${targetVariance}`);
+    if (typeof removable !== 'boolean') bad('DP removable must be a boolean');
+    if (removable && mechanism !== 'skellam')
+      bad('removable DP noise needs the Skellam mechanism (Poisson thinning); the discrete Gaussian cannot be split exactly');
+    if (dpMinHonest(c) < 1) bad(`DP needs at least one honest client in every released sum: threshold ${c.threshold} must exceed the colluders ${colluders}`);
+  }
 }
 
 /** The smallest threshold that meets the neighbourhood bound for every U1 of this cohort. */

@@ -4,8 +4,9 @@
  */
 import { SecAggError } from '../errors.js';
 import type { ClientId, RoundId } from '../ids.js';
-import { Mode as WireMode, type RoundParameters } from '../wire/gen/secagg/v1/secagg_pb.js';
-import type { Mode, RoundConfig } from './config.js';
+import { create } from '@bufbuild/protobuf';
+import { DpMechanism, DpParametersSchema, Mode as WireMode, type DpParameters, type RoundParameters } from '../wire/gen/secagg/v1/secagg_pb.js';
+import type { DpRoundConfig, Mode, RoundConfig } from './config.js';
 
 /** The plain fields of a RoundParameters message (no protobuf bookkeeping). */
 export type RoundParametersInit = Omit<RoundParameters, '$typeName' | '$unknown'>;
@@ -22,7 +23,22 @@ export function roundParameters(config: RoundConfig): RoundParametersInit {
     cohort: config.cohort.slice(),
     corruption: config.corruption ?? 0,
     colluders: config.colluders ?? 0,
+    dp: config.dp ? wireDp(config.dp) : undefined,
   };
+}
+
+function wireDp(dp: DpRoundConfig): DpParameters {
+  return create(DpParametersSchema, {
+    mechanism: dp.mechanism === 'skellam' ? DpMechanism.SKELLAM : DpMechanism.DISCRETE_GAUSSIAN,
+    targetVariance: dp.targetVariance,
+    removable: dp.removable,
+  });
+}
+
+function dpFromWire(dp: DpParameters): DpRoundConfig {
+  const mechanism = dp.mechanism === DpMechanism.SKELLAM ? 'skellam' : dp.mechanism === DpMechanism.DISCRETE_GAUSSIAN ? 'dgauss' : undefined;
+  if (mechanism === undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'unknown DP mechanism');
+  return { mechanism, targetVariance: dp.targetVariance, removable: dp.removable };
 }
 
 function wireMode(mode: Mode): WireMode {
@@ -48,7 +64,8 @@ export function configFromParameters(p: Pick<RoundParameters, keyof RoundParamet
     cohort: p.cohort as ClientId[],
     corruption: p.corruption,
     colluders: p.colluders !== 0 ? p.colluders : undefined,
+    dp: p.dp !== undefined ? dpFromWire(p.dp) : undefined,
   };
-  const { colluders, ...required } = all;
-  return { ...(required as Omit<RoundConfig, 'colluders'>), ...(colluders !== undefined ? { colluders } : {}) };
+  const { colluders, dp, ...required } = all;
+  return { ...(required as Omit<RoundConfig, 'colluders' | 'dp'>), ...(colluders !== undefined ? { colluders } : {}), ...(dp !== undefined ? { dp } : {}) };
 }

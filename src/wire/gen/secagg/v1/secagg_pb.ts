@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file secagg/v1/secagg.proto.
  */
 export const file_secagg_v1_secagg: GenFile = /*@__PURE__*/
-  fileDesc("ChZzZWNhZ2cvdjEvc2VjYWdnLnByb3RvEglzZWNhZ2cudjEiwQEKD1JvdW5kUGFyYW1ldGVycxIQCghyb3VuZF9pZBgBIAEoDBIMCgRiaXRzGAIgASgNEhEKCWRpbWVuc2lvbhgDIAEoDRIRCgl0aHJlc2hvbGQYBCABKA0SDgoGZGVncmVlGAUgASgNEh0KBG1vZGUYBiABKA4yDy5zZWNhZ2cudjEuTW9kZRISCgZjb2hvcnQYByADKA1CAhABEhIKCmNvcnJ1cHRpb24YCCABKA0SEQoJY29sbHVkZXJzGAkgASgNInYKDUFkdmVydGlzZUtleXMSHQoVZW5jcnlwdGlvbl9wdWJsaWNfa2V5GAEgASgMEhoKEm1hc2tpbmdfcHVibGljX2tleRgCIAEoDBIRCglzaWduYXR1cmUYAyABKAwSFwoPc2VlZF9jb21taXRtZW50GAQgASgMIlUKDVZpZXdTaWduYXR1cmUSEQoJc2lnbmF0dXJlGAEgASgMEhMKC3NlZWRfcmV2ZWFsGAIgASgMEhwKFG5leHRfc2VlZF9jb21taXRtZW50GAMgASgMIjIKDkVuY3J5cHRlZFNoYXJlEgwKBHBlZXIYASABKA0SEgoKY2lwaGVydGV4dBgCIAEoDCJUCglTaGFyZUtleXMSHAoUc2VsZl9tYXNrX2NvbW1pdG1lbnQYASABKAwSKQoGc2hhcmVzGAIgAygLMhkuc2VjYWdnLnYxLkVuY3J5cHRlZFNoYXJlIh0KC01hc2tlZElucHV0Eg4KBnZlY3RvchgBIAEoDCIpChRDb25zaXN0ZW5jeVNpZ25hdHVyZRIRCglzaWduYXR1cmUYASABKAwiLQoNUmV2ZWFsZWRTaGFyZRINCgVvd25lchgBIAEoDRINCgVzaGFyZRgCIAEoDCJyCg5Vbm1hc2tSZXNwb25zZRIyChBzZWxmX21hc2tfc2hhcmVzGAEgAygLMhguc2VjYWdnLnYxLlJldmVhbGVkU2hhcmUSLAoKa2V5X3NoYXJlcxgCIAMoCzIYLnNlY2FnZy52MS5SZXZlYWxlZFNoYXJlIhsKC0NsaWVudEFib3J0EgwKBGNvZGUYASABKAkirwMKDUNsaWVudE1lc3NhZ2USDwoHdmVyc2lvbhgBIAEoDRIQCghyb3VuZF9pZBgCIAEoDBIOCgZzZW5kZXIYAyABKA0SMgoOYWR2ZXJ0aXNlX2tleXMYCiABKAsyGC5zZWNhZ2cudjEuQWR2ZXJ0aXNlS2V5c0gAEioKCnNoYXJlX2tleXMYCyABKAsyFC5zZWNhZ2cudjEuU2hhcmVLZXlzSAASLgoMbWFza2VkX2lucHV0GAwgASgLMhYuc2VjYWdnLnYxLk1hc2tlZElucHV0SAASQAoVY29uc2lzdGVuY3lfc2lnbmF0dXJlGA0gASgLMh8uc2VjYWdnLnYxLkNvbnNpc3RlbmN5U2lnbmF0dXJlSAASNAoPdW5tYXNrX3Jlc3BvbnNlGA4gASgLMhkuc2VjYWdnLnYxLlVubWFza1Jlc3BvbnNlSAASJwoFYWJvcnQYDyABKAsyFi5zZWNhZ2cudjEuQ2xpZW50QWJvcnRIABIyCg52aWV3X3NpZ25hdHVyZRgQIAEoCzIYLnNlY2FnZy52MS5WaWV3U2lnbmF0dXJlSABCBgoEYm9keSJtCg1OZWlnaGJvdXJLZXlzEg4KBmNsaWVudBgBIAEoDRIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYAiABKAwSGgoSbWFza2luZ19wdWJsaWNfa2V5GAMgASgMEhEKCXNpZ25hdHVyZRgEIAEoDCJQCgtWaWV3UmVxdWVzdBIPCgdhdHRlbXB0GAEgASgNEhYKCmFkdmVydGlzZWQYAiADKA1CAhABEhgKEHNlZWRfY29tbWl0bWVudHMYAyADKAwibQoJVmlld1Byb29mEhQKDHNlZWRfcmV2ZWFscxgBIAMoDBI1Cg92aWV3X3NpZ25hdHVyZXMYAiADKAsyHC5zZWNhZ2cudjEuU3Vydml2b3JTaWduYXR1cmUSEwoLbWVtYmVyX2tleXMYAyADKAwiigEKCktleXNGb3JZb3USEgoKZ3JhcGhfc2VlZBgBIAEoDBIWCgphZHZlcnRpc2VkGAIgAygNQgIQARIsCgpuZWlnaGJvdXJzGAMgAygLMhguc2VjYWdnLnYxLk5laWdoYm91cktleXMSIgoEdmlldxgEIAEoCzIULnNlY2FnZy52MS5WaWV3UHJvb2YiOQoMU2hhcmVzRm9yWW91EikKBnNoYXJlcxgBIAMoCzIZLnNlY2FnZy52MS5FbmNyeXB0ZWRTaGFyZSIrChJDb25zaXN0ZW5jeVJlcXVlc3QSFQoJc3Vydml2b3JzGAEgAygNQgIQASI2ChFTdXJ2aXZvclNpZ25hdHVyZRIOCgZjbGllbnQYASABKA0SEQoJc2lnbmF0dXJlGAIgASgMIlgKDVVubWFza1JlcXVlc3QSFQoJc3Vydml2b3JzGAEgAygNQgIQARIwCgpzaWduYXR1cmVzGAIgAygLMhwuc2VjYWdnLnYxLlN1cnZpdm9yU2lnbmF0dXJlIiwKDFJvdW5kQWJvcnRlZBIMCgRjb2RlGAEgASgJEg4KBnJlYXNvbhgCIAEoCSKNAwoNU2VydmVyTWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhAKCHJvdW5kX2lkGAIgASgMEjEKC3JvdW5kX3N0YXJ0GAogASgLMhouc2VjYWdnLnYxLlJvdW5kUGFyYW1ldGVyc0gAEiUKBGtleXMYCyABKAsyFS5zZWNhZ2cudjEuS2V5c0ZvcllvdUgAEikKBnNoYXJlcxgMIAEoCzIXLnNlY2FnZy52MS5TaGFyZXNGb3JZb3VIABI8ChNjb25zaXN0ZW5jeV9yZXF1ZXN0GA0gASgLMh0uc2VjYWdnLnYxLkNvbnNpc3RlbmN5UmVxdWVzdEgAEjIKDnVubWFza19yZXF1ZXN0GA4gASgLMhguc2VjYWdnLnYxLlVubWFza1JlcXVlc3RIABIqCgdhYm9ydGVkGA8gASgLMhcuc2VjYWdnLnYxLlJvdW5kQWJvcnRlZEgAEi4KDHZpZXdfcmVxdWVzdBgQIAEoCzIWLnNlY2FnZy52MS5WaWV3UmVxdWVzdEgAQgYKBGJvZHkqQwoETW9kZRIUChBNT0RFX1VOU1BFQ0lGSUVEEAASFAoQTU9ERV9TRU1JX0hPTkVTVBABEg8KC01PREVfQUNUSVZFEAJiBnByb3RvMw");
+  fileDesc("ChZzZWNhZ2cvdjEvc2VjYWdnLnByb3RvEglzZWNhZ2cudjEi5gEKD1JvdW5kUGFyYW1ldGVycxIQCghyb3VuZF9pZBgBIAEoDBIMCgRiaXRzGAIgASgNEhEKCWRpbWVuc2lvbhgDIAEoDRIRCgl0aHJlc2hvbGQYBCABKA0SDgoGZGVncmVlGAUgASgNEh0KBG1vZGUYBiABKA4yDy5zZWNhZ2cudjEuTW9kZRISCgZjb2hvcnQYByADKA1CAhABEhIKCmNvcnJ1cHRpb24YCCABKA0SEQoJY29sbHVkZXJzGAkgASgNEiMKAmRwGAogASgLMhcuc2VjYWdnLnYxLkRwUGFyYW1ldGVycyJlCgxEcFBhcmFtZXRlcnMSKQoJbWVjaGFuaXNtGAEgASgOMhYuc2VjYWdnLnYxLkRwTWVjaGFuaXNtEhcKD3RhcmdldF92YXJpYW5jZRgCIAEoARIRCglyZW1vdmFibGUYAyABKAgidgoNQWR2ZXJ0aXNlS2V5cxIdChVlbmNyeXB0aW9uX3B1YmxpY19rZXkYASABKAwSGgoSbWFza2luZ19wdWJsaWNfa2V5GAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDBIXCg9zZWVkX2NvbW1pdG1lbnQYBCABKAwiVQoNVmlld1NpZ25hdHVyZRIRCglzaWduYXR1cmUYASABKAwSEwoLc2VlZF9yZXZlYWwYAiABKAwSHAoUbmV4dF9zZWVkX2NvbW1pdG1lbnQYAyABKAwiMgoORW5jcnlwdGVkU2hhcmUSDAoEcGVlchgBIAEoDRISCgpjaXBoZXJ0ZXh0GAIgASgMIlQKCVNoYXJlS2V5cxIcChRzZWxmX21hc2tfY29tbWl0bWVudBgBIAEoDBIpCgZzaGFyZXMYAiADKAsyGS5zZWNhZ2cudjEuRW5jcnlwdGVkU2hhcmUiHQoLTWFza2VkSW5wdXQSDgoGdmVjdG9yGAEgASgMIikKFENvbnNpc3RlbmN5U2lnbmF0dXJlEhEKCXNpZ25hdHVyZRgBIAEoDCItCg1SZXZlYWxlZFNoYXJlEg0KBW93bmVyGAEgASgNEg0KBXNoYXJlGAIgASgMInIKDlVubWFza1Jlc3BvbnNlEjIKEHNlbGZfbWFza19zaGFyZXMYASADKAsyGC5zZWNhZ2cudjEuUmV2ZWFsZWRTaGFyZRIsCgprZXlfc2hhcmVzGAIgAygLMhguc2VjYWdnLnYxLlJldmVhbGVkU2hhcmUiGwoLQ2xpZW50QWJvcnQSDAoEY29kZRgBIAEoCSKvAwoNQ2xpZW50TWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhAKCHJvdW5kX2lkGAIgASgMEg4KBnNlbmRlchgDIAEoDRIyCg5hZHZlcnRpc2Vfa2V5cxgKIAEoCzIYLnNlY2FnZy52MS5BZHZlcnRpc2VLZXlzSAASKgoKc2hhcmVfa2V5cxgLIAEoCzIULnNlY2FnZy52MS5TaGFyZUtleXNIABIuCgxtYXNrZWRfaW5wdXQYDCABKAsyFi5zZWNhZ2cudjEuTWFza2VkSW5wdXRIABJAChVjb25zaXN0ZW5jeV9zaWduYXR1cmUYDSABKAsyHy5zZWNhZ2cudjEuQ29uc2lzdGVuY3lTaWduYXR1cmVIABI0Cg91bm1hc2tfcmVzcG9uc2UYDiABKAsyGS5zZWNhZ2cudjEuVW5tYXNrUmVzcG9uc2VIABInCgVhYm9ydBgPIAEoCzIWLnNlY2FnZy52MS5DbGllbnRBYm9ydEgAEjIKDnZpZXdfc2lnbmF0dXJlGBAgASgLMhguc2VjYWdnLnYxLlZpZXdTaWduYXR1cmVIAEIGCgRib2R5Im0KDU5laWdoYm91cktleXMSDgoGY2xpZW50GAEgASgNEh0KFWVuY3J5cHRpb25fcHVibGljX2tleRgCIAEoDBIaChJtYXNraW5nX3B1YmxpY19rZXkYAyABKAwSEQoJc2lnbmF0dXJlGAQgASgMIlAKC1ZpZXdSZXF1ZXN0Eg8KB2F0dGVtcHQYASABKA0SFgoKYWR2ZXJ0aXNlZBgCIAMoDUICEAESGAoQc2VlZF9jb21taXRtZW50cxgDIAMoDCJtCglWaWV3UHJvb2YSFAoMc2VlZF9yZXZlYWxzGAEgAygMEjUKD3ZpZXdfc2lnbmF0dXJlcxgCIAMoCzIcLnNlY2FnZy52MS5TdXJ2aXZvclNpZ25hdHVyZRITCgttZW1iZXJfa2V5cxgDIAMoDCKKAQoKS2V5c0ZvcllvdRISCgpncmFwaF9zZWVkGAEgASgMEhYKCmFkdmVydGlzZWQYAiADKA1CAhABEiwKCm5laWdoYm91cnMYAyADKAsyGC5zZWNhZ2cudjEuTmVpZ2hib3VyS2V5cxIiCgR2aWV3GAQgASgLMhQuc2VjYWdnLnYxLlZpZXdQcm9vZiI5CgxTaGFyZXNGb3JZb3USKQoGc2hhcmVzGAEgAygLMhkuc2VjYWdnLnYxLkVuY3J5cHRlZFNoYXJlIisKEkNvbnNpc3RlbmN5UmVxdWVzdBIVCglzdXJ2aXZvcnMYASADKA1CAhABIjYKEVN1cnZpdm9yU2lnbmF0dXJlEg4KBmNsaWVudBgBIAEoDRIRCglzaWduYXR1cmUYAiABKAwiWAoNVW5tYXNrUmVxdWVzdBIVCglzdXJ2aXZvcnMYASADKA1CAhABEjAKCnNpZ25hdHVyZXMYAiADKAsyHC5zZWNhZ2cudjEuU3Vydml2b3JTaWduYXR1cmUiLAoMUm91bmRBYm9ydGVkEgwKBGNvZGUYASABKAkSDgoGcmVhc29uGAIgASgJIo0DCg1TZXJ2ZXJNZXNzYWdlEg8KB3ZlcnNpb24YASABKA0SEAoIcm91bmRfaWQYAiABKAwSMQoLcm91bmRfc3RhcnQYCiABKAsyGi5zZWNhZ2cudjEuUm91bmRQYXJhbWV0ZXJzSAASJQoEa2V5cxgLIAEoCzIVLnNlY2FnZy52MS5LZXlzRm9yWW91SAASKQoGc2hhcmVzGAwgASgLMhcuc2VjYWdnLnYxLlNoYXJlc0ZvcllvdUgAEjwKE2NvbnNpc3RlbmN5X3JlcXVlc3QYDSABKAsyHS5zZWNhZ2cudjEuQ29uc2lzdGVuY3lSZXF1ZXN0SAASMgoOdW5tYXNrX3JlcXVlc3QYDiABKAsyGC5zZWNhZ2cudjEuVW5tYXNrUmVxdWVzdEgAEioKB2Fib3J0ZWQYDyABKAsyFy5zZWNhZ2cudjEuUm91bmRBYm9ydGVkSAASLgoMdmlld19yZXF1ZXN0GBAgASgLMhYuc2VjYWdnLnYxLlZpZXdSZXF1ZXN0SABCBgoEYm9keSpDCgRNb2RlEhQKEE1PREVfVU5TUEVDSUZJRUQQABIUChBNT0RFX1NFTUlfSE9ORVNUEAESDwoLTU9ERV9BQ1RJVkUQAippCgtEcE1lY2hhbmlzbRIcChhEUF9NRUNIQU5JU01fVU5TUEVDSUZJRUQQABIYChREUF9NRUNIQU5JU01fU0tFTExBTRABEiIKHkRQX01FQ0hBTklTTV9ESVNDUkVURV9HQVVTU0lBThACYgZwcm90bzM");
 
 /**
  * The round's public parameters, sent by the server when a round starts.
@@ -82,6 +82,13 @@ export type RoundParameters = Message<"secagg.v1.RoundParameters"> & {
    * @generated from field: uint32 colluders = 9;
    */
   colluders: number;
+
+  /**
+   * absent: no noise; present: every client adds its share of integer noise inside its masked input
+   *
+   * @generated from field: secagg.v1.DpParameters dp = 10;
+   */
+  dp?: DpParameters | undefined;
 };
 
 /**
@@ -90,6 +97,40 @@ export type RoundParameters = Message<"secagg.v1.RoundParameters"> & {
  */
 export const RoundParametersSchema: GenMessage<RoundParameters> = /*@__PURE__*/
   messageDesc(file_secagg_v1_secagg, 0);
+
+/**
+ * Differential privacy of the released sum (docs/privacy.md). Each client adds noise of variance
+ * target_variance / (t − C) per coordinate: any released sum holds at least t − C honest inputs.
+ *
+ * @generated from message secagg.v1.DpParameters
+ */
+export type DpParameters = Message<"secagg.v1.DpParameters"> & {
+  /**
+   * @generated from field: secagg.v1.DpMechanism mechanism = 1;
+   */
+  mechanism: DpMechanism;
+
+  /**
+   * σ², per coordinate, in ring units: the noise every released sum carries from its honest clients
+   *
+   * @generated from field: double target_variance = 2;
+   */
+  targetVariance: number;
+
+  /**
+   * Skellam only: at unmask each survivor reveals the excess over target_variance / (|U3| − C) (Poisson thinning), which the server removes
+   *
+   * @generated from field: bool removable = 3;
+   */
+  removable: boolean;
+};
+
+/**
+ * Describes the message secagg.v1.DpParameters.
+ * Use `create(DpParametersSchema)` to create a new message.
+ */
+export const DpParametersSchema: GenMessage<DpParameters> = /*@__PURE__*/
+  messageDesc(file_secagg_v1_secagg, 1);
 
 /**
  * @generated from message secagg.v1.AdvertiseKeys
@@ -129,7 +170,7 @@ export type AdvertiseKeys = Message<"secagg.v1.AdvertiseKeys"> & {
  * Use `create(AdvertiseKeysSchema)` to create a new message.
  */
 export const AdvertiseKeysSchema: GenMessage<AdvertiseKeys> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 1);
+  messageDesc(file_secagg_v1_secagg, 2);
 
 /**
  * Active mode, after AdvertiseKeys: the client signs the view (U1 and every member's seed
@@ -166,7 +207,7 @@ export type ViewSignature = Message<"secagg.v1.ViewSignature"> & {
  * Use `create(ViewSignatureSchema)` to create a new message.
  */
 export const ViewSignatureSchema: GenMessage<ViewSignature> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 2);
+  messageDesc(file_secagg_v1_secagg, 3);
 
 /**
  * @generated from message secagg.v1.EncryptedShare
@@ -192,7 +233,7 @@ export type EncryptedShare = Message<"secagg.v1.EncryptedShare"> & {
  * Use `create(EncryptedShareSchema)` to create a new message.
  */
 export const EncryptedShareSchema: GenMessage<EncryptedShare> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 3);
+  messageDesc(file_secagg_v1_secagg, 4);
 
 /**
  * @generated from message secagg.v1.ShareKeys
@@ -218,7 +259,7 @@ export type ShareKeys = Message<"secagg.v1.ShareKeys"> & {
  * Use `create(ShareKeysSchema)` to create a new message.
  */
 export const ShareKeysSchema: GenMessage<ShareKeys> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 4);
+  messageDesc(file_secagg_v1_secagg, 5);
 
 /**
  * @generated from message secagg.v1.MaskedInput
@@ -237,7 +278,7 @@ export type MaskedInput = Message<"secagg.v1.MaskedInput"> & {
  * Use `create(MaskedInputSchema)` to create a new message.
  */
 export const MaskedInputSchema: GenMessage<MaskedInput> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 5);
+  messageDesc(file_secagg_v1_secagg, 6);
 
 /**
  * @generated from message secagg.v1.ConsistencySignature
@@ -256,7 +297,7 @@ export type ConsistencySignature = Message<"secagg.v1.ConsistencySignature"> & {
  * Use `create(ConsistencySignatureSchema)` to create a new message.
  */
 export const ConsistencySignatureSchema: GenMessage<ConsistencySignature> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 6);
+  messageDesc(file_secagg_v1_secagg, 7);
 
 /**
  * @generated from message secagg.v1.RevealedShare
@@ -280,7 +321,7 @@ export type RevealedShare = Message<"secagg.v1.RevealedShare"> & {
  * Use `create(RevealedShareSchema)` to create a new message.
  */
 export const RevealedShareSchema: GenMessage<RevealedShare> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 7);
+  messageDesc(file_secagg_v1_secagg, 8);
 
 /**
  * @generated from message secagg.v1.UnmaskResponse
@@ -306,7 +347,7 @@ export type UnmaskResponse = Message<"secagg.v1.UnmaskResponse"> & {
  * Use `create(UnmaskResponseSchema)` to create a new message.
  */
 export const UnmaskResponseSchema: GenMessage<UnmaskResponse> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 8);
+  messageDesc(file_secagg_v1_secagg, 9);
 
 /**
  * @generated from message secagg.v1.ClientAbort
@@ -325,7 +366,7 @@ export type ClientAbort = Message<"secagg.v1.ClientAbort"> & {
  * Use `create(ClientAbortSchema)` to create a new message.
  */
 export const ClientAbortSchema: GenMessage<ClientAbort> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 9);
+  messageDesc(file_secagg_v1_secagg, 10);
 
 /**
  * @generated from message secagg.v1.ClientMessage
@@ -399,7 +440,7 @@ export type ClientMessage = Message<"secagg.v1.ClientMessage"> & {
  * Use `create(ClientMessageSchema)` to create a new message.
  */
 export const ClientMessageSchema: GenMessage<ClientMessage> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 10);
+  messageDesc(file_secagg_v1_secagg, 11);
 
 /**
  * @generated from message secagg.v1.NeighbourKeys
@@ -431,7 +472,7 @@ export type NeighbourKeys = Message<"secagg.v1.NeighbourKeys"> & {
  * Use `create(NeighbourKeysSchema)` to create a new message.
  */
 export const NeighbourKeysSchema: GenMessage<NeighbourKeys> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 11);
+  messageDesc(file_secagg_v1_secagg, 12);
 
 /**
  * Active mode: the server asks every member of U1 to sign one view of the round.
@@ -466,7 +507,7 @@ export type ViewRequest = Message<"secagg.v1.ViewRequest"> & {
  * Use `create(ViewRequestSchema)` to create a new message.
  */
 export const ViewRequestSchema: GenMessage<ViewRequest> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 12);
+  messageDesc(file_secagg_v1_secagg, 13);
 
 /**
  * Active mode: evidence that the neighbours share this client's view, and the reveals that fix the graph seed.
@@ -501,7 +542,7 @@ export type ViewProof = Message<"secagg.v1.ViewProof"> & {
  * Use `create(ViewProofSchema)` to create a new message.
  */
 export const ViewProofSchema: GenMessage<ViewProof> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 13);
+  messageDesc(file_secagg_v1_secagg, 14);
 
 /**
  * @generated from message secagg.v1.KeysForYou
@@ -541,7 +582,7 @@ export type KeysForYou = Message<"secagg.v1.KeysForYou"> & {
  * Use `create(KeysForYouSchema)` to create a new message.
  */
 export const KeysForYouSchema: GenMessage<KeysForYou> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 14);
+  messageDesc(file_secagg_v1_secagg, 15);
 
 /**
  * @generated from message secagg.v1.SharesForYou
@@ -560,7 +601,7 @@ export type SharesForYou = Message<"secagg.v1.SharesForYou"> & {
  * Use `create(SharesForYouSchema)` to create a new message.
  */
 export const SharesForYouSchema: GenMessage<SharesForYou> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 15);
+  messageDesc(file_secagg_v1_secagg, 16);
 
 /**
  * @generated from message secagg.v1.ConsistencyRequest
@@ -579,7 +620,7 @@ export type ConsistencyRequest = Message<"secagg.v1.ConsistencyRequest"> & {
  * Use `create(ConsistencyRequestSchema)` to create a new message.
  */
 export const ConsistencyRequestSchema: GenMessage<ConsistencyRequest> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 16);
+  messageDesc(file_secagg_v1_secagg, 17);
 
 /**
  * @generated from message secagg.v1.SurvivorSignature
@@ -601,7 +642,7 @@ export type SurvivorSignature = Message<"secagg.v1.SurvivorSignature"> & {
  * Use `create(SurvivorSignatureSchema)` to create a new message.
  */
 export const SurvivorSignatureSchema: GenMessage<SurvivorSignature> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 17);
+  messageDesc(file_secagg_v1_secagg, 18);
 
 /**
  * @generated from message secagg.v1.UnmaskRequest
@@ -627,7 +668,7 @@ export type UnmaskRequest = Message<"secagg.v1.UnmaskRequest"> & {
  * Use `create(UnmaskRequestSchema)` to create a new message.
  */
 export const UnmaskRequestSchema: GenMessage<UnmaskRequest> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 18);
+  messageDesc(file_secagg_v1_secagg, 19);
 
 /**
  * @generated from message secagg.v1.RoundAborted
@@ -649,7 +690,7 @@ export type RoundAborted = Message<"secagg.v1.RoundAborted"> & {
  * Use `create(RoundAbortedSchema)` to create a new message.
  */
 export const RoundAbortedSchema: GenMessage<RoundAborted> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 19);
+  messageDesc(file_secagg_v1_secagg, 20);
 
 /**
  * @generated from message secagg.v1.ServerMessage
@@ -718,7 +759,7 @@ export type ServerMessage = Message<"secagg.v1.ServerMessage"> & {
  * Use `create(ServerMessageSchema)` to create a new message.
  */
 export const ServerMessageSchema: GenMessage<ServerMessage> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_secagg, 20);
+  messageDesc(file_secagg_v1_secagg, 21);
 
 /**
  * @generated from enum secagg.v1.Mode
@@ -745,4 +786,34 @@ export enum Mode {
  */
 export const ModeSchema: GenEnum<Mode> = /*@__PURE__*/
   enumDesc(file_secagg_v1_secagg, 0);
+
+/**
+ * @generated from enum secagg.v1.DpMechanism
+ */
+export enum DpMechanism {
+  /**
+   * @generated from enum value: DP_MECHANISM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * difference of two Poissons (default)
+   *
+   * @generated from enum value: DP_MECHANISM_SKELLAM = 1;
+   */
+  SKELLAM = 1,
+
+  /**
+   * exact discrete Gaussian
+   *
+   * @generated from enum value: DP_MECHANISM_DISCRETE_GAUSSIAN = 2;
+   */
+  DISCRETE_GAUSSIAN = 2,
+}
+
+/**
+ * Describes the enum secagg.v1.DpMechanism.
+ */
+export const DpMechanismSchema: GenEnum<DpMechanism> = /*@__PURE__*/
+  enumDesc(file_secagg_v1_secagg, 1);
 
