@@ -111,7 +111,7 @@ export function renderDpSvg(result: DpFlResult): string {
   for (const [x, y] of cPts) body.push(`<rect x="${(x - 4).toFixed(1)}" y="${(y - 4).toFixed(1)}" width="8" height="8" fill="${CENT}"/>`);
   for (const [k, [x, y]] of dPts.entries()) {
     body.push(`<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5" fill="${DIST}"/>`);
-    body.push(`<text x="${x.toFixed(1)}" y="${(y + 18).toFixed(1)}" text-anchor="middle" font-size="11" fill="${DIST}">z=${result.distributed[k]!.noiseMultiplier}</text>`);
+    body.push(`<text x="${(x - 8).toFixed(1)}" y="${(y - 9).toFixed(1)}" text-anchor="end" font-size="11" fill="${DIST}">z=${result.distributed[k]!.noiseMultiplier}</text>`);
   }
   const legendL = [
     { label: 'distributed DP (client Skellam noise, SecAgg, dropouts)', colour: DIST, dash: '', w: 2.5 },
