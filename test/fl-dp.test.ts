@@ -76,7 +76,12 @@ test('contributeDp → ring sum → dpFedAvg, noise off: the mean of the clipped
     assert.equal(c.layout?.size, D_MODEL);
     vectors.push(c.vector);
     // What the client actually sent: float32 weights minus float32 weights, then clipped.
-    exactUpdates.push(l2Clip(Float64Array.from(u, (x, i) => f32(global[i]! + x) - f32(global[i]!)), clip));
+    exactUpdates.push(
+      l2Clip(
+        Float64Array.from(u, (x, i) => f32(global[i]! + x) - f32(global[i]!)),
+        clip,
+      ),
+    );
     tf.dispose(localT);
   }
   const sum = ringSum(vectors, plan.bits);
@@ -132,7 +137,10 @@ test('contributeDp → ring sum → dpFedAvg, noise on: the decoded error has th
   const sd = Math.sqrt(totals.reduce((a, x) => a + (x - mean) ** 2, 0) / (T - 1));
   const se = sd / Math.sqrt(T);
   // Two-sided 5-standard-error test on the mean of 400 i.i.d. totals (CLT): false alarm ≈ 5.7e−7.
-  assert.ok(mean > planned - 5 * se && mean < planned + roundingMax + 5 * se, `mean ‖error‖² ${mean} vs planned ${planned} (+ rounding ≤ ${roundingMax}), se ${se}`);
+  assert.ok(
+    mean > planned - 5 * se && mean < planned + roundingMax + 5 * se,
+    `mean ‖error‖² ${mean} vs planned ${planned} (+ rounding ≤ ${roundingMax}), se ${se}`,
+  );
   // The test can tell a wrong calibration apart: n instead of minClients would give 2/3 of the variance.
   assert.ok(5 * se < planned / 6, `se ${se} is small enough to detect a 1/3 error in the variance`);
 });
@@ -143,7 +151,10 @@ test('contributeDp and dpFedAvg name the bad parameter', async () => {
     contributeDp({ source: new Float64Array(D_MODEL + 1), plan, seed }),
     (e: unknown) => isSecAggError(e) && e.code === 'ERR_SIZE' && /source/.test(e.message),
   );
-  await assert.rejects(contributeDp({ source: new Float64Array(D_MODEL), plan: {} as never, seed }), (e: unknown) => e instanceof TypeError && /plan/.test(e.message));
+  await assert.rejects(
+    contributeDp({ source: new Float64Array(D_MODEL), plan: {} as never, seed }),
+    (e: unknown) => e instanceof TypeError && /plan/.test(e.message),
+  );
   const template = [tf.zeros(SHAPES[0]!), tf.zeros(SHAPES[1]!)];
   await assert.rejects(
     dpFedAvg({ result: { sum: new Uint32Array(plan.paddedDimension), included: [0, 1, 2] }, plan, seed, template }),
@@ -184,7 +195,10 @@ test('small DP example run: ε per round from the accountant, falling with z; ce
     const plan = planDp({ clients, minClients: r.threshold, dimension: r.parameters, clip: r.options.l2Clip, noiseMultiplier: zs[k]!, bits: r.options.bits });
     assert.deepEqual(d.plan, plan);
     assert.ok(d.rounds.every((x) => x.included >= plan.minClients));
-    assert.ok(d.rounds.some((x) => x.included < clients), 'clients dropped out');
+    assert.ok(
+      d.rounds.some((x) => x.included < clients),
+      'clients dropped out',
+    );
     assert.equal(d.rounds.length, 3);
     for (const x of d.rounds) {
       const { epsilon } = accountRounds({
@@ -215,7 +229,10 @@ test('small DP example run: ε per round from the accountant, falling with z; ce
     // The noise actually drawn: N draws of N(0, σ²); the sample std's relative standard error is ≈ 1/√(2N).
     const rel = 1 / Math.sqrt(2 * c.noiseDraws!);
     assert.equal(c.noiseDraws, 3 * r.parameters);
-    assert.ok(Math.abs(c.measuredNoiseStd! / c.noiseStd! - 1) < 5 * rel, `measured σ ${c.measuredNoiseStd} vs ${c.noiseStd} (5 standard errors: false alarm ≈ 5.7e−7)`);
+    assert.ok(
+      Math.abs(c.measuredNoiseStd! / c.noiseStd! - 1) < 5 * rel,
+      `measured σ ${c.measuredNoiseStd} vs ${c.noiseStd} (5 standard errors: false alarm ≈ 5.7e−7)`,
+    );
   }
 
   // Small noise learns: above chance (1/8) by more than 5 binomial standard deviations of the test set.

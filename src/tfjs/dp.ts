@@ -98,7 +98,8 @@ export async function contributeDp(params: ContributeDpParams): Promise<DpContri
     }
     const f = await flattenWeights(x, layout ? { layout, ...(warn ? { warn } : {}) } : select);
     layout = f.layout;
-    if (f.layout.size !== plan.dimension) throw new SecAggError('ERR_SIZE', `${name} has ${f.layout.size} values to average, the plan is for ${plan.dimension}`);
+    if (f.layout.size !== plan.dimension)
+      throw new SecAggError('ERR_SIZE', `${name} has ${f.layout.size} values to average, the plan is for ${plan.dimension}`);
     return f.values;
   };
   const x = await flat(source, 'source');

@@ -136,7 +136,7 @@ export interface DpFlResult {
 }
 
 /** What the accountant needs of a plan: the released sum's noise and one client's sensitivities, in grid units. */
-export function planMechanism(plan: DpPlan): Mechanism {
+function planMechanism(plan: DpPlan): Mechanism {
   if (plan.mechanism === 'skellam')
     return { kind: 'skellam', l2Sensitivity: plan.l2Sensitivity, l1Sensitivity: plan.l1Sensitivity, variance: plan.releasedVariance };
   return {
@@ -309,7 +309,15 @@ export async function runDpFederated(partial: Partial<DpFlOptions> = {}): Promis
       const probe = buildModel(features, o.hidden, classes, o.seed, o.learningRate);
       parameters = weightLayout(probe).size;
       probe.dispose();
-      const plan = planDp({ clients: n, minClients: threshold, dimension: parameters, clip: o.l2Clip, noiseMultiplier: z, bits: o.bits, mechanism: o.mechanism });
+      const plan = planDp({
+        clients: n,
+        minClients: threshold,
+        dimension: parameters,
+        clip: o.l2Clip,
+        noiseMultiplier: z,
+        bits: o.bits,
+        mechanism: o.mechanism,
+      });
       const mechanism = planMechanism(plan);
       log(
         `distributed DP z = ${z}: ${parameters} parameters (padded ${plan.paddedDimension}), ring 2^${plan.bits}, scale ${plan.scale.toPrecision(4)}, ` +
@@ -325,7 +333,8 @@ export async function runDpFederated(partial: Partial<DpFlOptions> = {}): Promis
           const zero = new Uint32Array(plan.paddedDimension); // clients silent before MaskedInput never send theirs
           const inputs = Array.from({ length: n }, (_, i) => vectors.get(i) ?? zero);
           const result = await simulateRound({ inputs, bits: plan.bits, dropouts: s.dropped, threshold, rng });
-          if (result.included.join() !== s.included.join()) throw new Error(`the protocol included [${result.included}] but the schedule predicts [${s.included}]`);
+          if (result.included.join() !== s.included.join())
+            throw new Error(`the protocol included [${result.included}] but the schedule predicts [${s.included}]`);
           const agg = await dpFedAvg({ result, plan, seed: s.seed, template: model });
           tf.dispose(agg.weights);
           return { update: agg.update, expectedSquaredError: agg.expectedSquaredError.total };
@@ -352,7 +361,9 @@ export async function runDpFederated(partial: Partial<DpFlOptions> = {}): Promis
       const gauss = new SeededRandom(o.seed + 1000 + k);
       let ss = 0;
       let draws = 0;
-      log(`central DP at ε ${d.epsilon.toPrecision(4)} (of distributed z = ${d.noiseMultiplier}): Gaussian z_c = ${zc.toPrecision(5)}, σ = z_c·c = ${sigma.toPrecision(5)}`);
+      log(
+        `central DP at ε ${d.epsilon.toPrecision(4)} (of distributed z = ${d.noiseMultiplier}): Gaussian z_c = ${zc.toPrecision(5)}, σ = z_c·c = ${sigma.toPrecision(5)}`,
+      );
       const r = await run({
         kind: 'central',
         label: `central ε=${d.epsilon.toPrecision(3)}`,

@@ -182,7 +182,10 @@ if (dp) {
   const suffix = task === 'spam' ? '-spam' : '';
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, `fl-dp${suffix}.svg`), renderDpSvg(result));
-  writeFileSync(join(out, `fl-dp-results${suffix}.json`), JSON.stringify({ ...result, seconds }, (_k, v) => (v === Number.POSITIVE_INFINITY ? 'Infinity' : v), 2) + '\n');
+  writeFileSync(
+    join(out, `fl-dp-results${suffix}.json`),
+    JSON.stringify({ ...result, seconds }, (_k, v) => (v === Number.POSITIVE_INFINITY ? 'Infinity' : v), 2) + '\n',
+  );
   console.log(`wrote ${join(out, `fl-dp${suffix}.svg`)} and ${join(out, `fl-dp-results${suffix}.json`)}`);
   process.exit(0);
 }

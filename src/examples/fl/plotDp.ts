@@ -100,9 +100,29 @@ export function renderDpSvg(result: DpFlResult): string {
       linearTicks(yLo, yHi).map((t) => [ly(t), t.toFixed(0)]),
     ),
   );
-  body.push(path([[L.x0, ly(plainAcc)], [L.x0 + L.w, ly(plainAcc)]], '#333', 1.5, '6 4'));
+  body.push(
+    path(
+      [
+        [L.x0, ly(plainAcc)],
+        [L.x0 + L.w, ly(plainAcc)],
+      ],
+      '#333',
+      1.5,
+      '6 4',
+    ),
+  );
   body.push(`<text x="${L.x0 + 6}" y="${(ly(plainAcc) - 6).toFixed(1)}" font-size="11" fill="#333">plain FedAvg (ε = ∞) ${plainAcc.toFixed(1)}%</text>`);
-  body.push(path([[L.x0, ly(chance)], [L.x0 + L.w, ly(chance)]], '#999', 1.5, '2 3'));
+  body.push(
+    path(
+      [
+        [L.x0, ly(chance)],
+        [L.x0 + L.w, ly(chance)],
+      ],
+      '#999',
+      1.5,
+      '2 3',
+    ),
+  );
   body.push(`<text x="${L.x0 + 6}" y="${(ly(chance) - 6).toFixed(1)}" font-size="11" fill="#777">chance ${chance.toFixed(1)}%</text>`);
   const dPts = result.distributed.map((d) => [ex(d.epsilon), ly(acc(d.final))] as [number, number]);
   const cPts = result.central.map((c) => [ex(c.epsilon), ly(acc(c.final))] as [number, number]);
@@ -111,7 +131,9 @@ export function renderDpSvg(result: DpFlResult): string {
   for (const [x, y] of cPts) body.push(`<rect x="${(x - 4).toFixed(1)}" y="${(y - 4).toFixed(1)}" width="8" height="8" fill="${CENT}"/>`);
   for (const [k, [x, y]] of dPts.entries()) {
     body.push(`<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5" fill="${DIST}"/>`);
-    body.push(`<text x="${(x - 8).toFixed(1)}" y="${(y - 9).toFixed(1)}" text-anchor="end" font-size="11" fill="${DIST}">z=${result.distributed[k]!.noiseMultiplier}</text>`);
+    body.push(
+      `<text x="${(x - 8).toFixed(1)}" y="${(y - 9).toFixed(1)}" text-anchor="end" font-size="11" fill="${DIST}">z=${result.distributed[k]!.noiseMultiplier}</text>`,
+    );
   }
   const legendL = [
     { label: 'distributed DP (client Skellam noise, SecAgg, dropouts)', colour: DIST, dash: '', w: 2.5 },
@@ -119,7 +141,17 @@ export function renderDpSvg(result: DpFlResult): string {
   ];
   legendL.forEach((s, i) => {
     const y = L.y0 + L.h + 62 + 18 * i;
-    body.push(path([[L.x0, y], [L.x0 + 36, y]], s.colour, s.w, s.dash));
+    body.push(
+      path(
+        [
+          [L.x0, y],
+          [L.x0 + 36, y],
+        ],
+        s.colour,
+        s.w,
+        s.dash,
+      ),
+    );
     body.push(`<text x="${L.x0 + 42}" y="${y + 4}" font-size="12">${esc(s.label)}</text>`);
   });
 
@@ -152,7 +184,17 @@ export function renderDpSvg(result: DpFlResult): string {
   legendR.forEach((s, i) => {
     const x = R.x0 + (i % 3) * 160;
     const y = R.y0 + R.h + 62 + 18 * Math.floor(i / 3);
-    body.push(path([[x, y], [x + 30, y]], s.colour, 2.5, s.dash));
+    body.push(
+      path(
+        [
+          [x, y],
+          [x + 30, y],
+        ],
+        s.colour,
+        2.5,
+        s.dash,
+      ),
+    );
     body.push(`<text x="${x + 36}" y="${y + 4}" font-size="12">${esc(s.label)}</text>`);
   });
   const rowsR = Math.ceil(legendR.length / 3);
