@@ -9,8 +9,8 @@ function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** One colour per noise multiplier (light to dark blue-green: more noise, darker). */
-const RAMP = ['#1b9e77', '#2c7fb8', '#7570b3', '#d95f02', '#e7298a', '#66a61e', '#a6761d'];
+/** One colour per noise multiplier in the per-round panel (none is the left panel's blue or orange). */
+const RAMP = ['#1b9e77', '#7570b3', '#e7298a', '#a6761d', '#66a61e', '#17becf', '#8c564b'];
 const DIST = '#2c7fb8';
 const CENT = '#d95f02';
 
@@ -65,7 +65,7 @@ function path(points: Array<[number, number]>, colour: string, width: number, da
 
 export function renderDpSvg(result: DpFlResult): string {
   const W = 1160;
-  const H = 520;
+  const H = 550;
   const acc = (m: { accuracy: number }) => 100 * m.accuracy;
   const chance = 100 / result.data.classes;
   const plainAcc = acc(result.plain.final);
@@ -80,7 +80,7 @@ export function renderDpSvg(result: DpFlResult): string {
     acc(result.initial),
   ];
   const yLo = Math.max(0, Math.floor(Math.min(...all) / 10) * 10);
-  const yHi = Math.min(100, Math.ceil(Math.max(...all) / 10) * 10);
+  const yHi = Math.min(100, Math.ceil((Math.max(...all) + 3) / 10) * 10); // room above the plain-FedAvg line
   const body: string[] = [];
 
   // Left: final accuracy vs ε.
@@ -111,7 +111,9 @@ export function renderDpSvg(result: DpFlResult): string {
       '6 4',
     ),
   );
-  body.push(`<text x="${L.x0 + 6}" y="${(ly(plainAcc) - 6).toFixed(1)}" font-size="11" fill="#333">plain FedAvg (ε = ∞) ${plainAcc.toFixed(1)}%</text>`);
+  body.push(
+    `<text x="${L.x0 + L.w - 6}" y="${(ly(plainAcc) - 6).toFixed(1)}" text-anchor="end" font-size="11" fill="#333">plain FedAvg (ε = ∞) ${plainAcc.toFixed(1)}%</text>`,
+  );
   body.push(
     path(
       [
@@ -132,7 +134,7 @@ export function renderDpSvg(result: DpFlResult): string {
   for (const [k, [x, y]] of dPts.entries()) {
     body.push(`<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5" fill="${DIST}"/>`);
     body.push(
-      `<text x="${(x - 8).toFixed(1)}" y="${(y - 9).toFixed(1)}" text-anchor="end" font-size="11" fill="${DIST}">z=${result.distributed[k]!.noiseMultiplier}</text>`,
+      `<text x="${x.toFixed(1)}" y="${(y + 19).toFixed(1)}" text-anchor="middle" font-size="11" fill="${DIST}">z=${result.distributed[k]!.noiseMultiplier}</text>`,
     );
   }
   const legendL = [
