@@ -5,7 +5,7 @@
  * BatchNormalization model (moving statistics averaged, or left local with one warning), and no
  * synchronous tensor reads in src/tfjs. Pure-JS CPU backend only.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -336,8 +336,11 @@ test("weights: 'trainable' — the global moving statistics keep their initial v
 });
 
 test('src/tfjs never reads a tensor synchronously (dataSync/arraySync/bufferSync block the page on WebGL)', () => {
-  const src = readFileSync(fileURLToPath(new URL('../../src/tfjs/index.ts', import.meta.url)), 'utf8');
-  assert.doesNotMatch(src, /\.(dataSync|arraySync|bufferSync)\s*\(/);
-  assert.match(src, /io\.encodeWeights\(/);
-  assert.match(src, /io\.decodeWeights\(/);
+  const dir = fileURLToPath(new URL('../../src/tfjs/', import.meta.url));
+  const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
+  assert.deepEqual(files.sort(), ['dp.ts', 'index.ts', 'weights.ts']);
+  for (const f of files) assert.doesNotMatch(readFileSync(dir + f, 'utf8'), /\.(dataSync|arraySync|bufferSync)\s*\(/, f);
+  const weights = readFileSync(dir + 'weights.ts', 'utf8');
+  assert.match(weights, /io\.encodeWeights\(/);
+  assert.match(weights, /io\.decodeWeights\(/);
 });

