@@ -8,7 +8,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sampleBinomial, sampleDiscreteGaussian, samplePoisson, sampleSkellam } from '../src/dp/index.js';
 import { unsafeSeededRng } from '../src/rng.js';
-import { binomialPmf, chiSquareSurvival, chiSquareTest, dgaussPmf, moments, P_LIMIT, type Pmf, poissonPmf, skellamPmf, unsafeFastSeededRng, Z_LIMIT } from './dpStats.js';
+import {
+  binomialPmf,
+  chiSquareSurvival,
+  chiSquareTest,
+  dgaussPmf,
+  moments,
+  P_LIMIT,
+  type Pmf,
+  poissonPmf,
+  skellamPmf,
+  unsafeFastSeededRng,
+  Z_LIMIT,
+} from './dpStats.js';
 
 const N = 1_000_000;
 
