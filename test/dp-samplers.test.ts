@@ -6,9 +6,21 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sampleDiscreteGaussian, samplePoisson, sampleSkellam } from '../src/dp/index.js';
+import { sampleBinomial, sampleDiscreteGaussian, samplePoisson, sampleSkellam } from '../src/dp/index.js';
 import { unsafeSeededRng } from '../src/rng.js';
-import { chiSquareSurvival, chiSquareTest, dgaussPmf, moments, P_LIMIT, type Pmf, poissonPmf, skellamPmf, unsafeFastSeededRng, Z_LIMIT } from './dpStats.js';
+import {
+  binomialPmf,
+  chiSquareSurvival,
+  chiSquareTest,
+  dgaussPmf,
+  moments,
+  P_LIMIT,
+  type Pmf,
+  poissonPmf,
+  skellamPmf,
+  unsafeFastSeededRng,
+  Z_LIMIT,
+} from './dpStats.js';
 
 const N = 1_000_000;
 
@@ -76,6 +88,58 @@ for (const variance of [0.5, 3, 20, 1e4]) {
     check(t, `Skellam(${variance})`, x, skellamPmf(variance), 0);
   });
 }
+
+// Inversion (n·q < 10: the first three), BTRS (the next three), and p > 1/2 (drawn as n − Binomial(n, 1 − p)).
+for (const [n, p] of [
+  [20, 0.3],
+  [1000, 0.005],
+  [2 ** 40, 2 ** -38],
+  [100, 0.4],
+  [1e6, 0.25],
+  [2 ** 40, 0.125],
+  [50, 0.9],
+  [1e5, 0.75],
+] as const) {
+  test(`Binomial n = ${n}, p = ${p}: ${N} draws against the exact pmf`, (t) => {
+    const x = sampleBinomial({ trials: n, probability: p, length: N, rng: unsafeFastSeededRng(n + p) });
+    check(t, `Binomial(${n}, ${p})`, x, binomialPmf(n, p), n * p);
+  });
+}
+
+test(`Poisson thinning: K = P − Binomial(P, 1 − k/r) is Poisson(λ·k/r), independent of the part removed (${N} draws)`, (t) => {
+  // What removable noise relies on: P ~ Poisson(λ), R | P ~ Binomial(P, ρ) gives R ~ Poisson(λρ)
+  // and K = P − R ~ Poisson(λ(1 − ρ)), independent. Checked: each marginal against its exact pmf,
+  // and the correlation of K and R (z-test: √N·corr is ~N(0, 1) under independence).
+  const lambda = 60;
+  const rho = 1 - 4 / 7;
+  const P = samplePoisson({ mean: lambda, length: N, rng: unsafeFastSeededRng(101) });
+  const R = sampleBinomial({ trials: P, probability: rho, rng: unsafeFastSeededRng(102) });
+  const K = P.map((p, i) => p - R[i]!);
+  check(t, 'kept K', K, poissonPmf(lambda * (1 - rho)), lambda * (1 - rho));
+  check(t, 'removed R', R, poissonPmf(lambda * rho), lambda * rho);
+  let sk = 0;
+  let sr = 0;
+  let skr = 0;
+  for (let i = 0; i < N; i++) {
+    const k = K[i]! - lambda * (1 - rho);
+    const r = R[i]! - lambda * rho;
+    sk += k * k;
+    sr += r * r;
+    skr += k * r;
+  }
+  const z = (skr / Math.sqrt(sk * sr)) * Math.sqrt(N);
+  t.diagnostic(`corr(K, R)·√N = ${z.toFixed(2)}`);
+  assert.ok(Math.abs(z) < Z_LIMIT, `K and R correlate: z = ${z}`);
+});
+
+test('sampleBinomial refuses bad parameters with RangeError and handles p = 0, p = 1, n = 0', () => {
+  assert.throws(() => sampleBinomial({ trials: 1.5, probability: 0.5, length: 1 }), RangeError);
+  assert.throws(() => sampleBinomial({ trials: -1, probability: 0.5, length: 1 }), RangeError);
+  assert.throws(() => sampleBinomial({ trials: 10, probability: 1.5, length: 1 }), RangeError);
+  assert.throws(() => sampleBinomial({ trials: Float64Array.of(3, 0.5), probability: 0.5 }), RangeError);
+  assert.deepEqual([...sampleBinomial({ trials: Float64Array.of(0, 7, 9), probability: 1 })], [0, 7, 9]);
+  assert.deepEqual([...sampleBinomial({ trials: Float64Array.of(0, 7, 9), probability: 0 })], [0, 0, 0]);
+});
 
 test('samplers are deterministic in the rng and work over the project Rng (unsafeSeededRng)', () => {
   const a = sampleDiscreteGaussian({ sigma2: 3, length: 1000, rng: unsafeSeededRng(5) });

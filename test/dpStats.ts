@@ -51,6 +51,20 @@ export function poissonPmf(lambda: number): Pmf {
   return normalise(lo, w);
 }
 
+/** Binomial(n, p) by the recurrence f(k+1) = f(k)·(n − k)/(k + 1)·p/(1 − p) from the mode, over mode ± (15σ + 30) ∩ [0, n], normalised. */
+export function binomialPmf(n: number, p: number): Pmf {
+  const mode = Math.min(n, Math.floor((n + 1) * p));
+  const r = Math.ceil(15 * Math.sqrt(n * p * (1 - p)) + 30);
+  const lo = Math.max(0, mode - r);
+  const hi = Math.min(n, mode + r);
+  const w = new Float64Array(hi - lo + 1);
+  w[mode - lo] = 1;
+  const odds = p / (1 - p);
+  for (let k = mode; k < hi; k++) w[k + 1 - lo] = (w[k - lo]! * (n - k) * odds) / (k + 1);
+  for (let k = mode; k > lo; k--) w[k - 1 - lo] = (w[k - lo]! * k) / ((n - k + 1) * odds);
+  return normalise(lo, w);
+}
+
 /** Skellam of variance v: the pmf of P1 − P2 for P1, P2 ~ Poisson(v/2), by convolving the two pmfs. */
 export function skellamPmf(variance: number): Pmf {
   const pois = poissonPmf(variance / 2);

@@ -10,7 +10,7 @@ import { createRoundRunner, type RoundRunner } from '../src/protocol/runner.js';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { unsafeSeededRng } from '../src/rng.js';
 import { clientId, roundId, type ClientId } from '../src/ids.js';
-import { minimumThreshold, type Degree, type Mode, type RoundConfig } from '../src/protocol/config.js';
+import { minimumThreshold, type Degree, type DpRoundConfig, type Mode, type RoundConfig } from '../src/protocol/config.js';
 import type { SecAggError } from '../src/errors.js';
 import { randomInputs } from './helpers.js';
 
@@ -23,6 +23,8 @@ export interface DriverOptions {
   mode?: Mode;
   seed?: number;
   corruption?: number;
+  /** The round's DP noise (RoundConfig.dp). */
+  dp?: DpRoundConfig;
   floors?: Partial<ClientFloors>;
   /** Fix the round id (tests of replay into a later round with the same id). */
   roundId?: Uint8Array;
@@ -66,6 +68,7 @@ export class Driver {
       mode,
       cohort,
       ...(o.corruption !== undefined ? { corruption: o.corruption } : {}),
+      ...(o.dp !== undefined ? { dp: o.dp } : {}),
     };
     if (this.config.mode === 'active') {
       this.directory = new Map();

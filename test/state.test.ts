@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { isSecAggError } from '../src/errors.js';
 import { clientId, roundId } from '../src/ids.js';
-import { minimumThreshold, type Degree, type Mode, type RoundConfig } from '../src/protocol/config.js';
+import { minimumThreshold, type Degree, type DpRoundConfig, type Mode, type RoundConfig } from '../src/protocol/config.js';
 import { clientContext, createClient, handleClientMessage, type ClientState } from '../src/protocol/clientRound.js';
 import { handleServerMessage, serverContext, startServerRound, type ServerState } from '../src/protocol/serverRound.js';
 import { decodeClientState, decodeServerState, encodeClientState, encodeServerState, STATE_FORMAT_VERSION } from '../src/protocol/stateCodec.js';
@@ -31,6 +31,8 @@ interface Spec {
   readonly degree: Degree;
   readonly n: number;
   readonly silentFrom: ReadonlyArray<readonly [number, Stage]>;
+  /** A DP round: the resumed clients draw other noise (their contexts' rngs differ), so the sums are compared up to it. */
+  readonly dp?: DpRoundConfig;
 }
 
 /**
@@ -82,6 +84,21 @@ const SPECS: readonly Spec[] = [
   },
 ];
 
+/** DP rounds, for the every-event harness (their sums differ run to run by the noise, so the child-process suites, which compare sums exactly, keep to SPECS). */
+const DP_SPECS: readonly Spec[] = [
+  {
+    name: 'semi-honest, complete graph, removable Skellam noise (clients hold P1, P2, then the excess)',
+    mode: 'semi-honest',
+    degree: 'complete',
+    n: 6,
+    silentFrom: [
+      [6, 'masked'],
+      [5, 'unmask'],
+    ],
+    dp: { mechanism: 'skellam', targetVariance: 40, removable: true },
+  },
+];
+
 const M = 6;
 const BITS = 16;
 
@@ -106,6 +123,7 @@ async function setUp(spec: Spec, seed = 3): Promise<Setup> {
     degree: spec.degree,
     mode: spec.mode,
     cohort: ids.map(clientId),
+    ...(spec.dp ? { dp: spec.dp } : {}),
   };
   let directory: Map<number, Uint8Array> | undefined;
   let identities: Map<number, Uint8Array> | undefined;
@@ -136,12 +154,36 @@ function roundTrip(r: Round): Round {
   return back;
 }
 
-function resultOf(s: ServerState): { stage: string; sum: number[] | null; included: number[] | null } {
-  return { stage: s.stage, sum: s.stage === 'done' ? [...s.result.sum] : null, included: s.stage === 'done' ? [...s.result.included] : null };
+function resultOf(s: ServerState, dp?: DpRoundConfig): { stage: string; sum: number[] | null; included: number[] | null; noise: unknown } {
+  const done = s.stage === 'done';
+  return {
+    stage: s.stage,
+    // With DP the sum carries noise each run draws afresh: compared to Σx below, up to the noise.
+    sum: done && dp === undefined ? [...s.result.sum] : null,
+    included: done ? [...s.result.included] : null,
+    noise: done ? (s.result.noise ?? null) : null,
+  };
+}
+
+/** Σx up to noise of the reported variance: every coordinate within 8 standard deviations. */
+function assertNoisySum(s: ServerState, inputs: Uint32Array[], included: number[], what: string): void {
+  assert.equal(s.stage, 'done', what);
+  if (s.stage !== 'done') return;
+  const want = expectedSum(
+    inputs,
+    included.map((id) => id - 1),
+    BITS,
+  );
+  const sd = Math.sqrt(s.result.noise!.totalVariance);
+  for (let i = 0; i < M; i++) {
+    let d = (s.result.sum[i]! - want[i]!) & ((1 << BITS) - 1);
+    if (d >= 1 << (BITS - 1)) d -= 1 << BITS;
+    assert.ok(Math.abs(d) <= 8 * sd, `${what}: coordinate ${i} is ${d} off Σx (noise sd ${sd})`);
+  }
 }
 
 describe('a round stopped after any event and finished from its encoded states gives the same sum', () => {
-  for (const spec of SPECS) {
+  for (const spec of [...SPECS, ...DP_SPECS]) {
     test(spec.name, async () => {
       // The round that never stops: how many events it takes, the stages it passes, its result.
       const ref = await setUp(spec);
@@ -151,22 +193,24 @@ describe('a round stopped after any event and finished from its encoded states g
         events++;
         stagesSeen.add(ref.round.server.stage === 'view' ? `view#${ref.round.server.view.attempt}` : ref.round.server.stage);
       }
-      const want = resultOf(ref.round.server);
+      const want = resultOf(ref.round.server, spec.dp);
       assert.equal(want.stage, 'done', `the reference round completes: ${ref.round.server.abortError?.message}`);
       const silent = new Set(spec.silentFrom.filter(([, s]) => s !== 'unmask').map(([id]) => id));
       const included = ref.ids.filter((id) => !silent.has(id));
       assert.deepEqual(want.included, included);
-      assert.deepEqual(
-        want.sum,
-        [
-          ...expectedSum(
-            ref.inputs,
-            included.map((id) => id - 1),
-            BITS,
-          ),
-        ],
-        'the sum is the plain sum over the survivors',
-      );
+      if (spec.dp) assertNoisySum(ref.round.server, ref.inputs, included, 'the reference round');
+      else
+        assert.deepEqual(
+          want.sum,
+          [
+            ...expectedSum(
+              ref.inputs,
+              included.map((id) => id - 1),
+              BITS,
+            ),
+          ],
+          'the sum is the plain sum over the survivors',
+        );
       const expectedStages = spec.mode === 'active' ? ['view#1', 'share', 'masked', 'consistency', 'unmask', 'done'] : ['share', 'masked', 'unmask', 'done'];
       for (const s of expectedStages) assert.ok(stagesSeen.has(s), `the round passes through ${s}`);
       if (spec.silentFrom.some(([, s]) => s === 'view')) assert.ok(stagesSeen.has('view#2'), 'a second view attempt');
@@ -179,10 +223,18 @@ describe('a round stopped after any event and finished from its encoded states g
         stoppedIn.add(run.round.server.stage);
         const resumed = roundTrip(run.round);
         await runToEnd(resumed, contextsFor(run.ids, 1000 + k, run.directory, run.identities));
-        assert.deepEqual(resultOf(resumed.server), want, `stopped after event ${k} of ${events} (server in ${run.round.server.stage})`);
+        const what = `stopped after event ${k} of ${events} (server in ${run.round.server.stage})`;
+        assert.deepEqual(resultOf(resumed.server, spec.dp), want, what);
+        if (spec.dp) assertNoisySum(resumed.server, run.inputs, included, what);
         if (!(await step(run.round, run.ctx))) break;
       }
-      assert.deepEqual(resultOf(run.round.server), want, 'the round that was written down at every event finishes the same');
+      assert.deepEqual(resultOf(run.round.server, spec.dp), want, 'the round that was written down at every event finishes the same');
+      if (spec.dp)
+        assert.deepEqual(
+          [...(run.round.server as { result: { sum: Uint32Array } }).result.sum],
+          [...(ref.round.server as { result: { sum: Uint32Array } }).result.sum],
+          'same seeds, same noise',
+        );
       for (const s of ['advertise', ...expectedStages]) assert.ok(stoppedIn.has(s.replace(/#\d$/, '')), `stopped at least once in ${s}`);
     });
   }

@@ -23,3 +23,4 @@ export {
 } from './errors.js';
 export { CLOSE, TransportError } from '../transport/frames.js';
 export type { WebSocketConstructor, WebSocketLike } from '../transport/socket.js';
+export type { ClientDpPolicy } from '../protocol/clientRound.js';

@@ -7,7 +7,7 @@
 import { defaultCrypto, defaultCryptoLacksSubtle } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { clientId } from '../ids.js';
-import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../protocol/clientRound.js';
+import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientDpPolicy, type ClientState } from '../protocol/clientRound.js';
 import { REPLY_STAGE } from '../protocol/stages.js';
 import { PROTOCOL_VERSION } from '../wire/codec.js';
 import { CLOSE, decodeControl, isControlFrame, TransportError } from '../transport/frames.js';
@@ -51,6 +51,12 @@ export interface ParticipateOptions {
   readonly reconnect?: { readonly initialDelayMs?: number; readonly maxDelayMs?: number; readonly maxAttempts?: number };
   readonly connectTimeoutMs?: number;
   readonly crypto?: CryptoProvider;
+  /**
+   * This client's differential-privacy policy (ClientContext.dp): a round that asks for less noise
+   * (`minTargetVariance`, σ² per coordinate in ring units), another mechanism, or (with `required`)
+   * none is refused before anything is sent. Without it the client adds whatever noise a round asks for.
+   */
+  readonly dp?: ClientDpPolicy;
   readonly signal?: AbortSignal;
   readonly onEvent?: (event: ClientEvent) => void;
   /**
@@ -383,6 +389,7 @@ async function session(
         protocol = clientContext({
           ...(options.crypto ? { crypto: options.crypto } : {}),
           ...(a.directory ? { identity: options.identity!, directory: a.directory } : {}),
+          ...(options.dp ? { dp: options.dp } : {}),
         });
         return;
       case 'end-round':

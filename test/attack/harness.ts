@@ -12,10 +12,18 @@
 import { fromBinary, toBinary, create } from '@bufbuild/protobuf';
 import { nodeCrypto } from '../../src/crypto/node.js';
 import type { Ed25519PrivateKey, X25519PrivateKey } from '../../src/crypto/provider.js';
-import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientFloors, type ClientState } from '../../src/protocol/clientRound.js';
+import {
+  clientContext,
+  createClient,
+  handleClientMessage,
+  type ClientContext,
+  type ClientDpPolicy,
+  type ClientFloors,
+  type ClientState,
+} from '../../src/protocol/clientRound.js';
 import { roundParameters } from '../../src/protocol/serverRound.js';
 import * as derive from '../../src/protocol/derive.js';
-import type { RoundConfig } from '../../src/protocol/config.js';
+import type { DpRoundConfig, RoundConfig } from '../../src/protocol/config.js';
 import { buildGraph, type NeighbourGraph } from '../../src/graph/index.js';
 import { SHARE_BYTES } from '../../src/shamir/index.js';
 import { unsafeSeededRng, type Rng } from '../../src/rng.js';
@@ -49,6 +57,11 @@ export interface AttackOptions {
   readonly floors?: Partial<ClientFloors>;
   readonly seed?: number;
   readonly m?: number;
+  /** The round's DP noise (RoundConfig.dp) and C (RoundConfig.colluders). */
+  readonly dp?: DpRoundConfig;
+  readonly colludersBudget?: number;
+  /** The honest clients' DP policy (ClientContext.dp). */
+  readonly dpPolicy?: ClientDpPolicy;
 }
 
 export class Attack {
@@ -72,6 +85,8 @@ export class Attack {
   /** Each honest client's neighbours in the graph it was given. */
   readonly neighboursOf = new Map<number, readonly number[]>();
   readonly consistency = new Map<number, Uint8Array>();
+  /** The excess DP noise each honest client revealed, one entry per unmask response (empty bytes: none). */
+  readonly excess = new Map<number, Uint8Array[]>();
   /** What the attacker holds of each honest owner's secrets: holder → share, per kind. */
   private readonly shares = new Map<number, { self: Map<number, Uint8Array>; key: Map<number, Uint8Array> }>();
   /** The last error each honest client reported. */
@@ -92,6 +107,8 @@ export class Attack {
       mode: o.mode ?? 'active',
       cohort,
       ...(o.corruption !== undefined ? { corruption: o.corruption } : {}),
+      ...(o.colludersBudget !== undefined ? { colluders: o.colludersBudget } : {}),
+      ...(o.dp !== undefined ? { dp: o.dp } : {}),
     };
   }
 
@@ -137,6 +154,7 @@ export class Attack {
           rng: unsafeSeededRng((this.o.seed ?? 11) * 7919 + id),
           ...(this.config.mode === 'active' ? { identity: this.identitySeeds.get(id)!, directory: this.directory } : {}),
           ...(this.o.floors ? { floors: this.o.floors } : {}),
+          ...(this.o.dpPolicy ? { dp: this.o.dpPolicy } : {}),
         }),
       );
     }
@@ -187,6 +205,7 @@ export class Attack {
       case 'unmaskResponse':
         for (const s of b.value.selfMaskShares) this.held(s.owner).self.set(from, s.share);
         for (const s of b.value.keyShares) this.held(s.owner).key.set(from, s.share);
+        this.excess.set(from, [...(this.excess.get(from) ?? []), b.value.excessNoise]);
         break;
       default:
         break;
