@@ -23,7 +23,17 @@ export {
   type ParameterRequirements,
   type ParameterRecommendation,
 } from './graph/index.js';
-export { validateConfig, effectiveDegree, type RoundConfig, type Mode, type Degree, type RoundLimits } from './protocol/config.js';
+export {
+  validateConfig,
+  effectiveDegree,
+  dpMinHonest,
+  type RoundConfig,
+  type DpRoundConfig,
+  type Mode,
+  type Degree,
+  type RoundLimits,
+} from './protocol/config.js';
+export { clientNoiseVariance, excessProbability, noiseReport, type NoiseReport } from './protocol/noise.js';
 export {
   createClient,
   handleClientMessage,
@@ -36,6 +46,8 @@ export {
   type ClientContext,
   type ClientContextOptions,
   type ClientFloors,
+  type ClientDpPolicy,
+  type RemovableNoise,
   type InputProvider,
 } from './protocol/clientRound.js';
 export { encodeServerState, decodeServerState, encodeClientState, decodeClientState, STATE_FORMAT_VERSION } from './protocol/stateCodec.js';

@@ -1,4 +1,4 @@
-/** A round's DP parameters: on the wire and back, checked by validateConfig, and refused by a client that cannot add the noise. */
+/** A round's DP parameters: on the wire and back, and checked by validateConfig (clients add the noise: test/dp-round.test.ts). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';

@@ -52,6 +52,8 @@ export {
   sampleDiscreteGaussian,
   samplePoisson,
   sampleSkellam,
+  sampleBinomial,
+  type BinomialParams,
   type DiscreteGaussianParams,
   type PoissonParams,
   type SkellamParams,

@@ -25,7 +25,17 @@ import { splitSecret, SHARE_BYTES } from '../shamir/index.js';
 import { decodeServerMessageChecked, encodeClientMessage, type ClientBody } from '../wire/codec.js';
 import { peekServerBody, type ServerKind } from '../wire/peek.js';
 import type { KeysForYou, RoundParameters, SharesForYou, UnmaskRequest, ConsistencyRequest, ViewRequest } from '../wire/gen/secagg/v1/secagg_pb.js';
-import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
+import {
+  DEFAULT_LIMITS,
+  consistencyQuorum,
+  neighbourhoodBoundViolation,
+  validateConfig,
+  type DpRoundConfig,
+  type RoundConfig,
+  type RoundLimits,
+} from './config.js';
+import { sampleBinomial, sampleDiscreteGaussian, samplePoisson } from '../dp/samplers.js';
+import { clientNoiseVariance, excessProbability } from './noise.js';
 import * as derive from './derive.js';
 import {
   GRAPH_SEED_BYTES,
@@ -68,6 +78,22 @@ export interface ClientContext {
    * Used when the client state was created without an input.
    */
   readonly input: InputProvider | undefined;
+  /**
+   * This client's differential-privacy policy: it refuses (ERR_INVALID_PARAMETERS, before sending
+   * anything) a round that asks for less noise than the policy, another mechanism, or (with
+   * `required`) no noise at all. Undefined: it joins any round and adds the noise the round asks for.
+   */
+  readonly dp: ClientDpPolicy | undefined;
+}
+
+/** What noise a client insists on (see ClientContext.dp). */
+export interface ClientDpPolicy {
+  /** The least `targetVariance` (σ² per coordinate, ring units, of every released sum) it takes part with. */
+  readonly minTargetVariance: number;
+  /** Refuse rounds without differential privacy (default false: such rounds are joined without noise). */
+  readonly required?: boolean;
+  /** Mechanisms it accepts (default both). */
+  readonly mechanisms?: readonly DpRoundConfig['mechanism'][];
 }
 
 /** Produces this client's vector for a round: m = config.dimension elements, each < 2^config.bits. */
@@ -81,6 +107,17 @@ export interface ClientContextOptions {
   readonly limits?: Partial<RoundLimits>;
   readonly floors?: Partial<ClientFloors>;
   readonly input?: InputProvider;
+  readonly dp?: ClientDpPolicy;
+}
+
+function checkDpPolicy(p: ClientDpPolicy): ClientDpPolicy {
+  if (typeof p !== 'object' || p === null) throw new TypeError('dp must be a policy object');
+  if (typeof p.minTargetVariance !== 'number' || !(p.minTargetVariance >= 0) || !Number.isFinite(p.minTargetVariance))
+    throw new RangeError('dp.minTargetVariance must be a finite number ≥ 0');
+  if (p.required !== undefined && typeof p.required !== 'boolean') throw new TypeError('dp.required must be a boolean');
+  if (p.mechanisms !== undefined && !(Array.isArray(p.mechanisms) && p.mechanisms.every((m) => m === 'skellam' || m === 'dgauss')))
+    throw new TypeError("dp.mechanisms must be a list of 'skellam' and 'dgauss'");
+  return { minTargetVariance: p.minTargetVariance, required: p.required ?? false, mechanisms: [...(p.mechanisms ?? ['skellam', 'dgauss'])] };
 }
 
 /** A context with the defaults filled in: the platform's crypto and CSPRNG, the default limits and floors. */
@@ -95,6 +132,7 @@ export function clientContext(o: ClientContextOptions = {}): ClientContext {
     limits: { ...DEFAULT_LIMITS, ...o.limits },
     floors: { ...DEFAULT_FLOORS, ...o.floors },
     input: o.input,
+    dp: o.dp === undefined ? undefined : checkDpPolicy(o.dp),
   };
 }
 
@@ -208,6 +246,22 @@ interface Masked extends Running {
   readonly signedSurvivors: readonly number[] | undefined;
   /** Which kind of share was revealed for each neighbour: never both. */
   readonly revealed: Map<number, 'self' | 'key'>;
+  /** Removable DP noise (Skellam): what this client added and may still remove (undefined in other rounds). */
+  readonly dpNoise: RemovableNoise | undefined;
+}
+
+/**
+ * Removable Skellam noise, as plain data: the noise added was P1 − P2 per coordinate. At the first
+ * unmask request the excess is drawn by Poisson thinning and kept (`excess`), and every later
+ * request gets the same bytes: a second, fresh thinning of the same P1, P2 would tell the server
+ * more about them (and so about the noise it keeps).
+ */
+export interface RemovableNoise {
+  /** P1, P2 ~ Poisson(v0/2) per coordinate: non-negative integers (exact in doubles); empty once the excess is drawn. */
+  readonly p1: Float64Array;
+  readonly p2: Float64Array;
+  /** The excess revealed, packed as in the wire's UnmaskResponse.excess_noise (empty: nothing removed); undefined before the first unmask request. */
+  readonly excess: Uint8Array | undefined;
 }
 export interface AwaitingConsistencyState extends Masked {
   readonly stage: 'awaiting-consistency';
@@ -394,13 +448,82 @@ async function inputFor(ctx: ClientContext, state: AwaitingStartState, config: R
   return input;
 }
 
+const EMPTY_COUNTS = new Float64Array(0);
+
+/** Poisson means above this are refused (the sampler's own bound, 2^50). */
+const MAX_CLIENT_POISSON_MEAN = 2 ** 50;
+
+function checkDpAgainstPolicy(policy: ClientDpPolicy | undefined, config: RoundConfig): void {
+  const dp = config.dp;
+  if (dp === undefined) {
+    if (policy?.required === true)
+      throw new SecAggError('ERR_INVALID_PARAMETERS', "the round adds no differential-privacy noise; this client's policy requires it");
+    return;
+  }
+  if (dp.mechanism === 'skellam' && clientNoiseVariance(config) / 2 > MAX_CLIENT_POISSON_MEAN)
+    throw new SecAggError('ERR_INVALID_PARAMETERS', `per-client noise variance ${clientNoiseVariance(config)} is beyond the Skellam sampler's 2^51`);
+  if (policy === undefined) return;
+  if (policy.mechanisms !== undefined && !policy.mechanisms.includes(dp.mechanism))
+    throw new SecAggError('ERR_INVALID_PARAMETERS', `the round's DP mechanism ${dp.mechanism} is not one this client's policy accepts`);
+  if (!(dp.targetVariance >= policy.minTargetVariance))
+    throw new SecAggError(
+      'ERR_INVALID_PARAMETERS',
+      `the round's DP target variance ${dp.targetVariance} is below this client's policy of ${policy.minTargetVariance}`,
+    );
+}
+
+/**
+ * The noise this client adds to its masked input, drawn with the context's rng: Skellam (P1 − P2,
+ * P1, P2 ~ Poisson(v0/2)) or the exact discrete Gaussian N_Z(0, v0). Returns it wrapped into the
+ * ring (mod 2^32; the accumulator reduces to `bits`), and for removable Skellam P1 and P2.
+ */
+function drawNoise(ctx: ClientContext, config: RoundConfig): { ring: Uint32Array; removable: RemovableNoise | undefined } | undefined {
+  const dp = config.dp;
+  if (dp === undefined) return undefined;
+  const v0 = clientNoiseVariance(config);
+  const m = config.dimension;
+  const ring = new Uint32Array(m);
+  const wrap = (e: number, i: number) => {
+    const r = e % 4294967296;
+    ring[i] = r < 0 ? r + 4294967296 : r;
+  };
+  if (dp.mechanism === 'dgauss') {
+    const e = sampleDiscreteGaussian({ sigma2: v0, length: m, rng: ctx.rng });
+    for (let i = 0; i < m; i++) wrap(e[i]!, i);
+    return { ring, removable: undefined };
+  }
+  const p1 = samplePoisson({ mean: v0 / 2, length: m, rng: ctx.rng });
+  const p2 = samplePoisson({ mean: v0 / 2, length: m, rng: ctx.rng });
+  for (let i = 0; i < m; i++) wrap(p1[i]! - p2[i]!, i);
+  return { ring, removable: dp.removable ? { p1, p2, excess: undefined } : undefined };
+}
+
+/**
+ * The excess of removable noise for the survivor set this client verified: with r = |U3| − C
+ * honest survivors guaranteed and r > t − C, each coordinate's P_i is thinned, R_i ~
+ * Binomial(P_i, 1 − (t − C)/r), so that K_i = P_i − R_i ~ Poisson(v0_r/2) with v0_r =
+ * targetVariance / r, independent of R_i; R1 − R2 (mod 2^bits) is revealed. Empty when r ≤ t − C.
+ */
+function drawExcess(ctx: ClientContext, config: RoundConfig, noise: RemovableNoise, survivors: number): Uint8Array {
+  const probability = excessProbability(config, survivors);
+  if (probability === 0) return new Uint8Array(0);
+  const r1 = sampleBinomial({ trials: noise.p1, probability, rng: ctx.rng });
+  const r2 = sampleBinomial({ trials: noise.p2, probability, rng: ctx.rng });
+  const R = 2 ** config.bits;
+  const excess = new Uint32Array(config.dimension);
+  for (let i = 0; i < excess.length; i++) {
+    const d = (r1[i]! - r2[i]!) % R;
+    excess[i] = d < 0 ? d + R : d;
+  }
+  return packVector(excess, config.bits);
+}
+
 async function onRoundStart(ctx: ClientContext, state: AwaitingStartState, roundId: Uint8Array, p: RoundParameters): Promise<ClientStep> {
   if (!derive.bytesEqual(roundId, p.roundId)) throw new SecAggError('ERR_INVALID_PARAMETERS', 'round id of the envelope and parameters differ');
   const config = configFromParameters(p);
   const mode = config.mode;
   validateConfig(config, ctx.limits);
-  // Until this client adds the round's noise itself, a DP round is refused rather than joined without noise.
-  if (config.dp !== undefined) throw new SecAggError('ERR_INVALID_PARAMETERS', 'this client does not add differential-privacy noise yet');
+  checkDpAgainstPolicy(ctx.dp, config);
   if (!config.cohort.includes(state.id)) throw new SecAggError('ERR_UNKNOWN_SENDER', 'this client is not in the cohort');
   const f = ctx.floors;
   if (config.cohort.length < f.minCohort)
@@ -701,6 +824,9 @@ async function onShares(ctx: ClientContext, state: AwaitingSharesState, m: Share
   // y_u = x_u + PRG(b_u) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv), over v in N(u) ∩ U2.
   const acc = new RingAccumulator(config.dimension);
   acc.addVector(state.input, 1);
+  // x' = x + e: the round's DP noise, inside the masks (so the server never sees it apart from x).
+  const noise = drawNoise(ctx, config);
+  if (noise !== undefined) acc.addVector(noise.ring, 1);
   await acc.addPrg(c, await derive.selfMaskKey(c, state.selfMaskSeed, config.roundId, state.id), 1);
   for (const v of maskedWith) {
     const key = state.maskKeys.get(v);
@@ -719,6 +845,7 @@ async function onShares(ctx: ClientContext, state: AwaitingSharesState, m: Share
     maskedWith,
     signedSurvivors: undefined,
     revealed: new Map(),
+    dpNoise: noise?.removable,
   };
   const next: AwaitingConsistencyState | AwaitingUnmaskState = { ...masked, stage: config.mode === 'active' ? 'awaiting-consistency' : 'awaiting-unmask' };
   return { state: next, outgoing: send(next, { case: 'maskedInput', value: { vector } }) };
@@ -787,11 +914,18 @@ async function onUnmask(ctx: ClientContext, state: AwaitingUnmaskState | DoneCli
     if (before !== undefined && before !== kind) throw new SecAggError('ERR_BOTH_SHARES_REQUESTED', `the server asked for both kinds of share of client ${v}`);
     plan.push({ owner: v, kind, share: kind === 'self' ? shares.selfShare : shares.keyShare });
   }
+  // The excess of removable noise: drawn once, for the survivor set verified above (never a declared
+  // count), and the same bytes for every later request.
+  let dpNoise = state.dpNoise;
+  // P1 and P2 are not needed once the excess is drawn: the state keeps the excess alone.
+  if (dpNoise !== undefined && dpNoise.excess === undefined)
+    dpNoise = { p1: EMPTY_COUNTS, p2: EMPTY_COUNTS, excess: drawExcess(ctx, config, dpNoise, survivors.length) };
+  const excessNoise = dpNoise?.excess ?? new Uint8Array(0);
   for (const p of plan) state.revealed.set(p.owner, p.kind);
   const selfMaskShares = plan.filter((p) => p.kind === 'self').map((p) => ({ owner: p.owner, share: p.share }));
   const keyShares = plan.filter((p) => p.kind === 'key').map((p) => ({ owner: p.owner, share: p.share }));
-  const next: DoneClientState = { ...state, stage: 'done' };
-  return { state: next, outgoing: send(next, { case: 'unmaskResponse', value: { selfMaskShares, keyShares } }) };
+  const next: DoneClientState = { ...state, stage: 'done', dpNoise };
+  return { state: next, outgoing: send(next, { case: 'unmaskResponse', value: { selfMaskShares, keyShares, excessNoise } }) };
 }
 
 /** RFC 7748 clamping: the X25519 scalar a 32-byte private key really stands for. */

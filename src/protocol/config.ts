@@ -64,7 +64,8 @@ export function consistencyQuorum(config: RoundConfig, advertised: number): numb
   return Math.max(config.threshold, Math.floor((advertised + colludersOf(config)) / 2) + 1);
 }
 
-function colludersOf(config: Pick<RoundConfig, 'corruption' | 'colluders'>): number {
+/** C: colluding clients tolerated in the whole round (`colluders`, default `corruption`, default 0). */
+export function colludersOf(config: Pick<RoundConfig, 'corruption' | 'colluders'>): number {
   return config.colluders ?? config.corruption ?? 0;
 }
 

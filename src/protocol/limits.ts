@@ -18,7 +18,7 @@ export function maxClientMessageBytes(c: RoundConfig): number {
   const k = maxNeighbourhood(c.degree, c.cohort.length);
   const shareKeys = KEY_BYTES + k * (SHARE_CIPHERTEXT_BYTES + ENTRY_OVERHEAD);
   const masked = elementBytes(c.bits) * c.dimension + ENTRY_OVERHEAD;
-  const unmask = k * (SHARE_BYTES + ENTRY_OVERHEAD);
+  const unmask = k * (SHARE_BYTES + ENTRY_OVERHEAD) + excessNoiseBytes(c);
   const advertise = 3 * KEY_BYTES + SIGNATURE_BYTES + 4 * ENTRY_OVERHEAD;
   const view = SIGNATURE_BYTES + 2 * KEY_BYTES + 3 * ENTRY_OVERHEAD;
   return ENVELOPE_OVERHEAD + Math.max(shareKeys, masked, unmask, advertise, view);
@@ -67,6 +67,11 @@ export function clampAbortReason(reason: string): string {
   return new TextDecoder().decode(bytes.subarray(0, end));
 }
 
+/** The excess-noise field of an UnmaskResponse: m packed elements with framing in a removable-DP round, else nothing. */
+function excessNoiseBytes(c: RoundConfig): number {
+  return c.dp?.removable === true ? elementBytes(c.bits) * c.dimension + ENTRY_OVERHEAD : 0;
+}
+
 /** Packed ids (< 2^21, so at most 3 bytes each) with their field header. */
 const idListBytes = (n: number): number => 3 * n + ENTRY_OVERHEAD;
 
@@ -91,8 +96,9 @@ export function clientMessageLimits(c: RoundConfig): Record<ClientKind, number> 
     shareKeys: E + COMMITMENT_BYTES + ENTRY_OVERHEAD + k * (SHARE_CIPHERTEXT_BYTES + ENTRY_OVERHEAD),
     maskedInput: E + elementBytes(c.bits) * c.dimension + ENTRY_OVERHEAD,
     consistencySignature: E + SIGNATURE_BYTES + ENTRY_OVERHEAD,
-    // One share per neighbour, of one kind or the other (never both for the same neighbour).
-    unmaskResponse: E + k * (SHARE_BYTES + ENTRY_OVERHEAD),
+    // One share per neighbour, of one kind or the other (never both for the same neighbour), and
+    // with removable DP noise the excess: m elements packed like the masked input.
+    unmaskResponse: E + k * (SHARE_BYTES + ENTRY_OVERHEAD) + excessNoiseBytes(c),
     abort: E + MAX_ABORT_CODE_BYTES + ENTRY_OVERHEAD,
     viewSignature: E + SIGNATURE_BYTES + SEED_BYTES + COMMITMENT_BYTES + ENTRY_OVERHEAD,
   };

@@ -33,6 +33,8 @@ import { peekClientBody, type ClientKind } from '../wire/peek.js';
 import type { AdvertiseKeys, ShareKeys, UnmaskResponse, ViewSignature } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, consistencyQuorum, neighbourhoodBoundViolation, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import * as derive from './derive.js';
+import { excessProbability, noiseReport, type NoiseReport } from './noise.js';
+import { elementBytes } from '../ring/vector.js';
 import { CLIENT_KIND_STAGE, unreachable, type ServerStage, type Stage } from './stages.js';
 import { roundParameters } from './roundParams.js';
 
@@ -191,6 +193,8 @@ export interface RoundResult {
   readonly exactShareChecks: number;
   /** Active mode: view attempts it took to agree on U1 and the graph seed (0 in semi-honest mode). */
   readonly viewAttempts: number;
+  /** A DP round (config.dp): the noise actually in `sum` (src/protocol/noise.ts); absent otherwise. */
+  readonly noise?: NoiseReport;
 }
 
 export interface Advertised {
@@ -679,6 +683,13 @@ function onUnmaskResponse(state: UnmaskState, from: number, m: UnmaskResponse): 
   };
   check(m.selfMaskShares, 'self');
   check(m.keyShares, 'key');
+  // Removable DP noise: every survivor answering reveals its excess for this U3 (the one it verified),
+  // exactly m packed elements, or nothing when nothing is removable; it comes off the sum at once
+  // (addPacked checks length and range before it changes anything).
+  const config = state.config;
+  const wanted = excessProbability(config, state.u3.length) > 0 ? elementBytes(config.bits) * config.dimension : 0;
+  if (m.excessNoise.length !== wanted) throw new SecAggError('ERR_SIZE', `excess noise of ${m.excessNoise.length} bytes where this round wants ${wanted}`);
+  if (wanted > 0) state.sum.addPacked(m.excessNoise, config.bits, -1);
   const record = (into: Map<number, RevealedShares>, entries: readonly { owner: number; share: Uint8Array }[]) => {
     for (const { owner, share } of entries) {
       let got = into.get(owner);
@@ -1127,9 +1138,21 @@ async function finish(ctx: ServerContext, state: UnmaskState): Promise<ServerSte
     maskExpansions: expansions,
     exactShareChecks: cache.exactChecks,
     viewAttempts: state.view?.attempt ?? 0,
+    ...dpNoiseOf(config, state.u3.length, state.responded.size),
   };
   const done: DoneState = { stage: 'done', config, result };
   return { state: done, outgoing: [] };
+}
+
+/**
+ * The noise report of a finished DP round: every survivor that answered the unmask request removed
+ * its excess when any was removable (onUnmaskResponse takes no answer without it), so the removals
+ * follow from the config, |U3| and the answers: derived, never stored.
+ */
+function dpNoiseOf(config: RoundConfig, survivors: number, answered: number): { noise?: NoiseReport } {
+  const removedFrom = excessProbability(config, survivors) > 0 ? answered : 0;
+  const noise = noiseReport(config, survivors, removedFrom);
+  return noise === undefined ? {} : { noise };
 }
 
 /** For tests of the privacy invariant: owners for which the server holds each kind of share (none before the unmask stage). */

@@ -33,6 +33,7 @@ import { RingAccumulator } from '../ring/accumulator.js';
 import { RoundParametersSchema } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { DEFAULT_LIMITS, validateConfig, type RoundConfig, type RoundLimits } from './config.js';
 import { hex } from './derive.js';
+import { excessProbability, noiseReport } from './noise.js';
 import { configFromParameters, roundParameters } from './roundParams.js';
 import { CLIENT_STAGES, STAGES, type ClientStage, type ServerStage } from './stages.js';
 import {
@@ -45,10 +46,11 @@ import {
   type View,
   type ViewAnswer,
 } from './serverRound.js';
-import { assertClientStateUsable, type ClientState, type Peer, type SignedView, type ViewProgress } from './clientRound.js';
+import { assertClientStateUsable, type ClientState, type Peer, type RemovableNoise, type SignedView, type ViewProgress } from './clientRound.js';
+import { elementBytes } from '../ring/vector.js';
 
-/** The format version this code writes and reads. (2: the CRC-32 trailer.) */
-export const STATE_FORMAT_VERSION = 2;
+/** The format version this code writes and reads. (2: the CRC-32 trailer; 3: DP noise — a client's removable noise, the server's removed excess and the result's noise.) */
+export const STATE_FORMAT_VERSION = 3;
 
 const SERVER_MAGIC = [0x53, 0x41, 0x47, 0x53]; // "SAGS"
 const CLIENT_MAGIC = [0x53, 0x41, 0x47, 0x43]; // "SAGC"
@@ -119,6 +121,14 @@ class Writer {
     this.u32(w.length);
     if (LITTLE_ENDIAN) this.raw(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
     else for (const x of w) this.u32(x);
+  }
+  /** Non-negative integers (exact in doubles): count, then 8 bytes each, little-endian. */
+  counts(x: Float64Array): void {
+    this.u32(x.length);
+    const b = new Uint8Array(8 * x.length);
+    const d = new DataView(b.buffer);
+    for (let i = 0; i < x.length; i++) d.setFloat64(8 * i, x[i]! + 0, true); // + 0: never a −0
+    this.raw(b);
   }
   config(c: RoundConfig): void {
     this.bytes(toBinary(RoundParametersSchema, create(RoundParametersSchema, roundParameters(c))));
@@ -259,6 +269,21 @@ class Reader {
     if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(this.b.subarray(this.at, this.at + 4 * n));
     else for (let i = 0; i < n; i++) out[i] = this.u32(what);
     if (LITTLE_ENDIAN) this.at += 4 * n;
+    return out;
+  }
+  /** counts(): exactly `length` non-negative safe integers, checked against the bytes there are before allocating. */
+  counts(what: string, lengths: readonly number[]): Float64Array {
+    const n = this.u32(what);
+    if (!lengths.includes(n)) throw bad(`${what} has ${n} entries, not ${lengths.join(' or ')}`);
+    this.need(8 * n, what);
+    const out = new Float64Array(n);
+    const d = new DataView(this.b.buffer, this.b.byteOffset + this.at, 8 * n);
+    for (let i = 0; i < n; i++) {
+      const v = d.getFloat64(8 * i, true);
+      if (!(Number.isSafeInteger(v) && v >= 0) || Object.is(v, -0)) throw bad(`${what}: ${v} is not a count`);
+      out[i] = v;
+    }
+    this.at += 8 * n;
     return out;
   }
   config(): RoundConfig {
@@ -410,6 +435,8 @@ function writeResult(w: Writer, r: RoundResult): void {
   w.u32(r.maskExpansions);
   w.u32(r.exactShareChecks);
   w.u32(r.viewAttempts);
+  // A DP round: the survivors whose excess was removed (the rest of the report follows from the config and U3).
+  if (r.noise !== undefined) w.u32(r.noise.removedFrom);
 }
 
 /**
@@ -572,15 +599,18 @@ function readResult(r: Reader, config: RoundConfig, cohort: ReadonlySet<number>)
   }
   inSet(included, cohort, 'included clients');
   const badShareHolders = r.sortedIds('bad share holders') as ClientId[];
-  return {
-    sum,
-    included,
-    sets,
-    badShareHolders,
-    maskExpansions: r.u32('mask expansions'),
-    exactShareChecks: r.u32('exact share checks'),
-    viewAttempts: r.u32('view attempts'),
-  };
+  const maskExpansions = r.u32('mask expansions');
+  const exactShareChecks = r.u32('exact share checks');
+  const viewAttempts = r.u32('view attempts');
+  let noise = {};
+  if (config.dp !== undefined) {
+    const removedFrom = r.u32('clients whose excess noise was removed');
+    // Every answer to the unmask request carried its excess when any was removable, none otherwise.
+    if (removedFrom !== (excessProbability(config, included.length) > 0 ? sets.unmasked.length : 0))
+      throw bad(`excess noise removed from ${removedFrom} clients`);
+    noise = { noise: noiseReport(config, included.length, removedFrom)! };
+  }
+  return { sum, included, sets, badShareHolders, maskExpansions, exactShareChecks, viewAttempts, ...noise };
 }
 
 // ---- client ----
@@ -649,6 +679,14 @@ export function encodeClientState(state: ClientState): Uint8Array {
   for (const [v, kind] of state.revealed) {
     w.u32(v);
     w.u8(kind === 'self' ? 0 : 1);
+  }
+  const noise = state.dpNoise;
+  w.u8(noise ? 1 : 0);
+  if (noise) {
+    w.counts(noise.p1);
+    w.counts(noise.p2);
+    w.u8(noise.excess ? 1 : 0);
+    if (noise.excess) w.bytes(noise.excess);
   }
   return w.finish();
 }
@@ -757,8 +795,21 @@ export function decodeClientState(bytes: Uint8Array, limits: Partial<RoundLimits
     if (!held.has(v) || revealed.has(v) || kind > 1) throw bad(`revealed share of client ${v}`);
     revealed.set(v, kind === 0 ? 'self' : 'key');
   }
+  let dpNoise: RemovableNoise | undefined;
+  if (r.bool('removable noise')) {
+    if (config.dp?.removable !== true) throw bad('removable noise in a round without removable DP');
+    // P1 and P2 while the excess is not drawn; afterwards the excess alone (empty: nothing removed).
+    const m = config.dimension;
+    const p1 = r.counts('removable noise P1', [m, 0]);
+    const p2 = r.counts('removable noise P2', [p1.length]);
+    const excess = r.bool('excess noise') ? r.bytes('excess noise', undefined, elementBytes(config.bits) * m) : undefined;
+    if (excess !== undefined && excess.length !== 0 && excess.length !== elementBytes(config.bits) * m) throw bad(`excess noise of ${excess.length} bytes`);
+    if ((excess === undefined) !== (p1.length === m)) throw bad('removable noise holds P1 and P2 until the excess is drawn, then the excess alone');
+    if (stage !== 'done' && excess !== undefined) throw bad('an excess drawn before the unmask request');
+    dpNoise = { p1, p2, excess };
+  } else if (config.dp?.removable === true) throw bad('a removable-DP round without its noise');
   r.end();
-  return { stage, id, config, view, advertised, peers, held, maskedWith, signedSurvivors, revealed };
+  return { stage, id, config, view, advertised, peers, held, maskedWith, signedSurvivors, revealed, dpNoise };
 }
 
 function readSignedView(r: Reader, cohort: ReadonlySet<number>): SignedView | undefined {

@@ -8,7 +8,8 @@ import type { CryptoProvider } from '../crypto/provider.js';
 import { SecAggError } from '../errors.js';
 import { clientId, roundId, type ClientId } from '../ids.js';
 import { cryptoRng, type Rng } from '../rng.js';
-import { effectiveDegree, minimumThreshold, type Degree, type Mode, type RoundConfig } from '../protocol/config.js';
+import { effectiveDegree, minimumThreshold, type Degree, type DpRoundConfig, type Mode, type RoundConfig } from '../protocol/config.js';
+import type { NoiseReport } from '../protocol/noise.js';
 import { STAGES, type Stage } from '../protocol/stages.js';
 import { clientContext, createClient, handleClientMessage, type ClientContext, type ClientState } from '../protocol/clientRound.js';
 import { nextMacrotask } from '../pace.js';
@@ -79,6 +80,10 @@ export interface SimulateOptions {
   mode?: Mode;
   /** c: colluding clients tolerated per neighbourhood (default 0). */
   corruption?: number;
+  /** C: colluding clients tolerated in the whole round (RoundConfig.colluders; default `corruption`). */
+  colluders?: number;
+  /** Differential privacy: every client adds its share of the round's noise (RoundConfig.dp); the result reports the noise released. */
+  dp?: DpRoundConfig;
   /** Indices of clients that fall silent instead of sending that stage's message. */
   dropouts?: Partial<Record<Stage, number[]>>;
   crypto?: CryptoProvider;
@@ -108,6 +113,8 @@ export interface SimulateResult {
   /** Indices (into `inputs`) of the clients whose masked input is in the sum. */
   included: number[];
   stats: RoundStats;
+  /** A DP round: the noise in `sum` (RoundResult.noise). */
+  noise?: NoiseReport;
 }
 
 function emptyStage(): StageStats {
@@ -151,7 +158,18 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
   }
 
   const ids = inputs.map((_, i) => clientId(i + 1));
-  const config: RoundConfig = { roundId: roundId(rng(16)), bits, dimension: m, threshold, degree, mode, cohort: ids, corruption };
+  const config: RoundConfig = {
+    roundId: roundId(rng(16)),
+    bits,
+    dimension: m,
+    threshold,
+    degree,
+    mode,
+    cohort: ids,
+    corruption,
+    ...(options.colluders !== undefined ? { colluders: options.colluders } : {}),
+    ...(options.dp !== undefined ? { dp: options.dp } : {}),
+  };
 
   let directory: Map<number, Uint8Array> | undefined;
   const identities: Uint8Array[] = [];
@@ -303,5 +321,5 @@ export async function simulateRound(options: SimulateOptions): Promise<SimulateR
     badShareHolders: result.badShareHolders.map((id) => id - 1),
     wallMs: performance.now() - wall,
   };
-  return { sum: result.sum, included, stats };
+  return { sum: result.sum, included, stats, ...(result.noise ? { noise: result.noise } : {}) };
 }

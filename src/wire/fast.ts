@@ -218,12 +218,13 @@ const unmaskResponseCodec: BodyCodec = {
   typeName: 'secagg.v1.UnmaskResponse',
   size(value, kept) {
     const v = value as Partial<UnmaskResponse>;
-    return pairsSize(v.selfMaskShares, kept, REVEALED) + pairsSize(v.keyShares, kept, REVEALED);
+    return pairsSize(v.selfMaskShares, kept, REVEALED) + pairsSize(v.keyShares, kept, REVEALED) + bytesFieldSize(bytes(v.excessNoise, kept));
   },
   write(w, value) {
     const v = value as Partial<UnmaskResponse>;
     writePairs(w, 1, v.selfMaskShares, REVEALED);
     writePairs(w, 2, v.keyShares, REVEALED);
+    w.bytesField(3, v.excessNoise ?? EMPTY);
   },
 };
 
@@ -459,8 +460,14 @@ function readUnmaskResponse(r: Reader, caps: EntryCaps): UnmaskResponse {
   const cap = caps.maxNeighbours;
   const selfMaskShares: RevealedShare[] = [];
   const keyShares: RevealedShare[] = [];
+  let seen = 0;
+  let excessNoise = EMPTY;
   while (r.more()) {
     switch (r.varint()) {
+      case (3 << 3) | LEN:
+        seen = once(seen, 1);
+        excessNoise = r.bytes();
+        break;
       case (1 << 3) | LEN:
         if (selfMaskShares.length >= cap) tooMany('UnmaskResponse.self_mask_shares', cap);
         selfMaskShares.push(readPair(r, revealedShare));
@@ -473,7 +480,7 @@ function readUnmaskResponse(r: Reader, caps: EntryCaps): UnmaskResponse {
         throw DECLINE;
     }
   }
-  return { $typeName: 'secagg.v1.UnmaskResponse', selfMaskShares, keyShares };
+  return { $typeName: 'secagg.v1.UnmaskResponse', selfMaskShares, keyShares, excessNoise };
 }
 
 function readKeysForYou(r: Reader, caps: EntryCaps): KeysForYou {
