@@ -13,8 +13,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions, type ServiceOptions } from '../src/server/options.js';
 import { budgetDecision, DpLedger, resolveDp, roundPlan, serviceEncoding, accountedMechanism } from '../src/server/dp.js';
-import { silentLogger } from '../src/server/index.js';
-import { accountRounds, DEFAULT_RDP_ORDERS, decodeDpMean, epsilonFromRdp, mechanismRdp, encodeForRound, planForEncoding, roundSeed } from '../src/index.js';
+import { silentLogger, type PublishedResult, type SecAggServer } from '../src/server/index.js';
+import { participate } from '../src/client/index.js';
+import {
+  accountRounds,
+  centre,
+  DEFAULT_RDP_ORDERS,
+  decodeDpMean,
+  epsilonFromRdp,
+  mechanismRdp,
+  encodeForRound,
+  planDp,
+  planForEncoding,
+  roundSeed,
+  type DpEncoding,
+} from '../src/index.js';
+import { nextResult, startServer, token, WS } from './serviceHelpers.js';
 
 const resolve = (o: Partial<ServiceOptions>) => resolveOptions({ logger: silentLogger, unmaskWorkers: 0, ...o });
 
@@ -49,9 +63,16 @@ describe('ServiceOptions.dp', () => {
       [{ noiseMultiplier: 1, l2Clip: 1, budget: { epsilon: 1, delta: 0 } }, /dp\.budget\.delta/, RangeError],
     ];
     for (const [dp, message, type] of cases)
-      assert.throws(() => resolve({ ...base, dp: dp as ServiceOptions['dp'] }), (e: Error) => e instanceof type && message.test(e.message), JSON.stringify(dp));
+      assert.throws(
+        () => resolve({ ...base, dp: dp as ServiceOptions['dp'] }),
+        (e: Error) => e instanceof type && message.test(e.message),
+        JSON.stringify(dp),
+      );
     assert.throws(() => resolve({ dimension: 100, bits: 16, dp: { noiseMultiplier: 1, l2Clip: 1 } }), /dimension must be a power of two with dp.*use 128/);
-    assert.throws(() => resolve({ dimension: 64, bits: 4, dp: { noiseMultiplier: 1, l2Clip: 1 } }), (e: Error) => e instanceof RangeError && /^dp: DP plan refused/.test(e.message));
+    assert.throws(
+      () => resolve({ dimension: 64, bits: 4, dp: { noiseMultiplier: 1, l2Clip: 1 } }),
+      (e: Error) => e instanceof RangeError && /^dp: DP plan refused/.test(e.message),
+    );
   });
 });
 
@@ -60,7 +81,13 @@ const skellam = (plan: { l2Sensitivity: number; l1Sensitivity: number }, varianc
   ({ kind: 'skellam', l2Sensitivity: plan.l2Sensitivity, l1Sensitivity: plan.l1Sensitivity, variance }) as const;
 
 describe('the ledger and the budget decision', () => {
-  const o = resolve({ dimension: 64, bits: 24, minClients: 4, maxClients: 6, dp: { noiseMultiplier: 0.8, l2Clip: 1, population: 100, budget: { epsilon: 50 } } });
+  const o = resolve({
+    dimension: 64,
+    bits: 24,
+    minClients: 4,
+    maxClients: 6,
+    dp: { noiseMultiplier: 0.8, l2Clip: 1, population: 100, budget: { epsilon: 50 } },
+  });
   const dp = resolveDp(o.dp);
   const { encoding } = serviceEncoding(dp, o, 3);
   const { plan, config, minHonest } = roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0 });
@@ -141,5 +168,122 @@ describe('encodeForRound (what an app does with GET /dp and its RoundInfo)', () 
   });
 });
 
-export const SQLITE_DIR = () => mkdtempSync(join(tmpdir(), 'secagg-dp-'));
-export const cleanup = (dir: string) => rmSync(dir, { recursive: true, force: true });
+describe('a DP service with real clients', () => {
+  const Z = 0.1;
+  const CLIP = 1;
+  const M = 64;
+  const N = 4;
+  const dpOptions = (epsilon: number) => ({ noiseMultiplier: Z, l2Clip: CLIP, budget: { epsilon } });
+  const base = { dimension: M, bits: 24, minClients: N, maxClients: N, autoStart: false, stageTimeoutMs: 20_000 };
+  /** The plan a round of N clients has, computed here with planDp from the service's scale (t = 2 for 4 clients, complete graph, c = 0). */
+  const planHere = (scale: number) =>
+    planDp({ clients: N, minClients: 2, dimension: M, clip: CLIP, noiseMultiplier: Z, bits: 24, mechanism: 'skellam', scale });
+  const eps = (plan: { l2Sensitivity: number; l1Sensitivity: number }, variance: number, rounds: number) =>
+    accountRounds({ mechanism: skellam(plan, variance), samplingRate: 1, rounds, delta: 1e-5 }).epsilon;
+
+  async function runRound(server: SecAggServer, tag: string, update: (i: number) => number[]): Promise<PublishedResult> {
+    const encoding = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+    const configs: unknown[] = [];
+    const clients = Array.from({ length: N }, (_, i) =>
+      participate({
+        url: server.url,
+        token: token(`${tag}-${i}`),
+        WebSocket: WS,
+        inputProvider: (round) => {
+          configs.push(round);
+          return encodeForRound({ values: update(i), encoding, roundId: round.roundId }).vector;
+        },
+      }),
+    );
+    for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+    const result = nextResult(server);
+    assert.ok((await server.startRound()) !== undefined, 'the round started');
+    const reports = await Promise.all(clients);
+    assert.ok(reports.every((r) => r[0]!.completed && r[0]!.included));
+    assert.equal(configs.length, N);
+    return result;
+  }
+
+  test('RoundConfig.dp reaches the clients (their noise is in the sum), the record’s ε is the accountant’s, the budget stops the third round, a restart continues the spent ε', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'secagg-dp-'));
+    const historyFile = join(dir, 'history.db');
+    const logs: Array<{ level: string; msg: string }> = [];
+    const logger = { log: (level: string, msg: string) => void logs.push({ level, msg }) };
+    try {
+      // The plan and the budget, from the same options, before any server runs.
+      const o = resolve({ ...base, dp: dpOptions(1) });
+      const { encoding } = serviceEncoding(resolveDp(o.dp), o, 2);
+      const plan = planHere(encoding.scale);
+      const T = plan.releasedVariance;
+      const budget = (eps(plan, T, 2) + eps(plan, T, 3)) / 2;
+      let server = await startServer({ ...base, historyFile, logger, dp: dpOptions(budget) });
+
+      // Round 1: zero updates, so the centred sum is the noise alone: its variance per coordinate must be T.
+      const r1 = await runRound(server, 'a', () => new Array(M).fill(0));
+      assert.ok(r1.dp, 'the published result has the DP entry');
+      assert.equal(r1.dp!.targetVariance, T);
+      assert.equal(r1.dp!.noise!.releasedVariance, T, 'all four answered, C = 0: the removable excess is removed, exactly T is left');
+      const noise = centre(r1.sum, 24);
+      const s2 = noise.reduce((a, x) => a + x * x, 0) / M;
+      // 64 coordinates: s²/T is chi-square(64)/64; [0.4, 1.9] leaves out < 1e-6 on either side.
+      assert.ok(s2 > 0.4 * T && s2 < 1.9 * T, `noise variance ${s2} vs target ${T}`);
+      const rec1 = (await server.store.get(r1.round))!;
+      assert.equal(rec1.dp!.l2Sensitivity, plan.l2Sensitivity);
+      assert.equal(rec1.dp!.l1Sensitivity, plan.l1Sensitivity);
+      const e1 = eps(plan, rec1.dp!.noise!.releasedVariance, 1);
+      assert.equal(rec1.dp!.epsilon, e1);
+      assert.equal(rec1.dp!.cumulativeEpsilon, e1);
+
+      // Round 2: a real update; the decoded mean is it, within the noise.
+      const u = Array.from({ length: M }, (_, i) => (i % 2 ? 0.9 : -0.9) / 8);
+      const r2 = await runRound(server, 'b', () => u);
+      const { mean } = decodeDpMean({ sum: r2.sum, plan: planForEncoding(r2.dp!.encoding, N), seed: roundSeed(r2.roundId), clients: N });
+      const proj = mean.reduce((a, x, i) => a + x * u[i]!, 0) / u.reduce((a, x) => a + x * x, 0);
+      assert.ok(Math.abs(proj - 1) < 0.2, `projection of the decoded mean on the update: ${proj}`);
+      const rec2 = (await server.store.get(r2.round))!;
+      const rdp = [rec1, rec2].map((r) => mechanismRdp({ mechanism: skellam(plan, r.dp!.noise!.releasedVariance), samplingRate: 1 }));
+      const e12 = epsilonFromRdp({ orders: DEFAULT_RDP_ORDERS, rdp: rdp[0]!.map((x, i) => x + rdp[1]![i]!), delta: 1e-5 }).epsilon;
+      assert.equal(rec2.dp!.cumulativeEpsilon, e12);
+      assert.ok(Math.abs(e12 - eps(plan, T, 2)) < 1e-9 * e12, 'two rounds of T: the accountant over 2 rounds');
+
+      t.diagnostic(
+        `T = ${T}, Δ2 = ${plan.l2Sensitivity}, Δ1 = ${plan.l1Sensitivity}; noise s² = ${s2}; ε round 1 = ${e1} (record ${rec1.dp!.epsilon}); cumulative 2 = ${e12} (record ${rec2.dp!.cumulativeEpsilon}); budget ${budget}`,
+      );
+      // Round 3: the budget stops it.
+      const waiting = Array.from({ length: N }, (_, i) =>
+        participate({ url: server.url, token: token(`c-${i}`), WebSocket: WS, inputProvider: () => new Uint32Array(M) }).catch(() => []),
+      );
+      for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(await server.startRound(), undefined, 'the third round does not start');
+      assert.equal(await server.startRound(), undefined);
+      const st = await server.status();
+      assert.equal(st.round, null);
+      assert.deepEqual([st.dp!.exhausted, st.dp!.spent, st.dp!.budget], [true, e12, { epsilon: budget, delta: 1e-5 }]);
+      const metrics = await (await fetch(server.adminUrl + 'metrics')).text();
+      const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      assert.equal(gauge('secagg_dp_budget_exhausted'), 1);
+      assert.equal(gauge('secagg_dp_epsilon_spent'), e12);
+      assert.equal(gauge('secagg_dp_round_epsilon'), rec2.dp!.epsilon);
+      assert.equal(gauge('secagg_dp_budget_epsilon'), budget);
+      assert.equal(gauge('secagg_dp_released_noise_variance'), T);
+      assert.equal(logs.filter((l) => /privacy budget exhausted/.test(l.msg)).length, 1, 'one log line');
+      await server.close();
+      await Promise.all(waiting);
+
+      // Restart on the same history, same budget: still spent, nothing starts.
+      server = await startServer({ ...base, historyFile, logger, dp: dpOptions(budget) });
+      assert.deepEqual([(await server.status()).dp!.spent, (await server.status()).dp!.exhausted], [e12, true]);
+      await server.close();
+      // Restart with a larger budget: the spent ε continues from the history, a third round adds to it.
+      server = await startServer({ ...base, historyFile, logger, dp: dpOptions(eps(plan, T, 3) * 1.01) });
+      assert.equal((await server.status()).dp!.spent, e12);
+      assert.equal((await server.status()).dp!.rounds, 2);
+      const r3 = await runRound(server, 'd', () => new Array(M).fill(0));
+      const e3 = eps(plan, T, 3);
+      assert.ok(Math.abs(r3.dp!.cumulativeEpsilon! - e3) < 1e-9 * e3, `${r3.dp!.cumulativeEpsilon} vs ${e3}`);
+      await server.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -25,11 +25,15 @@ export interface DpEncoding {
   readonly noiseMultiplier: number;
 }
 
-/** The DpPlan an app encodes with (its noise is the protocol's business, so the plan's own is not used). */
-export function planForEncoding(encoding: DpEncoding): DpPlan {
+/**
+ * The DpPlan an app encodes with, or decodes a sum of `clients` clients with (decodeDpMean checks
+ * the count against it). Its noise is not used: the protocol adds the round's.
+ */
+export function planForEncoding(encoding: DpEncoding, clients = 1): DpPlan {
   if (typeof encoding !== 'object' || encoding === null || encoding.version !== 1) throw new TypeError('encoding must be a DpEncoding (GET /dp)');
   return planDp({
-    clients: 1,
+    clients,
+    minClients: clients,
     dimension: encoding.dimension,
     clip: encoding.clip,
     noiseMultiplier: encoding.noiseMultiplier,
@@ -37,7 +41,7 @@ export function planForEncoding(encoding: DpEncoding): DpPlan {
     mechanism: encoding.mechanism,
     beta: encoding.beta,
     scale: encoding.scale,
-    // The server checked the wrap bound for the real cohort; one client's encoding only needs the scale.
+    // The server checked the wrap bound for the real cohort; encoding and decoding only need the scale.
     maxWrapProbability: 0.5,
   });
 }

@@ -14,6 +14,7 @@ import { DEFAULT_RDP_ORDERS, epsilonFromRdp, mechanismRdp, type Mechanism } from
 import { planDp, type DpPlan } from '../dp/plan.js';
 import type { DpEncoding } from '../dp/encoding.js';
 import { dpMinHonest, type DpRoundConfig } from '../protocol/config.js';
+import type { NoiseReport } from '../protocol/noise.js';
 
 /** ServiceOptions.dp: what an operator sets (docs/service.md, "Differential privacy"). */
 export interface DpServiceOptions {
@@ -150,15 +151,12 @@ export function roundPlan(
   return { plan, minHonest, config: { mechanism: plan.mechanism, targetVariance: plan.releasedVariance, removable: dp.removable } };
 }
 
-/** The noise a completed round released (the state machine's result.noise; fields the service reads). */
-export interface ReleasedNoise {
-  readonly mechanism: 'skellam' | 'dgauss';
-  /** Variance per coordinate (ring units) guaranteed in the released sum from honest clients. */
-  readonly releasedVariance: number;
-  /** Each honest client's variance per coordinate (ring units). */
-  readonly clientVariance?: number;
-  readonly [more: string]: unknown;
-}
+/**
+ * The noise a completed round released: the state machine's result.noise (NoiseReport,
+ * protocol/noise.ts), of which the service reads the mechanism, releasedVariance (guaranteed from
+ * honest clients, ring units) and clientVariance (v0).
+ */
+export type ReleasedNoise = Pick<NoiseReport, 'mechanism' | 'releasedVariance'> & Partial<NoiseReport>;
 
 /** A round's DP entry in its record (RoundRecord.dp). */
 export interface RoundDp {

@@ -350,7 +350,7 @@ export function cohortParameters(o: ServiceOptions, n: number): { degree: Degree
  * complete graph bounds every degree). It is the cap of authenticated sockets only; before the
  * welcome a socket is held to MAX_CONTROL_BYTES.
  */
-export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'maxClients'>): number {
+export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'maxClients' | 'dp'>): number {
   const cohort: ClientId[] = Array.from({ length: Math.max(3, o.maxClients) }, (_, i) => clientId(i + 1));
   const config: RoundConfig = {
     roundId: roundId(new Uint8Array(16)),
@@ -360,6 +360,10 @@ export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension
     degree: 'complete',
     mode: 'semi-honest',
     cohort,
+    // Removable DP noise: unmask responses carry the excess noise too (m more elements).
+    ...(o.dp !== undefined
+      ? { dp: { mechanism: 'skellam' as const, targetVariance: 1, removable: o.dp.removable ?? (o.dp.mechanism ?? 'skellam') === 'skellam' } }
+      : {}),
   };
   return Math.max(MAX_CONTROL_BYTES, maxClientMessageBytes(config));
 }

@@ -229,7 +229,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     }
     if (ledger && dpRound && rec.dp) {
       // The noise the state machine reports in the released sum; an aborted round released nothing.
-      let noise = result ? (result as { noise?: ReleasedNoise }).noise : undefined;
+      let noise: ReleasedNoise | undefined = result?.noise;
       if (result && noise === undefined) {
         log.log('warn', 'a DP round completed without a noise report: accounted at its planned noise', { round: rec.id });
         noise = { mechanism: dpRound.config.mechanism, releasedVariance: dpRound.config.targetVariance };
