@@ -17,6 +17,39 @@ import { launchChromium, ROOT, type Chromium } from './chromium.js';
 import type { RoundRecord, SecAggServer } from '../src/server/index.js';
 import type { ReplyStage } from '../src/client/index.js';
 import { nodeClient, startServer, vector } from './serviceHelpers.js';
+import { memoryStore } from '../src/server/store.js';
+
+/** A completed DP round's record as the service writes it (ε given). */
+function dpRecord(i: number, startedAt: number, epsilon: number, cumulative: number): Omit<RoundRecord, 'id'> {
+  return {
+    roundId: i.toString(16).padStart(32, '0'),
+    params: { bits: 24, dimension: M, threshold: 2, degree: 3, mode: 'semi-honest', cohort: 4, corruption: 0 },
+    startedAt,
+    endedAt: startedAt + 500,
+    outcome: epsilon > 0 ? 'completed' : 'aborted',
+    code: epsilon > 0 ? null : 'ERR_TIMEOUT',
+    reason: epsilon > 0 ? null : 'test',
+    stage: epsilon > 0 ? 'done' : 'aborted',
+    stages: {},
+    included: epsilon > 0 ? [1, 2, 3, 4] : null,
+    dp: {
+      mechanism: 'skellam',
+      targetVariance: 1e6,
+      removable: true,
+      minHonest: 2,
+      scale: 1000,
+      l2Sensitivity: 1010,
+      l1Sensitivity: 8000,
+      samplingRate: 1,
+      delta: 1e-5,
+      noise: epsilon > 0 ? { mechanism: 'skellam', releasedVariance: 1e6 } : null,
+      epsilon,
+      cumulativeEpsilon: cumulative,
+      cumulativeRdp: [cumulative],
+      cumulativeRounds: i + 1,
+    },
+  };
+}
 
 const OUT_DIR = join(ROOT, 'test-output', 'dashboard');
 const M = 64;
@@ -286,5 +319,48 @@ describe('the dashboard', { timeout: 120_000 }, () => {
     await page.locator('#chart-duration').screenshot({ path: chartPath });
     t.diagnostic(`screenshot: ${chartPath}`);
     assert.deepEqual(pageErrors, []);
+  });
+  test('a DP service: ε per round and cumulative in the history table and on the ε chart, the budget', async (t) => {
+    assert.ok(await page.locator('#dp-section').isHidden(), 'no privacy section without DP');
+    const store = memoryStore();
+    const now = Date.now();
+    const eps = [0.25, 0, 0.3];
+    let total = 0;
+    for (const [i, e] of eps.entries()) {
+      total += e;
+      const r = { ...dpRecord(i, now - 60_000 + i * 10_000, e, total) };
+      const id = await store.begin(r);
+      await store.save({ ...r, id });
+    }
+    const dpServer = await startServer({ autoStart: false, dimension: M, bits: 24, store, dp: { noiseMultiplier: 1, l2Clip: 1, budget: { epsilon: 0.6 } } });
+    try {
+      await page.goto(dpServer.httpUrl);
+      await page.waitForFunction(() => document.querySelectorAll('#history tr').length === 3);
+      assert.ok(await page.locator('#dp-section').isVisible());
+      const cells = await page.$$eval('#history tr', (rows) =>
+        rows.map((r) => [r.querySelector('.eps-round')?.textContent ?? '', r.querySelector('.eps-total')?.textContent ?? '']),
+      );
+      // newest first
+      assert.deepEqual(cells, [
+        ['0.3', '0.55'],
+        ['0', '0.25'],
+        ['0.25', '0.25'],
+      ]);
+      assert.equal(await page.locator('#chart-epsilon canvas').count(), 1, 'the ε chart is drawn');
+      assert.ok(
+        (await axis('chart-epsilon', 'x')).labels.every((l) => /^\d\d:\d\d(:\d\d)?$/.test(l)),
+        'on the time axis',
+      );
+      assert.match(await text('#dp-budget'), /^0\.6 at δ = 0\.00001$/);
+      const legend = await page.$$eval('#chart-epsilon .u-legend .u-label', (els) => els.map((e) => e.textContent));
+      assert.ok(
+        ['ε of the round', 'ε cumulative', 'budget'].every((l) => legend.includes(l)),
+        `legend ${legend}`,
+      );
+      await screenshot(t, 'dashboard-dp.png');
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await dpServer.close();
+    }
   });
 });

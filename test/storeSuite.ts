@@ -111,6 +111,43 @@ export function describeRoundStore(name: string, open: () => Promise<StoreUnderT
         await store.close();
       }));
 
+    test('DP entries: kept with the record (Infinity RDP orders read back as Infinity via the ledger), latestDp is the newest cumulative RDP, also after a reopen', () =>
+      withStore(async (s) => {
+        assert.equal(await s.store.latestDp(), undefined, 'an empty history has none');
+        const dp = (rounds: number, rdp: number[] | null) => ({
+          mechanism: 'skellam' as const,
+          targetVariance: 1e6,
+          removable: true,
+          minHonest: 2,
+          scale: 100,
+          l2Sensitivity: 120,
+          l1Sensitivity: 900,
+          samplingRate: 1,
+          delta: 1e-5,
+          noise: rdp ? { mechanism: 'skellam' as const, releasedVariance: 1e6 } : null,
+          epsilon: rdp ? 0.5 : 0,
+          cumulativeEpsilon: rounds * 0.5,
+          cumulativeRdp: rdp,
+          cumulativeRounds: rounds,
+        });
+        const a = await s.store.begin(record(0));
+        await s.store.save({ ...record(0), id: a, outcome: 'completed', included: [1, 2], dp: dp(1, [0.1, 0.2]) });
+        const b = await s.store.begin(record(1));
+        await s.store.save({ ...record(1), id: b, outcome: 'completed', included: [1, 2], dp: dp(2, [0.2, 0.4]) });
+        const c = await s.store.begin({ ...record(2), dp: { ...dp(0, null), cumulativeEpsilon: null, cumulativeRounds: null } });
+        assert.deepEqual((await s.store.get(b))!.dp, dp(2, [0.2, 0.4]));
+        assert.deepEqual((await s.store.list())[1]!.dp, dp(2, [0.2, 0.4]));
+        assert.equal((await s.store.get(c))!.dp!.cumulativeRdp, null);
+        assert.deepEqual(await s.store.latestDp(), { cumulativeRdp: [0.2, 0.4], rounds: 2 }, 'the running round has no cumulative RDP yet');
+        const plain = await s.store.begin(record(3));
+        assert.ok(!('dp' in (await s.store.get(plain))!), 'a round without DP has no dp entry');
+        if (s.reopen) {
+          const again = await s.reopen();
+          assert.deepEqual(await again.latestDp(), { cumulativeRdp: [0.2, 0.4], rounds: 2 });
+          await again.close();
+        } else await s.store.close();
+      }));
+
     test('what a store returns and what it was given are copies: changing either later changes nothing stored', () =>
       withStore(async ({ store }) => {
         const id = await store.begin(record(0));

@@ -67,6 +67,17 @@ Options:
   --results-token LIST   bearer tokens (comma-separated, or env SECAGG_RESULTS_TOKEN) that
                          /api/rounds and /api/rounds/:id (the sums) require; default: open
   --rounds R             stop starting rounds after R (default: no limit)
+  --dp-noise-multiplier Z  differential privacy: clients add integer noise so every released sum
+                         carries noise of std ≥ Z·C per coordinate (turns DP on; needs --dp-clip and
+                         a power-of-two --dim). ε per round and cumulative in the history, /metrics
+                         and the dashboard; apps encode with GET /dp (docs/service.md)
+  --dp-clip C            L2 clip of every client's update
+  --dp-mechanism M       skellam | dgauss (default skellam)
+  --dp-removable yes|no  remove the excess noise once the survivors are known (default yes for skellam)
+  --dp-population N      clients the cohorts are drawn from: account rounds as Poisson samples at
+                         q = cohort/N (default: no amplification, q = 1)
+  --dp-delta D           δ of the reported ε (default 1e-5)
+  --dp-budget E          stop starting rounds once one more would take ε (at --dp-delta) above E
   --history FILE         SQLite round history (default secagg-history.db; '' = in memory). Needs
                          the optional better-sqlite3; without it the default falls back to memory
                          (one warning line) and an explicit FILE is an error (exit 7)
@@ -116,6 +127,13 @@ export async function runServe(argv: string[]): Promise<number> {
       'admin-token': { type: 'string' },
       'allowed-origins': { type: 'string' },
       rounds: { type: 'string' },
+      'dp-noise-multiplier': { type: 'string' },
+      'dp-clip': { type: 'string' },
+      'dp-mechanism': { type: 'string' },
+      'dp-removable': { type: 'string' },
+      'dp-population': { type: 'string' },
+      'dp-delta': { type: 'string' },
+      'dp-budget': { type: 'string' },
       history: { type: 'string' },
       workers: { type: 'string' },
       grace: { type: 'string' },
@@ -219,6 +237,7 @@ export async function runServe(argv: string[]): Promise<number> {
     ...(issuerKey ? { issuerKey } : {}),
     ...(a['server-id'] !== undefined ? { serverId: a['server-id'] } : {}),
     keepAliveIntervalMs: num(a.keepalive, 'keepalive', 15_000, 0, 86_400_000),
+    ...dpOption(a),
   };
   const grace = num(a.grace, 'grace', 10_000, 0, 86_400_000);
   let server: SecAggServer;
@@ -232,6 +251,43 @@ export async function runServe(argv: string[]): Promise<number> {
   process.stdout.write(JSON.stringify({ url: server.url, dashboard: server.adminUrl ?? null, mode }) + '\n');
   await untilSignal(server, grace);
   return 0;
+}
+
+/** The --dp-* flags as ServiceOptions.dp (none without --dp-noise-multiplier); values are checked by createServer. */
+function dpOption(a: Record<string, string | boolean | undefined>): Partial<ServiceOptions> {
+  const str = (k: string): string | undefined => (typeof a[k] === 'string' ? (a[k] as string) : undefined);
+  const given = ['dp-clip', 'dp-mechanism', 'dp-removable', 'dp-population', 'dp-delta', 'dp-budget'].filter((k) => str(k) !== undefined);
+  if (str('dp-noise-multiplier') === undefined) {
+    if (given.length) fail(`--${given[0]} needs --dp-noise-multiplier`);
+    return {};
+  }
+  const float = (k: string): number | undefined => {
+    const v = str(k);
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (v.trim() === '' || !Number.isFinite(x)) fail(`--${k} must be a number, got '${v}'`);
+    return x;
+  };
+  const clip = float('dp-clip');
+  if (clip === undefined) fail('--dp-noise-multiplier needs --dp-clip');
+  const mechanism = str('dp-mechanism');
+  if (mechanism !== undefined && mechanism !== 'skellam' && mechanism !== 'dgauss') fail(`--dp-mechanism must be skellam or dgauss, got '${mechanism}'`);
+  const removable = str('dp-removable');
+  if (removable !== undefined && removable !== 'yes' && removable !== 'no') fail(`--dp-removable must be yes or no, got '${removable}'`);
+  const population = float('dp-population');
+  const delta = float('dp-delta');
+  const budget = float('dp-budget');
+  return {
+    dp: {
+      noiseMultiplier: float('dp-noise-multiplier')!,
+      l2Clip: clip!,
+      ...(mechanism !== undefined ? { mechanism } : {}),
+      ...(removable !== undefined ? { removable: removable === 'yes' } : {}),
+      ...(population !== undefined ? { population } : {}),
+      ...(delta !== undefined ? { delta } : {}),
+      ...(budget !== undefined ? { budget: { epsilon: budget } } : {}),
+    },
+  };
 }
 
 const list = (v: string | undefined): string[] =>

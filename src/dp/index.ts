@@ -76,3 +76,4 @@ export {
   type DiscreteSetup,
   type CalibrateOptions,
 } from './accountant.js';
+export { encodeForRound, planForEncoding, roundSeed, type DpEncoding, type EncodeForRoundParams } from './encoding.js';

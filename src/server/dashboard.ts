@@ -19,7 +19,9 @@
  * - Clients per round (cohort, in the sum), clients dropped per stage (stacked bars, from the stage
  *   records), bytes per round; every axis says its unit.
  * - The history table: start time, outcome, duration, dropouts per stage, the stages a deadline
- *   closed, bytes, and the abort reason.
+ *   closed, bytes, ε of the round and cumulative (DP services), and the abort reason.
+ * - DP services (status.dp): ε spent, the budget and whether it stopped rounds; ε per round and
+ *   cumulative on the same time axis, the budget as a dashed line.
  *
  * Everything from the server is escaped before it reaches innerHTML. The page copes with an empty
  * history, a running round, aborted rounds, and rounds recorded before the stage records had
@@ -116,7 +118,9 @@ th{color:var(--mut);font-weight:600}.completed{color:var(--ok)}.aborted{color:va
 <section><h2>Clients per round <small>cohort and clients in the sum</small></h2><div class="chart" id="chart-clients"></div></section>
 <section><h2>Dropouts per stage <small>clients each stage lost, stacked</small></h2><div class="chart" id="chart-dropouts"></div></section>
 <section><h2>Traffic per round <small>bytes received and sent</small></h2><div class="chart" id="chart-bytes"></div></section>
-<section class="wide"><h2>History <small>newest first</small></h2><table><thead><tr><th>#</th><th>started</th><th>outcome</th><th>cohort</th><th>in sum</th><th>duration</th><th>dropped per stage</th><th>deadline passed in</th><th>m</th><th>k / t</th><th>bytes in / out</th><th>reason</th></tr></thead>
+<section class="wide" id="dp-section" hidden><h2>Privacy <small>ε per round and cumulative (at the service's δ) · dashed: the budget</small></h2>
+<p id="dp-summary"></p><div class="chart" id="chart-epsilon"></div></section>
+<section class="wide"><h2>History <small>newest first</small></h2><table><thead><tr><th>#</th><th>started</th><th>outcome</th><th>cohort</th><th>in sum</th><th>duration</th><th>dropped per stage</th><th>deadline passed in</th><th>m</th><th>k / t</th><th>bytes in / out</th><th>ε round</th><th>ε cumulative</th><th>reason</th></tr></thead>
 <tbody id="history"></tbody></table><p class="empty" id="history-empty">No rounds yet.</p></section>
 </main>
 <script src="${script}"></script>
@@ -140,6 +144,7 @@ const hms=(ms)=>hm(ms)+':'+pad(new Date(ms).getSeconds());
 const ymd=(ms)=>{const d=new Date(ms);return d.getFullYear()+'-'+pad(d.getMonth()+1)+'-'+pad(d.getDate());};
 const secs=(s)=>s.toFixed(2)+' s';
 const fmtB=(n)=>n>=1e6?(n/1e6).toFixed(1)+' MB':n>=1e3?(n/1e3).toFixed(1)+' kB':Math.round(n)+' B';
+const fmtEps=(v)=>num(v)==null?'–':(+v.toPrecision(4)).toString();
 const sumStages=(r,f)=>Object.values(r.stages||{}).reduce((a,s)=>a+(num(f(s))??0),0);
 const duration=(r)=>(r.endedAt-r.startedAt)/1000;
 /** Nearest-rank percentile of ascending values. */
@@ -218,7 +223,24 @@ function drawCharts(ended){
       {label:'received',stroke:'#0969da',width:2,points:{show:true,size:6,fill:'#0969da'},value:(u,v)=>v==null?'–':fmtB(v)},
       {label:'sent',stroke:'#bc4c00',width:2,points:{show:true,size:6,fill:'#bc4c00'},value:(u,v)=>v==null?'–':fmtB(v)}]}),
     [xs,ended.map((r)=>sumStages(r,(s)=>s.bytesIn)),ended.map((r)=>sumStages(r,(s)=>s.bytesOut))]);
+  if(!ended.some((r)=>r.dp))return;
+  // ε per round (aborted rounds: 0, they release nothing) and cumulative over the history, on the same time axis; the budget as a line.
+  const budget=budgetEps;
+  draw('chart-epsilon','epsilon',(el)=>({
+    scales:{x:{time:true,range:xRange},y:{range:(u,min,max)=>[0,Math.max(budget??0,(max??0)*1.15,0.1)]}},
+    axes:[timeAxis(el),valueAxis(el,'ε',(v)=>String(+v.toPrecision(3)))],
+    series:[{label:'round start',value:(u,v)=>v==null?'–':hms(v*1000)},
+      {label:'ε of the round',stroke:'#0969da',width:0,paths:()=>null,points:{show:true,size:7,fill:'#0969da'},value:(u,v)=>fmtEps(v)},
+      {label:'ε cumulative',stroke:'#8250df',width:2,points:{show:true,size:5,fill:'#8250df'},value:(u,v)=>fmtEps(v)},
+      {label:'budget',stroke:COLORS.aborted,dash:[6,4],width:1.5,points:{show:false},value:(u,v)=>fmtEps(v)}]}),
+    [xs,ended.map((r)=>r.dp?num(r.dp.epsilon):null),ended.map((r)=>r.dp?num(r.dp.cumulativeEpsilon):null),xs.map(()=>budget)]);
 }
+let budgetEps=null;
+function renderDp(st){const dp=st.dp;$('dp-section').hidden=!dp;if(!dp)return;budgetEps=dp.budget?dp.budget.epsilon:null;
+  $('dp-summary').innerHTML='<span class="kv" style="display:inline-grid"><b>ε spent</b><span id="dp-spent">'+esc(fmtEps(dp.spent))+'</span>'+
+    '<b>budget</b><span id="dp-budget">'+(dp.budget?esc(fmtEps(dp.budget.epsilon))+' at δ = '+esc(dp.budget.delta):'none')+'</span>'+
+    '<b>rounds accounted</b><span>'+esc(dp.rounds)+'</span><b>mechanism</b><span>'+esc(dp.mechanism)+', z = '+esc(dp.noiseMultiplier)+', δ = '+esc(dp.delta)+'</span></span>'+
+    (dp.exhausted?' <span class="flag" id="dp-exhausted">budget exhausted: no new rounds</span>':'');}
 
 function renderPercentiles(ended){
   const done=ended.filter((r)=>r.outcome==='completed').map(duration).sort((a,b)=>a-b);
@@ -265,7 +287,8 @@ function renderHistory(st){
     '<td>'+(h.endedAt?esc(secs(duration(h))):'…')+'</td><td class="dropouts">'+dropCell(h)+'</td>'+
     '<td class="deadline">'+(dl.length?'<span class="flag">'+esc(dl.join(', '))+'</span>':'')+'</td>'+
     '<td>'+esc(h.params.dimension)+'</td><td>'+esc(h.params.degree)+' / '+esc(h.params.threshold)+'</td>'+
-    '<td>'+esc(fmtB(sumStages(h,(s)=>s.bytesIn)))+' / '+esc(fmtB(sumStages(h,(s)=>s.bytesOut)))+'</td><td class="reason">'+esc(h.reason??'')+'</td></tr>';}).join('');
+    '<td>'+esc(fmtB(sumStages(h,(s)=>s.bytesIn)))+' / '+esc(fmtB(sumStages(h,(s)=>s.bytesOut)))+'</td>'+
+    '<td class="eps-round">'+esc(fmtEps(h.dp&&h.dp.epsilon))+'</td><td class="eps-total">'+esc(fmtEps(h.dp&&h.dp.cumulativeEpsilon))+'</td><td class="reason">'+esc(h.reason??'')+'</td></tr>';}).join('');
 }
 
 let shown='';
@@ -273,7 +296,7 @@ function render(st){
   $('conn').textContent='updated '+hms(st.now);
   $('totals-completed').textContent=String(st.totals.completed);$('totals-aborted').textContent=String(st.totals.aborted);
   $('connections').textContent=String(st.connections);$('waiting').textContent=String(st.waiting);
-  renderLive(st);renderHistory(st);
+  renderLive(st);renderHistory(st);renderDp(st);
   const ended=st.recent.filter((r)=>r.outcome!=='running'&&r.endedAt!=null).slice().sort((a,b)=>a.startedAt-b.startedAt);
   const key=ended.map((r)=>r.id+':'+r.endedAt).join();
   if(key!==shown||!charts['chart-duration']){shown=key;renderPercentiles(ended);drawCharts(ended);}

@@ -28,6 +28,8 @@ export interface HttpOptions {
   readonly health: () => Record<string, unknown>;
   /** The server is shutting down: /healthz answers 503. */
   readonly closing: () => boolean;
+  /** DP service: GET /dp (every listener, no token: it is public) answers the encoding clients use. */
+  readonly dpEncoding?: unknown;
 }
 
 /** The request handler of the service's HTTP server. */
@@ -66,6 +68,12 @@ export function createHttpHandler(o: HttpOptions): (req: IncomingMessage, res: S
           ...o.health(),
           memory: { rss: process.memoryUsage.rss(), maxRss: process.resourceUsage().maxRSS * 1024 },
         });
+      }
+      if (url.pathname === '/dp') {
+        if (o.dpEncoding === undefined) return json(res, 404, { error: 'this server runs no DP rounds' });
+        // Public, the same for every round: pages on other origins may read it.
+        res.setHeader('access-control-allow-origin', '*');
+        return json(res, 200, o.dpEncoding);
       }
       if (!o.admin) return json(res, 404, { error: 'not found' });
       // The page and its chart library are static (no data, no token needed); the page fetches the rest.

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { SERVICE_STAGES, type RoundRecord, type ServiceStage } from './store.js';
+import type { DpLedger } from './dp.js';
 
 /** Stage durations: a stage lasts from milliseconds (small cohorts) to its deadline (stageTimeoutMs, 30 s by default). */
 const STAGE_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -42,6 +43,7 @@ export class Metrics {
   private readonly connectionsGauge: Gauge;
   private readonly pendingGauge: Gauge;
   private readonly waitingGauge: Gauge;
+  private dpGauges: { spent: Gauge; round: Gauge; budget: Gauge; exhausted: Gauge; variance: Gauge } | undefined;
 
   constructor() {
     const registers = [this.register];
@@ -176,6 +178,35 @@ export class Metrics {
       this.stageClientsTotal.inc({ stage, outcome: 'dropped' }, rec.dropped ?? Math.max(0, asked - rec.clients));
       asked = rec.clients;
     }
+  }
+
+  /** A DP service: register the secagg_dp_* gauges (a service without DP has none) and set them from the ledger. */
+  enableDp(ledger: DpLedger): void {
+    const registers = [this.register];
+    const d = ledger.dp.delta;
+    this.dpGauges ??= {
+      spent: new Gauge({ name: 'secagg_dp_epsilon_spent', help: `ε of every completed round of the history, composed (RDP), at δ = ${d}.`, registers }),
+      round: new Gauge({ name: 'secagg_dp_round_epsilon', help: `ε of the last completed round alone, at δ = ${d}.`, registers }),
+      budget: new Gauge({ name: 'secagg_dp_budget_epsilon', help: "The operator's privacy budget ε (+Inf: none).", registers }),
+      exhausted: new Gauge({ name: 'secagg_dp_budget_exhausted', help: 'Whether the budget stopped new rounds (0/1).', registers }),
+      variance: new Gauge({
+        name: 'secagg_dp_released_noise_variance',
+        help: "Noise variance per coordinate (ring units) in the last completed round's released sum.",
+        registers,
+      }),
+    };
+    this.dpAccounted(ledger);
+  }
+
+  /** The ledger changed (a round accounted, the budget reached). */
+  dpAccounted(ledger: DpLedger): void {
+    const g = this.dpGauges;
+    if (!g) return;
+    g.spent.set(ledger.spent());
+    g.round.set(ledger.lastRoundEpsilon ?? 0);
+    g.budget.set(ledger.dp.budget?.epsilon ?? Infinity);
+    g.exhausted.set(ledger.exhausted ? 1 : 0);
+    g.variance.set(ledger.lastReleasedVariance ?? 0);
   }
 
   observeStage(stage: ServiceStage, seconds: number): void {

@@ -13,6 +13,8 @@ import { MAX_CONTROL_BYTES } from '../transport/frames.js';
 import type { JwtOptions, StaticTokenEntry } from './token.js';
 import { jsonLogger, type Logger } from './logger.js';
 import type { RoundStore } from './store.js';
+import { resolveDp, serviceEncoding, type DpServiceOptions, type ResolvedDp } from './dp.js';
+import type { DpEncoding } from '../dp/encoding.js';
 
 export interface ServiceOptions {
   /** TCP port; 0 picks a free one (default 0). */
@@ -145,6 +147,13 @@ export interface ServiceOptions {
    * visitors' browsers against the service, it is not authentication. Default: any origin.
    */
   readonly allowedOrigins: readonly string[] | undefined;
+  /**
+   * Differential privacy of every released sum (docs/service.md, "Differential privacy"): the
+   * clients add integer noise inside their masked inputs (RoundConfig.dp), every round's ε is
+   * recorded, and an optional budget stops new rounds once spent. `dimension` must then be a power
+   * of two. Default: off.
+   */
+  readonly dp: DpServiceOptions | undefined;
 }
 
 /** Where the admin surface listens: see ServiceOptions.admin. */
@@ -185,6 +194,7 @@ const DEFAULTS: Omit<ServiceOptions, 'logger' | 'unmaskWorkers'> = {
   admin: undefined,
   adminTokens: [],
   allowedOrigins: undefined,
+  dp: undefined,
 };
 
 /**
@@ -255,7 +265,22 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
   if (o.issuerKey !== undefined && !(o.issuerKey instanceof Uint8Array && o.issuerKey.length === 32))
     throw new RangeError('issuerKey must be a 32-byte Ed25519 public key');
   checkThresholdOptions(o);
+  if (o.dp !== undefined) dpSetup(o);
   return o;
+}
+
+/**
+ * The DP options with their defaults and the service's encoding (one scale for all its rounds),
+ * planned for the largest cohort with the noise of the fewest honest clients the smallest cohort
+ * guarantees (t − C at minClients). Throws TypeError / RangeError naming the dp option.
+ */
+export function dpSetup(o: ServiceOptions): { dp: ResolvedDp; encoding: DpEncoding } {
+  const dp = resolveDp(o.dp);
+  const { threshold } = cohortParameters(o, o.minClients);
+  const minHonest = threshold - o.corruption;
+  if (minHonest < 1)
+    throw new RangeError(`dp needs at least one honest client in every released sum: threshold ${threshold} must exceed corruption ${o.corruption}`);
+  return { dp, encoding: serviceEncoding(dp, o, minHonest).encoding };
 }
 
 function checkAdmin(admin: unknown): void {
@@ -325,7 +350,7 @@ export function cohortParameters(o: ServiceOptions, n: number): { degree: Degree
  * complete graph bounds every degree). It is the cap of authenticated sockets only; before the
  * welcome a socket is held to MAX_CONTROL_BYTES.
  */
-export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'maxClients'>): number {
+export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension' | 'maxClients' | 'dp'>): number {
   const cohort: ClientId[] = Array.from({ length: Math.max(3, o.maxClients) }, (_, i) => clientId(i + 1));
   const config: RoundConfig = {
     roundId: roundId(new Uint8Array(16)),
@@ -335,6 +360,10 @@ export function maxServiceFrameBytes(o: Pick<ServiceOptions, 'bits' | 'dimension
     degree: 'complete',
     mode: 'semi-honest',
     cohort,
+    // Removable DP noise: unmask responses carry the excess noise too (m more elements).
+    ...(o.dp !== undefined
+      ? { dp: { mechanism: 'skellam' as const, targetVariance: 1, removable: o.dp.removable ?? (o.dp.mechanism ?? 'skellam') === 'skellam' } }
+      : {}),
   };
   return Math.max(MAX_CONTROL_BYTES, maxClientMessageBytes(config));
 }

@@ -24,6 +24,21 @@ import type { Metrics } from './metrics.js';
 import { cohortParameters, type ServiceOptions } from './options.js';
 import type { RoundRecord, RoundStore, StageRecord } from './store.js';
 import type { LiveRound, PublishedResult } from './types.js';
+import { roundPlan, type DpLedger, type ReleasedNoise, type RoundDp } from './dp.js';
+
+/** The privacy budget does not allow this round (DpLedger.decide): nothing was sent or recorded. */
+export class DpBudgetExhausted extends Error {
+  readonly spent: number;
+  readonly after: number;
+  constructor(spent: number, after: number, budget: { epsilon: number; delta: number }) {
+    super(
+      `privacy budget exhausted: ε = ${spent.toPrecision(4)} spent, one more round would make it ${after.toPrecision(4)} > the budget ε = ${budget.epsilon} (δ = ${budget.delta}); no further rounds start`,
+    );
+    this.name = 'DpBudgetExhausted';
+    this.spent = spent;
+    this.after = after;
+  }
+}
 
 export interface ServiceRoundOptions {
   readonly options: ServiceOptions;
@@ -34,6 +49,8 @@ export interface ServiceRoundOptions {
   readonly unmasker: WorkerUnmasker | undefined;
   /** The cohort, in ascending client id. */
   readonly members: readonly Conn[];
+  /** DP rounds: the service's privacy ledger (plans the round, checks the budget, accounts the release). */
+  readonly dp?: DpLedger | undefined;
   /** Where the stage deadlines run (default: the real clock). */
   readonly clock?: Clock;
   /**
@@ -79,6 +96,12 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       neighbourhood,
       corruption: o.corruption,
     });
+  const ledger = so.dp;
+  const dpRound = ledger ? roundPlan(ledger.dp, ledger.encoding, { cohort: n, threshold, corruption: o.corruption }) : undefined;
+  if (ledger && dpRound) {
+    const d = ledger.decide(dpRound.plan, dpRound.minHonest, n);
+    if (!d.ok) throw new DpBudgetExhausted(d.spent, d.after, ledger.dp.budget!);
+  }
   const config: RoundConfig = {
     roundId: roundId(cryptoRng(16)),
     bits: o.bits,
@@ -88,7 +111,9 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     mode: o.mode,
     cohort: so.members.map((c) => c.clientId!),
     corruption: o.corruption,
+    ...(dpRound ? { dp: dpRound.config } : {}),
   };
+  const dpEntry: RoundDp | undefined = ledger && dpRound ? ledger.begin(dpRound.plan, dpRound.config, dpRound.minHonest, n) : undefined;
   // Active mode: the directory is the identity keys the members proved possession of at hello.
   const directory = active ? new Map<number, Uint8Array>(so.members.map((c) => [c.clientId!, c.identityKey!])) : undefined;
   /** The largest client message of the round (any stage): a bigger frame closes the connection (1009). */
@@ -143,6 +168,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     stage: 'advertise',
     stages: {},
     included: null,
+    ...(dpEntry ? { dp: dpEntry } : {}),
   };
   const record: RoundRecord = { ...base, id: 0 };
 
@@ -201,6 +227,16 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       rec.code = end.outcome === 'aborted' ? end.code : 'ERR_INTERNAL';
       rec.reason = end.outcome === 'aborted' ? end.reason : 'aborted';
     }
+    if (ledger && dpRound && rec.dp) {
+      // The noise the state machine reports in the released sum; an aborted round released nothing.
+      let noise: ReleasedNoise | undefined = result?.noise;
+      if (result && noise === undefined) {
+        log.log('warn', 'a DP round completed without a noise report: accounted at its planned noise', { round: rec.id });
+        noise = { mechanism: dpRound.config.mechanism, releasedVariance: dpRound.config.targetVariance };
+      }
+      ledger.end(rec.dp, dpRound.plan, noise);
+      metrics.dpAccounted(ledger);
+    }
     metrics.roundEnded(rec);
     await save();
     log.log(result ? 'info' : 'warn', result ? 'round completed' : 'round aborted', {
@@ -211,6 +247,9 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       reason: rec.reason,
       included: rec.included?.length ?? 0,
       cohort: rec.params.cohort,
+      ...(rec.dp
+        ? { dp: { epsilon: rec.dp.epsilon, cumulativeEpsilon: rec.dp.cumulativeEpsilon, releasedVariance: rec.dp.noise?.releasedVariance ?? null } }
+        : {}),
       ms: now - rec.startedAt,
       stages: Object.fromEntries(
         Object.entries(rec.stages).map(([s, v]) => [s, { clients: v.clients, dropped: v.dropped, deadline: v.deadline, ms: v.endedAt - v.startedAt }]),
@@ -243,6 +282,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       included: rec.included!,
       identities: rec.included!.map((id) => members.get(id)?.identity ?? ''),
       ...(active ? { identityKeys: rec.included!.map((id) => toHex(members.get(id)?.identityKey ?? new Uint8Array(0))) } : {}),
+      ...(rec.dp && ledger ? { dp: { ...structuredClone(rec.dp), encoding: ledger.encoding } } : {}),
       params: rec.params,
       stages: structuredClone(rec.stages),
       startedAt: rec.startedAt,
@@ -264,7 +304,14 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       await runner.persist(async () => {
         (record as { id: number }).id = await store.begin(base);
       });
-      log.log('info', 'round started', { round: record.id, roundId: record.roundId, ...params });
+      log.log('info', 'round started', {
+        round: record.id,
+        roundId: record.roundId,
+        ...params,
+        ...(dpEntry
+          ? { dp: { mechanism: dpEntry.mechanism, targetVariance: dpEntry.targetVariance, minHonest: dpEntry.minHonest, removable: dpEntry.removable } }
+          : {}),
+      });
       const directoryEntries = active
         ? so.members.map((c) => ({ clientId: c.clientId!, identity: c.identity!, identityKey: c.identityKey!, certificate: c.certificate ?? '' }))
         : [];

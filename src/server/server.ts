@@ -27,9 +27,10 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { memoryStore, type RoundRecord, type RoundStore } from './store.js';
 import { sqliteStore } from './sqliteStore.js';
-import { adminPlacement, isLoopback, maxServiceFrameBytes, resolveOptions, type ServiceOptions } from './options.js';
+import { adminPlacement, cohortParameters, dpSetup, isLoopback, maxServiceFrameBytes, resolveOptions, type ServiceOptions } from './options.js';
+import { DpLedger, roundPlan } from './dp.js';
 import { createConnections, type Conn } from './connection.js';
-import { createServiceRound, type ServiceRound } from './round.js';
+import { createServiceRound, DpBudgetExhausted, type ServiceRound } from './round.js';
 import { createHttpHandler } from './http.js';
 import type { PublishedResult, SecAggServer, ServiceStatus } from './types.js';
 
@@ -58,6 +59,31 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   const history = await store.countOutcomes();
   metrics.restore(history, (await store.list({ limit: 100 })).find((r) => r.outcome === 'completed')?.endedAt ?? undefined);
   const maxPayload = maxServiceFrameBytes(o);
+  // DP: the ledger goes on from the history's cumulative RDP (the newest record that has one).
+  let ledger: DpLedger | undefined;
+  if (o.dp !== undefined) {
+    const { dp, encoding } = dpSetup(o);
+    const history = await store.latestDp();
+    ledger = new DpLedger(dp, encoding, history);
+    // Already spent (a restart)? Judge by the smallest round this server can start.
+    const { threshold } = cohortParameters(o, o.minClients);
+    const first = roundPlan(dp, encoding, { cohort: o.minClients, threshold, corruption: o.corruption });
+    const d = ledger.decide(first.plan, first.minHonest, o.minClients);
+    if (!d.ok) log.log('warn', new DpBudgetExhausted(d.spent, d.after, dp.budget!).message, { spent: d.spent, budget: dp.budget });
+    metrics.enableDp(ledger);
+    log.log('info', 'differential privacy', {
+      mechanism: dp.mechanism,
+      noiseMultiplier: dp.noiseMultiplier,
+      l2Clip: dp.l2Clip,
+      scale: encoding.scale,
+      removable: dp.removable,
+      population: dp.population ?? null,
+      delta: dp.delta,
+      budget: dp.budget ?? null,
+      spent: ledger.spent(),
+      roundsAccounted: ledger.rounds,
+    });
+  }
 
   const waiting = new Set<Conn>();
   let serverId = o.serverId ?? '';
@@ -98,7 +124,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
 
   /** After a round, always gather for startDelayMs: its members are back in `waiting` while the ones leaving disconnect. */
   const schedule = (afterRound = false) => {
-    if (closing || live || !o.autoStart || roundsStarted >= o.maxRounds) return;
+    if (closing || live || !o.autoStart || roundsStarted >= o.maxRounds || ledger?.exhausted) return;
     if (waiting.size >= o.maxClients && !afterRound) {
       if (startTimer) clearTimeout(startTimer);
       startTimer = undefined;
@@ -112,7 +138,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   };
 
   const startRound = async (): Promise<number | undefined> => {
-    if (closing || live) return undefined;
+    if (closing || live || ledger?.exhausted) return undefined;
     // A connection does not outlive its token: every draw re-checks the expiry kept from its hello.
     const now = Date.now();
     for (const c of [...waiting])
@@ -127,8 +153,16 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     const members = pool.slice(0, o.maxClients).sort((a, b) => a.clientId! - b.clientId!);
     let round: ServiceRound;
     try {
-      round = createServiceRound({ options: o, log, metrics, store, connections, unmasker, members, onFinished: roundFinished });
+      round = createServiceRound({ options: o, log, metrics, store, connections, unmasker, members, dp: ledger, onFinished: roundFinished });
     } catch (e) {
+      if (e instanceof DpBudgetExhausted) {
+        // One line, once: the budget is spent for good (the history only grows); no round starts again.
+        log.log('warn', e.message, { spent: e.spent, wouldBe: e.after, budget: ledger?.dp.budget });
+        if (ledger) metrics.dpAccounted(ledger);
+        if (startTimer) clearTimeout(startTimer);
+        startTimer = undefined;
+        return undefined;
+      }
       log.log('error', 'could not start a round', { error: String(e) });
       return undefined;
     }
@@ -166,7 +200,9 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       waiting: waiting.size,
       round: live ? live.live(now) : null,
       totals: { ...metrics.rounds },
-      recent: await store.list({ limit: 50 }),
+      // The cumulative RDP vector is for restarts, not for the dashboard's twice-a-second poll.
+      recent: (await store.list({ limit: 50 })).map((r) => (r.dp ? { ...r, dp: { ...r.dp, cumulativeRdp: null } } : r)),
+      ...(ledger ? { dp: ledger.status() } : {}),
     };
   };
 
@@ -184,6 +220,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
       status,
       health: () => ({ connections: connections.size, pending: connections.pending, waiting: waiting.size, roundRunning: live !== undefined }),
       closing: () => closing,
+      ...(ledger ? { dpEncoding: ledger.encoding } : {}),
     });
   // With TLS: HTTPS, and the WebSocket upgrade arrives over it (wss://). Without: plain HTTP.
   const listener = (admin: boolean, tls: boolean) =>

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import type DatabaseConstructor from 'better-sqlite3';
-import type { RoundOutcome, RoundRecord, RoundStore } from './store.js';
+import { dpHistoryOf, type RoundOutcome, type RoundRecord, type RoundStore } from './store.js';
 
 /** An optional package a feature needs is not installed. */
 export class MissingDependencyError extends Error {
@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS rounds (
   stage TEXT NOT NULL,
   stages TEXT NOT NULL,
   included TEXT,
-  sum BLOB
+  sum BLOB,
+  dp TEXT
 );`;
 
 interface Row {
@@ -75,6 +76,7 @@ interface Row {
   stages: string;
   included: string | null;
   sum?: Buffer | null;
+  dp?: string | null;
 }
 
 function fromRow(r: Row): RoundRecord {
@@ -91,6 +93,7 @@ function fromRow(r: Row): RoundRecord {
     stages: JSON.parse(r.stages) as RoundRecord['stages'],
     included: r.included === null ? null : (JSON.parse(r.included) as number[]),
   };
+  if (typeof r.dp === 'string') rec.dp = JSON.parse(r.dp) as NonNullable<RoundRecord['dp']>;
   if (r.sum !== undefined) rec.sum = r.sum === null ? null : new Uint32Array(new Uint8Array(r.sum).buffer);
   return rec;
 }
@@ -119,13 +122,16 @@ export function sqliteStore(path: string): RoundStore {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.exec(SCHEMA);
+  // Files written before DP rounds were recorded have no dp column: add it (their rows read as no DP).
+  if (!(db.prepare('PRAGMA table_info(rounds)').all() as Array<{ name: string }>).some((c) => c.name === 'dp'))
+    db.exec('ALTER TABLE rounds ADD COLUMN dp TEXT');
   const insert = db.prepare(
-    `INSERT INTO rounds (round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, sum)
-     VALUES (@round_id, @params, @started_at, @ended_at, @outcome, @code, @reason, @stage, @stages, @included, @sum)`,
+    `INSERT INTO rounds (round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, sum, dp)
+     VALUES (@round_id, @params, @started_at, @ended_at, @outcome, @code, @reason, @stage, @stages, @included, @sum, @dp)`,
   );
   const update = db.prepare(
     `UPDATE rounds SET ended_at=@ended_at, outcome=@outcome, code=@code, reason=@reason, stage=@stage, stages=@stages,
-     included=@included, sum=@sum WHERE id=@id`,
+     included=@included, sum=@sum, dp=@dp WHERE id=@id`,
   );
   const toRow = (r: Omit<RoundRecord, 'id'>) => ({
     round_id: r.roundId,
@@ -139,11 +145,13 @@ export function sqliteStore(path: string): RoundStore {
     stages: JSON.stringify(r.stages),
     included: r.included === null ? null : JSON.stringify(r.included),
     sum: r.sum ? Buffer.from(r.sum.buffer, r.sum.byteOffset, r.sum.byteLength) : null,
+    dp: r.dp ? JSON.stringify(r.dp) : null,
   });
   const getOne = db.prepare('SELECT * FROM rounds WHERE id = ?');
   const listSome = db.prepare(
-    'SELECT id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included FROM rounds ORDER BY id DESC LIMIT ?',
+    'SELECT id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, dp FROM rounds ORDER BY id DESC LIMIT ?',
   );
+  const latestDpRow = db.prepare('SELECT dp FROM rounds WHERE dp LIKE \'%"cumulativeRdp":[%\' ORDER BY id DESC LIMIT 1');
   const outcomes = db.prepare('SELECT outcome, COUNT(*) AS n FROM rounds GROUP BY outcome');
   const unfinished = db.prepare("SELECT id FROM rounds WHERE outcome = 'running'");
   const abortOne = db.prepare("UPDATE rounds SET outcome='aborted', code=?, reason=?, ended_at=?, sum=NULL, included=NULL WHERE id=?");
@@ -173,6 +181,10 @@ export function sqliteStore(path: string): RoundStore {
         for (const id of ids) abortOne.run(code, reason, at, id);
       })();
       return ids;
+    },
+    async latestDp() {
+      const r = latestDpRow.get() as { dp: string } | undefined;
+      return r && dpHistoryOf({ dp: JSON.parse(r.dp) as NonNullable<RoundRecord['dp']> });
     },
     async close() {
       db.close();

@@ -4,6 +4,7 @@
  * engine without touching the server.
  */
 import { STAGES, type Stage } from '../protocol/stages.js';
+import type { RoundDp } from './dp.js';
 
 /** The server's protocol stages in round order ('view' and 'consistency': active mode only). */
 export const SERVICE_STAGES = STAGES;
@@ -70,6 +71,17 @@ export interface RoundRecord {
   /** Completed rounds: clients in the sum and the sum (the sum only from `get`). */
   included: number[] | null;
   sum?: Uint32Array | null;
+  /**
+   * DP rounds (ServiceOptions.dp): the planned noise, the noise released (completed rounds), the ε
+   * it implies and the cumulative ε and RDP of the history. Absent in rounds without DP.
+   */
+  dp?: RoundDp;
+}
+
+/** What the privacy ledger continues from after a restart: the newest record's cumulative RDP. */
+export interface DpHistory {
+  readonly cumulativeRdp: readonly number[];
+  readonly rounds: number;
 }
 
 export interface RoundStore {
@@ -84,7 +96,15 @@ export interface RoundStore {
   countOutcomes(): Promise<Record<RoundOutcome, number>>;
   /** Mark every round that never ended as aborted (after a restart); returns their numbers. */
   abortUnfinished(code: string, reason: string, at: number): Promise<number[]>;
+  /** The cumulative RDP of the newest round whose DP entry has one (undefined: none). */
+  latestDp(): Promise<DpHistory | undefined>;
   close(): Promise<void>;
+}
+
+/** The DpHistory of a record, if it has one. */
+export function dpHistoryOf(r: Pick<RoundRecord, 'dp'>): DpHistory | undefined {
+  const dp = r.dp;
+  return dp && Array.isArray(dp.cumulativeRdp) ? { cumulativeRdp: dp.cumulativeRdp, rounds: dp.cumulativeRounds ?? 0 } : undefined;
 }
 
 const clone = (r: RoundRecord, withSum: boolean): RoundRecord => {
@@ -130,6 +150,13 @@ export function memoryStore(): RoundStore {
           ids.push(r.id);
         }
       return ids;
+    },
+    async latestDp() {
+      for (const r of [...rounds.values()].sort((a, b) => b.id - a.id)) {
+        const h = dpHistoryOf(r);
+        if (h) return structuredClone(h);
+      }
+      return undefined;
     },
     async close() {},
   };

@@ -1,6 +1,8 @@
 /** The service's public types: what createServer returns, publishes and reports. */
 import type { StageCounts } from '../protocol/serverRound.js';
 import type { RoundRecord, RoundStore } from './store.js';
+import type { DpStatus, RoundDp } from './dp.js';
+import type { DpEncoding } from '../dp/encoding.js';
 
 /** What subscribers receive when a round completes. */
 export interface PublishedResult {
@@ -18,6 +20,8 @@ export interface PublishedResult {
   readonly stages: RoundRecord['stages'];
   readonly startedAt: number;
   readonly endedAt: number;
+  /** DP rounds: the record's DP entry (released noise, ε) and the encoding, to decode the sum (decodeDpMean with planForEncoding(encoding) and the round id as seed). */
+  readonly dp?: RoundDp & { readonly encoding: DpEncoding };
 }
 
 export interface LiveRound {
@@ -42,7 +46,10 @@ export interface ServiceStatus {
   readonly waiting: number;
   readonly round: LiveRound | null;
   readonly totals: { readonly completed: number; readonly aborted: number };
+  /** Newest first (DP entries without their cumulative RDP vector). */
   readonly recent: readonly RoundRecord[];
+  /** With ServiceOptions.dp: ε spent, the budget, whether it stopped rounds, the encoding. */
+  readonly dp?: DpStatus;
 }
 
 export interface SecAggServer {

@@ -1,0 +1,81 @@
+/**
+ * What a client app needs to encode its update for a DP round of the service (`secagg serve
+ * --dp-…`): the service's DP encoding (the same for every round of a server: its clip, scale,
+ * bits, dimension; published at `GET /dp` on the client port and in `/api/status`) and the round's
+ * public rotation seed (the round id every client is told in its assignment). The clients' protocol
+ * adds the round's integer noise itself (RoundConfig.dp), so the app's vector carries none.
+ */
+import { encodeDp, flattenAndPad, type DpInput, type EncodedDp } from './mechanism.js';
+import { planDp, type DpMechanism, type DpPlan } from './plan.js';
+
+/** The service's DP encoding: every round of one server encodes with these (docs/service.md, "Differential privacy"). */
+export interface DpEncoding {
+  readonly version: 1;
+  readonly mechanism: DpMechanism;
+  /** Elements of each client's vector (a power of two: the rotation's length). */
+  readonly dimension: number;
+  readonly bits: number;
+  /** c: every update is clipped to this L2 norm. */
+  readonly clip: number;
+  /** s: grid units per unit of the update. */
+  readonly scale: number;
+  /** Conditional rounding's β. */
+  readonly beta: number;
+  /** z: the released sum's noise std per coordinate is ≥ z·c (in the update's units). */
+  readonly noiseMultiplier: number;
+}
+
+/**
+ * The DpPlan an app encodes with, or decodes a sum of `clients` clients with (decodeDpMean checks
+ * the count against it). Its noise is not used: the protocol adds the round's.
+ */
+export function planForEncoding(encoding: DpEncoding, clients = 1): DpPlan {
+  if (typeof encoding !== 'object' || encoding === null || encoding.version !== 1) throw new TypeError('encoding must be a DpEncoding (GET /dp)');
+  return planDp({
+    clients,
+    minClients: clients,
+    dimension: encoding.dimension,
+    clip: encoding.clip,
+    noiseMultiplier: encoding.noiseMultiplier,
+    bits: encoding.bits,
+    mechanism: encoding.mechanism,
+    beta: encoding.beta,
+    scale: encoding.scale,
+    // The server checked the wrap bound for the real cohort; encoding and decoding only need the scale.
+    maxWrapProbability: 0.5,
+  });
+}
+
+/** The 16-byte round id, from the hex RoundInfo.roundId. */
+export function roundSeed(roundId: string): Uint8Array {
+  if (typeof roundId !== 'string' || !/^([0-9a-f]{2}){16,}$/i.test(roundId)) throw new TypeError('roundId must be the round id in hex (RoundInfo.roundId)');
+  return Uint8Array.from(roundId.match(/../g)!.map((h) => parseInt(h, 16)));
+}
+
+export interface EncodeForRoundParams {
+  /** The update: up to encoding.dimension numbers (or parts); shorter updates are padded with zeros. */
+  values: DpInput;
+  encoding: DpEncoding;
+  /** RoundInfo.roundId (hex): the public rotation seed. */
+  roundId: string;
+}
+
+/**
+ * Encode a float update for a DP round: clip, rotate (seed = the round id), scale, round, wrap — no
+ * noise (the client protocol adds the round's share). Use it as participate's inputProvider.
+ *
+ * @example
+ * ```ts
+ * const encoding = await (await fetch('http://server:8080/dp')).json();
+ * await participate({ url, token, WebSocket,
+ *   inputProvider: (round) => encodeForRound({ values: update, encoding, roundId: round.roundId }).vector });
+ * ```
+ */
+export function encodeForRound(params: EncodeForRoundParams): EncodedDp {
+  const plan = planForEncoding(params.encoding);
+  const { values, dimension } = flattenAndPad(params.values);
+  if (dimension > plan.dimension) throw new RangeError(`values has ${dimension} elements, the service's vectors have ${plan.dimension}`);
+  const full = new Float64Array(plan.dimension);
+  full.set(values.subarray(0, dimension));
+  return encodeDp({ values: full, plan, seed: roundSeed(params.roundId), noise: { mechanism: 'none' } });
+}

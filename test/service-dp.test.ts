@@ -1,0 +1,289 @@
+/**
+ * Differential privacy in the service (#12 part 5): the dp options and their errors; the budget
+ * decision and the ledger against the accountant called here independently (accountRounds /
+ * mechanismRdp / epsilonFromRdp with the plan's sensitivities and the released variance); the
+ * encoding an app uses; a real service with real clients: RoundConfig.dp in every round, the
+ * record's ε, the budget stopping rounds (status, metrics, one log line), and a restart continuing
+ * the spent ε from the SQLite history.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveOptions, type ServiceOptions } from '../src/server/options.js';
+import { budgetDecision, DpLedger, resolveDp, roundPlan, serviceEncoding, accountedMechanism } from '../src/server/dp.js';
+import { silentLogger, type PublishedResult, type SecAggServer } from '../src/server/index.js';
+import { participate } from '../src/client/index.js';
+import {
+  accountRounds,
+  centre,
+  DEFAULT_RDP_ORDERS,
+  decodeDpMean,
+  epsilonFromRdp,
+  mechanismRdp,
+  encodeForRound,
+  planDp,
+  planForEncoding,
+  roundSeed,
+  type DpEncoding,
+} from '../src/index.js';
+import { nextResult, startServer, token, WS } from './serviceHelpers.js';
+
+const resolve = (o: Partial<ServiceOptions>) => resolveOptions({ logger: silentLogger, unmaskWorkers: 0, ...o });
+
+describe('ServiceOptions.dp', () => {
+  test('defaults: skellam, removable, δ 1e−5, no population, no budget; the encoding is the largest scale for maxClients', () => {
+    const o = resolve({ dimension: 64, bits: 16, minClients: 4, maxClients: 8, dp: { noiseMultiplier: 1, l2Clip: 1 } });
+    const dp = resolveDp(o.dp);
+    assert.deepEqual(dp, { mechanism: 'skellam', noiseMultiplier: 1, l2Clip: 1, removable: true, population: undefined, delta: 1e-5, budget: undefined });
+    const { encoding, plan } = serviceEncoding(dp, o, 3);
+    assert.equal(plan.clients, 8);
+    assert.equal(plan.minClients, 3);
+    assert.deepEqual(Object.keys(encoding).sort(), ['beta', 'bits', 'clip', 'dimension', 'mechanism', 'noiseMultiplier', 'scale', 'version']);
+    assert.equal(resolveDp({ noiseMultiplier: 1, l2Clip: 1, mechanism: 'dgauss' }).removable, false);
+    assert.deepEqual(resolveDp({ noiseMultiplier: 1, l2Clip: 1, delta: 1e-6, budget: { epsilon: 3 } }).budget, { epsilon: 3, delta: 1e-6 });
+  });
+
+  test('each bad value is refused naming the option', () => {
+    const base = { dimension: 64, bits: 16 };
+    const cases: Array<[unknown, RegExp, ErrorConstructor]> = [
+      [5, /^dp must be an object/, TypeError],
+      [{ l2Clip: 1 }, /dp\.noiseMultiplier must be a number/, TypeError],
+      [{ noiseMultiplier: 0, l2Clip: 1 }, /dp\.noiseMultiplier must be a finite number > 0/, RangeError],
+      [{ noiseMultiplier: 1 }, /dp\.l2Clip must be a number/, TypeError],
+      [{ noiseMultiplier: 1, l2Clip: -1 }, /dp\.l2Clip/, RangeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, mechanism: 'gaussian' }, /dp\.mechanism must be 'skellam' or 'dgauss'/, RangeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, mechanism: 'dgauss', removable: true }, /dp\.removable needs dp\.mechanism 'skellam'/, RangeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, removable: 'yes' }, /dp\.removable must be a boolean/, TypeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, population: 2.5 }, /dp\.population must be a positive integer/, RangeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, delta: 1 }, /dp\.delta must be in \(0, 1\)/, RangeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, budget: 3 }, /dp\.budget must be \{ epsilon, delta\? \}/, TypeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, budget: { epsilon: 0 } }, /dp\.budget\.epsilon/, RangeError],
+      [{ noiseMultiplier: 1, l2Clip: 1, budget: { epsilon: 1, delta: 0 } }, /dp\.budget\.delta/, RangeError],
+    ];
+    for (const [dp, message, type] of cases)
+      assert.throws(
+        () => resolve({ ...base, dp: dp as ServiceOptions['dp'] }),
+        (e: Error) => e instanceof type && message.test(e.message),
+        JSON.stringify(dp),
+      );
+    assert.throws(() => resolve({ dimension: 100, bits: 16, dp: { noiseMultiplier: 1, l2Clip: 1 } }), /dimension must be a power of two with dp.*use 128/);
+    assert.throws(
+      () => resolve({ dimension: 64, bits: 4, dp: { noiseMultiplier: 1, l2Clip: 1 } }),
+      (e: Error) => e instanceof RangeError && /^dp: DP plan refused/.test(e.message),
+    );
+  });
+});
+
+/** The mechanism the accountant sees, built here from the plan's fields (not through the service's helper). */
+const skellam = (plan: { l2Sensitivity: number; l1Sensitivity: number }, variance: number) =>
+  ({ kind: 'skellam', l2Sensitivity: plan.l2Sensitivity, l1Sensitivity: plan.l1Sensitivity, variance }) as const;
+
+describe('the ledger and the budget decision', () => {
+  const o = resolve({
+    dimension: 64,
+    bits: 24,
+    minClients: 4,
+    maxClients: 6,
+    dp: { noiseMultiplier: 0.8, l2Clip: 1, population: 100, budget: { epsilon: 50 } },
+  });
+  const dp = resolveDp(o.dp);
+  const { encoding } = serviceEncoding(dp, o, 3);
+  const { plan, config, minHonest } = roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0 });
+
+  test('a round plan: minClients = t − C, the service scale, targetVariance = (z·c·s)² = the plan’s released variance', () => {
+    assert.equal(minHonest, 3);
+    assert.equal(plan.minClients, 3);
+    assert.equal(plan.scale, encoding.scale);
+    assert.deepEqual(config, { mechanism: 'skellam', targetVariance: plan.releasedVariance, removable: true });
+    assert.ok(Math.abs(config.targetVariance / (0.8 * encoding.scale) ** 2 - 1) < 1e-12);
+  });
+
+  test('per-round and cumulative ε equal the accountant’s, called independently with the released variance and the plan’s sensitivities; aborted rounds cost nothing', () => {
+    const ledger = new DpLedger(dp, encoding);
+    const q = 5 / 100;
+    const released = [config.targetVariance * 1.25, config.targetVariance * 1.5];
+    const entries = released.map((v) => {
+      const e = ledger.begin(plan, config, minHonest, 5);
+      ledger.end(e, plan, { mechanism: 'skellam', releasedVariance: v });
+      return e;
+    });
+    const aborted = ledger.begin(plan, config, minHonest, 5);
+    ledger.end(aborted, plan, undefined);
+    for (const [i, e] of entries.entries()) {
+      const want = accountRounds({ mechanism: skellam(plan, released[i]!), samplingRate: q, rounds: 1, delta: 1e-5 }).epsilon;
+      assert.equal(e.epsilon, want);
+      assert.equal(e.samplingRate, q);
+    }
+    const rdp = released.map((v) => mechanismRdp({ mechanism: skellam(plan, v), samplingRate: q }));
+    const total = epsilonFromRdp({ orders: DEFAULT_RDP_ORDERS, rdp: rdp[0]!.map((r, i) => r + rdp[1]![i]!), delta: 1e-5 }).epsilon;
+    assert.equal(entries[1]!.cumulativeEpsilon, total);
+    assert.equal(aborted.epsilon, 0);
+    assert.equal(aborted.noise, null);
+    assert.equal(aborted.cumulativeEpsilon, total, 'an aborted round adds nothing');
+    assert.equal(ledger.rounds, 2);
+    // Restart: a ledger from the last cumulative RDP reports the same.
+    const again = new DpLedger(dp, encoding, { cumulativeRdp: aborted.cumulativeRdp!, rounds: aborted.cumulativeRounds! });
+    assert.equal(again.spent(), total);
+    // The same released variance twice is the accountant's composition over 2 rounds.
+    const twice = new DpLedger(dp, encoding);
+    for (let i = 0; i < 2; i++) twice.end(twice.begin(plan, config, minHonest, 5), plan, { mechanism: 'skellam', releasedVariance: released[0]! });
+    const two = accountRounds({ mechanism: skellam(plan, released[0]!), samplingRate: q, rounds: 2, delta: 1e-5 }).epsilon;
+    assert.ok(Math.abs(twice.spent() - two) <= 1e-12 * two, `${twice.spent()} vs ${two}`);
+  });
+
+  test('budgetDecision: ok while history + the planned round stay within the budget, else not', () => {
+    const one = mechanismRdp({ mechanism: skellam(plan, config.targetVariance), samplingRate: 1 });
+    const eps = (k: number) => accountRounds({ mechanism: skellam(plan, config.targetVariance), samplingRate: 1, rounds: k, delta: 1e-5 }).epsilon;
+    const budget = { epsilon: (eps(2) + eps(3)) / 2, delta: 1e-5 };
+    const history = (k: number) => one.map((r) => r * k);
+    const d1 = budgetDecision({ cumulativeRdp: history(1), roundRdp: one, budget });
+    assert.equal(d1.ok, true);
+    assert.ok(Math.abs(d1.after - eps(2)) < 1e-9 * eps(2));
+    const d2 = budgetDecision({ cumulativeRdp: history(2), roundRdp: one, budget });
+    assert.equal(d2.ok, false, 'the third round would exceed it');
+    assert.ok(Math.abs(d2.spent - eps(2)) < 1e-9 * eps(2) && Math.abs(d2.after - eps(3)) < 1e-9 * eps(3));
+    assert.equal(budgetDecision({ cumulativeRdp: history(50), roundRdp: one, budget: undefined }).ok, true, 'no budget: always');
+  });
+
+  test('dgauss: the accountant gets n = released / σ² clients of σ² each', () => {
+    const m = accountedMechanism({ mechanism: 'dgauss', l2Sensitivity: 10, l1Sensitivity: 50, paddedDimension: 64 }, 12, 4);
+    assert.deepEqual(m, { kind: 'dgauss', dimension: 64, l2Sensitivity: 10, l1Sensitivity: 50, localStddev: 2, clients: 3 });
+  });
+});
+
+describe('encodeForRound (what an app does with GET /dp and its RoundInfo)', () => {
+  test('pads a shorter update, rotates with the round id, and decodes back to the clipped update', () => {
+    const o = resolve({ dimension: 64, bits: 24, minClients: 4, maxClients: 6, dp: { noiseMultiplier: 1, l2Clip: 2 } });
+    const { encoding } = serviceEncoding(resolveDp(o.dp), o, 3);
+    const roundId = '0123456789abcdef0123456789abcdef';
+    const update = Array.from({ length: 50 }, (_, i) => Math.sin(i) / 10);
+    const { vector } = encodeForRound({ values: update, encoding, roundId });
+    assert.equal(vector.length, 64);
+    assert.deepEqual(roundSeed(roundId).length, 16);
+    const { mean } = decodeDpMean({ sum: vector, plan: planForEncoding(encoding), seed: roundSeed(roundId), clients: 1 });
+    for (let i = 0; i < 64; i++) assert.ok(Math.abs(mean[i]! - (update[i] ?? 0)) < 64 / encoding.scale, `coordinate ${i}`);
+    assert.throws(() => encodeForRound({ values: new Float64Array(65), encoding, roundId }), RangeError);
+  });
+});
+
+describe('a DP service with real clients', () => {
+  const Z = 0.1;
+  const CLIP = 1;
+  const M = 64;
+  const N = 4;
+  const dpOptions = (epsilon: number) => ({ noiseMultiplier: Z, l2Clip: CLIP, budget: { epsilon } });
+  const base = { dimension: M, bits: 24, minClients: N, maxClients: N, autoStart: false, stageTimeoutMs: 20_000 };
+  /** The plan a round of N clients has, computed here with planDp from the service's scale (t = 2 for 4 clients, complete graph, c = 0). */
+  const planHere = (scale: number) =>
+    planDp({ clients: N, minClients: 2, dimension: M, clip: CLIP, noiseMultiplier: Z, bits: 24, mechanism: 'skellam', scale });
+  const eps = (plan: { l2Sensitivity: number; l1Sensitivity: number }, variance: number, rounds: number) =>
+    accountRounds({ mechanism: skellam(plan, variance), samplingRate: 1, rounds, delta: 1e-5 }).epsilon;
+
+  async function runRound(server: SecAggServer, tag: string, update: (i: number) => number[]): Promise<PublishedResult> {
+    const encoding = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+    const configs: unknown[] = [];
+    const clients = Array.from({ length: N }, (_, i) =>
+      participate({
+        url: server.url,
+        token: token(`${tag}-${i}`),
+        WebSocket: WS,
+        inputProvider: (round) => {
+          configs.push(round);
+          return encodeForRound({ values: update(i), encoding, roundId: round.roundId }).vector;
+        },
+      }),
+    );
+    for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+    const result = nextResult(server);
+    assert.ok((await server.startRound()) !== undefined, 'the round started');
+    const reports = await Promise.all(clients);
+    assert.ok(reports.every((r) => r[0]!.completed && r[0]!.included));
+    assert.equal(configs.length, N);
+    return result;
+  }
+
+  test('RoundConfig.dp reaches the clients (their noise is in the sum), the record’s ε is the accountant’s, the budget stops the third round, a restart continues the spent ε', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'secagg-dp-'));
+    const historyFile = join(dir, 'history.db');
+    const logs: Array<{ level: string; msg: string }> = [];
+    const logger = { log: (level: string, msg: string) => void logs.push({ level, msg }) };
+    try {
+      // The plan and the budget, from the same options, before any server runs.
+      const o = resolve({ ...base, dp: dpOptions(1) });
+      const { encoding } = serviceEncoding(resolveDp(o.dp), o, 2);
+      const plan = planHere(encoding.scale);
+      const T = plan.releasedVariance;
+      const budget = (eps(plan, T, 2) + eps(plan, T, 3)) / 2;
+      let server = await startServer({ ...base, historyFile, logger, dp: dpOptions(budget) });
+
+      // Round 1: zero updates, so the centred sum is the noise alone: its variance per coordinate must be T.
+      const r1 = await runRound(server, 'a', () => new Array(M).fill(0));
+      assert.ok(r1.dp, 'the published result has the DP entry');
+      assert.equal(r1.dp!.targetVariance, T);
+      assert.equal(r1.dp!.noise!.releasedVariance, T, 'all four answered, C = 0: the removable excess is removed, exactly T is left');
+      const noise = centre(r1.sum, 24);
+      const s2 = noise.reduce((a, x) => a + x * x, 0) / M;
+      // 64 coordinates: s²/T is chi-square(64)/64; [0.4, 1.9] leaves out < 1e-6 on either side.
+      assert.ok(s2 > 0.4 * T && s2 < 1.9 * T, `noise variance ${s2} vs target ${T}`);
+      const rec1 = (await server.store.get(r1.round))!;
+      assert.equal(rec1.dp!.l2Sensitivity, plan.l2Sensitivity);
+      assert.equal(rec1.dp!.l1Sensitivity, plan.l1Sensitivity);
+      const e1 = eps(plan, rec1.dp!.noise!.releasedVariance, 1);
+      assert.equal(rec1.dp!.epsilon, e1);
+      assert.equal(rec1.dp!.cumulativeEpsilon, e1);
+
+      // Round 2: a real update; the decoded mean is it, within the noise.
+      const u = Array.from({ length: M }, (_, i) => (i % 2 ? 0.9 : -0.9) / 8);
+      const r2 = await runRound(server, 'b', () => u);
+      const { mean } = decodeDpMean({ sum: r2.sum, plan: planForEncoding(r2.dp!.encoding, N), seed: roundSeed(r2.roundId), clients: N });
+      const proj = mean.reduce((a, x, i) => a + x * u[i]!, 0) / u.reduce((a, x) => a + x * x, 0);
+      assert.ok(Math.abs(proj - 1) < 0.2, `projection of the decoded mean on the update: ${proj}`);
+      const rec2 = (await server.store.get(r2.round))!;
+      const rdp = [rec1, rec2].map((r) => mechanismRdp({ mechanism: skellam(plan, r.dp!.noise!.releasedVariance), samplingRate: 1 }));
+      const e12 = epsilonFromRdp({ orders: DEFAULT_RDP_ORDERS, rdp: rdp[0]!.map((x, i) => x + rdp[1]![i]!), delta: 1e-5 }).epsilon;
+      assert.equal(rec2.dp!.cumulativeEpsilon, e12);
+      assert.ok(Math.abs(e12 - eps(plan, T, 2)) < 1e-9 * e12, 'two rounds of T: the accountant over 2 rounds');
+
+      t.diagnostic(
+        `T = ${T}, Δ2 = ${plan.l2Sensitivity}, Δ1 = ${plan.l1Sensitivity}; noise s² = ${s2}; ε round 1 = ${e1} (record ${rec1.dp!.epsilon}); cumulative 2 = ${e12} (record ${rec2.dp!.cumulativeEpsilon}); budget ${budget}`,
+      );
+      // Round 3: the budget stops it.
+      const waiting = Array.from({ length: N }, (_, i) =>
+        participate({ url: server.url, token: token(`c-${i}`), WebSocket: WS, inputProvider: () => new Uint32Array(M) }).catch(() => []),
+      );
+      for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(await server.startRound(), undefined, 'the third round does not start');
+      assert.equal(await server.startRound(), undefined);
+      const st = await server.status();
+      assert.equal(st.round, null);
+      assert.deepEqual([st.dp!.exhausted, st.dp!.spent, st.dp!.budget], [true, e12, { epsilon: budget, delta: 1e-5 }]);
+      const metrics = await (await fetch(server.adminUrl + 'metrics')).text();
+      const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      assert.equal(gauge('secagg_dp_budget_exhausted'), 1);
+      assert.equal(gauge('secagg_dp_epsilon_spent'), e12);
+      assert.equal(gauge('secagg_dp_round_epsilon'), rec2.dp!.epsilon);
+      assert.equal(gauge('secagg_dp_budget_epsilon'), budget);
+      assert.equal(gauge('secagg_dp_released_noise_variance'), T);
+      assert.equal(logs.filter((l) => /privacy budget exhausted/.test(l.msg)).length, 1, 'one log line');
+      await server.close();
+      await Promise.all(waiting);
+
+      // Restart on the same history, same budget: still spent, nothing starts.
+      server = await startServer({ ...base, historyFile, logger, dp: dpOptions(budget) });
+      assert.deepEqual([(await server.status()).dp!.spent, (await server.status()).dp!.exhausted], [e12, true]);
+      await server.close();
+      // Restart with a larger budget: the spent ε continues from the history, a third round adds to it.
+      server = await startServer({ ...base, historyFile, logger, dp: dpOptions(eps(plan, T, 3) * 1.01) });
+      assert.equal((await server.status()).dp!.spent, e12);
+      assert.equal((await server.status()).dp!.rounds, 2);
+      const r3 = await runRound(server, 'd', () => new Array(M).fill(0));
+      const e3 = eps(plan, T, 3);
+      assert.ok(Math.abs(r3.dp!.cumulativeEpsilon! - e3) < 1e-9 * e3, `${r3.dp!.cumulativeEpsilon} vs ${e3}`);
+      await server.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
