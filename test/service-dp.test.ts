@@ -287,3 +287,61 @@ describe('a DP service with real clients', () => {
     }
   });
 });
+
+describe('a DP service round with dropouts releases exactly the planned noise', () => {
+  const N = 8;
+  const M = 4096; // s²/σ² ~ χ²(4096)/4096: [0.88, 1.13] leaves out < 1e-6 on either side (z = 4.9, sd √(2/4096))
+  const base = { dimension: M, bits: 24, minClients: N, maxClients: N, autoStart: false, stageTimeoutMs: 20_000 };
+
+  /** One round of N clients with zero updates; `leave(i)` names the stage at which client i disconnects instead of sending. */
+  async function zeroRound(server: SecAggServer, tag: string, leave: (i: number) => string | undefined): Promise<PublishedResult> {
+    const encoding = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+    const clients = Array.from({ length: N }, (_, i) =>
+      participate({
+        url: server.url,
+        token: token(`${tag}-${i}`),
+        WebSocket: WS,
+        reconnect: { maxAttempts: 0 },
+        unsafeBeforeSend: (stage) => (stage === leave(i) ? 'disconnect' : 'send'),
+        inputProvider: (round) => encodeForRound({ values: new Array(M).fill(0), encoding, roundId: round.roundId }).vector,
+      }).catch(() => []),
+    );
+    for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+    const result = nextResult(server);
+    assert.ok((await server.startRound()) !== undefined, 'the round started');
+    await Promise.all(clients);
+    return result;
+  }
+
+  test('two clients leave before their masked input, then one survivor at unmask: the sum of zero updates has the variance computed here from T, t and who answered', async (t) => {
+    const server = await startServer({ ...base, dp: { noiseMultiplier: 0.5, l2Clip: 1 } });
+    try {
+      for (const [tag, leave, unmaskDrop] of [
+        ['x', (i: number) => (i < 2 ? 'masked' : undefined), 0],
+        ['y', (i: number) => (i < 2 ? 'masked' : i === 2 ? 'unmask' : undefined), 1],
+      ] as const) {
+        const r = await zeroRound(server, tag, leave);
+        const rec = (await server.store.get(r.round))!;
+        const T = r.dp!.targetVariance;
+        const threshold = rec.params.threshold;
+        const survivors = N - 2; // |U3|: the two that left before masking are out
+        assert.equal(r.included.length, survivors);
+        // Each honest client added T/(t − C) (C = 0); a survivor that answered the unmask request
+        // revealed the excess over T/|U3| (removed); one that left at unmask kept all of its noise.
+        const expected = (survivors - unmaskDrop) * (T / survivors) + unmaskDrop * (T / threshold);
+        assert.ok(Math.abs(r.dp!.noise!.releasedVariance - expected) <= 1e-9 * expected, `${r.dp!.noise!.releasedVariance} vs ${expected}`);
+        if (unmaskDrop === 0) assert.ok(Math.abs(r.dp!.noise!.releasedVariance - T) <= 1e-9 * T, 'every survivor answered: exactly T');
+        const noise = centre(r.sum, 24);
+        const s2 = noise.reduce((a, x) => a + x * x, 0) / M;
+        t.diagnostic(
+          `round ${tag}: t = ${threshold}, |U3| = ${survivors}, unmask dropouts ${unmaskDrop}: T = ${T.toExponential(4)}, planned ${expected.toExponential(4)}, measured ${s2.toExponential(4)} (ratio ${(s2 / expected).toFixed(4)})`,
+        );
+        assert.ok(s2 > 0.88 * expected && s2 < 1.13 * expected, `measured ${s2} vs planned ${expected}`);
+        // The history keeps the released variance (the ledger accounts ε from it: tested above).
+        assert.equal(rec.dp!.noise!.releasedVariance, r.dp!.noise!.releasedVariance);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
