@@ -26,6 +26,7 @@ import {
   planDp,
   planForEncoding,
   roundSeed,
+  dpPolicyFor,
   type DpEncoding,
 } from '../src/index.js';
 import { nextResult, startServer, token, WS } from './serviceHelpers.js';
@@ -340,6 +341,60 @@ describe('a DP service round with dropouts releases exactly the planned noise', 
         // The history keeps the released variance (the ledger accounts ε from it: tested above).
         assert.equal(rec.dp!.noise!.releasedVariance, r.dp!.noise!.releasedVariance);
       }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('dpPolicyFor: the noise a client accepts is bound to the encoding it uses', () => {
+  test('targetVariance ≥ (z·clip·scale)²: a larger published scale demands proportionally more noise; bad input is refused', () => {
+    const enc: DpEncoding = { version: 1, mechanism: 'skellam', dimension: 64, bits: 24, clip: 2, scale: 1000, beta: Math.exp(-0.5), noiseMultiplier: 0.5 };
+    const p = dpPolicyFor({ encoding: enc, minNoiseMultiplier: 0.5 });
+    assert.equal(p.minTargetVariance, (0.5 * 2 * 1000) ** 2);
+    assert.equal(p.required, true);
+    assert.deepEqual(p.mechanisms, ['skellam']);
+    assert.equal(dpPolicyFor({ encoding: { ...enc, scale: 10_000 }, minNoiseMultiplier: 0.5 }).minTargetVariance, 100 * p.minTargetVariance);
+    assert.throws(() => dpPolicyFor({ encoding: enc, minNoiseMultiplier: 0 }), RangeError);
+    assert.throws(() => dpPolicyFor({ encoding: { ...enc, scale: Number.NaN }, minNoiseMultiplier: 1 }), RangeError);
+    assert.throws(() => dpPolicyFor({ encoding: {} as DpEncoding, minNoiseMultiplier: 1 }), TypeError);
+  });
+
+  test('against a real service at z = 0.5: clients asking z ≥ 0.5 join and the round completes; a client asking z ≥ 0.6 refuses the round (ERR_INVALID_PARAMETERS) and is in no sum', async () => {
+    const M = 64;
+    const N = 4;
+    const server = await startServer({ dimension: M, bits: 24, minClients: N, maxClients: N, autoStart: false, dp: { noiseMultiplier: 0.5, l2Clip: 1 } });
+    try {
+      const encoding = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+      const join = (name: string, z: number) =>
+        participate({
+          url: server.url,
+          token: token(name),
+          WebSocket: WS,
+          reconnect: { maxAttempts: 0 },
+          dp: dpPolicyFor({ encoding, minNoiseMultiplier: z }),
+          inputProvider: (round) => encodeForRound({ values: new Array(M).fill(0.01), encoding, roundId: round.roundId }).vector,
+        });
+      const ok = Array.from({ length: N }, (_, i) => join(`pol-${i}`, 0.5 * (1 - 1e-9)));
+      for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+      const published = nextResult(server);
+      assert.ok((await server.startRound()) !== undefined);
+      const reports = await Promise.all(ok);
+      assert.ok(reports.every((r) => r[0]!.included));
+      assert.equal((await published).included.length, N);
+      // Round 2: one client wants more noise than the service gives.
+      const strict = join('pol-strict', 0.6).then(
+        (r) => `${r[0]!.included ? 'included' : 'not included'}: ${r[0]!.code}`,
+        (e: { code?: string }) => `threw ${e.code}`,
+      );
+      const others = Array.from({ length: N - 1 }, (_, i) => join(`pol2-${i}`, 0.5 * (1 - 1e-9)).catch(() => []));
+      for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+      const ended = new Promise<{ included: readonly number[] | null }>((r) => server.onRoundEnd((rec) => r(rec)));
+      assert.ok((await server.startRound()) !== undefined);
+      assert.equal(await strict, 'not included: ERR_INVALID_PARAMETERS');
+      const rec = await ended;
+      assert.ok(rec.included === null || rec.included.length <= N - 1, 'the strict client is in no sum');
+      await Promise.all(others);
     } finally {
       await server.close();
     }

@@ -68,6 +68,7 @@ export interface EncodeForRoundParams {
  * ```ts
  * const encoding = await (await fetch('http://server:8080/dp')).json();
  * await participate({ url, token, WebSocket,
+ *   dp: dpPolicyFor({ encoding, minNoiseMultiplier: 0.8 }), // refuse rounds with less noise than z = 0.8 for this encoding
  *   inputProvider: (round) => encodeForRound({ values: update, encoding, roundId: round.roundId }).vector });
  * ```
  */
@@ -78,4 +79,34 @@ export function encodeForRound(params: EncodeForRoundParams): EncodedDp {
   const full = new Float64Array(plan.dimension);
   full.set(values.subarray(0, dimension));
   return encodeDp({ values: full, plan, seed: roundSeed(params.roundId), noise: { mechanism: 'none' } });
+}
+
+export interface DpPolicyForParams {
+  /** The encoding the app encodes with (from GET /dp: the server's word — this policy binds the noise to it). */
+  encoding: DpEncoding;
+  /** The least noise multiplier z the app accepts: released noise std ≥ z · clip in the update's units. */
+  minNoiseMultiplier: number;
+}
+
+/**
+ * The protocol-level DP policy that makes a client refuse, before sending anything, a round whose
+ * noise is below `minNoiseMultiplier` FOR THE ENCODING IT USES. The round's noise is announced in
+ * ring units (RoundConfig.dp.targetVariance); what protects the update is that variance relative
+ * to the update's sensitivity in ring units, clip · scale — both of which come from the server's
+ * GET /dp. Checking a ring-unit variance alone would let a server that publishes a larger scale
+ * (or clip) shrink the noise relative to the update; this policy asks for
+ * targetVariance ≥ (z · clip · scale)², so a larger scale or clip demands proportionally more noise.
+ */
+export function dpPolicyFor(params: DpPolicyForParams): {
+  readonly minTargetVariance: number;
+  readonly required: true;
+  readonly mechanisms: readonly DpMechanism[];
+} {
+  const { encoding, minNoiseMultiplier: z } = params;
+  if (typeof encoding !== 'object' || encoding === null || encoding.version !== 1) throw new TypeError('encoding must be a DpEncoding (GET /dp)');
+  if (!(z > 0 && Number.isFinite(z))) throw new RangeError(`minNoiseMultiplier must be a positive number, got ${z}`);
+  if (!(encoding.clip > 0 && Number.isFinite(encoding.clip))) throw new RangeError(`encoding.clip must be a positive number, got ${encoding.clip}`);
+  if (!(encoding.scale > 0 && Number.isFinite(encoding.scale))) throw new RangeError(`encoding.scale must be a positive number, got ${encoding.scale}`);
+  const sd = z * encoding.clip * encoding.scale;
+  return { minTargetVariance: sd * sd, required: true, mechanisms: [encoding.mechanism] };
 }

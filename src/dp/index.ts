@@ -76,4 +76,4 @@ export {
   type DiscreteSetup,
   type CalibrateOptions,
 } from './accountant.js';
-export { encodeForRound, planForEncoding, roundSeed, type DpEncoding, type EncodeForRoundParams } from './encoding.js';
+export { encodeForRound, planForEncoding, roundSeed, dpPolicyFor, type DpEncoding, type EncodeForRoundParams, type DpPolicyForParams } from './encoding.js';
