@@ -241,7 +241,14 @@ export class DpLedger {
     this.dp = dp;
     this.encoding = encoding;
     const h = history?.cumulativeRdp;
-    this.rdp = h && h.length === DEFAULT_RDP_ORDERS.length ? h.map((r) => (typeof r === 'number' ? r : Infinity)) : DEFAULT_RDP_ORDERS.map(() => 0);
+    // A history whose RDP is at other orders (another version's DEFAULT_RDP_ORDERS) or damaged cannot
+    // be converted: count it as everything spent (Infinity), never as nothing spent.
+    this.rdp =
+      h === undefined
+        ? DEFAULT_RDP_ORDERS.map(() => 0)
+        : h.length === DEFAULT_RDP_ORDERS.length
+          ? h.map((r) => (typeof r === 'number' && r >= 0 ? r : Infinity))
+          : DEFAULT_RDP_ORDERS.map(() => Infinity);
     this.rounds = history?.rounds ?? 0;
   }
 
