@@ -91,13 +91,15 @@ describe('the ledger and the budget decision', () => {
   });
   const dp = resolveDp(o.dp);
   const { encoding } = serviceEncoding(dp, o, 3);
-  const { plan, config, minHonest } = roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0 });
+  const { plan, config, minHonest } = roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0, complete: true });
 
   test('a round plan: minClients = t − C, the service scale, targetVariance = (z·c·s)² = the plan’s released variance', () => {
     assert.equal(minHonest, 3);
     assert.equal(plan.minClients, 3);
     assert.equal(plan.scale, encoding.scale);
     assert.deepEqual(config, { mechanism: 'skellam', targetVariance: plan.releasedVariance, removable: true });
+    // On a SecAgg+ graph the noise is not removable (validateConfig refuses it there: test/attack/dp-review.test.ts).
+    assert.equal(roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0, complete: false }).config.removable, false);
     assert.ok(Math.abs(config.targetVariance / (0.8 * encoding.scale) ** 2 - 1) < 1e-12);
   });
 

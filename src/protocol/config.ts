@@ -152,6 +152,12 @@ export function validateConfig(c: RoundConfig, limits: RoundLimits = DEFAULT_LIM
     if (typeof removable !== 'boolean') bad('DP removable must be a boolean');
     if (removable && mechanism !== 'skellam')
       bad('removable DP noise needs the Skellam mechanism (Poisson thinning); the discrete Gaussian cannot be split exactly');
+    // On a SecAgg+ graph a client checks only its own neighbours: a server could list in U3 clients
+    // that sent nothing and neighbour no one in the sum it unmasks, and each client would thin for
+    // them (test/attack/dp-review.test.ts). In the complete graph every U3 member is everyone's
+    // neighbour, and a listed non-contributor leaves its pairwise masks on every sum.
+    if (removable && k < n - 1)
+      bad('removable DP noise needs the complete graph (SecAgg): on a SecAgg+ graph a server could list survivors no client can check');
     if (dpMinHonest(c) < 1) bad(`DP needs at least one honest client in every released sum: threshold ${c.threshold} must exceed the colluders ${colluders}`);
   }
 }

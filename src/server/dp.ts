@@ -134,7 +134,7 @@ export function serviceEncoding(dp: ResolvedDp, shape: DpShape, minHonest: numbe
 export function roundPlan(
   dp: ResolvedDp,
   encoding: DpEncoding,
-  round: { cohort: number; threshold: number; corruption: number },
+  round: { cohort: number; threshold: number; corruption: number; complete: boolean },
 ): { plan: DpPlan; config: DpRoundConfig; minHonest: number } {
   const minHonest = dpMinHonest({ threshold: round.threshold, corruption: round.corruption });
   const plan = planDp({
@@ -148,7 +148,8 @@ export function roundPlan(
     beta: encoding.beta,
     scale: encoding.scale,
   });
-  return { plan, minHonest, config: { mechanism: plan.mechanism, targetVariance: plan.releasedVariance, removable: dp.removable } };
+  // Removal only over the complete graph (validateConfig: on SecAgg+ graphs survivors cannot be checked).
+  return { plan, minHonest, config: { mechanism: plan.mechanism, targetVariance: plan.releasedVariance, removable: dp.removable && round.complete } };
 }
 
 /**

@@ -11,7 +11,9 @@ import { Attack } from './harness.js';
 import { buildGraph, seededPermutation } from '../../src/graph/harary.js';
 import type { ClientId } from '../../src/ids.js';
 import type { DpRoundConfig } from '../../src/protocol/config.js';
-import { consistencyQuorum } from '../../src/protocol/config.js';
+import { consistencyQuorum, validateConfig, type RoundConfig } from '../../src/protocol/config.js';
+import { isSecAggError } from '../../src/errors.js';
+import { roundId } from '../../src/ids.js';
 import { fromBinary } from '@bufbuild/protobuf';
 import { Driver } from '../driver.js';
 import { expectedSum, range } from '../helpers.js';
@@ -24,7 +26,29 @@ import type { DpEncoding } from '../../src/dp/encoding.js';
 const all = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 describe('DP review: phantom survivors in active SecAgg+', () => {
-  test('FINDING: U3 padded with honest clients the attacker cut off (no masked input, no neighbour in the sum) counts in r: the sum it unmasks keeps less than T', async () => {
+  test('removable noise on a SecAgg+ graph is refused by every client at round start (the phantom-survivor attack below needs it)', async () => {
+    // validateConfig is what a client runs on RoundStart (and the server when it creates the round).
+    const config: RoundConfig = {
+      roundId: roundId(new Uint8Array(16)),
+      bits: 24,
+      dimension: 16,
+      threshold: 6,
+      degree: 10,
+      mode: 'active',
+      cohort: all(60) as ClientId[],
+      corruption: 1,
+      colluders: 2,
+      dp: { mechanism: 'skellam', targetVariance: 600, removable: true },
+    };
+    assert.throws(
+      () => validateConfig(config),
+      (e: unknown) => isSecAggError(e) && e.code === 'ERR_INVALID_PARAMETERS' && /complete graph/.test(e.message),
+    );
+    validateConfig({ ...config, dp: { ...config.dp!, removable: false } });
+    validateConfig({ ...config, degree: 'complete', threshold: 31, dp: config.dp! });
+  });
+
+  test('phantom survivors: U3 padded with honest clients the attacker cut off (no masked input, no neighbour in the sum) — without removal the sum it unmasks still keeps at least T', async () => {
     // Active mode, SecAgg+: n = 60, k = 10, corruption c = 1, t = 6 (2t = 12 > k + c), C = 2
     // colluders (ids 59, 60; U3 never names them, so C is pure slack for the guarantee).
     // Today: |S| = 32, 18 phantoms, |U3| = 50, r = 48: 32·T/48 = 400 = 2T/3 of honest noise.
@@ -46,7 +70,9 @@ describe('DP review: phantom survivors in active SecAgg+', () => {
     const T = 600;
     const colluders = [59, 60];
     const C = colluders.length;
-    const dp: DpRoundConfig = { mechanism: 'skellam', targetVariance: T, removable: true };
+    // Found in review with removable: true (each member of S thinned for |U3| − C and the sum kept
+    // 2T/3); removal is now refused on SecAgg+ graphs, and without it each honest input keeps T/(t − C).
+    const dp: DpRoundConfig = { mechanism: 'skellam', targetVariance: T, removable: false };
     const opts = { n, degree: k, threshold: t, corruption: 1, colludersBudget: C, colluders, mode: 'active' as const, dp, m: 16 };
     // Dry run: the same deterministic clients give the same reveals, hence the same graph.
     const dry = await new Attack(opts).setUp();
