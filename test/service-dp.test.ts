@@ -349,6 +349,57 @@ describe('a DP service round with dropouts releases exactly the planned noise', 
   });
 });
 
+describe('a DP service round with the discrete Gaussian', () => {
+  test('8 real clients, two leave before masking: not removable, each adds T/t; the sum of zero updates has variance |U3|·T/t', async (t) => {
+    const N = 8;
+    const M = 4096; // χ²(4096)/4096 within [0.88, 1.13] but for < 1e-6 on either side
+    const server = await startServer({
+      dimension: M,
+      bits: 24,
+      minClients: N,
+      maxClients: N,
+      autoStart: false,
+      stageTimeoutMs: 20_000,
+      dp: { noiseMultiplier: 0.5, l2Clip: 1, mechanism: 'dgauss' },
+    });
+    try {
+      const encoding = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+      assert.equal(encoding.mechanism, 'dgauss');
+      const clients = Array.from({ length: N }, (_, i) =>
+        participate({
+          url: server.url,
+          token: token(`dg-${i}`),
+          WebSocket: WS,
+          reconnect: { maxAttempts: 0 },
+          dp: dpPolicyFor({ encoding, minNoiseMultiplier: 0.5 * (1 - 1e-9) }),
+          unsafeBeforeSend: (stage) => (i < 2 && stage === 'masked' ? 'disconnect' : 'send'),
+          inputProvider: (round) => encodeForRound({ values: new Array(M).fill(0), encoding, roundId: round.roundId }).vector,
+        }).catch(() => []),
+      );
+      for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+      const published = nextResult(server);
+      assert.ok((await server.startRound()) !== undefined);
+      await Promise.all(clients);
+      const r = await published;
+      const rec = (await server.store.get(r.round))!;
+      const T = r.dp!.targetVariance;
+      const threshold = rec.params.threshold;
+      assert.equal(r.dp!.removable, false, 'the discrete Gaussian is never removable');
+      assert.equal(r.included.length, N - 2);
+      const expected = (N - 2) * (T / threshold);
+      assert.ok(Math.abs(r.dp!.noise!.releasedVariance - expected) <= 1e-9 * expected, `${r.dp!.noise!.releasedVariance} vs ${expected}`);
+      const noise = centre(r.sum, 24);
+      const s2 = noise.reduce((a, x) => a + x * x, 0) / M;
+      t.diagnostic(
+        `dgauss: t = ${threshold}, |U3| = ${N - 2}, T = ${T.toExponential(4)}, planned ${expected.toExponential(4)}, measured ${s2.toExponential(4)} (ratio ${(s2 / expected).toFixed(4)})`,
+      );
+      assert.ok(s2 > 0.88 * expected && s2 < 1.13 * expected, `measured ${s2} vs planned ${expected}`);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('dpPolicyFor: the noise a client accepts is bound to the encoding it uses', () => {
   test('targetVariance ≥ (z·clip·scale)²: a larger published scale demands proportionally more noise; bad input is refused', () => {
     const enc: DpEncoding = { version: 1, mechanism: 'skellam', dimension: 64, bits: 24, clip: 2, scale: 1000, beta: Math.exp(-0.5), noiseMultiplier: 0.5 };
