@@ -7,6 +7,9 @@
  * the spent ε from the SQLite history.
  */
 import { describe, test } from 'node:test';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +34,7 @@ import {
 } from '../src/index.js';
 import { nextResult, startServer, token, WS } from './serviceHelpers.js';
 
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const resolve = (o: Partial<ServiceOptions>) => resolveOptions({ logger: silentLogger, unmaskWorkers: 0, ...o });
 
 describe('ServiceOptions.dp', () => {
@@ -394,6 +398,54 @@ describe('a DP service round with the discrete Gaussian', () => {
         `dgauss: t = ${threshold}, |U3| = ${N - 2}, T = ${T.toExponential(4)}, planned ${expected.toExponential(4)}, measured ${s2.toExponential(4)} (ratio ${(s2 / expected).toFixed(4)})`,
       );
       assert.ok(s2 > 0.88 * expected && s2 < 1.13 * expected, `measured ${s2} vs planned ${expected}`);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('secagg client --dp-min-variance', () => {
+  test('joins a round with at least that noise (exit 0), refuses one with less (exit 1, ERR_INVALID_PARAMETERS in its report); a bad value is a usage error (exit 2)', async () => {
+    const M = 64;
+    const N = 4;
+    const server = await startServer({ dimension: M, bits: 24, minClients: N, maxClients: N, autoStart: false, dp: { noiseMultiplier: 0.5, l2Clip: 1 } });
+    try {
+      const encoding = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+      const T = (encoding.noiseMultiplier * encoding.clip * encoding.scale) ** 2;
+      const cli = (name: string, v: string) => {
+        const child = spawn(process.execPath, [CLI, 'client', '--url', server.url, '--token', token(name), '--random', String(M), '--dp-min-variance', v], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        return once(child, 'exit').then(([code]) => ({ code: code as number | null, out }));
+      };
+      for (const [tag, v, want] of [
+        ['lax', String(T / 2), { code: 0, included: true, why: undefined }],
+        ['strict', String(T * 2), { code: 1, included: false, why: 'ERR_INVALID_PARAMETERS' }],
+      ] as const) {
+        const others = Array.from({ length: N - 1 }, (_, i) =>
+          participate({
+            url: server.url,
+            token: token(`${tag}-lib-${i}`),
+            WebSocket: WS,
+            reconnect: { maxAttempts: 0 },
+            inputProvider: (round) => encodeForRound({ values: new Array(M).fill(0), encoding, roundId: round.roundId }).vector,
+          }).catch(() => []),
+        );
+        const child = cli(`${tag}-cli`, v);
+        for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+        assert.ok((await server.startRound()) !== undefined);
+        const { code, out } = await child;
+        await Promise.all(others);
+        const report = JSON.parse(out.trim().split('\n').at(-1)!) as { included: boolean; code?: string };
+        assert.deepEqual({ code, included: report.included, why: report.code }, want, out);
+      }
+      const bad = spawnSync(process.execPath, [CLI, 'client', '--url', server.url, '--token', 't', '--random', '4', '--dp-min-variance', 'lots'], {
+        encoding: 'utf8',
+      });
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.match(bad.stderr, /--dp-min-variance must be a positive number/);
     } finally {
       await server.close();
     }

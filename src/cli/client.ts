@@ -19,6 +19,9 @@ Options:
   --input FILE     the vector: a JSON array of integers, or raw little-endian uint32
   --random M       a random vector of M elements (< 2^bits of the round)
   --rounds R       rounds to take part in (default 1)
+  --dp-min-variance V
+                   refuse (before sending anything) a round whose differential-privacy noise
+                   is below V per coordinate in ring units, or that has none
   -h, --help       this text
 
 Active mode (servers run with --mode active):
@@ -68,6 +71,7 @@ export async function runClient(argv: string[]): Promise<number> {
       certificate: { type: 'string' },
       'server-id': { type: 'string' },
       trust: { type: 'string' },
+      'dp-min-variance': { type: 'string' },
     },
     CLIENT_HELP,
   );
@@ -117,6 +121,12 @@ export async function runClient(argv: string[]): Promise<number> {
   const url = a.url ?? fail('--url is required');
   const token = a.token ?? process.env['SECAGG_TOKEN'] ?? fail('--token is required');
   if ((a.input === undefined) === (a.random === undefined)) fail('give exactly one of --input FILE and --random M');
+  let dp: ParticipateOptions['dp'];
+  if (a['dp-min-variance'] !== undefined) {
+    const v = Number(a['dp-min-variance']);
+    if (!(v > 0 && Number.isFinite(v))) fail(`--dp-min-variance must be a positive number, got '${a['dp-min-variance']}'`);
+    dp = { minTargetVariance: v, required: true };
+  }
   const fixed = a.input !== undefined ? readVector(a.input) : undefined;
   const m = a.random !== undefined ? num(a.random, 'random', 0, 1, 1 << 26) : undefined;
   const inputProvider = (r: RoundInfo): Uint32Array => {
@@ -130,6 +140,7 @@ export async function runClient(argv: string[]): Promise<number> {
       token,
       inputProvider,
       ...active,
+      ...(dp ? { dp } : {}),
       rounds: num(a.rounds, 'rounds', 1, 1, 1e9),
       WebSocket: socketFor(a.ca),
       onEvent: (e) => {
