@@ -95,7 +95,7 @@ describe('the ledger and the budget decision', () => {
   });
   const dp = resolveDp(o.dp);
   const { encoding } = serviceEncoding(dp, o, 3);
-  const { plan, config, minHonest } = roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0, complete: true });
+  const { plan, config, minHonest } = roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0, degree: 'complete' });
 
   test('a round plan: minClients = t − C, the service scale, targetVariance = (z·c·s)² = the plan’s released variance', () => {
     assert.equal(minHonest, 3);
@@ -103,7 +103,7 @@ describe('the ledger and the budget decision', () => {
     assert.equal(plan.scale, encoding.scale);
     assert.deepEqual(config, { mechanism: 'skellam', targetVariance: plan.releasedVariance, removable: true });
     // On a SecAgg+ graph the noise is not removable (validateConfig refuses it there: test/attack/dp-review.test.ts).
-    assert.equal(roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0, complete: false }).config.removable, false);
+    assert.equal(roundPlan(dp, encoding, { cohort: 5, threshold: 3, corruption: 0, degree: 2 }).config.removable, false);
     assert.ok(Math.abs(config.targetVariance / (0.8 * encoding.scale) ** 2 - 1) < 1e-12);
   });
 

@@ -176,10 +176,7 @@ export async function runServe(argv: string[]): Promise<number> {
     }
   }
   const secret = a.secret ?? process.env['SECAGG_SECRET'];
-  const jwtKeys = (a['jwt-keys'] ?? '')
-    .split(',')
-    .map((k) => k.trim())
-    .filter((k) => k.length > 0);
+  const jwtKeys = list(a['jwt-keys']);
   for (const k of jwtKeys) {
     try {
       parseKey(k, '--jwt-keys');
@@ -191,10 +188,7 @@ export async function runServe(argv: string[]): Promise<number> {
     fail('give --secret (or SECAGG_SECRET), --jwt-keys and/or --tokens: no client could authenticate');
   if (secret !== undefined && secret.length < 16) fail('--secret must be at least 16 characters');
   const history = a.history ?? 'secagg-history.db';
-  const resultsTokens = (a['results-token'] ?? process.env['SECAGG_RESULTS_TOKEN'] ?? '')
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t.length > 0);
+  const resultsTokens = list(a['results-token'] ?? process.env['SECAGG_RESULTS_TOKEN']);
   if (a['results-token'] !== undefined && resultsTokens.length === 0) fail('--results-token: give at least one token');
   const adminTokens = list(a['admin-token'] ?? process.env['SECAGG_ADMIN_TOKEN']);
   if (a['admin-token'] !== undefined && adminTokens.length === 0) fail('--admin-token: give at least one token');

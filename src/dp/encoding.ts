@@ -30,10 +30,15 @@ export interface DpEncoding {
  * the count against it). Its noise is not used: the protocol adds the round's.
  */
 export function planForEncoding(encoding: DpEncoding, clients = 1): DpPlan {
+  // The server checked the wrap bound for the real cohort; encoding and decoding only need the scale.
+  return planWithEncoding(encoding, { clients, minClients: clients, maxWrapProbability: 0.5 });
+}
+
+/** planDp at the encoding's fixed dimension, clip, z, bits, mechanism, β and scale, for a cohort. */
+export function planWithEncoding(encoding: DpEncoding, cohort: { clients: number; minClients: number; maxWrapProbability?: number }): DpPlan {
   if (typeof encoding !== 'object' || encoding === null || encoding.version !== 1) throw new TypeError('encoding must be a DpEncoding (GET /dp)');
   return planDp({
-    clients,
-    minClients: clients,
+    ...cohort,
     dimension: encoding.dimension,
     clip: encoding.clip,
     noiseMultiplier: encoding.noiseMultiplier,
@@ -41,8 +46,6 @@ export function planForEncoding(encoding: DpEncoding, clients = 1): DpPlan {
     mechanism: encoding.mechanism,
     beta: encoding.beta,
     scale: encoding.scale,
-    // The server checked the wrap bound for the real cohort; encoding and decoding only need the scale.
-    maxWrapProbability: 0.5,
   });
 }
 

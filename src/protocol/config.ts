@@ -51,6 +51,11 @@ export interface DpRoundConfig {
   readonly removable: boolean;
 }
 
+/** Every client of an n-client cohort neighbours every other (SecAgg), whatever U1 turns out to be. */
+export function isCompleteGraph(degree: Degree, n: number): boolean {
+  return maxNeighbourhood(degree, n) >= n - 1;
+}
+
 /** The fewest honest clients whose inputs any released sum contains: t − C. */
 export function dpMinHonest(c: Pick<RoundConfig, 'threshold' | 'corruption' | 'colluders'>): number {
   return c.threshold - colludersOf(c);

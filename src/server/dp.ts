@@ -12,8 +12,8 @@
  */
 import { DEFAULT_RDP_ORDERS, epsilonFromRdp, mechanismRdp, type Mechanism } from '../dp/accountant.js';
 import { planDp, type DpPlan } from '../dp/plan.js';
-import type { DpEncoding } from '../dp/encoding.js';
-import { dpMinHonest, type DpRoundConfig } from '../protocol/config.js';
+import { planWithEncoding, type DpEncoding } from '../dp/encoding.js';
+import { dpMinHonest, isCompleteGraph, type Degree, type DpRoundConfig } from '../protocol/config.js';
 import type { NoiseReport } from '../protocol/noise.js';
 
 /** ServiceOptions.dp: what an operator sets (docs/service.md, "Differential privacy"). */
@@ -134,22 +134,16 @@ export function serviceEncoding(dp: ResolvedDp, shape: DpShape, minHonest: numbe
 export function roundPlan(
   dp: ResolvedDp,
   encoding: DpEncoding,
-  round: { cohort: number; threshold: number; corruption: number; complete: boolean },
+  round: { cohort: number; threshold: number; corruption: number; degree: Degree },
 ): { plan: DpPlan; config: DpRoundConfig; minHonest: number } {
   const minHonest = dpMinHonest({ threshold: round.threshold, corruption: round.corruption });
-  const plan = planDp({
-    clients: round.cohort,
-    minClients: minHonest,
-    dimension: encoding.dimension,
-    clip: encoding.clip,
-    noiseMultiplier: encoding.noiseMultiplier,
-    bits: encoding.bits,
-    mechanism: encoding.mechanism,
-    beta: encoding.beta,
-    scale: encoding.scale,
-  });
+  const plan = planWithEncoding(encoding, { clients: round.cohort, minClients: minHonest });
   // Removal only over the complete graph (validateConfig: on SecAgg+ graphs survivors cannot be checked).
-  return { plan, minHonest, config: { mechanism: plan.mechanism, targetVariance: plan.releasedVariance, removable: dp.removable && round.complete } };
+  return {
+    plan,
+    minHonest,
+    config: { mechanism: plan.mechanism, targetVariance: plan.releasedVariance, removable: dp.removable && isCompleteGraph(round.degree, round.cohort) },
+  };
 }
 
 /**

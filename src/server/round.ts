@@ -8,7 +8,7 @@ import { nodeCrypto } from '../crypto/node.js';
 import type { Clock } from '../clock.js';
 import { roundId } from '../ids.js';
 import { cryptoRng } from '../rng.js';
-import { effectiveDegree, maxNeighbourhood, type RoundConfig } from '../protocol/config.js';
+import { effectiveDegree, type RoundConfig } from '../protocol/config.js';
 import { maxClientMessageBytes, maxClientMessageBytesForStage } from '../protocol/limits.js';
 import { createRoundRunner, type RoundEnd, type RoundRunner } from '../protocol/runner.js';
 import { serverContext, stageCounts } from '../protocol/serverRound.js';
@@ -97,9 +97,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       corruption: o.corruption,
     });
   const ledger = so.dp;
-  const dpRound = ledger
-    ? roundPlan(ledger.dp, ledger.encoding, { cohort: n, threshold, corruption: o.corruption, complete: maxNeighbourhood(degree, n) >= n - 1 })
-    : undefined;
+  const dpRound = ledger ? roundPlan(ledger.dp, ledger.encoding, { cohort: n, threshold, corruption: o.corruption, degree }) : undefined;
   if (ledger && dpRound) {
     const d = ledger.decide(dpRound.plan, dpRound.minHonest, n);
     if (!d.ok) throw new DpBudgetExhausted(d.spent, d.after, ledger.dp.budget!);

@@ -27,7 +27,6 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { memoryStore, type RoundRecord, type RoundStore } from './store.js';
 import { sqliteStore } from './sqliteStore.js';
-import { maxNeighbourhood } from '../protocol/config.js';
 import { adminPlacement, cohortParameters, dpSetup, isLoopback, maxServiceFrameBytes, resolveOptions, type ServiceOptions } from './options.js';
 import { DpLedger, roundPlan } from './dp.js';
 import { createConnections, type Conn } from './connection.js';
@@ -68,8 +67,7 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
     ledger = new DpLedger(dp, encoding, history);
     // Already spent (a restart)? Judge by the smallest round this server can start.
     const { threshold, degree } = cohortParameters(o, o.minClients);
-    const complete = maxNeighbourhood(degree, o.minClients) >= o.minClients - 1;
-    const first = roundPlan(dp, encoding, { cohort: o.minClients, threshold, corruption: o.corruption, complete });
+    const first = roundPlan(dp, encoding, { cohort: o.minClients, threshold, corruption: o.corruption, degree });
     const d = ledger.decide(first.plan, first.minHonest, o.minClients);
     if (!d.ok) log.log('warn', new DpBudgetExhausted(d.spent, d.after, dp.budget!).message, { spent: d.spent, budget: dp.budget });
     metrics.enableDp(ledger);
