@@ -97,6 +97,32 @@ export function recommendParameters(req: ParameterRequirements): ParameterRecomm
 }
 
 /**
+ * The complete graph's (k = n − 1, t) under the same bounds: what recommendParameters falls back to
+ * when no sparse graph saves 10% of the neighbours, asked for directly (plain SecAgg by choice).
+ * With k = n − 1 the corrupt neighbours (A) and the live ones (n − 1 − D) are certain, so the bounds
+ * reduce to t = max(2, ⌊(n − 1 + A)/2⌋ + 1) — protocol/config.ts's minimumThreshold('active',
+ * 'complete', n, A) — and t ≤ n − 1 − D. Throws ERR_INVALID_PARAMETERS when that range is empty.
+ *
+ * @example
+ * ```ts
+ * const { degree, threshold, corruption } = completeGraphParameters({ clients: 100, dropoutRate: 0.1, corruptionRate: 0.05, securityBits: 40 });
+ * // degree 99, threshold 53, corruption 5
+ * ```
+ */
+export function completeGraphParameters(req: ParameterRequirements): ParameterRecommendation {
+  validate(req, MAX_CLIENT_ID);
+  const ctx = context(req);
+  const { n, A, D } = ctx;
+  if (A + D >= n - 1) throw invalid(`${A} corrupt + ${D} dropped clients leave no honest surviving neighbour among ${n - 1}; no threshold can work`);
+  const full = tryDegree(ctx, n - 1, true, {});
+  if (full === undefined)
+    throw invalid(
+      `the complete graph over n=${n} has no threshold for γ=${req.corruptionRate}, δ=${req.dropoutRate}: it needs t ≥ ${Math.max(2, Math.floor((n - 1 + A) / 2) + 1)} and t ≤ ${n - 1 - D}`,
+    );
+  return recommendationFrom(req, ctx, full);
+}
+
+/**
  * @internal Same as recommendParameters without the 65535-client cap of ClientId, for analysis
  * (the docs table goes to n = 100 000). Not exported from the barrel.
  */
