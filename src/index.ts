@@ -17,6 +17,15 @@ export {
   buildGraph,
   recommendParameters,
   defaultThreshold,
+  completeGraphParameters,
+  planShards,
+  assignToShards,
+  DEFAULT_MAX_SHARD_SIZE,
+  type ShardPlanRequest,
+  type ShardPlan,
+  type ShardParameters,
+  type ShardAssignment,
+  type ShardMember,
   type NeighbourGraph,
   type BuildGraphOptions,
   type AdversaryModel,
@@ -56,6 +65,8 @@ export {
   startServerRound,
   handleServerMessage,
   handleServerDeadline,
+  handleServerPartialSum,
+  type PartialSum,
   serverContext,
   stageInstance,
   type ServerContext,
@@ -70,6 +81,7 @@ export {
   type UnmaskPlan,
   type MaskJob,
 } from './protocol/serverRound.js';
+export { createPartialSum, maskedInputVector, type PartialSumBuilder } from './protocol/partialSum.js';
 export { createRoundRunner, type RoundRunner, type RoundRunnerOptions, type RoundEnd, type MessageHooks } from './protocol/runner.js';
 export { realClock, manualClock, type Clock, type ManualClock, type TimerHandle } from './clock.js';
 export { RingAccumulator, packVector, unpackVector, plainSum } from './ring/index.js';

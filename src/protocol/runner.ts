@@ -1,8 +1,8 @@
 /**
  * The one way a server round is driven. The service, the simulator and the test driver all hold a
  * RoundRunner and never call the state machine (serverRound.ts) themselves: this file is the only
- * caller of startServerRound / handleServerMessage / handleServerDeadline outside tests that play
- * with the state machine on purpose (adversarial, fuzz, attack harness).
+ * caller of startServerRound / handleServerMessage / handleServerPartialSum / handleServerDeadline
+ * outside tests that play with the state machine on purpose (adversarial, fuzz, attack harness).
  *
  * What it adds to the pure state machine:
  * - **One step at a time.** handleServerMessage is not reentrant — it yields to the event loop in
@@ -25,6 +25,7 @@ import type { ClientId } from '../ids.js';
 import {
   handleServerDeadline,
   handleServerMessage,
+  handleServerPartialSum,
   serverContext,
   stageInstance,
   startServerRound,
@@ -111,6 +112,14 @@ export interface RoundRunner {
    * and its step applied. After the round ended it is refused without reaching the state machine.
    */
   message(from: number, bytes: Uint8Array, hooks?: MessageHooks): Promise<SecAggError | undefined>;
+  /**
+   * Queue a partial sum of masked inputs (handleServerPartialSum: a gateway's sum of several
+   * clients' MaskedInputs, with their ids). Resolves like message(): with the refusal, or undefined
+   * once it is in the sum and its step applied. `words` is read when the partial sum's turn comes:
+   * do not reuse the array before the promise settles. Rejects with a TypeError, queueing nothing, when
+   * `clients` is not an array or `words` not a Uint32Array (a caller bug).
+   */
+  partialSum(clients: readonly number[], words: Uint32Array): Promise<SecAggError | undefined>;
   /** Queue the deadline of the stage instance the round is in now (the owner's own timeout). */
   deadline(): Promise<void>;
   /** End the round now, from outside (e.g. shutdown): no step still queued can complete it. */
@@ -259,6 +268,21 @@ export function createRoundRunner(options: RoundRunnerOptions): RoundRunner {
         return step;
       });
       // Not handled because the round was over: refused as the state machine would refuse it.
+      if (!handled && finished) return new SecAggError('ERR_STAGE_MISMATCH', over(state.stage) ? `the round is ${state.stage}` : 'the round is over');
+      return error;
+    },
+    async partialSum(clients, words) {
+      // Checked here too: a TypeError inside the queue would end the round as an internal error.
+      if (!Array.isArray(clients)) throw new TypeError('clients must be an array of client ids');
+      if (!(words instanceof Uint32Array)) throw new TypeError('words must be a Uint32Array');
+      let error: SecAggError | undefined;
+      let handled = false;
+      await enqueue(async () => {
+        handled = true;
+        const step = await handleServerPartialSum(ctx, state, { clients, words });
+        error = step.error;
+        return step;
+      });
       if (!handled && finished) return new SecAggError('ERR_STAGE_MISMATCH', over(state.stage) ? `the round is ${state.stage}` : 'the round is over');
       return error;
     },

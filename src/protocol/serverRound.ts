@@ -15,7 +15,8 @@
  *
  * A bad message is refused with a typed error and changes nothing: every check runs before the
  * state is touched, so one misbehaving client never disturbs the round for the others.
- * Masked inputs go into one running sum as they arrive (memory O(m), not O(n·m)).
+ * Masked inputs go into one running sum as they arrive (memory O(m), not O(n·m)) — one message at a
+ * time, or several already added up where they arrived (handleServerPartialSum).
  */
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
@@ -451,6 +452,82 @@ export async function handleServerMessage(ctx: ServerContext, consumed: ServerSt
   } catch (e) {
     return abort(consumed, isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error closing a stage', { cause: e }));
   }
+}
+
+/**
+ * Several clients' masked inputs, added up before they reach the server: a gateway that terminates
+ * the clients' connections sums the masked inputs it received for one shard (createPartialSum,
+ * protocol/partialSum.ts) and forwards one vector instead of one per client, so no single process
+ * receives all n·m words.
+ */
+export interface PartialSum {
+  /** The clients whose masked inputs are in `words`: distinct members of U2. */
+  readonly clients: readonly number[];
+  /** Σ of their masked inputs mod 2^bits: m words, each < 2^bits. */
+  readonly words: Uint32Array;
+}
+
+/**
+ * Apply a partial sum in the masked stage: its words go into the running sum and its clients count
+ * as masked, exactly as if each had sent its MaskedInput; then the stage closes if everyone has
+ * answered, as after a message. Never throws on bad input: outside the masked stage
+ * (ERR_STAGE_MISMATCH), an empty client list (ERR_SIZE), a client listed twice or already masked —
+ * by its own message or an earlier partial sum — (ERR_DUPLICATE_SENDER), a client not in U2
+ * (ERR_UNKNOWN_SENDER), a vector of the wrong length or with a word ≥ 2^bits (ERR_SIZE): refused,
+ * with the same, unchanged state. Consumes `consumed` (see the module comment); the words are read
+ * during the call and not kept. A TypeError (a caller bug) when `clients` is not an array or `words`
+ * not a Uint32Array, before the state is touched.
+ *
+ * Who may call this: the round's own infrastructure (the gateway's sum is trusted to hold exactly
+ * the listed clients' masked inputs, as a message is trusted to come from its connection's client).
+ * A client that is listed but whose input is missing, or the other way round, leaves masks in the
+ * sum: the unmasked result is then wrong, not private data exposed — but it is wrong.
+ *
+ * @example
+ * ```ts
+ * const partial = createPartialSum(config);
+ * for (const { from, vector } of maskedInputs) partial.add(from, vector); // at the gateway
+ * ({ state, outgoing } = await handleServerPartialSum(ctx, state, partial.finish())); // at the shard's worker
+ * ```
+ */
+export async function handleServerPartialSum(ctx: ServerContext, consumed: ServerState, partial: PartialSum): Promise<ServerStep> {
+  assertServerStateUsable(consumed);
+  if (typeof partial !== 'object' || partial === null || !Array.isArray(partial.clients)) throw new TypeError('partial.clients must be an array of client ids');
+  if (!(partial.words instanceof Uint32Array)) throw new TypeError('partial.words must be a Uint32Array');
+  take(consumed);
+  let applied: MaskedState;
+  try {
+    if (consumed.stage !== 'masked')
+      throw new SecAggError('ERR_STAGE_MISMATCH', `a partial sum of masked inputs does not belong to the ${consumed.stage} stage`);
+    onPartialSum(consumed, partial);
+    applied = consumed;
+  } catch (e) {
+    const error = isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error in server round', { cause: e });
+    taken.delete(consumed);
+    return { state: consumed, outgoing: [], error };
+  }
+  // As after an accepted message: the inputs are in the sum, so a failed stage change aborts.
+  try {
+    return settle(consumed, await maybeClose(ctx, applied));
+  } catch (e) {
+    return abort(consumed, isSecAggError(e) ? e : new SecAggError('ERR_INTERNAL', 'unexpected error closing a stage', { cause: e }));
+  }
+}
+
+/** Every check first (the list, then the vector), then the sum and the masked set: a refusal changes nothing. */
+function onPartialSum(state: MaskedState, { clients, words }: PartialSum): void {
+  if (clients.length === 0) throw new SecAggError('ERR_SIZE', 'a partial sum of no clients');
+  // At most |U2| distinct members can pass: stop at the first bad one, before building anything larger.
+  const seen = new Set<number>();
+  for (const u of clients) {
+    if (!state.u2set.has(u))
+      throw new SecAggError('ERR_UNKNOWN_SENDER', `client ${String(u)} is not in the shared-keys set`, { clients: typeof u === 'number' ? [u] : [] });
+    if (seen.has(u)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${u} is listed twice in the partial sum`, { clients: [u] });
+    if (state.masked.has(u)) throw new SecAggError('ERR_DUPLICATE_SENDER', `client ${u} already sent its masked input`, { clients: [u] });
+    seen.add(u);
+  }
+  state.sum.addWords(words, state.config.bits); // checks length and range before it keeps anything
+  for (const u of clients) state.masked.add(u);
 }
 
 /**

@@ -118,6 +118,34 @@ export class RingAccumulator {
     }
   }
 
+  /**
+   * Add a vector of ring elements from an untrusted source (e.g. a pre-summed partial sum): nothing
+   * is changed unless it has exactly `length` words and every word is < 2^bits (SecAggError ERR_SIZE
+   * otherwise). One pass over the input: each 64 KiB chunk is range-checked (an OR over its words)
+   * and then added while it is still in cache; a bad word undoes the chunks already added (exact
+   * mod 2^32), so the refusal path costs what the accepted one does, and no m-sized temporary is made.
+   */
+  addWords(words: Uint32Array, bits: number): void {
+    assertBits(bits);
+    if (!(words instanceof Uint32Array)) throw new TypeError('words must be a Uint32Array');
+    const m = this.length;
+    if (words.length !== m) throw new SecAggError('ERR_SIZE', `vector has ${words.length} elements, expected ${m}`);
+    if (bits === 32) {
+      this.addChunk(words, 0, 1);
+      return;
+    }
+    for (let start = 0; start < m; start += SCRATCH_WORDS) {
+      const end = Math.min(m, start + SCRATCH_WORDS);
+      if (orOf(words, start, end) >>> bits !== 0) {
+        if (start > 0) this.addChunk(words.subarray(0, start), 0, -1);
+        let i = start;
+        while (words[i]! >>> bits === 0) i++;
+        throw new SecAggError('ERR_SIZE', `element ${i} is not < 2^${bits}`);
+      }
+      this.addChunk(start === 0 && end === m ? words : words.subarray(start, end), start, 1);
+    }
+  }
+
   /** Add or subtract the PRG expansion of a 16-byte key, chunk by chunk, with no m-sized temporary. */
   addPrg(crypto: KeystreamSource, key: Uint8Array, sign: 1 | -1): void | Promise<void> {
     return crypto.keystream(key, this.length, (chunk, offset) => this.addChunk(chunk, offset, sign));
@@ -139,6 +167,23 @@ let packedScratch: Uint32Array | undefined;
 /** One reusable chunk for decoding packed bytes (accumulators are used from one thread at a time). */
 function packedChunk(): Uint32Array {
   return (packedScratch ??= new Uint32Array(SCRATCH_WORDS));
+}
+
+/** The bitwise OR of words[start, end): a word ≥ 2^bits sets a bit at or above `bits`. Four lanes: no branch, no dependency chain. */
+function orOf(words: Uint32Array, start: number, end: number): number {
+  let a = 0;
+  let b = 0;
+  let c = 0;
+  let d = 0;
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    a |= words[i]!;
+    b |= words[i + 1]!;
+    c |= words[i + 2]!;
+    d |= words[i + 3]!;
+  }
+  for (; i < end; i++) a |= words[i]!;
+  return (a | b | c | d) >>> 0;
 }
 
 function addJs(words: Uint32Array, chunk: Uint32Array, offset: number, sign: 1 | -1): void {
