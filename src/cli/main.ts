@@ -12,6 +12,9 @@ const SERVICE_COMMANDS: Record<string, () => Promise<Runner>> = {
   demo: async () => (await import('./demo.js')).runDemo,
   token: async () => (await import('./token.js')).runToken,
   privacy: async () => (await import('./privacy.js')).runPrivacy,
+  gateway: async () => (await import('./roles.js')).runGateway,
+  'shard-worker': async () => (await import('./roles.js')).runShardWorker,
+  coordinator: async () => (await import('./roles.js')).runCoordinator,
 };
 
 const HELP = `Usage: secagg <command> [options]
@@ -24,6 +27,8 @@ Commands:
   demo       a local service with N clients, dropouts and verified results
   token      print a JWT the service accepts (HS256 under its secret, or EdDSA under an issuer key)
   privacy    the (ε, δ) of rounds of noisy sums: Gaussian, Skellam or distributed discrete Gaussian
+  gateway, shard-worker, coordinator
+             the roles of a cluster coordinated through Redis (docs/cluster.md)
   example fl federated training of a TF.js classifier, secure vs plain FedAvg (--task spam: the
              SpamAssassin corpus by mailbox; --network: over the service; needs @tensorflow/tfjs)
 
@@ -111,6 +116,9 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
     case 'token':
     case 'privacy':
+    case 'gateway':
+    case 'shard-worker':
+    case 'coordinator':
       try {
         return await (command === 'simulate' ? runSimulate : await SERVICE_COMMANDS[command]!())(rest);
       } catch (e) {

@@ -119,7 +119,7 @@ export interface RoundRunner {
    * do not reuse the array before the promise settles. Rejects with a TypeError, queueing nothing, when
    * `clients` is not an array or `words` not a Uint32Array (a caller bug).
    */
-  partialSum(clients: readonly number[], words: Uint32Array): Promise<SecAggError | undefined>;
+  partialSum(clients: readonly number[], words: Uint32Array, hooks?: MessageHooks): Promise<SecAggError | undefined>;
   /** Queue the deadline of the stage instance the round is in now (the owner's own timeout). */
   deadline(): Promise<void>;
   /** End the round now, from outside (e.g. shutdown): no step still queued can complete it. */
@@ -271,16 +271,18 @@ export function createRoundRunner(options: RoundRunnerOptions): RoundRunner {
       if (!handled && finished) return new SecAggError('ERR_STAGE_MISMATCH', over(state.stage) ? `the round is ${state.stage}` : 'the round is over');
       return error;
     },
-    async partialSum(clients, words) {
+    async partialSum(clients, words, hooks = {}) {
       // Checked here too: a TypeError inside the queue would end the round as an internal error.
       if (!Array.isArray(clients)) throw new TypeError('clients must be an array of client ids');
       if (!(words instanceof Uint32Array)) throw new TypeError('words must be a Uint32Array');
       let error: SecAggError | undefined;
       let handled = false;
       await enqueue(async () => {
+        if (hooks.begin && !hooks.begin()) return undefined;
         handled = true;
         const step = await handleServerPartialSum(ctx, state, { clients, words });
         error = step.error;
+        hooks.handled?.(step.error);
         return step;
       });
       if (!handled && finished) return new SecAggError('ERR_STAGE_MISMATCH', over(state.stage) ? `the round is ${state.stage}` : 'the round is over');

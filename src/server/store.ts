@@ -76,6 +76,28 @@ export interface RoundRecord {
    * it implies and the cumulative ε and RDP of the history. Absent in rounds without DP.
    */
   dp?: RoundDp;
+  /**
+   * Cluster rounds (`secagg cluster`, src/cluster/): each shard's size, parameters and outcome.
+   * Never a shard's sum: only the round's total is kept. Absent in one-process rounds.
+   */
+  shards?: ShardSummary[];
+}
+
+/** One shard of a cluster round, as its record keeps it. */
+export interface ShardSummary {
+  readonly index: number;
+  readonly clients: number;
+  readonly threshold: number;
+  readonly degree: number;
+  readonly outcome: RoundOutcome;
+  /** Clients in the shard's sum (0 while running or when it aborted). */
+  readonly included?: number;
+  /** Whether the shard's sum is in the round's total. */
+  readonly counted?: boolean;
+  readonly code?: string;
+  /** The worker that finished it, and how many workers ran it (1 + failovers). */
+  readonly worker?: string;
+  readonly owners?: number;
 }
 
 /** What the privacy ledger continues from after a restart: the newest record's cumulative RDP. */

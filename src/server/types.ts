@@ -50,6 +50,31 @@ export interface ServiceStatus {
   readonly recent: readonly RoundRecord[];
   /** With ServiceOptions.dp: ε spent, the budget, whether it stopped rounds, the encoding. */
   readonly dp?: DpStatus;
+  /** A cluster's coordinator (src/cluster/): its gateways, workers and the running round's shards. */
+  readonly cluster?: ClusterStatus;
+}
+
+/** What a cluster's coordinator reports of the cluster (GET /api/status's `cluster`, the dashboard's cluster panel). */
+export interface ClusterStatus {
+  readonly coordinator: { readonly id: string; readonly active: boolean };
+  readonly gateways: readonly { readonly id: string; readonly alive: boolean; readonly waiting: number; readonly connections: number }[];
+  readonly workers: readonly { readonly id: string; readonly alive: boolean; readonly shards: readonly string[] }[];
+  /** The running round: each shard's stage and the worker that runs it (owners > 1: it failed over). */
+  readonly round: {
+    readonly number: number;
+    readonly rid: string;
+    readonly startedAt: number;
+    readonly deadline: number;
+    readonly shards: readonly {
+      readonly index: number;
+      readonly clients: number;
+      readonly stage: string;
+      readonly worker: string | null;
+      readonly owners: number;
+    }[];
+  } | null;
+  /** Bytes every role has written to Redis so far (the engine's traffic). */
+  readonly redisBytes: number;
 }
 
 export interface SecAggServer {
