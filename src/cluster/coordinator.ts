@@ -226,6 +226,22 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
       policy,
       shards,
     };
+    // Fenced by the lease: WATCH makes the transaction fail if the lease changed hands since we
+    // checked it (a coordinator paused past its lease must not start a round beside its successor).
+    await r.watch(k.coordinator);
+    if ((await r.get(k.coordinator)) !== me) {
+      await r.unwatch();
+      await store.save({
+        ...base,
+        id: number,
+        endedAt: Date.now(),
+        outcome: 'aborted',
+        code: 'ERR_ABORTED',
+        reason: 'the coordinator lost its lease before the round started',
+        stage: 'aborted',
+      });
+      return;
+    }
     const m = r.multi();
     const byGw = new Map<string, string[]>();
     for (const w of drawn) {
@@ -240,7 +256,20 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
     for (const gw of byGw.keys()) m.xadd(k.gatewayOut(gw), '*', 'h', JSON.stringify({ k: 'assign', rid }));
     for (const s of shards) m.xadd(k.jobs, '*', 'h', JSON.stringify({ rid, s: s.index }));
     const res = await m.exec();
-    for (const [err] of res ?? []) if (err) throw err;
+    if (res === null) {
+      await store.save({
+        ...base,
+        id: number,
+        endedAt: Date.now(),
+        outcome: 'aborted',
+        code: 'ERR_ABORTED',
+        reason: 'the coordinator lost its lease before the round started',
+        stage: 'aborted',
+      });
+      log.log('warn', 'lease lost while starting a round: nothing was sent', { coordinator: me, round: number });
+      return;
+    }
+    for (const [err] of res) if (err) throw err;
     roundsStarted++;
     metrics.roundStarted();
     watching = { plan, record: { ...base, id: number } };
@@ -390,7 +419,11 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
           shards: plan.shards.map((s, i) => ({ s: s.index, counted: d.counted.includes(i), included: d.results[i]?.included ?? [] })),
         }),
       );
-    m.del(k.current);
+    // The shards' leases go: a worker still running a shard the deadline gave up on stops, and
+    // writes nothing more. `current` is cleared only if it is still this round (a coordinator that
+    // was paused here must not clear the round its successor started since).
+    for (const s of plan.shards) m.del(k.shardLease(plan.rid, s.index));
+    m.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`, 1, k.current, plan.rid);
     await m.exec();
     log.log(
       d.completed ? 'info' : 'warn',

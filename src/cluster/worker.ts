@@ -345,7 +345,14 @@ export async function createShardWorker(o: ShardWorkerOptions): Promise<ShardWor
             acks.push(e.id);
             return;
           }
+          // Only the gateway a client is connected to speaks for it: a list naming another gateway's client is refused whole.
           const clients = (h.clients as unknown[]).filter((x): x is number => typeof x === 'number');
+          if (clients.some((id) => byId.get(id)?.gw !== gw)) {
+            acks.push(e.id);
+            metrics.inc('refused');
+            log.log('warn', 'partial sum refused: it names clients of another gateway', { worker: me, round: rid, shard: s, gateway: gw });
+            return;
+          }
           if (clients.length === 0)
             acks.push(e.id); // a gateway whose members all left: nothing to add
           else
