@@ -148,6 +148,29 @@ export function describeRoundStore(name: string, open: () => Promise<StoreUnderT
         } else await s.store.close();
       }));
 
+    test('cluster rounds: every shard summary is kept with the record (get, list, after a reopen); a round without shards has no shards entry', () =>
+      withStore(async (s) => {
+        const shards: NonNullable<RoundRecord['shards']> = [
+          { index: 0, clients: 10, threshold: 6, degree: 9, outcome: 'completed', included: 9, counted: true, worker: 'w0', owners: 2 },
+          { index: 1, clients: 10, threshold: 6, degree: 9, outcome: 'aborted', included: 0, counted: false, code: 'ERR_BELOW_THRESHOLD' },
+        ];
+        const id = await s.store.begin({ ...record(0), shards: shards.map((x) => ({ ...x, outcome: 'running' as const })) });
+        assert.equal((await s.store.get(id))!.shards![1]!.outcome, 'running');
+        await s.store.save({ ...record(0), id, outcome: 'completed', included: [1, 2], sum: new Uint32Array([5, 6, 7, 8]), shards });
+        const plain = await s.store.begin(record(1));
+        const check = async (st: typeof s.store) => {
+          assert.deepEqual((await st.get(id))!.shards, shards);
+          assert.deepEqual((await st.list()).find((r) => r.id === id)!.shards, shards);
+          assert.ok(!('shards' in (await st.get(plain))!), 'a one-process round has no shards entry');
+        };
+        await check(s.store);
+        if (s.reopen) {
+          const again = await s.reopen();
+          await check(again);
+          await again.close();
+        } else await s.store.close();
+      }));
+
     test('what a store returns and what it was given are copies: changing either later changes nothing stored', () =>
       withStore(async ({ store }) => {
         const id = await store.begin(record(0));
