@@ -57,7 +57,10 @@ export function slowClient(
     send(data: Uint8Array): void {
       const d = next;
       next = 0;
-      if (d === 0 && this.held === 0) return this.ws.send(data);
+      if (d === 0 && this.held === 0) {
+        this.ws.send(data);
+        return;
+      }
       this.held++;
       this.queue = this.queue
         .then(() => sleep(d))
