@@ -102,6 +102,16 @@ describe('fault: a shard worker SIGKILLed in every stage', () => {
       assert.ok((shard.owners ?? 0) >= 2, `the killed shard had ${shard.owners} owners`);
       assert.notEqual(shard.worker, st.worker, 'the shard ended on another worker');
       assert.ok((rec?.shards?.[0]?.owners ?? 0) >= 2, 'the record shows the failover');
+      // The successor loaded the checkpoint of the stage the shard was in, not a fresh round.
+      const successor = roles.byId(shard.worker!);
+      assert.ok(successor, `the shard ended on ${shard.worker}, one of ours`);
+      const resumed = successor
+        .stderr()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l['msg'] === 'shard resumed from its checkpoint' && l['round'] === st.rid);
+      assert.equal(resumed?.['stage'], stage, `the successor resumed the shard in ${stage}`);
       // The slow clients were only slow: every one of them is in the sum.
       assert.equal(res.included, N);
       assert.ok(sameWords(res.sum, expectedSum(clients, res.identities, M, BITS)), 'the sum is the plaintext sum of the included clients');
