@@ -265,6 +265,9 @@ async function main(): Promise<void> {
       'min-shard-size': { type: 'string' },
       'stage-timeout': { type: 'string' },
       window: { type: 'string' },
+      'log-level': { type: 'string' },
+      keepalive: { type: 'string' },
+      logs: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -274,7 +277,8 @@ async function main(): Promise<void> {
     process.stdout.write(
       'Usage: node dist/bench/cluster.js [--clients N (10000)] [--dim M (1000)] [--gateways G (2)] [--workers W (4)] [--threads T (cores)]\n' +
         '         [--dropout D (0.05)] [--admit K (2000; 0: skip)] [--max-shard-size S (1000)] [--min-shard-size S (min(100, n))]\n' +
-        '         [--stage-timeout MS (600000)] [--window W (handshakes in flight per thread, 64)] [--out FILE (test-output/bench/cluster.json)]\n',
+        '         [--stage-timeout MS (600000)] [--window W (handshakes in flight per thread, 64)]\n' +
+        "         [--keepalive MS (gateways' ping interval, 300000)] [--log-level L (roles, warn)] [--logs DIR (each role's stderr)] [--out FILE (test-output/bench/cluster.json)]\n",
     );
     return;
   }
@@ -291,6 +295,12 @@ async function main(): Promise<void> {
   const stageTimeout = int(a['stage-timeout'], 600_000);
   const window = int(a.window, 64);
   const OUT = a.out ?? 'test-output/bench/cluster.json';
+  const roleLog = a['log-level'] ?? 'warn';
+  // The gateways' ping interval. This process plays thousands of clients on a couple of threads: a
+  // client's pong can wait behind the share computations of every other client of its thread
+  // (seconds to minutes on a loaded 2-core machine), which a real device, running one client,
+  // never does. At the default 15 s the gateways drop those clients as dead.
+  const keepalive = int(a.keepalive, 300_000);
   const t0 = performance.now();
   const log = (s: string): void => void process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${s}\n`);
 
@@ -308,6 +318,10 @@ async function main(): Promise<void> {
   const stopAll = async () => {
     for (const w of threadsRunning) await w.terminate();
     await Promise.all(roles.map((p) => p.kill()));
+    if (a.logs) {
+      mkdirSync(a.logs, { recursive: true });
+      for (const p of roles) writeFileSync(`${a.logs}/${String(p.info['id'] ?? p.child.pid)}.log`, p.stderr());
+    }
     r.disconnect();
     await redis.stop();
   };
@@ -329,11 +343,13 @@ async function main(): Promise<void> {
           '--max-shard-size',
           String(maxShard),
           '--log-level',
-          'warn',
+          roleLog,
+          '--keepalive',
+          String(keepalive),
         ]),
       ),
     );
-    const workers = await Promise.all(Array.from({ length: W }, (_, i) => startRole(['shard-worker', ...common, '--id', `w${i}`, '--log-level', 'warn'])));
+    const workers = await Promise.all(Array.from({ length: W }, (_, i) => startRole(['shard-worker', ...common, '--id', `w${i}`, '--log-level', roleLog])));
     const coordinator = await startRole([
       'coordinator',
       ...common,
