@@ -267,6 +267,7 @@ async function main(): Promise<void> {
       window: { type: 'string' },
       'log-level': { type: 'string' },
       keepalive: { type: 'string' },
+      'worker-lease': { type: 'string' },
       logs: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -301,6 +302,10 @@ async function main(): Promise<void> {
   // (seconds to minutes on a loaded 2-core machine), which a real device, running one client,
   // never does. At the default 15 s the gateways drop those clients as dead.
   const keepalive = int(a.keepalive, 300_000);
+  // The shard workers' lease (secagg shard-worker --lease; its default 3 s when not given). On a
+  // starved machine a worker that misses renewals loses its shards to another worker, which resumes
+  // them from their checkpoints: counted below as failovers.
+  const workerLease = a['worker-lease'];
   const t0 = performance.now();
   const log = (s: string): void => void process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${s}\n`);
 
@@ -349,7 +354,11 @@ async function main(): Promise<void> {
         ]),
       ),
     );
-    const workers = await Promise.all(Array.from({ length: W }, (_, i) => startRole(['shard-worker', ...common, '--id', `w${i}`, '--log-level', roleLog])));
+    const workers = await Promise.all(
+      Array.from({ length: W }, (_, i) =>
+        startRole(['shard-worker', ...common, '--id', `w${i}`, '--log-level', roleLog, ...(workerLease ? ['--lease', workerLease] : [])]),
+      ),
+    );
     const coordinator = await startRole([
       'coordinator',
       ...common,
@@ -423,6 +432,8 @@ async function main(): Promise<void> {
     let atRound: { procs: ReturnType<typeof snap>; redis: Awaited<ReturnType<typeof info>>; t: number } | undefined;
     const stages: { stage: string; t: number; counter: number; netIn: number; netOut: number }[] = [];
     const peakRss = new Map<string, number>();
+    const shardStages: string[] = [];
+    const checkpoints: { shard: number; stage: string; bytes: number }[] = [];
     let lastLog = 0;
     let record: RoundRecordJson | undefined;
     const deadline = Date.now() + 6 * stageTimeout + 600_000;
@@ -447,6 +458,14 @@ async function main(): Promise<void> {
       const raw = await r.mget(...plan.shards.map((s) => k.shardStage(plan!.rid, s.index)));
       const st = raw.map((x) => (x ? (JSON.parse(x) as { stage: string }).stage : 'queued'));
       const least = st.reduce((x, y) => (order.indexOf(y) < order.indexOf(x) ? y : x), 'done');
+      // A worker writes its shard's checkpoint at each stage change: its size then, once per stage.
+      for (const [si, stage] of st.entries()) {
+        if (shardStages[si] === stage) continue;
+        shardStages[si] = stage;
+        if (stage === 'done' || stage === 'aborted' || stage === 'queued') continue;
+        const len = Number(await r.strlen(k.shardCkpt(plan.rid, si)));
+        checkpoints.push({ shard: si, stage, bytes: len });
+      }
       if (stages.at(-1)?.stage !== least) {
         const i = await info();
         stages.push({ stage: least, t: performance.now(), ...i });
@@ -538,6 +557,12 @@ async function main(): Promise<void> {
             `${record.outcome}; ${identities.length} in the sum (${n - drops.length} expected), ${droppedNamed} droppers named; clients' own reports ${agree ? 'agree' : 'DISAGREE'} (${told.length} told included)`,
           ],
           [
+            'shard failovers',
+            String((record.shards ?? []).reduce((x, s) => x + Math.max(0, (s.owners ?? 1) - 1), 0)),
+            '',
+            `owners per shard ${(record.shards ?? []).map((s) => s.owners ?? 1).join('/')} (lease ${workerLease ?? 'default 3000'} ms): a lapsed lease hands the shard to another worker, which resumes it from its checkpoint`,
+          ],
+          [
             'admission (first connect → round start)',
             secs(atRound!.t - atStart.t),
             '',
@@ -576,6 +601,12 @@ async function main(): Promise<void> {
             mb(roundBytes.netOut),
             '',
             `${(roundBytes.netOut / relay).toFixed(2)}× n·m·4; admission +${mb(admissionBytes.netOut)}`,
+          ],
+          [
+            '  of which checkpoints (≈)',
+            mb(checkpoints.reduce((x, c) => x + c.bytes, 0)),
+            '',
+            `the size of each shard's checkpoint at each stage change seen (${checkpoints.length}); per shard and stage: ${[...new Set(checkpoints.map((c) => c.stage))].map((stg) => `${stg} ${mb(checkpoints.filter((c) => c.stage === stg).reduce((x, c) => x + c.bytes, 0) / Math.max(1, checkpoints.filter((c) => c.stage === stg).length))}`).join(', ')}`,
           ],
           [
             'masked inputs through Redis (partial sums)',
@@ -711,7 +742,7 @@ async function main(): Promise<void> {
       prgWords,
       floorMs,
       roundFloorRatio: roundMs / (floorMs / cores),
-      bytes: { relayEverything: relay, round: roundBytes, admission: admissionBytes },
+      bytes: { relayEverything: relay, round: roundBytes, admission: admissionBytes, checkpoints },
       processes: procs.map((p) => ({
         name: p.name,
         pid: p.pid,
@@ -742,7 +773,7 @@ interface RoundRecordJson {
   readonly endedAt: number;
   readonly included: number[] | null;
   readonly sum: number[] | null;
-  readonly shards?: { included?: number }[];
+  readonly shards?: { included?: number; owners?: number }[];
 }
 
 if (isMainThread) await main();
