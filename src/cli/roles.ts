@@ -28,7 +28,9 @@ ${COMMON}
   --secret S             shared secret for HS256 JWTs and st1. tokens (or env SECAGG_SECRET)
   --dim M                elements per vector (must match the coordinator's; default 1000)
   --bits B               ring Z_{2^B} (default 32)
-  --max-shard-size N     the largest shard (frame limits; default 1000)`;
+  --max-shard-size N     the largest shard (frame limits; default 1000)
+  --keepalive MS         WebSocket ping interval; no pong by the next ping drops the connection
+                         (a dropout, in a round) (default 15000; 0 = off)`;
 
 export const WORKER_HELP = `Usage: secagg shard-worker [options]
 
@@ -103,6 +105,7 @@ export async function runGateway(argv: string[]): Promise<number> {
       dim: { type: 'string' },
       bits: { type: 'string' },
       'max-shard-size': { type: 'string' },
+      keepalive: { type: 'string' },
     },
     GATEWAY_HELP,
   );
@@ -120,6 +123,7 @@ export async function runGateway(argv: string[]): Promise<number> {
       dimension: num(a.dim, 'dim', 1000, 1, 1 << 26),
       bits: num(a.bits, 'bits', 32, 1, 32),
       maxClients: num(a['max-shard-size'], 'max-shard-size', 1000, 3, 65535),
+      keepAliveIntervalMs: num(a.keepalive, 'keepalive', 15_000, 0, 86_400_000),
       logger: jsonLogger({ level: logLevel(a['log-level']) }),
     },
   });
