@@ -92,6 +92,23 @@ const stopSignal = () =>
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
 
+/**
+ * Stop a role and exit: at most `ms` for its close (a Redis that went away must not keep a stopped
+ * process alive), then the process exits whatever handles are left.
+ */
+async function closeAndExit(name: string, close: () => Promise<void>, ms = 15_000): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = await Promise.race([
+    close().then(() => false),
+    new Promise<boolean>((ok) => {
+      timer = setTimeout(() => ok(true), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: `${name} did not stop within ${ms} ms: exiting` })}\n`);
+  process.exit(0);
+}
+
 const ready = (fields: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ ready: true, ...fields })}\n`);
 
 export async function runGateway(argv: string[]): Promise<number> {
@@ -129,8 +146,7 @@ export async function runGateway(argv: string[]): Promise<number> {
   });
   ready({ role: 'gateway', id: gw.id, url: gw.url, httpUrl: gw.httpUrl, pid: process.pid });
   await stopSignal();
-  await gw.close();
-  return 0;
+  return closeAndExit('gateway', () => gw.close());
 }
 
 export async function runShardWorker(argv: string[]): Promise<number> {
@@ -147,8 +163,7 @@ export async function runShardWorker(argv: string[]): Promise<number> {
   });
   ready({ role: 'shard-worker', id: w.id, metricsUrl: w.metricsUrl ?? null, pid: process.pid });
   await stopSignal();
-  await w.close();
-  return 0;
+  return closeAndExit('shard worker', () => w.close());
 }
 
 function parsePolicy(v: string | undefined): { kind: 'abort' } | { kind: 'completed-shards'; minClients: number } {
@@ -221,6 +236,5 @@ export async function runCoordinator(argv: string[]): Promise<number> {
   });
   ready({ role: 'coordinator', id: c.id, active: c.isActive(), adminUrl: c.adminUrl ?? null, pid: process.pid });
   await stopSignal();
-  await c.close();
-  return 0;
+  return closeAndExit('coordinator', () => c.close());
 }

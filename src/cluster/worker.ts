@@ -367,6 +367,7 @@ export async function createShardWorker(o: ShardWorkerOptions): Promise<ShardWor
         }
       };
 
+      if (stopped) return; // stopped (lease lost, closing) while it was being set up: the finally ends the runner
       runner.start();
       // Entries a predecessor read and did not checkpoint, then new ones, in stream order.
       for (const e of await claimPending(reader, inKey, GROUP, me)) deliver(e);
@@ -389,6 +390,10 @@ export async function createShardWorker(o: ShardWorkerOptions): Promise<ShardWor
     } finally {
       clearInterval(renew);
       stopped = true;
+      // A runner still going (its shard failed, or was stopped while it was being set up) is ended
+      // here: its stage timer would keep the process alive, and it must not step again. With
+      // `stopped` set its end commits nothing.
+      if (runner && !runner.finished) await runner.abort('ERR_SHUTDOWN', 'the shard stopped on this worker').catch(() => {});
       reader.disconnect();
       shards.delete(name);
       if (!lost) await releaseLease(r, leaseKey, me).catch(() => {});
