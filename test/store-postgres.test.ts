@@ -1,0 +1,259 @@
+/**
+ * The PostgreSQL round store against a real PostgreSQL (pgHarness.ts: one throwaway server for
+ * this file, each test in a schema of its own): the RoundStore contract of storeSuite.ts, then what
+ * only a shared database has — several coordinators on one history, a layout made once and
+ * versioned, a database that cannot be reached — and the service and CLI opening it from a URL.
+ * (That a memory-store server never loads pg is checked with better-sqlite3 in sqlite-lazy.test.ts.)
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer as createTcpServer, connect, type Server, type Socket } from 'node:net';
+import pg from 'pg';
+import { isPostgresUrl, postgresStore, StoreSchemaError, StoreUnavailableError } from '../src/server/pgStore.js';
+import { createServer, silentLogger } from '../src/server/index.js';
+import type { RoundStore } from '../src/server/store.js';
+import { describeRoundStore, record } from './storeSuite.js';
+import { startPostgres } from './pgHarness.js';
+import { freePort } from './daemon.js';
+
+const db = await startPostgres();
+after(() => db.stop());
+
+let schemas = 0;
+/** A schema no other test uses: a fresh, empty store. */
+const freshSchema = () => `t${++schemas}`;
+
+describeRoundStore(
+  'PostgreSQL store',
+  async () => {
+    const schema = freshSchema();
+    let store = await postgresStore(db.url, { schema });
+    return {
+      store,
+      // A restart: the pool closed, a new store on the same database and schema.
+      reopen: async () => {
+        await store.close();
+        return (store = await postgresStore(db.url, { schema }));
+      },
+    };
+  },
+  { persistent: true },
+);
+
+/** Run `sql` on the test database directly (not through the store). */
+async function sql<R extends Record<string, unknown>>(text: string, values: unknown[] = []): Promise<R[]> {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+test('PostgreSQL: four stores opened at once on one new schema (coordinators starting together) make the layout once; two of them beginning 60 rounds concurrently get distinct numbers and both see every record', async () => {
+  const schema = freshSchema();
+  const stores = await Promise.all(range(1, 4).map(() => postgresStore(db.url, { schema })));
+  try {
+    assert.deepEqual(await sql(`SELECT version FROM ${schema}.schema_version`), [{ version: 1 }], 'one version row');
+    const [a, b] = stores as [RoundStore, RoundStore];
+    const ids = await Promise.all(range(0, 59).map((i) => (i % 2 ? a : b).begin(record(i))));
+    assert.equal(new Set(ids).size, 60, 'no number given twice');
+    assert.deepEqual(
+      [...ids].sort((x, y) => x - y),
+      range(1, 60),
+    );
+    for (const s of stores) {
+      assert.deepEqual(
+        (await s.list({ limit: 1000 })).map((r) => r.id),
+        range(1, 60).reverse(),
+      );
+      assert.deepEqual(await s.countOutcomes(), { running: 60, completed: 0, aborted: 0 });
+    }
+    // What one saves the other reads, sum included.
+    const first = ids[0]!;
+    await a.save({ ...record(0), id: first, outcome: 'completed', endedAt: 5000, included: [1, 2], sum: new Uint32Array([1, 0xffffffff, 3, 4]) });
+    const seen = (await b.get(first))!;
+    assert.equal(seen.outcome, 'completed');
+    assert.deepEqual(seen.sum, new Uint32Array([1, 0xffffffff, 3, 4]));
+    // save is an upsert: a record no store began is inserted, and begin skips the number it took.
+    await b.save({ ...record(61), id: 61, outcome: 'aborted', code: 'ERR_TIMEOUT', reason: 'x', endedAt: 6000 });
+    assert.equal((await a.get(61))!.code, 'ERR_TIMEOUT');
+    assert.equal(await a.begin(record(62)), 62, 'the number a save took is not given out again');
+    // Saving twice replaces (no second row).
+    await b.save({ ...record(61), id: 61, outcome: 'aborted', code: 'ERR_SHUTDOWN', reason: 'y', endedAt: 6001 });
+    assert.deepEqual(await sql(`SELECT count(*)::int AS n, max(code) AS code FROM ${schema}.rounds WHERE id = 61`), [{ n: 1, code: 'ERR_SHUTDOWN' }]);
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+  }
+});
+
+test('PostgreSQL: the layout is versioned — a schema written by a newer secagg is refused with StoreSchemaError; the URL’s ?schema= picks the schema; a bad schema name is a RangeError', async () => {
+  const schema = freshSchema();
+  await (await postgresStore(db.url, { schema })).close();
+  const columns = await sql<{ column_name: string; data_type: string }>(
+    'SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position',
+    [schema, 'rounds'],
+  );
+  assert.deepEqual(Object.fromEntries(columns.map((c) => [c.column_name, c.data_type])), {
+    id: 'bigint',
+    round_id: 'text',
+    params: 'jsonb',
+    started_at: 'double precision',
+    ended_at: 'double precision',
+    outcome: 'text',
+    code: 'text',
+    reason: 'text',
+    stage: 'text',
+    stages: 'jsonb',
+    included: 'jsonb',
+    sum: 'bytea',
+    dp: 'jsonb',
+  });
+  await sql(`UPDATE ${schema}.schema_version SET version = 2`);
+  await assert.rejects(postgresStore(db.url, { schema }), (e: unknown) => {
+    assert.ok(e instanceof StoreSchemaError);
+    assert.equal(e.code, 'ERR_STORE_SCHEMA');
+    assert.equal(e.found, 2);
+    assert.match(e.message, /has layout version 2; this secagg reads up to 1: upgrade secagg/);
+    return true;
+  });
+  const viaUrl = freshSchema();
+  const store = await postgresStore(`${db.url}?schema=${viaUrl}`);
+  assert.equal(await store.begin(record(0)), 1);
+  await store.close();
+  assert.deepEqual(await sql(`SELECT count(*)::int AS n FROM ${viaUrl}.rounds`), [{ n: 1 }]);
+  for (const bad of ['a-b', '1x', 'x'.repeat(64), 'a"; DROP TABLE x; --']) await assert.rejects(postgresStore(db.url, { schema: bad }), RangeError, bad);
+  assert.ok(isPostgresUrl('postgres://h/db') && isPostgresUrl('postgresql://h/db') && !isPostgresUrl('history.db') && !isPostgresUrl('postgres.db'));
+});
+
+/** A TCP proxy to the test database whose connections the test can cut. */
+async function proxy(): Promise<{ port: number; cut: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createTcpServer((client) => {
+    const upstream = connect(db.port, db.host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as { port: number }).port,
+    cut: async () => {
+      const closed = new Promise((resolve) => server.close(resolve));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
+
+test('PostgreSQL: a database that cannot be reached is a StoreUnavailableError naming host and port — refused, silent (connect timeout), and lost after opening', async () => {
+  const nothing = await freePort();
+  const refused = (e: unknown) => {
+    assert.ok(e instanceof StoreUnavailableError, String(e));
+    assert.equal(e.code, 'ERR_STORE_UNAVAILABLE');
+    assert.equal(e.message, `the PostgreSQL store cannot reach 127.0.0.1:${nothing} (ECONNREFUSED)`);
+    assert.deepEqual([e.host, e.port], ['127.0.0.1', nothing]);
+    return true;
+  };
+  await assert.rejects(postgresStore(`postgres://postgres:secret@127.0.0.1:${nothing}/postgres`), refused);
+  await assert.rejects(postgresStore({ host: '127.0.0.1', port: nothing, user: 'postgres' }), refused);
+  // A server that accepts the connection and never answers: the connect timeout, not a hang.
+  const held: Socket[] = [];
+  const silent = createTcpServer((s) => held.push(s)).listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  const silentPort = (silent.address() as { port: number }).port;
+  try {
+    const t0 = Date.now();
+    await assert.rejects(postgresStore({ host: '127.0.0.1', port: silentPort, user: 'postgres' }, { connectTimeoutMs: 300 }), (e: unknown) => {
+      assert.ok(e instanceof StoreUnavailableError, String(e));
+      assert.match(e.message, new RegExp(`^the PostgreSQL store cannot reach 127\\.0\\.0\\.1:${silentPort} \\(.*timeout`));
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 5000, 'gave up after about the timeout');
+  } finally {
+    for (const s of held) s.destroy();
+    silent.close();
+  }
+  // Open through a proxy, then lose the database: the next calls reject with the typed error.
+  const p = await proxy();
+  const store = await postgresStore({ host: '127.0.0.1', port: p.port, user: 'postgres', database: 'postgres' }, { schema: freshSchema() });
+  assert.equal(await store.begin(record(0)), 1);
+  await p.cut();
+  for (const call of [() => store.get(1), () => store.begin(record(1)), () => store.countOutcomes()])
+    await assert.rejects(call(), (e: unknown) => e instanceof StoreUnavailableError && e.port === p.port);
+  await store.close();
+});
+
+test('PostgreSQL: ServiceOptions.historyFile takes a postgres:// URL — the server keeps its history there (a round left running is aborted at start) and closes it', async () => {
+  const schema = freshSchema();
+  const url = `${db.url}?schema=${schema}`;
+  const before = await postgresStore(url);
+  const left = await before.begin(record(0));
+  await before.close();
+  const server = await createServer({ historyFile: url, tokens: ['t'], logger: silentLogger, unmaskWorkers: 0 });
+  const aborted = (await server.store.get(left))!;
+  assert.equal(aborted.outcome, 'aborted');
+  assert.equal(aborted.code, 'ERR_INTERRUPTED');
+  await server.close();
+  await assert.rejects(server.store.list(), 'the store is closed with the server');
+});
+
+const CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
+
+/** Run the CLI to its end (asynchronously: the CLI runs below run side by side). */
+async function cli(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [status] = (await once(child, 'exit')) as [number | null];
+  return { status, stdout, stderr };
+}
+
+test('PostgreSQL: secagg serve --history postgres://… keeps the history there and secagg rounds --history postgres://… lists it; an unreachable database is one line and exit 8', async () => {
+  const nothing = await freePort();
+  const unreachable = `postgres://u:pw@127.0.0.1:${nothing}/db`;
+  const refused = [cli('serve', '--tokens', 't', '--port', '0', '--history', unreachable), cli('rounds', '--history', unreachable)];
+  const url = `${db.url}?schema=${freshSchema()}`;
+  const seed = await postgresStore(url);
+  await seed.save({ ...record(0), id: await seed.begin(record(0)), outcome: 'completed', endedAt: 2000, included: [1, 2, 3] });
+  await seed.begin(record(1)); // left running: the server aborts it at start
+  await seed.close();
+  const serve = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--tokens', 't', '--history', url, '--log-level', 'error', '--workers', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  serve.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [line] = (await once(serve.stdout, 'data')) as [Buffer];
+  assert.match(line.toString(), /"url":"ws:\/\/127\.0\.0\.1:\d+\/ws"/, stderr);
+  serve.kill('SIGTERM');
+  const [code] = (await once(serve, 'exit')) as [number | null];
+  assert.equal(code, 0, stderr);
+  const rounds = await cli('rounds', '--history', url, '--json');
+  assert.equal(rounds.status, 0, rounds.stderr);
+  const listed = JSON.parse(rounds.stdout) as Array<{ id: number; outcome: string; code: string | null }>;
+  assert.deepEqual(
+    listed.map((r) => [r.id, r.outcome, r.code]),
+    [
+      [2, 'aborted', 'ERR_INTERRUPTED'],
+      [1, 'completed', null],
+    ],
+  );
+  for (const [command, r] of [
+    ['serve', await refused[0]!],
+    ['rounds', await refused[1]!],
+  ] as const) {
+    assert.equal(r.status, 8, r.stderr);
+    assert.equal(r.stderr, `secagg ${command}: the PostgreSQL store cannot reach 127.0.0.1:${nothing} (ECONNREFUSED)\n`, 'one line, and no password');
+  }
+});
