@@ -89,9 +89,13 @@ function sweep(parent: string, prefix: string): void {
     const server = readPid(join(dir, SERVER));
     try {
       if (server !== undefined && readFileSync(`/proc/${server}/cmdline`, 'utf8').includes(dir)) process.kill(server, 'SIGKILL');
+    } catch {
+      // the server is gone
+    }
+    try {
       rmSync(dir, { recursive: true, force: true });
     } catch {
-      // gone already, or another user's
+      // another user's
     }
   }
 }

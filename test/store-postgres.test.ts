@@ -131,6 +131,29 @@ test('PostgreSQL: the layout is versioned — a schema written by a newer secagg
   assert.ok(isPostgresUrl('postgres://h/db') && isPostgresUrl('postgresql://h/db') && !isPostgresUrl('history.db') && !isPostgresUrl('postgres.db'));
 });
 
+test('PostgreSQL: a role with only USAGE on the schema and SELECT, INSERT, UPDATE on its tables uses a layout an administrator made (no DDL once it exists)', async () => {
+  const schema = freshSchema();
+  await (await postgresStore(db.url, { schema })).close();
+  await sql(`CREATE ROLE writer_${schema} LOGIN; GRANT USAGE ON SCHEMA ${schema} TO writer_${schema};
+    GRANT SELECT, INSERT, UPDATE ON ${schema}.rounds, ${schema}.schema_version TO writer_${schema}`);
+  const store = await postgresStore(db.url.replace('postgres@', `writer_${schema}@`), { schema });
+  try {
+    const id = await store.begin(record(0));
+    await store.save({ ...record(0), id, outcome: 'completed', included: [1, 2], sum: new Uint32Array(4) });
+    await store.begin(record(1));
+    assert.deepEqual(await store.abortUnfinished('ERR_INTERRUPTED', 'restart', 3), [2]);
+    assert.deepEqual(await store.countOutcomes(), { running: 0, completed: 1, aborted: 1 });
+  } finally {
+    await store.close();
+  }
+  // It may not make a layout: pg's own error, not StoreUnavailableError.
+  await assert.rejects(postgresStore(db.url.replace('postgres@', `writer_${schema}@`), { schema: freshSchema() }), (e: unknown) => {
+    assert.ok(!(e instanceof StoreUnavailableError));
+    assert.equal((e as { code?: string }).code, '42501'); // insufficient_privilege
+    return true;
+  });
+});
+
 /** A TCP proxy to the test database whose connections the test can cut. */
 async function proxy(): Promise<{ port: number; cut: () => Promise<void> }> {
   const sockets = new Set<Socket>();
