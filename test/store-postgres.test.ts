@@ -15,6 +15,7 @@ import { isPostgresUrl, postgresStore, StoreSchemaError, StoreUnavailableError }
 import { createServer, silentLogger } from '../src/server/index.js';
 import type { RoundStore } from '../src/server/store.js';
 import { describeRoundStore, record } from './storeSuite.js';
+import { assertSum, nextResult, nodeClient, startServer, vector } from './serviceHelpers.js';
 import { startPostgres } from './pgHarness.js';
 import { freePort } from './daemon.js';
 
@@ -154,10 +155,13 @@ test('PostgreSQL: a role with only USAGE on the schema and SELECT, INSERT, UPDAT
   });
 });
 
-/** A TCP proxy to the test database whose connections the test can cut. */
-async function proxy(): Promise<{ port: number; cut: () => Promise<void> }> {
+/** A TCP proxy to the test database that the test can take down (every connection cut, new ones refused) and bring back. */
+async function proxy(): Promise<{ port: number; down: () => void; up: () => void; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
+  let isDown = false;
   const server: Server = createTcpServer((client) => {
+    client.on('error', () => undefined);
+    if (isDown) return void client.destroy();
     const upstream = connect(db.port, db.host);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -168,12 +172,17 @@ async function proxy(): Promise<{ port: number; cut: () => Promise<void> }> {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
+  const down = () => {
+    isDown = true;
+    for (const s of sockets) s.destroy();
+  };
   return {
     port: (server.address() as { port: number }).port,
-    cut: async () => {
-      const closed = new Promise((resolve) => server.close(resolve));
-      for (const s of sockets) s.destroy();
-      await closed;
+    down,
+    up: () => void (isDown = false),
+    close: async () => {
+      down();
+      await new Promise((resolve) => server.close(resolve));
     },
   };
 }
@@ -210,10 +219,13 @@ test('PostgreSQL: a database that cannot be reached is a StoreUnavailableError n
   const p = await proxy();
   const store = await postgresStore({ host: '127.0.0.1', port: p.port, user: 'postgres', database: 'postgres' }, { schema: freshSchema() });
   assert.equal(await store.begin(record(0)), 1);
-  await p.cut();
+  p.down();
   for (const call of [() => store.get(1), () => store.begin(record(1)), () => store.countOutcomes()])
     await assert.rejects(call(), (e: unknown) => e instanceof StoreUnavailableError && e.port === p.port);
+  p.up();
+  assert.equal((await store.get(1))?.id, 1, 'and it works again once the database is back');
   await store.close();
+  await p.close();
 });
 
 test('PostgreSQL: ServiceOptions.historyFile takes a postgres:// URL — the server keeps its history there (a round left running is aborted at start) and closes it', async () => {
@@ -228,6 +240,39 @@ test('PostgreSQL: ServiceOptions.historyFile takes a postgres:// URL — the ser
   assert.equal(aborted.code, 'ERR_INTERRUPTED');
   await server.close();
   await assert.rejects(server.store.list(), 'the store is closed with the server');
+});
+
+test('PostgreSQL: a round of the service keeps its record there — the sum (bytea) reads back as published; with the database down when a round would start, the service stays up, that round is not run (ERR_STORE, nothing stored) and the next one, once it is back, completes', {
+  timeout: 30_000,
+}, async () => {
+  const p = await proxy();
+  const store = await postgresStore({ host: '127.0.0.1', port: p.port, user: 'postgres', database: 'postgres' }, { schema: freshSchema() });
+  const server = await startServer({ store, minClients: 3 });
+  try {
+    const m = 64;
+    const bits = 16;
+    const ended: Array<{ id: number; code: string | null }> = [];
+    server.onRoundEnd((r) => {
+      ended.push({ id: r.id, code: r.code });
+      p.up(); // back after the first attempt
+    });
+    p.down();
+    const published = nextResult(server);
+    const clients = [0, 1, 2].map((i) => nodeClient(server, `c${i}`, vector(i, m, bits)));
+    const result = await published;
+    await Promise.all(clients.map((c) => c.done));
+    assertSum(result, clients, m, bits);
+    assert.deepEqual(ended[0], { id: 0, code: 'ERR_STORE' }, 'the round the history could not record');
+    assert.deepEqual(ended.at(-1), { id: result.round, code: null });
+    const stored = (await store.list()).map((r) => [r.id, r.outcome]);
+    assert.deepEqual(stored, [[result.round, 'completed']], 'only the round that ran is in the history');
+    const got = (await store.get(result.round))!;
+    assert.deepEqual(got.sum, result.sum);
+    assert.deepEqual(got.included, [...result.included]);
+  } finally {
+    await server.close();
+    await p.close();
+  }
 });
 
 const CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
@@ -258,7 +303,10 @@ test('PostgreSQL: secagg serve --history postgres://… keeps the history there 
   let stderr = '';
   serve.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const [line] = (await once(serve.stdout, 'data')) as [Buffer];
-  assert.match(line.toString(), /"url":"ws:\/\/127\.0\.0\.1:\d+\/ws"/, stderr);
+  const port = /"url":"ws:\/\/127\.0\.0\.1:(\d+)\/ws"/.exec(line.toString())?.[1];
+  assert.ok(port, line.toString() + stderr);
+  // An answer means the tick that printed the line, and installed the SIGTERM handler, is over.
+  assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
   serve.kill('SIGTERM');
   const [code] = (await once(serve, 'exit')) as [number | null];
   assert.equal(code, 0, stderr);
