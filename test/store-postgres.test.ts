@@ -269,6 +269,9 @@ test('PostgreSQL: a round of the service keeps its record there — the sum (byt
     const got = (await store.get(result.round))!;
     assert.deepEqual(got.sum, result.sum);
     assert.deepEqual(got.included, [...result.included]);
+    // jsonb orders keys its own way: the stages still read back in round order (as the CLI prints them).
+    assert.deepEqual(Object.keys(got.stages), ['advertise', 'share', 'masked', 'unmask']);
+    assert.deepEqual(Object.keys((await store.list())[0]!.stages), ['advertise', 'share', 'masked', 'unmask']);
   } finally {
     await server.close();
     await p.close();

@@ -18,7 +18,7 @@
 import { createRequire } from 'node:module';
 import type { Pool, PoolConfig } from 'pg';
 import { MissingDependencyError } from './sqliteStore.js';
-import { dpHistoryOf, type RoundOutcome, type RoundRecord, type RoundStore } from './store.js';
+import { dpHistoryOf, SERVICE_STAGES, type RoundOutcome, type RoundRecord, type RoundStore } from './store.js';
 
 /** The layout this code reads and writes; a database with a newer one is refused (StoreSchemaError). */
 const SCHEMA_VERSION = 1;
@@ -131,6 +131,18 @@ interface Row {
   dp: NonNullable<RoundRecord['dp']> | null;
 }
 
+/**
+ * jsonb keeps an object's keys in its own order (shortest first), not the order written: put the
+ * stages back in round order, which the CLI and the dashboard show them in.
+ */
+function inRoundOrder(stages: RoundRecord['stages']): RoundRecord['stages'] {
+  const known: readonly string[] = SERVICE_STAGES;
+  const out: Record<string, unknown> = {};
+  for (const s of SERVICE_STAGES) if (s in stages) out[s] = stages[s];
+  for (const [s, v] of Object.entries(stages)) if (!known.includes(s)) out[s] = v;
+  return out as RoundRecord['stages'];
+}
+
 function fromRow(r: Row): RoundRecord {
   const rec: RoundRecord = {
     id: Number(r.id),
@@ -142,7 +154,7 @@ function fromRow(r: Row): RoundRecord {
     code: r.code,
     reason: r.reason,
     stage: r.stage,
-    stages: r.stages,
+    stages: inRoundOrder(r.stages),
     included: r.included,
   };
   if (r.dp !== null) rec.dp = r.dp;
