@@ -294,7 +294,8 @@ async function cli(...args: string[]): Promise<{ status: number | null; stdout: 
 test('PostgreSQL: secagg serve --history postgres://… keeps the history there and secagg rounds --history postgres://… lists it; an unreachable database is one line and exit 8', async () => {
   const nothing = await freePort();
   const unreachable = `postgres://u:pw@127.0.0.1:${nothing}/db`;
-  const refused = [cli('serve', '--tokens', 't', '--port', '0', '--history', unreachable), cli('rounds', '--history', unreachable)];
+  // (secagg rounds maps the error through the same main.ts code: one child process fewer.)
+  const refused = cli('serve', '--tokens', 't', '--port', '0', '--history', unreachable);
   const url = `${db.url}?schema=${freshSchema()}`;
   const seed = await postgresStore(url);
   await seed.save({ ...record(0), id: await seed.begin(record(0)), outcome: 'completed', endedAt: 2000, included: [1, 2, 3] });
@@ -323,11 +324,7 @@ test('PostgreSQL: secagg serve --history postgres://… keeps the history there 
       [1, 'completed', null],
     ],
   );
-  for (const [command, r] of [
-    ['serve', await refused[0]!],
-    ['rounds', await refused[1]!],
-  ] as const) {
-    assert.equal(r.status, 8, r.stderr);
-    assert.equal(r.stderr, `secagg ${command}: the PostgreSQL store cannot reach 127.0.0.1:${nothing} (ECONNREFUSED)\n`, 'one line, and no password');
-  }
+  const r = await refused;
+  assert.equal(r.status, 8, r.stderr);
+  assert.equal(r.stderr, `secagg serve: the PostgreSQL store cannot reach 127.0.0.1:${nothing} (ECONNREFUSED)\n`, 'one line, and no password');
 });

@@ -43,8 +43,10 @@ export class StoreUnavailableError extends Error {
   readonly host: string;
   readonly port: number;
   constructor(host: string, port: number, cause: unknown) {
-    const why = cause instanceof Error ? ((cause as { code?: unknown }).code ?? cause.message) : String(cause);
-    super(`the PostgreSQL store cannot reach ${host}:${port} (${String(why)})`, { cause });
+    // The errno (ECONNREFUSED, ENOTFOUND) where there is one, else what pg or the server said.
+    const errno = cause instanceof Error ? (cause as { code?: unknown }).code : undefined;
+    const why = typeof errno === 'string' && /^E[A-Z_]+$/.test(errno) ? errno : cause instanceof Error ? cause.message : String(cause);
+    super(`the PostgreSQL store cannot reach ${host}:${port} (${why})`, { cause });
     this.name = 'StoreUnavailableError';
     this.host = host;
     this.port = port;
