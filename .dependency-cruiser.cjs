@@ -19,7 +19,7 @@ const BASE = '^src/(bytes|ids|errors|rng|pace|clock)\\.ts$';
 const LOW = '^src/(ring|shamir|graph|crypto|wire)/';
 // Everything a browser bundle of `secagg/client` or `secagg/tfjs` may contain.
 const BROWSER_SAFE = '^src/(client|encoding|dp|tfjs)/';
-const NODE_ONLY_PACKAGES = '^node_modules/(ws|better-sqlite3)/';
+const NODE_ONLY_PACKAGES = '^node_modules/(ws|better-sqlite3|pg|ioredis)/';
 const NODE_BUILTINS = `^(node:)?(${require('node:module').builtinModules.join('|')})$`;
 
 /** @type {import('dependency-cruiser').IConfiguration} */
@@ -95,7 +95,7 @@ module.exports = {
       name: 'browser-safe-no-node',
       severity: 'error',
       comment:
-        'client/, encoding/, tfjs/ and everything they reach run in browsers: no Node built-in, no ws, no better-sqlite3, no node-condition module (tsconfig.core.json checks the types; this checks the imports, transitively).',
+        'client/, encoding/, tfjs/ and everything they reach run in browsers: no Node built-in, no ws, better-sqlite3, pg or ioredis, no node-condition module (tsconfig.core.json checks the types; this checks the imports, transitively).',
       from: { path: BROWSER_SAFE },
       to: { reachable: true, path: [NODE_BUILTINS, NODE_ONLY_PACKAGES, '^src/crypto/(node|keystream-node)\\.ts$'] },
     },

@@ -4,7 +4,7 @@
  * Registers no tests.
  *
  * A server started here dies with the test process three ways: `stop()`; a `process.on('exit')`
- * hook (a test that throws, a runner that ends the file); and, where util-linux's `setpriv` is on
+ * hook (a test file that ends, or calls process.exit, without stopping it); and, where util-linux's `setpriv` is on
  * the PATH (Debian: always, it is Essential), the kernel's parent-death signal (`setpriv
  * --pdeathsig KILL`), which also covers a test process killed with SIGKILL. A directory left behind
  * by a test process that was killed anyway is removed by the next harness that starts (its owner's
@@ -89,9 +89,13 @@ function sweep(parent: string, prefix: string): void {
     const server = readPid(join(dir, SERVER));
     try {
       if (server !== undefined && readFileSync(`/proc/${server}/cmdline`, 'utf8').includes(dir)) process.kill(server, 'SIGKILL');
+    } catch {
+      // the server is gone
+    }
+    try {
       rmSync(dir, { recursive: true, force: true });
     } catch {
-      // gone already, or another user's
+      // another user's
     }
   }
 }
@@ -190,11 +194,13 @@ export function startDaemon(params: {
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // The test process is ending without stop(): kill the server and remove what it leaves.
   const onExit = () => {
     try {
       child.kill('SIGKILL');
+      rmSync(params.dir, { recursive: true, force: true });
     } catch {
-      // already gone
+      // gone already (or a file it was still writing): the next sweep removes the rest
     }
   };
   process.once('exit', onExit);

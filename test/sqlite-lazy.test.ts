@@ -1,5 +1,6 @@
 /**
- * better-sqlite3 is loaded only when a SQLite store is opened. Each check runs in a child process
+ * better-sqlite3 is loaded only when a SQLite store is opened (and pg only when a PostgreSQL store
+ * is: the first check covers it too). Each check runs in a child process
  * (a fresh module cache): importing `secagg/server` and running a memory-store server must not
  * load it, and where the package is not installed at all that server still runs and opening a
  * SQLite store throws the typed MissingDependencyError with the install hint.
@@ -19,22 +20,25 @@ const SERVER_INDEX = new URL('../src/server/index.js', import.meta.url).href;
 const childScript = (index: string) => `
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
-const loaded = () => Object.keys(require.cache).some((p) => /[\\\\/]better-sqlite3[\\\\/]/.test(p));
+const loaded = (name = 'better-sqlite3') => Object.keys(require.cache).some((p) => p.replaceAll('\\\\', '/').includes('/node_modules/' + name + '/'));
 let resolvable = true;
 try { require.resolve('better-sqlite3'); } catch { resolvable = false; }
 const { createServer, silentLogger, sqliteStore, MissingDependencyError } = await import(${JSON.stringify(index)});
 const afterImport = loaded();
+const pgAfterImport = loaded('pg');
 const server = await createServer({ logger: silentLogger, unmaskWorkers: 0, tokens: ['t'] });
 const health = (await fetch(server.httpUrl + 'healthz')).status;
 await server.close();
 const afterServer = loaded();
+const pgAfterServer = loaded('pg');
 let error = null;
 try {
   sqliteStore(':memory:').close();
 } catch (e) {
   error = { name: e.name, code: e.code, message: e.message, typed: e instanceof MissingDependencyError, dependency: e.dependency };
 }
-console.log(JSON.stringify({ resolvable, afterImport, afterServer, health, error, afterSqlite: loaded() }));
+await import('pg');
+console.log(JSON.stringify({ resolvable, afterImport, afterServer, health, error, afterSqlite: loaded(), pgAfterImport, pgAfterServer, pgControl: loaded('pg') }));
 `;
 
 function run(cwd: string, index: string): Record<string, unknown> {
@@ -43,7 +47,7 @@ function run(cwd: string, index: string): Record<string, unknown> {
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
 }
 
-test('sqlite: importing secagg/server and running a memory-store server never loads better-sqlite3; opening a SQLite store does', () => {
+test("sqlite: importing secagg/server and running a memory-store server never loads better-sqlite3 (nor pg, the PostgreSQL store's client); opening a SQLite store does", () => {
   const out = run(ROOT, SERVER_INDEX);
   assert.equal(out['resolvable'], true, 'better-sqlite3 is installed here');
   assert.equal(out['afterImport'], false, 'not loaded by the import');
@@ -52,6 +56,11 @@ test('sqlite: importing secagg/server and running a memory-store server never lo
   assert.equal(out['error'], null);
   // The control: the detection sees the package once it is really loaded.
   assert.equal(out['afterSqlite'], true);
+  assert.deepEqual(
+    [out['pgAfterImport'], out['pgAfterServer'], out['pgControl']],
+    [false, false, true],
+    'pg: not by the import, not by the server; the control',
+  );
 });
 
 test('sqlite: without better-sqlite3 installed the service runs on the memory store, a SQLite store is a typed MissingDependencyError, and the CLI says so in one line', () => {

@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** Exit codes for failures of the environment rather than of the command line (bad arguments: 2). */
-export const EXIT = { LISTEN: 5, FILE: 6, DEPENDENCY: 7, INTERNAL: 70 } as const;
+export const EXIT = { LISTEN: 5, FILE: 6, DEPENDENCY: 7, STORE: 8, INTERNAL: 70 } as const;
 
 /** A bad command line: main.ts prints the message and exits 2. */
 export class UsageError extends Error {}

@@ -40,7 +40,8 @@ Run 'secagg <command> --help' for a command's options.
 
 Exit codes: 0 success, 1 the command ran but its check failed, 2 bad arguments, 5 the port is in
 use or may not be opened, 6 a file is missing or unreadable, 7 an optional dependency (the SQLite
-binding) is missing; 'secagg client --help' lists the client's own.`;
+binding) is missing, 8 the history database (PostgreSQL) cannot be reached; 'secagg client --help'
+lists the client's own.`;
 
 /** dist/src/cli/main.js → the package's package.json, both in a checkout and in node_modules. */
 function version(): string {
@@ -55,6 +56,7 @@ function environmentFailure(e: unknown): { code: number; message: string } | und
   if (!(e instanceof Error)) return undefined;
   const err = e as Error & { code?: unknown; syscall?: unknown; address?: unknown; port?: unknown; path?: unknown };
   if (err.code === 'ERR_MISSING_DEPENDENCY') return { code: EXIT.DEPENDENCY, message: err.message };
+  if (err.code === 'ERR_STORE_UNAVAILABLE') return { code: EXIT.STORE, message: err.message };
   if (err.syscall === 'listen' && (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL')) {
     const where = `${String(err.address ?? '')}:${String(err.port ?? '')}`;
     const why =

@@ -1,14 +1,17 @@
 import { existsSync } from 'node:fs';
 import { sqliteStore } from '../server/sqliteStore.js';
+import { isPostgresUrl, postgresStore } from '../server/pgStore.js';
 import type { RoundRecord } from '../server/store.js';
 import { EXIT, intFlag as num, parseFlags } from './args.js';
 
-export const ROUNDS_HELP = `Usage: secagg rounds [--history FILE] [--id N] [--json] [--limit N]
+export const ROUNDS_HELP = `Usage: secagg rounds [--history FILE|URL] [--id N] [--json] [--limit N]
 
-Lists the rounds in a server's SQLite history (newest first), or shows one with --id.
+Lists the rounds in a server's history (newest first), or shows one with --id.
 
 Options:
-  --history FILE   the history file (default secagg-history.db)
+  --history FILE|URL
+                   the server's --history: a SQLite file (default secagg-history.db) or a
+                   postgres:// URL
   --id N           show round N (with its sum under --json)
   --limit N        rounds to list (default 50)
   --json           JSON output
@@ -20,11 +23,12 @@ export async function runRounds(argv: string[]): Promise<number> {
   const a = parseFlags(argv, { history: { type: 'string' }, id: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, ROUNDS_HELP);
   if (!a) return 0;
   const path = a.history ?? 'secagg-history.db';
-  if (!existsSync(path)) {
+  const postgres = isPostgresUrl(path);
+  if (!postgres && !existsSync(path)) {
     process.stderr.write(`secagg rounds: ${path}: no such file (ENOENT): give the server's --history FILE\n`);
     return EXIT.FILE;
   }
-  const store = sqliteStore(path);
+  const store = postgres ? await postgresStore(path) : sqliteStore(path);
   try {
     if (a.id !== undefined) {
       const r = await store.get(num(a.id, 'id', 0, 1, Number.MAX_SAFE_INTEGER));

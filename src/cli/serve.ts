@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import {
   createServer,
+  isPostgresUrl,
   memoryStore,
   MissingDependencyError,
+  postgresStore,
   sqliteStore,
   type RoundStore,
   type SecAggServer,
@@ -78,9 +80,12 @@ Options:
                          q = cohort/N (default: no amplification, q = 1)
   --dp-delta D           δ of the reported ε (default 1e-5)
   --dp-budget E          stop starting rounds once one more would take ε (at --dp-delta) above E
-  --history FILE         SQLite round history (default secagg-history.db; '' = in memory). Needs
-                         the optional better-sqlite3; without it the default falls back to memory
-                         (one warning line) and an explicit FILE is an error (exit 7)
+  --history FILE|URL     round history: a SQLite file (default secagg-history.db; '' = in memory)
+                         or a postgres://USER@HOST:PORT/DB URL (PostgreSQL; ?schema=NAME, default
+                         secagg; the password from PGPASSWORD or ~/.pgpass). SQLite needs the
+                         optional better-sqlite3; without it the default falls back to memory (one
+                         warning line) and an explicit FILE is an error (exit 7). A database that
+                         cannot be reached is exit 8
   --workers W            unmasking worker threads (default: cores)
   --grace MS             on SIGTERM, time the running round gets to finish (default 10000)
   --log-level L          debug | info | warn | error (default info)
@@ -224,7 +229,6 @@ export async function runServe(argv: string[]): Promise<number> {
     admin: parseAdmin(a.admin, host),
     ...(origins !== undefined ? { allowedOrigins: origins } : {}),
     ...(a.rounds !== undefined ? { maxRounds: num(a.rounds, 'rounds', 0, 1, 1e9) } : {}),
-    ...(history !== '' ? { store: openHistory(history, a.history !== undefined) } : {}),
     ...(a.workers !== undefined ? { unmaskWorkers: num(a.workers, 'workers', 0, 0, 64) } : {}),
     logger: jsonLogger({ level }),
     mode,
@@ -234,10 +238,14 @@ export async function runServe(argv: string[]): Promise<number> {
     ...dpOption(a),
   };
   const grace = num(a.grace, 'grace', 10_000, 0, 86_400_000);
+  // Opened last, so that a bad flag never leaves a database connection behind.
+  const store = history !== '' ? await openHistory(history, a.history !== undefined) : undefined;
   let server: SecAggServer;
   try {
-    server = await createServer(options);
+    server = await createServer({ ...options, ...(store ? { store } : {}) });
   } catch (e) {
+    // createServer closes the store only when it cannot listen; an open pool would keep the process alive.
+    await store?.close().catch(() => undefined);
     // Options no round could use (e.g. a threshold below the bound for every cohort) are a usage error.
     if (e instanceof RangeError || e instanceof TypeError) fail(e.message);
     throw e;
@@ -301,10 +309,12 @@ export function parseAdmin(v: string | undefined, host: string): ServiceOptions[
 }
 
 /**
- * The SQLite history at `path`. Without better-sqlite3 (or its native binding) the default file
- * falls back to the in-memory store with one warning line; a file the user asked for is an error.
+ * The history at `path`: PostgreSQL for a postgres:// URL, else the SQLite file. Without
+ * better-sqlite3 (or its native binding) the default file falls back to the in-memory store with
+ * one warning line; a file the user asked for is an error.
  */
-function openHistory(path: string, explicit: boolean): RoundStore {
+async function openHistory(path: string, explicit: boolean): Promise<RoundStore> {
+  if (isPostgresUrl(path)) return postgresStore(path);
   try {
     return sqliteStore(path);
   } catch (e) {

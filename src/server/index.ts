@@ -27,5 +27,6 @@ export {
   type ServiceStage,
 } from './store.js';
 export { sqliteStore, MissingDependencyError } from './sqliteStore.js';
+export { postgresStore, isPostgresUrl, StoreUnavailableError, StoreSchemaError, type PostgresStoreOptions } from './pgStore.js';
 export { jsonLogger, silentLogger, type Logger, type LogLevel } from './logger.js';
 export { CLOSE } from '../transport/frames.js';

@@ -94,9 +94,13 @@ export interface ServiceOptions {
    * is not a loopback address). These are not the clients' tokens.
    */
   readonly resultsTokens: readonly string[];
-  /** Round history; default: in memory, or SQLite when `historyFile` is set. */
+  /** Round history; default: in memory, or the store `historyFile` names. */
   readonly store: RoundStore | undefined;
-  /** SQLite file for the round history. */
+  /**
+   * Where the round history is kept: a SQLite file (sqliteStore), or a `postgres://` /
+   * `postgresql://` URL of a PostgreSQL database (postgresStore; `?schema=NAME` picks the schema,
+   * default `secagg`).
+   */
   readonly historyFile: string | undefined;
   /** Worker threads for unmasking (default: cores; 0 = in the event loop). */
   readonly unmaskWorkers: number;
@@ -257,7 +261,7 @@ export function resolveOptions(options: Partial<ServiceOptions> = {}): ServiceOp
   if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.save !== 'function'))
     throw new TypeError('store must be a RoundStore');
   if (o.historyFile !== undefined && (typeof o.historyFile !== 'string' || o.historyFile.length === 0))
-    throw new TypeError('historyFile must be a non-empty path');
+    throw new TypeError('historyFile must be a non-empty path or postgres:// URL');
   if (!Number.isInteger(o.unmaskWorkers) || o.unmaskWorkers < 0) throw new RangeError('unmaskWorkers must be an integer ≥ 0');
   if (typeof o.logger !== 'object' || o.logger === null || typeof o.logger.log !== 'function')
     throw new TypeError('logger must have a log(level, msg, fields) method');

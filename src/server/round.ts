@@ -67,8 +67,12 @@ export interface ServiceRound {
   readonly done: Promise<void>;
   /** Whether `c` is this round's member for its client id. */
   has(c: Conn): boolean;
-  /** Record the round, send the assignments and start the protocol; resolves to the round's number. */
-  begin(): Promise<number>;
+  /**
+   * Record the round, send the assignments and start the protocol; resolves to the round's number,
+   * or undefined when the history could not record it: the round then ends at once, aborted with
+   * ERR_STORE before any client was assigned, and its members wait for the next one.
+   */
+  begin(): Promise<number | undefined>;
   /** A protocol frame of a member. */
   frame(c: Conn, bytes: Uint8Array): void;
   /** A member's connection is gone: for the state machine, that client aborted. */
@@ -172,8 +176,11 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
   };
   const record: RoundRecord = { ...base, id: 0 };
 
+  // Read when the write's turn comes, after begin's: id 0 then means the history never recorded the round.
   const save = () =>
-    runner.persist(() => store.save(record)).catch((e: unknown) => log.log('error', 'store save failed', { round: record.id, error: String(e) }));
+    runner
+      .persist(() => (record.id === 0 ? undefined : store.save(record)))
+      .catch((e: unknown) => log.log('error', 'store save failed', { round: record.id, error: String(e) }));
 
   /**
    * The stage `stage` is over (or the round ended in it): its end time, and its dropouts — the
@@ -301,9 +308,19 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
     async begin() {
       metrics.roundStarted();
       // The first of the round's writes: every later save is queued behind it, so none can precede the round's row.
-      await runner.persist(async () => {
-        (record as { id: number }).id = await store.begin(base);
-      });
+      try {
+        await runner.persist(async () => {
+          (record as { id: number }).id = await store.begin(base);
+        });
+      } catch (e) {
+        // No row, no round (the history's database is down, say): a round missing from the history would
+        // be missing from its totals and, with DP, from the privacy ledger after a restart. Nothing was
+        // sent yet; the members get a 'finished' for a round they never had, which they ignore.
+        const why = e instanceof Error ? e.message : String(e);
+        log.log('error', 'the round history could not record the round: not started', { roundId: record.roundId, error: why });
+        await runner.abort('ERR_STORE', `the round history could not record the round (${why})`);
+        return undefined;
+      }
       log.log('info', 'round started', {
         round: record.id,
         roundId: record.roundId,

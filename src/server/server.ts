@@ -27,6 +27,7 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { memoryStore, type RoundRecord, type RoundStore } from './store.js';
 import { sqliteStore } from './sqliteStore.js';
+import { isPostgresUrl, postgresStore } from './pgStore.js';
 import { adminPlacement, cohortParameters, dpSetup, isLoopback, maxServiceFrameBytes, resolveOptions, type ServiceOptions } from './options.js';
 import { DpLedger, roundPlan } from './dp.js';
 import { createConnections, type Conn } from './connection.js';
@@ -51,7 +52,8 @@ export async function createServer(options: Partial<ServiceOptions> = {}): Promi
   const o = resolveOptions(options);
   const log = o.logger;
   const verify = createTokenVerifier({ tokens: o.tokens, jwt: o.jwt, ...(o.secret !== undefined ? { secret: o.secret } : {}) });
-  const store: RoundStore = o.store ?? (o.historyFile !== undefined ? sqliteStore(o.historyFile) : memoryStore());
+  const store: RoundStore =
+    o.store ?? (o.historyFile === undefined ? memoryStore() : isPostgresUrl(o.historyFile) ? await postgresStore(o.historyFile) : sqliteStore(o.historyFile));
   const interrupted = await store.abortUnfinished('ERR_INTERRUPTED', 'the server stopped while the round was running', Date.now());
   if (interrupted.length) log.log('warn', 'rounds interrupted by a restart recorded as aborted', { rounds: interrupted });
   const unmasker: WorkerUnmasker | undefined = o.unmaskWorkers > 0 ? createWorkerUnmasker({ workers: o.unmaskWorkers }) : undefined;

@@ -62,7 +62,7 @@ export interface RoundRecord {
   readonly startedAt: number;
   endedAt: number | null;
   outcome: RoundOutcome;
-  /** When aborted: a SecAggError code or 'ERR_SHUTDOWN' / 'ERR_INTERRUPTED'. */
+  /** When aborted: a SecAggError code or 'ERR_SHUTDOWN' / 'ERR_INTERRUPTED' (or, never stored, 'ERR_STORE': the history could not record the round). */
   code: string | null;
   reason: string | null;
   /** Current (or last) stage. */

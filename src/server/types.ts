@@ -91,7 +91,7 @@ export interface SecAggServer {
   /** Called when any round ends (completed or aborted). */
   onRoundEnd(listener: (record: RoundRecord) => void): () => void;
   status(): Promise<ServiceStatus>;
-  /** Start a round now with the waiting clients; resolves to its number (undefined if too few). */
+  /** Start a round now with the waiting clients; resolves to its number (undefined if too few, or if the history could not record it). */
   startRound(): Promise<number | undefined>;
   /**
    * Stop: no new rounds; the running round gets `graceMs` (default 0) to finish, else it is
