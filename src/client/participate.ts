@@ -291,7 +291,7 @@ class IdentityFailure extends Error {}
  * noise floor only protects updates encoded with the encoding it was computed for.
  */
 function roundDpPolicy(dp: ParticipateOptions['dp'], round: RoundInfo): ClientDpPolicy | undefined | ClientError {
-  let policy: ClientDpPolicy | undefined = undefined;
+  let policy: ClientDpPolicy | undefined;
   if (typeof dp === 'function') {
     try {
       policy = dp(round);
