@@ -8,8 +8,9 @@ import { create } from '@bufbuild/protobuf';
 import { createSession, sessionStep, type SessionAction, type SessionConfig, type SessionEvent, type SessionState } from '../src/client/session.js';
 import { CLOSE, decodeControl, type ControlBody } from '../src/transport/frames.js';
 import { ControlSchema } from '../src/wire/gen/secagg/v1/service_pb.js';
-import { Mode } from '../src/wire/gen/secagg/v1/secagg_pb.js';
+import { DpMechanism, Mode } from '../src/wire/gen/secagg/v1/secagg_pb.js';
 import { decodeClientMessage } from '../src/wire/codec.js';
+import { ClientError } from '../src/client/errors.js';
 
 const control = (body: ControlBody): SessionEvent => ({ type: 'control', control: create(ControlSchema, { body }) });
 const challenge = (mode: Mode, serverId = 'srv') => control({ case: 'challenge', value: { version: 1, mode, nonce: new Uint8Array(32).fill(7), serverId } });
@@ -163,4 +164,95 @@ test('session: a close mid-round reports the round as not included (ERR_DISCONNE
     abortCode: 'ERR_BELOW_THRESHOLD',
   }).state;
   assert.equal(s.reports[0]!.code, 'ERR_BELOW_THRESHOLD');
+});
+
+// ---------------------------------------------------------------------------------------------
+// A DP round's encoding in the assignment (RoundAssignment.dp_encoding → RoundInfo.dpEncoding)
+
+const goodEncoding = {
+  version: 1,
+  mechanism: DpMechanism.SKELLAM,
+  dimension: 64,
+  bits: 24,
+  clip: 2,
+  scale: 1000,
+  beta: Math.exp(-0.5),
+  noiseMultiplier: 0.5,
+};
+const dpAssignment = (dpEncoding: Partial<typeof goodEncoding> | undefined, over: { bits?: number; dimension?: number } = {}) =>
+  control({
+    case: 'assignment',
+    value: {
+      roundNumber: 4,
+      roundId,
+      clientId: 5,
+      bits: over.bits ?? 24,
+      dimension: over.dimension ?? 64,
+      maxFrameBytes: 1000,
+      stageTimeoutMs: 1000,
+      directory: [],
+      ...(dpEncoding ? { dpEncoding: { ...goodEncoding, ...dpEncoding } } : {}),
+    },
+  });
+
+test('session: a DP assignment’s encoding reaches the input provider as RoundInfo.dpEncoding; without one there is none', () => {
+  const r = feed({}, challenge(Mode.SEMI_HONEST), welcome, dpAssignment({}));
+  assert.deepEqual(kinds(r.actions), ['send', 'welcomed', 'emit:welcome', 'emit:assigned', 'get-input']);
+  const ask = r.actions.at(-1)!;
+  assert.ok(ask.type === 'get-input');
+  assert.deepEqual(ask.round.dpEncoding, {
+    version: 1,
+    mechanism: 'skellam',
+    dimension: 64,
+    bits: 24,
+    clip: 2,
+    scale: 1000,
+    beta: Math.exp(-0.5),
+    noiseMultiplier: 0.5,
+  });
+  assert.equal(
+    feed({}, challenge(Mode.SEMI_HONEST), welcome, dpAssignment({ mechanism: DpMechanism.DISCRETE_GAUSSIAN })).state.round?.dpEncoding?.mechanism,
+    'dgauss',
+  );
+  assert.equal(feed({}, challenge(Mode.SEMI_HONEST), welcome, dpAssignment(undefined)).state.round?.dpEncoding, undefined);
+  // A refusal instead of an input (participate: a DP policy that cannot be met) leaves with its error, sending nothing.
+  const refused = feed({}, challenge(Mode.SEMI_HONEST), welcome, dpAssignment({}), {
+    type: 'refuse',
+    error: new ClientError('ERR_DP_ENCODING', 'no policy'),
+  });
+  assert.deepEqual(kinds(refused.actions).slice(-1), [`close:${CLOSE.NORMAL}:round refused`]);
+  assert.equal(refused.state.error?.code, 'ERR_DP_ENCODING');
+});
+
+test('session: a malformed or out-of-range DP encoding in an assignment is refused (ERR_DP_ENCODING) before anything is sent or asked', () => {
+  const cases: [string, Partial<typeof goodEncoding>, { bits?: number; dimension?: number }, RegExp][] = [
+    ['unknown mechanism', { mechanism: DpMechanism.UNSPECIFIED }, {}, /unknown mechanism 0/],
+    ['unknown version', { version: 2 }, {}, /unknown encoding version 2/],
+    ['dimension not the round’s', { dimension: 128 }, {}, /dimension 128 is not the round's 64/],
+    ['bits not the round’s', { bits: 16 }, {}, /bits 16 are not the round's 24/],
+    ['dimension not a power of two', { dimension: 48 }, { dimension: 48 }, /dimension must be a power of two/],
+    ['bits out of range', { bits: 1 }, { bits: 1 }, /bits must be an integer in \[2, 32\]/],
+    ['clip 0', { clip: 0 }, {}, /clip must be a finite number > 0/],
+    ['clip NaN', { clip: Number.NaN }, {}, /clip must be a finite number > 0/],
+    ['scale negative', { scale: -1000 }, {}, /scale must be a finite number > 0/],
+    ['scale infinite', { scale: Number.POSITIVE_INFINITY }, {}, /scale must be a finite number > 0/],
+    ['noise multiplier 0', { noiseMultiplier: 0 }, {}, /noiseMultiplier must be a finite number > 0/],
+    ['β = 1', { beta: 1 }, {}, /beta must be a number in \[0, 1\)/],
+    ['β negative', { beta: -0.1 }, {}, /beta must be a number in \[0, 1\)/],
+    ['a scale the ring cannot hold', { scale: 2 ** 30 }, {}, /wrap probability bound/],
+  ];
+  for (const [name, bad, over, message] of cases)
+    for (const active of [false, true]) {
+      const events: SessionEvent[] = active
+        ? [challenge(Mode.ACTIVE), { type: 'proof', proof: { identityKey: new Uint8Array(32), signature: new Uint8Array(64), certificate: '' } }, welcome]
+        : [challenge(Mode.SEMI_HONEST), welcome];
+      const before = feed({ active }, ...events);
+      const r = feed({ active }, ...events, dpAssignment(bad, over));
+      const after = r.actions.slice(before.actions.length);
+      assert.deepEqual(kinds(after), [`close:${CLOSE.NORMAL}:bad DP encoding`], `${name} (active ${active})`);
+      assert.equal(r.state.error?.code, 'ERR_DP_ENCODING', name);
+      assert.match(r.state.error!.message, /^round 4: the assignment's DP encoding is refused: /, name);
+      assert.match(r.state.error!.message, message, name);
+      assert.equal(r.state.round, undefined, `${name}: no round`);
+    }
 });

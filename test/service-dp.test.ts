@@ -17,7 +17,13 @@ import { join } from 'node:path';
 import { resolveOptions, type ServiceOptions } from '../src/server/options.js';
 import { budgetDecision, DpLedger, resolveDp, roundPlan, serviceEncoding, accountedMechanism } from '../src/server/dp.js';
 import { silentLogger, type PublishedResult, type SecAggServer } from '../src/server/index.js';
-import { participate } from '../src/client/index.js';
+import { isClientError, participate, type RoundInfo, type RoundReport } from '../src/client/index.js';
+import type WebSocket from 'ws';
+import { WebSocketServer } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { decodeControl, encodeControl, isControlFrame } from '../src/transport/frames.js';
+import { DpMechanism, Mode } from '../src/wire/gen/secagg/v1/secagg_pb.js';
+import { PROTOCOL_VERSION } from '../src/wire/codec.js';
 import {
   accountRounds,
   centre,
@@ -32,7 +38,7 @@ import {
   dpPolicyFor,
   type DpEncoding,
 } from '../src/index.js';
-import { nextResult, startServer, token, WS } from './serviceHelpers.js';
+import { nextResult, startServer, tamperingProxy, token, WS } from './serviceHelpers.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const resolve = (o: Partial<ServiceOptions>) => resolveOptions({ logger: silentLogger, unmaskWorkers: 0, ...o });
@@ -502,6 +508,188 @@ describe('dpPolicyFor: the noise a client accepts is bound to the encoding it us
       await Promise.all(others);
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('the DP encoding in the round assignment (RoundInfo.dpEncoding): apps need no GET /dp', () => {
+  const M = 64;
+  const N = 4;
+  const Z = 0.5;
+
+  /** N clients that know nothing but the server's URL: policy and encoding from each round's assignment. */
+  const fromAssignment = (server: { url: string }, tag: string, z: number, values: number[], seen: RoundInfo[], url = server.url) =>
+    participate({
+      url,
+      token: token(tag),
+      WebSocket: WS,
+      reconnect: { maxAttempts: 0 },
+      dp: (round) => dpPolicyFor({ encoding: round.dpEncoding, minNoiseMultiplier: z }),
+      inputProvider: (round) => {
+        seen.push(round);
+        return encodeForRound({ values, encoding: round.dpEncoding!, roundId: round.roundId }).vector;
+      },
+    });
+
+  test('a real service round: every client encodes from its assignment only, the encoding is GET /dp’s, the mean decodes; a client whose floor the round misses refuses it', async (t) => {
+    const server = await startServer({ dimension: M, bits: 24, minClients: N, maxClients: N, autoStart: false, dp: { noiseMultiplier: Z, l2Clip: 1 } });
+    try {
+      const u = Array.from({ length: M }, (_, i) => (i % 3 ? 0.1 : -0.1));
+      const seen: RoundInfo[] = [];
+      const clients = Array.from({ length: N }, (_, i) => fromAssignment(server, `asg-${i}`, Z * (1 - 1e-9), u, seen));
+      for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+      const published = nextResult(server);
+      assert.ok((await server.startRound()) !== undefined);
+      const reports = await Promise.all(clients);
+      assert.ok(reports.every((r) => r[0]!.completed && r[0]!.included));
+      const r = await published;
+      // What GET /dp says (fetched only now, to compare): the same encoding every assignment carried.
+      const published_ = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+      assert.equal(seen.length, N);
+      for (const round of seen) assert.deepEqual(round.dpEncoding, published_);
+      assert.deepEqual(r.dp!.encoding, published_);
+      const { mean } = decodeDpMean({ sum: r.sum, plan: planForEncoding(seen[0]!.dpEncoding!, N), seed: roundSeed(r.roundId), clients: N });
+      // The decoded mean is the update plus the released noise over N·s per coordinate (the rotation
+      // keeps it i.i.d.): the mean squared error over 64 coordinates is χ²(64)/64 of that variance,
+      // in [0.4, 1.9] but for < 1e-6 on either side (the rounding adds < 1/(4N·s²), negligible).
+      const expected = r.dp!.noise!.releasedVariance / (N * seen[0]!.dpEncoding!.scale) ** 2;
+      const mse = mean.reduce((a, x, i) => a + (x - u[i]!) ** 2, 0) / M;
+      t.diagnostic(
+        `decoded mean vs update: mean squared error ${mse.toExponential(3)}, expected ${expected.toExponential(3)} (ratio ${(mse / expected).toFixed(3)})`,
+      );
+      assert.ok(mse > 0.4 * expected && mse < 1.9 * expected, `mean squared error ${mse} vs ${expected}`);
+
+      // A client asking z ≥ 0.6 of the assignment's encoding: the round's noise (z = 0.5) is too little.
+      const strict = fromAssignment(server, 'asg-strict', 0.6, u, []).then(
+        (rep) => `${rep[0]!.included ? 'included' : 'not included'}: ${rep[0]!.code}`,
+        (e: { code?: string }) => `threw ${e.code}`,
+      );
+      const others = Array.from({ length: N - 1 }, (_, i) => fromAssignment(server, `asg2-${i}`, Z * (1 - 1e-9), u, []).catch(() => []));
+      for (let k = 0; k < 400 && (await server.status()).waiting < N; k++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok((await server.startRound()) !== undefined);
+      assert.equal(await strict, 'not included: ERR_INVALID_PARAMETERS');
+      await Promise.all(others);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a server that puts a 2× scale in the assignment (and the same noise): the floor bound to the assignment refuses the round; a policy made from GET /dp refuses the mismatch (ERR_DP_ENCODING)', async () => {
+    // Six clients (t = 3), two of them behind the tampering proxy: the four honest ones still make a round.
+    const N6 = 6;
+    const server = await startServer({ dimension: M, bits: 24, minClients: N6, maxClients: N6, autoStart: false, dp: { noiseMultiplier: Z, l2Clip: 1 } });
+    // Every assignment's scale ×2, nothing else: a larger signal against the same noise. (Far larger
+    // scales are refused by the session already: the ring could not hold one update, test below.)
+    const proxy = await tamperingProxy(server.url, (ctl) => {
+      if (ctl.body.case === 'assignment' && ctl.body.value.dpEncoding) ctl.body.value.dpEncoding.scale *= 2;
+      return ctl;
+    });
+    try {
+      const encoding = (await (await fetch(server.httpUrl + 'dp')).json()) as DpEncoding;
+      const u = new Array(M).fill(0.01);
+      const outcome = (p: Promise<RoundReport[]>) =>
+        p.then(
+          (rep) => `${rep[0]!.included ? 'included' : 'not included'}: ${rep[0]!.code}`,
+          (e: { code?: string }) => `threw ${e.code}`,
+        );
+      const bound = outcome(fromAssignment(server, 'mitm-bound', Z * (1 - 1e-9), u, [], proxy.url));
+      const fixed = outcome(
+        participate({
+          url: proxy.url,
+          token: token('mitm-fixed'),
+          WebSocket: WS,
+          reconnect: { maxAttempts: 0 },
+          dp: dpPolicyFor({ encoding, minNoiseMultiplier: Z * (1 - 1e-9) }),
+          inputProvider: (round) => encodeForRound({ values: u, encoding: round.dpEncoding!, roundId: round.roundId }).vector,
+        }),
+      );
+      const honest = Array.from({ length: N6 - 2 }, (_, i) => fromAssignment(server, `mitm-h${i}`, Z * (1 - 1e-9), u, []));
+      for (let k = 0; k < 400 && (await server.status()).waiting < N6; k++) await new Promise((r) => setTimeout(r, 25));
+      const published = nextResult(server);
+      assert.ok((await server.startRound()) !== undefined);
+      assert.equal(await bound, 'not included: ERR_INVALID_PARAMETERS', 'the round’s noise is 4× below the floor for the 2× scale');
+      assert.equal(await fixed, 'threw ERR_DP_ENCODING', 'the assignment’s encoding is not the one the policy was made for');
+      assert.ok(
+        (await Promise.all(honest)).every((r) => r[0]!.included),
+        'the honest clients’ round completes without the two',
+      );
+      assert.equal((await published).included.length, N6 - 2);
+    } finally {
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  test('a scripted server sending a malformed encoding: participate rejects with ClientError ERR_DP_ENCODING and the client sends nothing after its hello', async () => {
+    const bad: Array<[string, Record<string, unknown>]> = [
+      ['scale NaN', { scale: Number.NaN }],
+      ['unknown mechanism', { mechanism: 0 }],
+      ['dimension not the round’s', { dimension: 128 }],
+      ['a clip the ring cannot hold', { clip: 2 ** 40 }],
+    ];
+    for (const [name, change] of bad) {
+      const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+      await once(wss, 'listening');
+      const received: string[] = [];
+      wss.on('connection', (ws: WebSocket) => {
+        ws.send(encodeControl({ case: 'challenge', value: { version: PROTOCOL_VERSION, mode: Mode.SEMI_HONEST, nonce: new Uint8Array(32), serverId: 's' } }));
+        ws.on('message', (d: Buffer) => {
+          const bytes = new Uint8Array(d);
+          received.push(isControlFrame(bytes) ? `control:${decodeControl(bytes).body.case}` : 'protocol');
+          if (received.length !== 1) return;
+          ws.send(encodeControl({ case: 'welcome', value: { clientId: 3, identity: 'x', maxFrameBytes: 1 << 20 } }));
+          const dpEncoding = {
+            version: 1,
+            mechanism: DpMechanism.SKELLAM,
+            dimension: M,
+            bits: 24,
+            clip: 1,
+            scale: 1000,
+            beta: Math.exp(-0.5),
+            noiseMultiplier: 0.5,
+            ...change,
+          };
+          ws.send(
+            encodeControl({
+              case: 'assignment',
+              value: {
+                roundNumber: 1,
+                roundId: new Uint8Array(16).fill(1),
+                clientId: 3,
+                bits: 24,
+                dimension: M,
+                maxFrameBytes: 1 << 20,
+                stageTimeoutMs: 1000,
+                directory: [],
+                dpEncoding,
+              },
+            }),
+          );
+        });
+      });
+      let asked = 0;
+      try {
+        const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+        await assert.rejects(
+          participate({
+            url,
+            token: 't',
+            WebSocket: WS,
+            reconnect: { maxAttempts: 0 },
+            inputProvider: () => {
+              asked++;
+              return new Uint32Array(M);
+            },
+          }),
+          (e: unknown) => isClientError(e, 'ERR_DP_ENCODING') && /the assignment's DP encoding is refused/.test((e as Error).message),
+          name,
+        );
+        assert.deepEqual(received, ['control:hello'], `${name}: nothing after the hello`);
+        assert.equal(asked, 0, `${name}: the input provider is never asked`);
+      } finally {
+        for (const c of wss.clients) c.terminate();
+        await new Promise<void>((r) => wss.close(() => r()));
+      }
     }
   });
 });

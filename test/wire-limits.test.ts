@@ -41,6 +41,30 @@ for (const [clients, degree] of [
   for (const bits of [1, 7, 8, 9, 16, 17, 24, 32])
     for (const mode of ['semi-honest', 'active'] as Mode[])
       for (const ids of ['low', 'high'] as const) shapes.push({ clients, degree, bits, dimension: 1 + ((clients * bits) % 97), mode, ids });
+// DP rounds: RoundStart carries DpParameters; with removable noise (complete graph only) an unmask
+// response carries the excess, m packed elements.
+for (const [clients, degree] of [
+  [3, 'complete'],
+  [8, 'complete'],
+  [31, 'complete'],
+  [12, 4],
+  [41, 8],
+] as [number, Degree][])
+  for (const bits of [7, 16, 24, 32])
+    for (const mode of ['semi-honest', 'active'] as Mode[])
+      for (const ids of ['low', 'high'] as const)
+        shapes.push({
+          clients,
+          degree,
+          bits,
+          dimension: 1 + ((clients * bits) % 97),
+          mode,
+          ids,
+          dp:
+            degree === 'complete'
+              ? { mechanism: 'skellam', targetVariance: 1e9 / 7, removable: true }
+              : { mechanism: 'dgauss', targetVariance: 12345.678, removable: false },
+        });
 
 /** How far above the largest honest message a limit may be: a quarter more, plus a few entries' framing. */
 const notFarAbove = (limit: number, honest: number): boolean => limit <= 1.5 * honest + 256;

@@ -8,6 +8,7 @@ export const CLIENT_ERROR_CODES = [
   'ERR_UNSUPPORTED', // no WebSocket implementation available
   'ERR_IDENTITY', // active mode: the server's identity directory or round does not match what this client trusts
   'ERR_NO_WEBCRYPTO', // requireWebCrypto, and no crypto.subtle (a page that is not a secure context)
+  'ERR_DP_ENCODING', // a round's DP encoding is malformed or out of range, differs from the one the DP policy was made for, or is missing where the policy needs it: the round is refused before anything is sent
 ] as const;
 
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];

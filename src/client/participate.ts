@@ -14,6 +14,7 @@ import { CLOSE, decodeControl, isControlFrame, TransportError } from '../transpo
 import type { DirectoryEntry } from '../wire/gen/secagg/v1/service_pb.js';
 import { bytesEqual, helloTranscript, identityPublicKey, parseKey, toHex as keyHex, verifyCertificate } from '../identity/index.js';
 import { openChannel, type FrameChannel, type WebSocketConstructor } from '../transport/socket.js';
+import { sameDpEncoding, type DpEncoding } from '../dp/encoding.js';
 import { ClientError, type ClientWarning } from './errors.js';
 import {
   createSession,
@@ -55,8 +56,14 @@ export interface ParticipateOptions {
    * This client's differential-privacy policy (ClientContext.dp): a round that asks for less noise
    * (`minTargetVariance`, σ² per coordinate in ring units), another mechanism, or (with `required`)
    * none is refused before anything is sent. Without it the client adds whatever noise a round asks for.
+   *
+   * Either one policy for every round, or a function of the round, called when the round is
+   * assigned (before the input provider), so the policy can be bound to the round's own encoding:
+   * `(round) => dpPolicyFor({ encoding: round.dpEncoding, minNoiseMultiplier })`. A function that
+   * throws refuses the round (ClientError ERR_DP_ENCODING, nothing sent), as does a policy made by
+   * dpPolicyFor for another encoding than the one the round's assignment carries.
    */
-  readonly dp?: ClientDpPolicy;
+  readonly dp?: ClientDpPolicy | ((round: RoundInfo) => ClientDpPolicy);
   readonly signal?: AbortSignal;
   readonly onEvent?: (event: ClientEvent) => void;
   /**
@@ -277,6 +284,35 @@ function trustAnchors(options: ParticipateOptions): Trust {
 class IdentityFailure extends Error {}
 
 /**
+ * The DP policy for this round: options.dp itself, or what it returns for the round (checked like
+ * any ClientContext.dp). A ClientError (ERR_DP_ENCODING) refuses the round instead: the function
+ * threw (e.g. dpPolicyFor without an encoding in the assignment), or the policy was made by
+ * dpPolicyFor for another encoding than the assignment's — the app may encode with either, and the
+ * noise floor only protects updates encoded with the encoding it was computed for.
+ */
+function roundDpPolicy(dp: ParticipateOptions['dp'], round: RoundInfo): ClientDpPolicy | undefined | ClientError {
+  let policy: ClientDpPolicy | undefined;
+  if (typeof dp === 'function') {
+    try {
+      policy = dp(round);
+      clientContext({ dp: policy }); // its shape and ranges, now rather than at the round's start
+    } catch (e) {
+      if (e instanceof ClientError) return e;
+      return new ClientError('ERR_DP_ENCODING', `round ${round.round}: no DP policy for this round: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
+    }
+  } else policy = dp;
+  const bound = (policy as { readonly encoding?: DpEncoding } | undefined)?.encoding;
+  if (bound !== undefined && round.dpEncoding !== undefined && !sameDpEncoding(bound, round.dpEncoding))
+    return new ClientError(
+      'ERR_DP_ENCODING',
+      `round ${round.round}: the assignment's DP encoding (clip ${round.dpEncoding.clip}, scale ${round.dpEncoding.scale}) is not the one this client's DP policy was made for (clip ${bound.clip}, scale ${bound.scale})`,
+    );
+  return policy;
+}
+
+/**
  * Check the directory the server sent with a round assignment against what this client trusts, and
  * return it as ClientId → identity key for the protocol. Throws IdentityFailure on any mismatch.
  */
@@ -345,6 +381,8 @@ async function session(
   let state: ClientState | undefined;
   /** The protocol calls' context for the current round (crypto, identity, the directory checked at the assignment). */
   let protocol: ClientContext = clientContext();
+  /** The DP policy of the round being started (options.dp, or what it gave for this round). */
+  let roundPolicy: ClientDpPolicy | undefined;
   let chain = Promise.resolve();
 
   /** Feed one event to the session and perform its actions (answers to asked-for work are fed back, in turn). */
@@ -382,14 +420,18 @@ async function session(
         }
         return run({ type: 'directory', ok: true, directory });
       }
-      case 'get-input':
+      case 'get-input': {
+        const dp = roundDpPolicy(options.dp, a.round);
+        if (dp instanceof ClientError) return run({ type: 'refuse', error: dp });
+        roundPolicy = dp;
         return run({ type: 'input', input: options.input ?? (await options.inputProvider!(a.round)) });
+      }
       case 'start-round':
         state = createClient({ id: clientId(a.clientId), input: a.input });
         protocol = clientContext({
           ...(options.crypto ? { crypto: options.crypto } : {}),
           ...(a.directory ? { identity: options.identity!, directory: a.directory } : {}),
-          ...(options.dp ? { dp: options.dp } : {}),
+          ...(roundPolicy ? { dp: roundPolicy } : {}),
         });
         return;
       case 'end-round':

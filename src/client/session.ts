@@ -8,7 +8,7 @@
  * protocol's own client state machine (protocol/clientRound.ts), not through here.
  *
  *   awaiting-challenge ─challenge─▶ (proving ─proof─▶) awaiting-welcome ─welcome─▶ ready
- *   ready: assignment ─▶ (directory check) ─▶ input ─▶ a round runs ─finished─▶ ready …
+ *   ready: assignment ─▶ (DP encoding check) (directory check) ─▶ input ─▶ a round runs ─finished─▶ ready …
  *   any ─failure / enough rounds─▶ leaving ─closed─▶ closed
  *
  * Browser-safe.
@@ -17,9 +17,10 @@ import { clientId, roundId as asRoundId } from '../ids.js';
 import type { Stage } from '../protocol/stages.js';
 import { encodeClientMessage, PROTOCOL_VERSION } from '../wire/codec.js';
 import { CLOSE, encodeControl } from '../transport/frames.js';
-import type { Control, DirectoryEntry, RoundAssignment } from '../wire/gen/secagg/v1/service_pb.js';
-import { Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
+import type { Control, DirectoryEntry, RoundAssignment, DpEncoding as WireDpEncoding } from '../wire/gen/secagg/v1/service_pb.js';
+import { DpMechanism, Mode as WireMode } from '../wire/gen/secagg/v1/secagg_pb.js';
 import { toHex } from '../identity/index.js';
+import { dpEncodingProblem, type DpEncoding } from '../dp/encoding.js';
 import { ClientError } from './errors.js';
 
 /** The stage whose message a client is about to send. */
@@ -38,6 +39,12 @@ export interface RoundInfo {
   readonly clientId: number;
   readonly bits: number;
   readonly dimension: number;
+  /**
+   * A DP round: the service's encoding from the assignment (RoundAssignment.dp_encoding, checked
+   * by the session: ranges, and its dimension and bits are the round's), to encode the update with
+   * (encodeForRound) and to bind the noise floor to (dpPolicyFor). Still the server's word.
+   */
+  readonly dpEncoding?: DpEncoding;
   /**
    * Active mode: what the cohort's identity keys were checked against — the pinned directory, the
    * issuer's certificates, both, or only the server's word ('server': no protection against a
@@ -86,8 +93,14 @@ export interface SessionState {
   readonly phase: SessionPhase;
   /** The round this client was assigned (from the assignment until its 'finished' frame). */
   readonly round: RoundInfo | undefined;
-  /** An assignment waiting for its directory check or its input. */
-  readonly pending: { readonly assignment: RoundAssignment; readonly directory: ReadonlyMap<number, Uint8Array> | undefined } | undefined;
+  /** An assignment waiting for its directory check or its input (with its checked DP encoding, if any). */
+  readonly pending:
+    | {
+        readonly assignment: RoundAssignment;
+        readonly directory: ReadonlyMap<number, Uint8Array> | undefined;
+        readonly dpEncoding: DpEncoding | undefined;
+      }
+    | undefined;
   readonly reports: readonly RoundReport[];
   /** Why the session fails (given up on this server, or cancelled). */
   readonly error: ClientError | undefined;
@@ -105,6 +118,8 @@ export type SessionEvent =
   | { readonly type: 'directory'; readonly ok: false; readonly message: string }
   /** Answer to 'get-input'. */
   | { readonly type: 'input'; readonly input: unknown }
+  /** Instead of an input: this client refuses the pending round (e.g. its DP policy cannot be met). Nothing of the round is sent. */
+  | { readonly type: 'refuse'; readonly error: ClientError }
   /** The round's protocol found an identity problem (a semi-honest round, a key not signed by its owner). */
   | { readonly type: 'identity-failure'; readonly message: string; readonly abort?: { readonly roundId: Uint8Array; readonly clientId: number } }
   /** Leave now without an error (a test's disconnecting client). */
@@ -165,18 +180,42 @@ function leave(
 const identityFailure = (s: SessionState, message: string, abort?: { readonly roundId: Uint8Array; readonly clientId: number }) =>
   leave(s, new ClientError('ERR_IDENTITY', message), 'identity check failed', abort);
 
+/**
+ * The assignment's DP encoding as the library's DpEncoding, or why it cannot be one: a known
+ * mechanism, every field in range (dpEncodingProblem), and the round's own dimension and bits.
+ */
+function dpEncodingFromWire(w: WireDpEncoding, a: RoundAssignment): DpEncoding | string {
+  const mechanism = w.mechanism === DpMechanism.SKELLAM ? 'skellam' : w.mechanism === DpMechanism.DISCRETE_GAUSSIAN ? 'dgauss' : undefined;
+  if (mechanism === undefined) return `unknown mechanism ${w.mechanism}`;
+  const encoding: DpEncoding = {
+    version: 1,
+    mechanism,
+    dimension: w.dimension,
+    bits: w.bits,
+    clip: w.clip,
+    scale: w.scale,
+    beta: w.beta,
+    noiseMultiplier: w.noiseMultiplier,
+  };
+  if (w.version !== 1) return `unknown encoding version ${w.version}`;
+  if (w.dimension !== a.dimension) return `its dimension ${w.dimension} is not the round's ${a.dimension}`;
+  if (w.bits !== a.bits) return `its bits ${w.bits} are not the round's ${a.bits}`;
+  return dpEncodingProblem(encoding) ?? encoding;
+}
+
 /** The assignment is accepted (its directory checked, in active mode): report it and ask for the input. */
-function accept(s: SessionState, a: RoundAssignment, directory: ReadonlyMap<number, Uint8Array> | undefined): SessionStep {
+function accept(s: SessionState, a: RoundAssignment, directory: ReadonlyMap<number, Uint8Array> | undefined, dpEncoding: DpEncoding | undefined): SessionStep {
   const round: RoundInfo = {
     round: a.roundNumber,
     roundId: toHex(a.roundId),
     clientId: a.clientId,
     bits: a.bits,
     dimension: a.dimension,
+    ...(dpEncoding ? { dpEncoding } : {}),
     ...(directory && s.config.identityCheck ? { identityCheck: s.config.identityCheck } : {}),
   };
   return {
-    state: { ...s, round, pending: { assignment: a, directory } },
+    state: { ...s, round, pending: { assignment: a, directory, dpEncoding } },
     actions: [
       { type: 'emit', event: { type: 'assigned', round } },
       { type: 'get-input', round },
@@ -214,9 +253,17 @@ function onControl(s: SessionState, control: Control, abortCode: string | undefi
       };
     case 'assignment': {
       const a = body.value;
-      if (!s.config.active) return accept(s, a, undefined);
+      // A malformed DP encoding: the server cannot be trusted to run this round; nothing is sent.
+      let dpEncoding: DpEncoding | undefined;
+      if (a.dpEncoding !== undefined) {
+        const e = dpEncodingFromWire(a.dpEncoding, a);
+        if (typeof e === 'string')
+          return leave(s, new ClientError('ERR_DP_ENCODING', `round ${a.roundNumber}: the assignment's DP encoding is refused: ${e}`), 'bad DP encoding');
+        dpEncoding = e;
+      }
+      if (!s.config.active) return accept(s, a, undefined, dpEncoding);
       return {
-        state: { ...s, pending: { assignment: a, directory: undefined } },
+        state: { ...s, pending: { assignment: a, directory: undefined, dpEncoding } },
         actions: [{ type: 'check-directory', entries: a.directory, clientId: a.clientId }],
       };
     }
@@ -301,7 +348,7 @@ export function sessionStep(s: SessionState, event: SessionEvent): SessionStep {
       if (a === undefined) return { state: s, actions: [] };
       if (!event.ok)
         return identityFailure({ ...s, pending: undefined }, `round ${a.roundNumber}: ${event.message}`, { roundId: a.roundId, clientId: a.clientId });
-      return accept(s, a, event.directory);
+      return accept(s, a, event.directory, s.pending!.dpEncoding);
     }
     case 'input': {
       const p = s.pending;
@@ -313,6 +360,9 @@ export function sessionStep(s: SessionState, event: SessionEvent): SessionStep {
         actions: [{ type: 'start-round', clientId: p.assignment.clientId, input: event.input as Uint32Array, directory: p.directory }],
       };
     }
+    case 'refuse':
+      if (s.pending === undefined) return { state: s, actions: [] };
+      return leave({ ...s, pending: undefined }, event.error, 'round refused');
     case 'identity-failure':
       return identityFailure(s, event.message, event.abort);
     case 'leave':

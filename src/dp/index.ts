@@ -76,4 +76,13 @@ export {
   type DiscreteSetup,
   type CalibrateOptions,
 } from './accountant.js';
-export { encodeForRound, planForEncoding, roundSeed, dpPolicyFor, type DpEncoding, type EncodeForRoundParams, type DpPolicyForParams } from './encoding.js';
+export {
+  encodeForRound,
+  planForEncoding,
+  roundSeed,
+  dpPolicyFor,
+  dpEncodingProblem,
+  type DpEncoding,
+  type EncodeForRoundParams,
+  type DpPolicyForParams,
+} from './encoding.js';

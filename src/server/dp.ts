@@ -15,6 +15,9 @@ import { planDp, type DpPlan } from '../dp/plan.js';
 import { planWithEncoding, type DpEncoding } from '../dp/encoding.js';
 import { dpMinHonest, isCompleteGraph, type Degree, type DpRoundConfig } from '../protocol/config.js';
 import type { NoiseReport } from '../protocol/noise.js';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { DpMechanism } from '../wire/gen/secagg/v1/secagg_pb.js';
+import type { DpEncodingSchema } from '../wire/gen/secagg/v1/service_pb.js';
 
 /** ServiceOptions.dp: what an operator sets (docs/service.md, "Differential privacy"). */
 export interface DpServiceOptions {
@@ -128,6 +131,20 @@ export function serviceEncoding(dp: ResolvedDp, shape: DpShape, minHonest: numbe
     noiseMultiplier: plan.noiseMultiplier,
   };
   return { encoding, plan };
+}
+
+/** The encoding as RoundAssignment.dp_encoding carries it (every DP round's assignment; GET /dp answers the same as JSON). */
+export function wireDpEncoding(e: DpEncoding): MessageInitShape<typeof DpEncodingSchema> {
+  return {
+    version: e.version,
+    mechanism: e.mechanism === 'skellam' ? DpMechanism.SKELLAM : DpMechanism.DISCRETE_GAUSSIAN,
+    dimension: e.dimension,
+    bits: e.bits,
+    clip: e.clip,
+    scale: e.scale,
+    beta: e.beta,
+    noiseMultiplier: e.noiseMultiplier,
+  };
 }
 
 /** One round's plan: its cohort, t − C, the service's scale. Throws (SecAggError) when this cohort's noise would break the wrap bound. */

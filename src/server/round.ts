@@ -24,7 +24,7 @@ import type { Metrics } from './metrics.js';
 import { cohortParameters, type ServiceOptions } from './options.js';
 import type { RoundRecord, RoundStore, StageRecord } from './store.js';
 import type { LiveRound, PublishedResult } from './types.js';
-import { roundPlan, type DpLedger, type ReleasedNoise, type RoundDp } from './dp.js';
+import { roundPlan, wireDpEncoding, type DpLedger, type ReleasedNoise, type RoundDp } from './dp.js';
 
 /** The privacy budget does not allow this round (DpLedger.decide): nothing was sent or recorded. */
 export class DpBudgetExhausted extends Error {
@@ -332,6 +332,8 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
       const directoryEntries = active
         ? so.members.map((c) => ({ clientId: c.clientId!, identity: c.identity!, identityKey: c.identityKey!, certificate: c.certificate ?? '' }))
         : [];
+      // A DP round: the service's encoding, so apps encode from the assignment alone (GET /dp answers the same).
+      const dpEncoding = ledger ? wireDpEncoding(ledger.encoding) : undefined;
       for (const c of so.members) {
         c.ws.send(
           encodeControl({
@@ -345,6 +347,7 @@ export function createServiceRound(so: ServiceRoundOptions): ServiceRound {
               maxFrameBytes: maxFrame,
               stageTimeoutMs: o.stageTimeoutMs,
               directory: directoryEntries,
+              ...(dpEncoding ? { dpEncoding } : {}),
             },
           }),
         );

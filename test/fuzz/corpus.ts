@@ -4,7 +4,7 @@
  * protocol/limits.ts must admit).
  */
 import { ERROR_CODES } from '../../src/errors.js';
-import { maxNeighbourhood, type Degree, type Mode, type RoundConfig } from '../../src/protocol/config.js';
+import { maxNeighbourhood, type Degree, type DpRoundConfig, type Mode, type RoundConfig } from '../../src/protocol/config.js';
 import {
   COMMITMENT_BYTES,
   GRAPH_SEED_BYTES,
@@ -18,7 +18,7 @@ import { elementBytes } from '../../src/ring/vector.js';
 import { SHARE_BYTES } from '../../src/shamir/index.js';
 import { encodeControl, type ControlBody } from '../../src/transport/frames.js';
 import { encodeClientMessage, encodeServerMessage, type ClientBody, type ServerBody } from '../../src/wire/codec.js';
-import { Mode as WireMode } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
+import { DpMechanism, Mode as WireMode } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
 import type { ClientKind, ServerKind } from '../../src/wire/peek.js';
 import type { ClientId, RoundId } from '../../src/ids.js';
 import { Prng } from './mutate.js';
@@ -31,6 +31,8 @@ export interface RoundShape {
   readonly mode: Mode;
   /** Ids from 1 (small varints) or ending at 65535 (the largest, three-byte varints). Default 'high'. */
   readonly ids?: 'low' | 'high';
+  /** A DP round (RoundConfig.dp): RoundStart carries DpParameters, and removable noise an unmask response's excess. */
+  readonly dp?: DpRoundConfig;
 }
 
 /** A valid RoundConfig of this shape (threshold: the smallest the bound allows, or more). */
@@ -47,6 +49,7 @@ export function configOf(s: RoundShape, rng: Prng = new Prng(1)): RoundConfig {
     mode: s.mode,
     cohort,
     corruption: 0,
+    ...(s.dp ? { dp: s.dp } : {}),
   };
 }
 
@@ -77,6 +80,8 @@ export function largestClientBodies(c: RoundConfig, rng: Prng = new Prng(2)): Re
       value: {
         selfMaskShares: peers.slice(0, half).map((owner) => ({ owner, share: b(SHARE_BYTES) })),
         keyShares: peers.slice(half).map((owner) => ({ owner, share: b(SHARE_BYTES) })),
+        // Removable DP noise: the excess, m elements packed like the masked input.
+        excessNoise: c.dp?.removable === true ? b(elementBytes(c.bits) * c.dimension) : new Uint8Array(0),
       },
     },
     abort: { case: 'abort', value: { code: LONGEST_CODE } },
@@ -104,6 +109,15 @@ export function largestServerBodies(c: RoundConfig, rng: Prng = new Prng(3)): Re
         mode: active ? WireMode.ACTIVE : WireMode.SEMI_HONEST,
         cohort,
         corruption: c.corruption ?? 0,
+        ...(c.dp
+          ? {
+              dp: {
+                mechanism: c.dp.mechanism === 'skellam' ? DpMechanism.SKELLAM : DpMechanism.DISCRETE_GAUSSIAN,
+                targetVariance: c.dp.targetVariance,
+                removable: c.dp.removable,
+              },
+            }
+          : {}),
       },
     },
     keys: {
@@ -150,12 +164,27 @@ export function encodeServerBodies(c: RoundConfig, bodies: Record<ServerKind, Se
   return (Object.keys(bodies) as ServerKind[]).map((kind) => ({ kind, bytes: encodeServerMessage(c.roundId, bodies[kind]) }));
 }
 
-/** Round shapes for the seed corpus: small, so that a million inputs take minutes, but every kind and mode. */
+/** A DP round with removable Skellam noise (the complete graph: removal is offered only there); the DP decoders' round. */
+export const DP_SHAPE: RoundShape = {
+  clients: 6,
+  degree: 'complete',
+  bits: 24,
+  dimension: 7,
+  mode: 'semi-honest',
+  ids: 'low',
+  dp: { mechanism: 'skellam', targetVariance: 4096, removable: true },
+};
+
+/** Round shapes for the seed corpus: small, so that a million inputs take minutes, but every kind and mode, and DP rounds of each noise. */
 export const CORPUS_SHAPES: readonly RoundShape[] = [
   { clients: 4, degree: 'complete', bits: 8, dimension: 6, mode: 'semi-honest', ids: 'low' },
   { clients: 7, degree: 3, bits: 16, dimension: 5, mode: 'active', ids: 'low' },
   { clients: 9, degree: 4, bits: 32, dimension: 3, mode: 'active' },
   { clients: 5, degree: 'complete', bits: 1, dimension: 16, mode: 'semi-honest' },
+  // DP rounds: removable Skellam (RoundStart's DpParameters, UnmaskResponse.excess_noise), non-removable, the discrete Gaussian.
+  DP_SHAPE,
+  { clients: 6, degree: 'complete', bits: 12, dimension: 4, mode: 'active', dp: { mechanism: 'skellam', targetVariance: 12.5, removable: false } },
+  { clients: 8, degree: 3, bits: 20, dimension: 5, mode: 'semi-honest', dp: { mechanism: 'dgauss', targetVariance: 1e6 / 3, removable: false } },
 ];
 
 function controlFrames(rng: Prng): Uint8Array[] {
@@ -176,6 +205,30 @@ function controlFrames(rng: Prng): Uint8Array[] {
         directory: [1, 2, 3].map((i) => ({ clientId: i, identity: `c${i}`, identityKey: rng.bytes(32), certificate: '' })),
       },
     },
+    {
+      // A DP round's assignment: the service's encoding (RoundAssignment.dp_encoding).
+      case: 'assignment',
+      value: {
+        roundNumber: 9,
+        roundId: rng.bytes(16),
+        clientId: 2,
+        bits: 20,
+        dimension: 64,
+        maxFrameBytes: 65536,
+        stageTimeoutMs: 5000,
+        directory: [],
+        dpEncoding: {
+          version: 1,
+          mechanism: DpMechanism.SKELLAM,
+          dimension: 64,
+          bits: 20,
+          clip: 1.5,
+          scale: 312.25,
+          beta: Math.exp(-0.5),
+          noiseMultiplier: 0.8,
+        },
+      },
+    },
     { case: 'finished', value: { roundNumber: 3, roundId: rng.bytes(16), completed: true, included: true, code: '', reason: '', survivors: 12 } },
     {
       case: 'finished',
@@ -194,6 +247,8 @@ export interface Corpus {
   readonly all: readonly Uint8Array[];
   /** The round the checked decoders are configured for (the first active shape). */
   readonly config: RoundConfig;
+  /** A DP round with removable noise (DP_SHAPE): the checked decoders again, with its limits (unmask responses carry the excess). */
+  readonly dpConfig: RoundConfig;
 }
 
 /** Every kind of message for every corpus shape, plus smaller typical variants and the control frames. */
@@ -214,5 +269,5 @@ export function buildCorpus(seed = 1): Corpus {
   }
   const control = controlFrames(rng);
   const all = [...client.map((x) => x.bytes), ...server.map((x) => x.bytes), ...control];
-  return { client, server, control, all, config: configOf(CORPUS_SHAPES[1]!, new Prng(seed)) };
+  return { client, server, control, all, config: configOf(CORPUS_SHAPES[1]!, new Prng(seed)), dpConfig: configOf(DP_SHAPE, new Prng(seed)) };
 }

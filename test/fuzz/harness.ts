@@ -35,6 +35,12 @@ import {
   type ServerKind,
 } from '../../src/wire/peek.js';
 import { buildCorpus, type Corpus } from './corpus.js';
+import { createSession, sessionStep, type SessionState } from '../../src/client/session.js';
+import { ClientError } from '../../src/client/errors.js';
+import { dpEncodingProblem } from '../../src/dp/encoding.js';
+import { create } from '@bufbuild/protobuf';
+import { ControlSchema } from '../../src/wire/gen/secagg/v1/service_pb.js';
+import { Mode as WireMode } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
 import { Prng, mutate, type MutationName } from './mutate.js';
 import { STAGES } from '../../src/protocol/stages.js';
 
@@ -93,12 +99,58 @@ const CLIENT_EXPECTS: readonly (readonly ServerKind[])[] = [
   [],
 ];
 
+/** A client session that has been welcomed and waits for a round (client/session.ts). */
+function readySession(): SessionState {
+  let s = createSession({ token: 't', active: false, wanted: 1 });
+  for (const body of [
+    { case: 'challenge' as const, value: { version: 1, mode: WireMode.SEMI_HONEST, nonce: new Uint8Array(32), serverId: 's' } },
+    { case: 'welcome' as const, value: { clientId: 1, identity: 'fuzz', maxFrameBytes: 1 << 20 } },
+  ])
+    s = sessionStep(s, { type: 'control', control: create(ControlSchema, { body }) }).state;
+  return s;
+}
+
+/**
+ * A control frame read by a waiting client: decodeControl, then, for a round assignment, the
+ * session's own checks (its DP encoding: client/session.ts). The contract: an assignment is either
+ * accepted — the input provider is asked, with RoundInfo.dpEncoding present exactly when the frame
+ * has one, in range (dpEncodingProblem) and of the round's dimension and bits — or refused with
+ * ClientError ERR_DP_ENCODING (thrown here as the refusal), having sent nothing but a close.
+ */
+function sessionAssignment(ready: SessionState, b: Uint8Array): unknown {
+  const control = decodeControl(b, { allowAssignment: true });
+  if (control.body.case !== 'assignment') return control;
+  const a = control.body.value;
+  const step = sessionStep(ready, { type: 'control', control });
+  const asked = step.actions.find((x) => x.type === 'get-input');
+  if (asked !== undefined && asked.type === 'get-input') {
+    const got = asked.round.dpEncoding;
+    if ((got === undefined) !== (a.dpEncoding === undefined)) throw new Violation('the assignment’s DP encoding was dropped or invented');
+    if (got !== undefined) {
+      const why = dpEncodingProblem(got);
+      if (why !== undefined) throw new Violation(`an assignment with a bad DP encoding was accepted: ${why}`);
+      if (got.dimension !== a.dimension || got.bits !== a.bits) throw new Violation('an encoding of another dimension or bits was accepted');
+    }
+    return asked.round;
+  }
+  const err = step.state.error;
+  if (!(err instanceof ClientError) || err.code !== 'ERR_DP_ENCODING') throw new Violation(`an assignment was neither accepted nor refused: ${err?.message}`);
+  if (step.actions.some((x) => x.type !== 'close')) throw new Violation('a refused assignment sent something');
+  if (a.dpEncoding === undefined) throw new Violation('an assignment without a DP encoding was refused for its encoding');
+  throw err;
+}
+
 /** Every decoder of untrusted bytes, configured for the corpus's round. */
 export function decoders(corpus: Corpus): DecoderUnderTest[] {
   const config = corpus.config;
   const cl = clientMessageLimits(config);
   const sl = serverMessageLimits(config);
   const caps = entryCaps(config);
+  // The same checked decoders for a DP round with removable noise (its unmask responses carry the excess).
+  const dpCl = clientMessageLimits(corpus.dpConfig);
+  const dpSl = serverMessageLimits(corpus.dpConfig);
+  const dpCaps = entryCaps(corpus.dpConfig);
+  const ready = readySession();
   const LIMIT = 1 << 20;
   const clientStage = (i: number): CheckedDecodeOptions<ClientKind> => {
     const want = clientKindForStage(SERVER_STAGES[i % SERVER_STAGES.length]!);
@@ -147,6 +199,14 @@ export function decoders(corpus: Corpus): DecoderUnderTest[] {
     },
     { name: 'decodeClientMessageChecked (per stage)', run: (b, i) => decodeClientMessageChecked(b, clientStage(i)) },
     { name: 'decodeServerMessageChecked (per stage)', run: (b, i) => decodeServerMessageChecked(b, serverStage(i)) },
+    {
+      name: 'decodeClientMessageChecked (per stage, DP round)',
+      run: (b, i) => decodeClientMessageChecked(b, { ...clientStage(i), maxBytes: dpCl, ...dpCaps }),
+    },
+    {
+      name: 'decodeServerMessageChecked (per stage, DP round)',
+      run: (b, i) => decodeServerMessageChecked(b, { ...serverStage(i), maxBytes: dpSl, ...dpCaps }),
+    },
     {
       // Any kind, this round's caps: the fast path against scanBody + protobuf-es.
       name: 'decodeClientMessageChecked fast = protobuf-es',
@@ -240,6 +300,7 @@ export function decoders(corpus: Corpus): DecoderUnderTest[] {
     },
     { name: 'decodeControl', run: (b) => decodeControl(b) },
     { name: 'decodeControl (allowAssignment)', run: (b) => decodeControl(b, { allowAssignment: true }) },
+    { name: 'session: control frame / assignment (DP encoding)', run: (b) => sessionAssignment(ready, b) },
   ];
 }
 
@@ -288,6 +349,8 @@ function classify(e: unknown): { key: string } | { untyped: string } | { violati
     const name = CLOSE_NAMES.get(e.closeCode);
     return name !== undefined ? { key: `close ${name}` } : { untyped: `TransportError with close code ${e.closeCode}` };
   }
+  // The session's refusal of a round assignment (its DP encoding): typed, with its code.
+  if (e instanceof ClientError) return { key: `client ${e.code}` };
   return { untyped: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
 }
 

@@ -26,7 +26,9 @@
  * 'aborted', and leaves a state whose sets nest (`serverInvariants`: U1 ⊇ U2 ⊇ U3 ⊇ U4 ⊇
  * responders, never both kinds of share of one owner, shares only from neighbours that answered).
  * A round that reaches 'done' along honest messages (mutated ones allowed only in the unmask stage,
- * whose shares the server verifies) has the plaintext sum of the clients it includes.
+ * whose shares the server verifies) has the plaintext sum of the clients it includes — in a DP
+ * round, of their inputs plus the noise each added (found by running the round again without DP),
+ * minus the excess noise in the unmask responses the server accepted (`expectedRelease`).
  * The client: ERR_ROUND_MISMATCH leaves it unchanged and sends nothing; any other refusal moves it
  * to 'aborted' with that code and sends exactly one ClientAbort with it (nothing when it has no
  * round yet); an accepted message moves it to the next stage with a reply of the kind that stage
@@ -43,7 +45,7 @@ import { clone as cloneMessage, fromBinary, toBinary } from '@bufbuild/protobuf'
 import { ERROR_CODES, SecAggError } from '../../src/errors.js';
 import { handleClientMessage, type ClientContext, type ClientStage, type ClientState } from '../../src/protocol/clientRound.js';
 import { decodeClientState, decodeServerState, encodeClientState, encodeServerState } from '../../src/protocol/stateCodec.js';
-import type { Degree, Mode } from '../../src/protocol/config.js';
+import type { Degree, DpRoundConfig, Mode } from '../../src/protocol/config.js';
 import { graphOf, handleServerDeadline, handleServerMessage, type ServerContext, type ServerStage, type ServerState } from '../../src/protocol/serverRound.js';
 import { unsafeSeededRng } from '../../src/rng.js';
 import { encodeClientMessage, encodeServerMessage } from '../../src/wire/codec.js';
@@ -73,6 +75,8 @@ export interface RoundSpec {
   readonly corruption?: number;
   /** Clients whose honest reply is produced but not delivered, per server stage label ('view', 'view#2', 'masked', …). */
   readonly silent?: Readonly<Record<string, readonly number[]>>;
+  /** A DP round (RoundConfig.dp): clients add noise inside their masked inputs; removable noise comes off at unmask. */
+  readonly dp?: DpRoundConfig;
 }
 
 /** Small rounds (rebuilding is cheap), both modes, complete and Harary graphs, dropouts in several stages. */
@@ -84,6 +88,64 @@ export const ROUND_SPECS: readonly RoundSpec[] = [
   { name: 'active-complete-6', n: 6, m: 8, bits: 16, mode: 'active', degree: 'complete', seed: 13 },
   { name: 'active-harary4-8', n: 8, m: 8, bits: 16, mode: 'active', degree: 4, seed: 14, silent: { view: [6], 'view#2': [7], masked: [2] } },
   { name: 'active-complete-8-c1', n: 8, m: 8, bits: 16, mode: 'active', degree: 'complete', seed: 17, corruption: 1, silent: { consistency: [3] } },
+  // DP rounds (RoundConfig.dp): the noise in RoundStart, the masked inputs, and for removable Skellam
+  // the excess every survivor reveals at unmask (UnmaskResponse.excess_noise), which the server subtracts.
+  {
+    name: 'dp-skellam-removable-complete-6',
+    n: 6,
+    m: 8,
+    bits: 16,
+    mode: 'semi-honest',
+    degree: 'complete',
+    seed: 21,
+    dp: { mechanism: 'skellam', targetVariance: 200, removable: true },
+    silent: { masked: [2], unmask: [5] },
+  },
+  {
+    name: 'dp-skellam-removable-active-complete-7-c1',
+    n: 7,
+    m: 8,
+    bits: 12,
+    mode: 'active',
+    degree: 'complete',
+    seed: 22,
+    corruption: 1,
+    dp: { mechanism: 'skellam', targetVariance: 90, removable: true },
+    silent: { masked: [4] },
+  },
+  {
+    name: 'dp-skellam-harary4-8',
+    n: 8,
+    m: 8,
+    bits: 7,
+    mode: 'semi-honest',
+    degree: 4,
+    seed: 23,
+    dp: { mechanism: 'skellam', targetVariance: 50, removable: false },
+    silent: { masked: [3] },
+  },
+  {
+    name: 'dp-dgauss-complete-6',
+    n: 6,
+    m: 8,
+    bits: 16,
+    mode: 'semi-honest',
+    degree: 'complete',
+    seed: 24,
+    dp: { mechanism: 'dgauss', targetVariance: 30, removable: false },
+    silent: { share: [6] },
+  },
+  {
+    name: 'dp-dgauss-active-harary4-8',
+    n: 8,
+    m: 8,
+    bits: 16,
+    mode: 'active',
+    degree: 4,
+    seed: 25,
+    dp: { mechanism: 'dgauss', targetVariance: 40, removable: false },
+    silent: { masked: [2] },
+  },
 ];
 
 export interface Wire {
@@ -114,6 +176,13 @@ export interface RoundCorpus {
   readonly roundId: Uint8Array;
   readonly cohort: readonly number[];
   readonly inputs: readonly Uint32Array[];
+  /**
+   * A DP round: each client's input plus the noise it added (mod 2^bits), by client id − 1, and the
+   * excess each client revealed in its honest unmask response (by id; absent when it revealed none).
+   * Without DP: the inputs, and no excess.
+   */
+  readonly noisyInputs: readonly Uint32Array[];
+  readonly honestExcess: ReadonlyMap<number, Uint32Array>;
   /** Honest client replies by server stage label ('view#2' for the second view attempt). */
   readonly replies: ReadonlyMap<string, readonly Wire[]>;
   /** Every honest client message of the round, and abort messages from each client. */
@@ -152,6 +221,7 @@ export async function captureRound(spec: RoundSpec): Promise<RoundCorpus> {
     degree: spec.degree,
     seed: spec.seed,
     ...(spec.corruption !== undefined ? { corruption: spec.corruption } : {}),
+    ...(spec.dp !== undefined ? { dp: spec.dp } : {}),
   }).start();
   const replies = new Map<string, Wire[]>();
   const clientMessages: (Wire & { stage: string })[] = [];
@@ -164,6 +234,8 @@ export async function captureRound(spec: RoundSpec): Promise<RoundCorpus> {
     roundId: d.config.roundId,
     cohort: d.config.cohort,
     inputs: d.inputs,
+    noisyInputs: d.inputs,
+    honestExcess: new Map(),
     replies,
     clientMessages,
     serverMessages,
@@ -218,7 +290,8 @@ export async function captureRound(spec: RoundSpec): Promise<RoundCorpus> {
     if (d.server.stage === stage) await d.deadline();
   }
   if (d.server.stage !== 'done') throw new Error(`${spec.name}: the honest round ended ${d.server.stage}: ${d.server.abortError?.message}`);
-  const want = expectedSum(round, d.server.result!.included);
+  if (spec.dp !== undefined) await captureNoise(round);
+  const want = expectedRelease(round, d.server.result!, new Map());
   if (hex(new Uint8Array(want.buffer)) !== hex(new Uint8Array(d.server.result!.sum.buffer))) throw new Error(`${spec.name}: the honest round has a wrong sum`);
   serverPoint('done');
   // Abort messages from every client, and the server's abort, as honest messages of no stage.
@@ -249,6 +322,111 @@ export function expectedSum(round: RoundCorpus, included: readonly number[]): Ui
   const mod = 2 ** bits;
   for (const id of included) for (let i = 0; i < m; i++) out[i] = (out[i]! + round.inputs[id - 1]![i]!) % mod;
   return out;
+}
+
+/** Little-endian elements of ⌈bits/8⌉ bytes (the wire's packing), read here without the library. */
+function unpacked(bytes: Uint8Array, bits: number, m: number): Uint32Array {
+  const w = Math.ceil(bits / 8);
+  if (bytes.length !== w * m) throw new Error(`packed vector of ${bytes.length} bytes, expected ${w * m}`);
+  const out = new Uint32Array(m);
+  for (let i = 0; i < m; i++) {
+    let x = 0;
+    for (let j = w - 1; j >= 0; j--) x = x * 256 + bytes[i * w + j]!;
+    out[i] = x;
+  }
+  return out;
+}
+
+/**
+ * What a finished round must release, without the library: Σ over `included` of each client's
+ * input plus its noise, minus the excess of every client that answered the unmask request (the one
+ * its accepted response carried: `accepted` for responses accepted on the way, else its honest one)
+ * — mod 2^bits. Without DP this is expectedSum.
+ */
+export function expectedRelease(
+  round: RoundCorpus,
+  result: { readonly included: readonly number[]; readonly sets: { readonly unmasked: readonly number[] } },
+  accepted: ReadonlyMap<number, Uint32Array>,
+): Uint32Array {
+  if (round.spec.dp === undefined) return expectedSum(round, result.included);
+  const { m, bits } = round.spec;
+  const mod = 2 ** bits;
+  const out = new Uint32Array(m);
+  for (const id of result.included) for (let i = 0; i < m; i++) out[i] = (out[i]! + round.noisyInputs[id - 1]![i]!) % mod;
+  for (const id of result.sets.unmasked) {
+    const e = accepted.get(id) ?? round.honestExcess.get(id);
+    if (e !== undefined) for (let i = 0; i < m; i++) out[i] = (out[i]! + mod - e[i]!) % mod;
+  }
+  return out;
+}
+
+/** The excess an unmask response carries (m elements), or undefined when it carries none. */
+function excessOf(round: RoundCorpus, bytes: Uint8Array): Uint32Array | undefined {
+  const msg = fromBinary(ClientMessageSchema, bytes);
+  if (msg.body.case !== 'unmaskResponse' || msg.body.value.excessNoise.length === 0) return undefined;
+  return unpacked(msg.body.value.excessNoise, round.spec.bits, round.spec.m);
+}
+
+/**
+ * Each client's noise in a DP round, without the library's samplers: the same round (same seeds,
+ * same deliveries, one RNG shared in the same order) run without DP, whose masked inputs differ from
+ * the DP round's by exactly the noise (it is drawn after every mask seed, at the masked stage, and
+ * the masks do not depend on it). Fills round.noisyInputs, and round.honestExcess from the honest
+ * unmask responses; captureRound then checks the honest round's sum against them.
+ */
+async function captureNoise(round: RoundCorpus): Promise<void> {
+  const { spec } = round;
+  const plain = await maskedRepliesWithoutDp(spec);
+  const noisy = round.replies.get('masked') ?? [];
+  const mod = 2 ** spec.bits;
+  const noisyInputs = round.inputs.map((x) => x.slice());
+  for (const w of noisy) {
+    const twin = plain.get(w.from);
+    if (twin === undefined) throw new Error(`${spec.name}: client ${w.from} masked in the DP round only`);
+    const y = maskedVector(round, w.bytes);
+    const y0 = maskedVector(round, twin);
+    const x = noisyInputs[w.from - 1]!;
+    for (let i = 0; i < spec.m; i++) x[i] = (x[i]! + y[i]! + mod - y0[i]!) % mod;
+  }
+  (round as { noisyInputs: readonly Uint32Array[] }).noisyInputs = noisyInputs;
+  const excess = round.honestExcess as Map<number, Uint32Array>;
+  for (const w of round.replies.get('unmask') ?? []) {
+    const e = excessOf(round, w.bytes);
+    if (e !== undefined) excess.set(w.from, e);
+  }
+}
+
+function maskedVector(round: RoundCorpus, bytes: Uint8Array): Uint32Array {
+  const msg = fromBinary(ClientMessageSchema, bytes);
+  if (msg.body.case !== 'maskedInput') throw new Error('not a masked input');
+  return unpacked(msg.body.value.vector, round.spec.bits, round.spec.m);
+}
+
+/** The masked inputs of an honest run of `spec` without its DP noise, with captureRound's deliveries, by client. */
+async function maskedRepliesWithoutDp(spec: RoundSpec): Promise<Map<number, Uint8Array>> {
+  const d = await new Driver({
+    n: spec.n,
+    m: spec.m,
+    bits: spec.bits,
+    mode: spec.mode,
+    degree: spec.degree,
+    seed: spec.seed,
+    ...(spec.corruption !== undefined ? { corruption: spec.corruption } : {}),
+  }).start();
+  const visits = new Map<string, number>();
+  for (let guard = 0; d.server.stage !== 'done' && d.server.stage !== 'aborted'; guard++) {
+    if (guard > 20) break;
+    const stage = d.server.stage;
+    const visit = (visits.get(stage) ?? 0) + 1;
+    visits.set(stage, visit);
+    const label = visit === 1 ? stage : `${stage}#${visit}`;
+    const got = await d.collectReplies();
+    if (label === 'masked') return new Map(got.map((r) => [r.from, r.bytes]));
+    const silent = spec.silent?.[label] ?? [];
+    for (const r of got.filter((x) => !silent.includes(x.from))) await d.toServer(r.from, r.bytes);
+    if (d.server.stage === stage) await d.deadline();
+  }
+  throw new Error(`${spec.name}: the round without DP never reached the masked stage`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -922,7 +1100,20 @@ export interface RoundFuzzReport {
   failureCounts: Record<string, number>;
   /** Aliasing findings by handler, accepted kind, how the input was passed, and the first field that changed. */
   aliasingBy: Record<string, number>;
+  /** Per corpus round (RoundSpec.name): inputs and deadlines tried, accepted, sums checked, unmask responses with excess noise accepted. */
+  byRound: Record<string, RoundTally>;
   ms: number;
+}
+
+export interface RoundTally {
+  inputs: number;
+  accepted: number;
+  sums: number;
+  excess: number;
+}
+
+function byRound(rep: RoundFuzzReport, round: RoundCorpus): RoundTally {
+  return (rep.byRound[round.spec.name] ??= { inputs: 0, accepted: 0, sums: 0, excess: 0 });
 }
 
 export interface RoundFuzzOptions {
@@ -1023,7 +1214,7 @@ function targetKeys(c: RoundFuzzCorpus): string[] {
 }
 
 export function emptyReport(seed: number): RoundFuzzReport {
-  return { seed, inputs: 0, batches: 0, rows: {}, hows: {}, failures: [], failureCounts: {}, aliasingBy: {}, ms: 0 };
+  return { seed, inputs: 0, batches: 0, rows: {}, hows: {}, failures: [], failureCounts: {}, aliasingBy: {}, byRound: {}, ms: 0 };
 }
 
 function row(rep: RoundFuzzReport, handler: Row['handler'], stage: string): Row {
@@ -1168,12 +1359,15 @@ async function serverBatch(
   let depth = 0;
   let tainted = false;
   let prev: Input | undefined;
+  /** DP rounds: the excess of each unmask response accepted along the current chain, by sender. */
+  const chainExcess = new Map<number, Uint32Array>();
   const reset = () => {
     cur = cloneServerState(point.state);
     sctx = { ...round.serverCtx, rng: unsafeSeededRng(stateSeed + depth + 1.5) };
     curSnap = point.snapshot;
     depth = 0;
     tainted = false;
+    chainExcess.clear();
     ctx.chain = [];
   };
   const advance = (next: ServerState, snap: string, what: string) => {
@@ -1191,6 +1385,7 @@ async function serverBatch(
       // A deadline: the stage closes with whoever answered.
       const dl = row(ctx.rep, 'deadline', before);
       dl.tried++;
+      byRound(ctx.rep, round).inputs++;
       ctx.rep.hows.deadline = (ctx.rep.hows.deadline ?? 0) + 1;
       let step;
       try {
@@ -1221,8 +1416,10 @@ async function serverBatch(
         if (!res) bad ??= 'done without a result';
         else if (!tainted) {
           dl.sumsChecked++;
-          if (!bytesEqual(new Uint8Array(res.sum.buffer), new Uint8Array(expectedSum(round, res.included).buffer)))
-            bad ??= `wrong sum over ${res.included.join(',')}: ${res.sum.join(',')} != ${expectedSum(round, res.included).join(',')}`;
+          byRound(ctx.rep, round).sums++;
+          const want = expectedRelease(round, res, chainExcess);
+          if (!bytesEqual(new Uint8Array(res.sum.buffer), new Uint8Array(want.buffer)))
+            bad ??= `wrong sum over ${res.included.join(',')}: ${res.sum.join(',')} != ${want.join(',')}`;
         }
       }
       bad ??= serverInvariants(step.state);
@@ -1241,6 +1438,7 @@ async function serverBatch(
     ctx.rep.hows[input.how.split(/[.:@+]/)[0]!] = (ctx.rep.hows[input.how.split(/[.:@+]/)[0]!] ?? 0) + 1;
     const st = row(ctx.rep, 'server', before);
     st.tried++;
+    byRound(ctx.rep, round).inputs++;
     const { bytes, as } = delivered(r, input.bytes);
     let step;
     try {
@@ -1273,6 +1471,7 @@ async function serverBatch(
     }
     // Accepted.
     st.accepted++;
+    byRound(ctx.rep, round).accepted++;
     const next = step.state;
     const after = next.stage;
     let bad: string | undefined;
@@ -1302,13 +1501,24 @@ async function serverBatch(
       bad ??= 'accepted a message protobuf-es does not decode';
     }
     if (!honest && kind !== 'abort' && before !== 'unmask') tainted = true;
+    // A DP round: the excess this accepted unmask response carried comes off the sum (the server
+    // cannot check it: it is the client's secret), so the expected release follows what was accepted.
+    if (kind === 'unmaskResponse' && before === 'unmask' && round.spec.dp !== undefined) {
+      const e = excessOf(round, input.bytes);
+      if (e !== undefined) {
+        chainExcess.set(input.from, e);
+        byRound(ctx.rep, round).excess++;
+      } else chainExcess.delete(input.from);
+    }
     if (after === 'done') {
       const res = next.result;
       if (!res) bad ??= 'done without a result';
       else if (!tainted) {
         st.sumsChecked++;
-        if (!bytesEqual(new Uint8Array(res.sum.buffer), new Uint8Array(expectedSum(round, res.included).buffer)))
-          bad ??= `wrong sum over ${res.included.join(',')}: ${res.sum.join(',')} != ${expectedSum(round, res.included).join(',')}`;
+        byRound(ctx.rep, round).sums++;
+        const want = expectedRelease(round, res, chainExcess);
+        if (!bytesEqual(new Uint8Array(res.sum.buffer), new Uint8Array(want.buffer)))
+          bad ??= `wrong sum over ${res.included.join(',')}: ${res.sum.join(',')} != ${want.join(',')}`;
       }
     }
     bad ??= serverInvariants(next);
@@ -1362,6 +1572,7 @@ async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size
     ctx.rep.hows[`client ${hk}`] = (ctx.rep.hows[`client ${hk}`] ?? 0) + 1;
     const st = row(ctx.rep, 'client', before);
     st.tried++;
+    byRound(ctx.rep, round).inputs++;
     const { bytes, as } = delivered(r, input.bytes);
     const revealedBefore = new Map('revealed' in cur ? cur.revealed : []);
     let step;
@@ -1435,6 +1646,7 @@ async function clientBatch(c: RoundFuzzCorpus, point: ClientPoint, r: Prng, size
     }
     // Accepted.
     st.accepted++;
+    byRound(ctx.rep, round).accepted++;
     const next = step.state;
     const after = next.stage;
     let bad: string | undefined;
@@ -1563,6 +1775,13 @@ export function mergeReports(a: RoundFuzzReport, b: RoundFuzzReport, keep = 5): 
   for (const [k, x] of Object.entries(b.hows)) a.hows[k] = (a.hows[k] ?? 0) + x;
   for (const [k, x] of Object.entries(b.failureCounts)) a.failureCounts[k] = (a.failureCounts[k] ?? 0) + x;
   for (const [k, x] of Object.entries(b.aliasingBy)) a.aliasingBy[k] = (a.aliasingBy[k] ?? 0) + x;
+  for (const [k, x] of Object.entries(b.byRound)) {
+    const y = (a.byRound[k] ??= { inputs: 0, accepted: 0, sums: 0, excess: 0 });
+    y.inputs += x.inputs;
+    y.accepted += x.accepted;
+    y.sums += x.sums;
+    y.excess += x.excess;
+  }
   for (const f of b.failures) if (a.failures.filter((g) => g.kind === f.kind).length < (f.kind === 'aliasing' ? Math.min(2, keep) : keep)) a.failures.push(f);
   for (const [k, x] of Object.entries(b.rows)) {
     const y = (a.rows[k] ??= {
@@ -1647,7 +1866,7 @@ export function formatRoundReport(rep: RoundFuzzReport): string {
   lines.push('changed: server state changed by a refused message (client: by ERR_ROUND_MISMATCH); other: broken contracts');
   lines.push('(transition, reply kind, abort message, sum); alias: state changed when the caller reused its input buffer');
   lines.push('after an accepted message (a finding, not a failure); sums: rounds that reached done along honest inputs,');
-  lines.push('sum checked against the plaintext sum.');
+  lines.push("sum checked against the plaintext sum (DP rounds: plus each client's noise, minus the excess removed).");
   lines.push('');
   lines.push('refused, by error code:');
   for (const r of sortedRows(rep)) {
@@ -1664,6 +1883,14 @@ export function formatRoundReport(rep: RoundFuzzReport): string {
           .map(([s, n]) => `${s} ${n}`)
           .join(' · ')}`,
       );
+  lines.push('');
+  lines.push('by corpus round (inputs and deadlines · accepted · sums checked · unmask responses with excess noise accepted):');
+  for (const spec of ROUND_SPECS) {
+    const t = rep.byRound[spec.name];
+    if (t === undefined) continue;
+    const dp = spec.dp ? ` [DP ${spec.dp.mechanism}${spec.dp.removable ? ', removable' : ''}]` : '';
+    lines.push(`  ${`${spec.name}${dp}`.padEnd(66)}${pad(t.inputs, 7)}${pad(t.accepted, 7)}${pad(t.sums, 5)}${pad(t.excess, 5)}`);
+  }
   const pre = Object.values(rep.rows).reduce((a, r) => a + r.preMutated, 0);
   lines.push('');
   lines.push(`client refusals that left the previous state changed, or not marked consumed: ${pre}`);

@@ -8,7 +8,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { SecAggError } from '../../src/errors.js';
+import { ClientMessageSchema } from '../../src/wire/gen/secagg/v1/secagg_pb.js';
 import { handleServerMessage, type ServerContext, type ServerState } from '../../src/protocol/serverRound.js';
 import { encodeServerState } from '../../src/protocol/stateCodec.js';
 import { handleClientMessage } from '../../src/protocol/clientRound.js';
@@ -154,4 +156,57 @@ test('the harness catches a handler that changes its state before refusing, or t
   });
   assert.ok(badCount(throws).crashes > 0, 'a throw is seen');
   assert.ok(badCount(throws).untyped > 0, 'an untyped error is seen');
+});
+
+/** The corpus restricted to its DP rounds (RoundSpec.dp). */
+async function dpCorpus(): Promise<RoundFuzzCorpus> {
+  const c = await getCorpus();
+  const rounds = c.rounds.filter((r) => r.spec.dp !== undefined);
+  return { ...c, rounds, serverPoints: rounds.flatMap((r) => r.serverPoints), clientPoints: rounds.flatMap((r) => r.clientPoints) };
+}
+
+test('DP rounds in the corpus: each noise kind is fuzzed, finished rounds release inputs + noise − the excess accepted, and the contracts hold', async () => {
+  const c = await dpCorpus();
+  const kinds = new Set(c.rounds.map((r) => `${r.spec.dp!.mechanism}${r.spec.dp!.removable ? '+removable' : ''}`));
+  assert.deepEqual([...kinds].sort(), ['dgauss', 'skellam', 'skellam+removable']);
+  // Every honest unmask response of a removable round carries its excess; the others none.
+  for (const r of c.rounds) assert.equal(r.honestExcess.size > 0, r.spec.dp!.removable, r.spec.name);
+  const r = await runRoundFuzz({ inputs: 4_000, seed: 20260102, corpus: c, batchSize: 40, deadlineRate: 0.08 });
+  assert.deepEqual(badCount(r), { crashes: 0, untyped: 0, stateChanges: 0, violations: 0 }, formatRoundReport(r));
+  for (const spec of c.rounds.map((x) => x.spec)) assert.ok((r.byRound[spec.name]?.inputs ?? 0) > 0, `${spec.name} was fuzzed`);
+  const tally = Object.values(r.byRound);
+  assert.ok(tally.reduce((a, t) => a + t.sums, 0) > 0, 'some DP rounds finished and their release was checked');
+  assert.ok(tally.reduce((a, t) => a + t.excess, 0) > 0, 'unmask responses carrying excess noise were accepted');
+});
+
+test('the harness catches a server that does not subtract the excess noise of the unmask responses it accepts', async () => {
+  const c = await dpCorpus();
+  const r = await runRoundFuzz({
+    inputs: 4_000,
+    seed: 20260102,
+    corpus: c,
+    batchSize: 40,
+    deadlineRate: 0.08,
+    handlers: {
+      // The real handler, but every unmask response's excess is zeroed before it sees it.
+      server: async (ctx: ServerContext, state: ServerState, from: number, bytes: Uint8Array) => {
+        let b = bytes;
+        try {
+          const m = fromBinary(ClientMessageSchema, bytes);
+          if (m.body.case === 'unmaskResponse' && m.body.value.excessNoise.length > 0) {
+            m.body.value.excessNoise = new Uint8Array(m.body.value.excessNoise.length);
+            b = toBinary(ClientMessageSchema, m);
+          }
+        } catch {
+          // not a message: as given
+        }
+        return handleServerMessage(ctx, state, from, b);
+      },
+    },
+  });
+  assert.ok(badCount(r).violations > 0, 'a wrong DP release is seen');
+  assert.ok(
+    r.failures.some((f) => f.kind === 'violation' && /^wrong sum/.test(f.detail)),
+    formatRoundReport(r),
+  );
 });

@@ -13,7 +13,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Mode } from "./secagg_pb.js";
+import type { DpMechanism, Mode } from "./secagg_pb.js";
 import { file_secagg_v1_secagg } from "./secagg_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file secagg/v1/service.proto.
  */
 export const file_secagg_v1_service: GenFile = /*@__PURE__*/
-  fileDesc("ChdzZWNhZ2cvdjEvc2VydmljZS5wcm90bxIJc2VjYWdnLnYxIl0KCUNoYWxsZW5nZRIPCgd2ZXJzaW9uGAEgASgNEh0KBG1vZGUYAiABKA4yDy5zZWNhZ2cudjEuTW9kZRINCgVub25jZRgDIAEoDBIRCglzZXJ2ZXJfaWQYBCABKAkiTQoNSWRlbnRpdHlQcm9vZhIUCgxpZGVudGl0eV9rZXkYASABKAwSEQoJc2lnbmF0dXJlGAIgASgMEhMKC2NlcnRpZmljYXRlGAMgASgJIlAKBUhlbGxvEg8KB3ZlcnNpb24YASABKA0SDQoFdG9rZW4YAiABKAkSJwoFcHJvb2YYAyABKAsyGC5zZWNhZ2cudjEuSWRlbnRpdHlQcm9vZiJHCgdXZWxjb21lEhEKCWNsaWVudF9pZBgBIAEoDRIQCghpZGVudGl0eRgCIAEoCRIXCg9tYXhfZnJhbWVfYnl0ZXMYAyABKA0iYAoORGlyZWN0b3J5RW50cnkSEQoJY2xpZW50X2lkGAEgASgNEhAKCGlkZW50aXR5GAIgASgJEhQKDGlkZW50aXR5X2tleRgDIAEoDBITCgtjZXJ0aWZpY2F0ZRgEIAEoCSLOAQoPUm91bmRBc3NpZ25tZW50EhQKDHJvdW5kX251bWJlchgBIAEoDRIQCghyb3VuZF9pZBgCIAEoDBIRCgljbGllbnRfaWQYAyABKA0SDAoEYml0cxgEIAEoDRIRCglkaW1lbnNpb24YBSABKA0SFwoPbWF4X2ZyYW1lX2J5dGVzGAYgASgNEhgKEHN0YWdlX3RpbWVvdXRfbXMYByABKA0SLAoJZGlyZWN0b3J5GAggAygLMhkuc2VjYWdnLnYxLkRpcmVjdG9yeUVudHJ5Io0BCg1Sb3VuZEZpbmlzaGVkEhQKDHJvdW5kX251bWJlchgBIAEoDRIQCghyb3VuZF9pZBgCIAEoDBIRCgljb21wbGV0ZWQYAyABKAgSEAoIaW5jbHVkZWQYBCABKAgSDAoEY29kZRgFIAEoCRIOCgZyZWFzb24YBiABKAkSEQoJc3Vydml2b3JzGAcgASgNIuYBCgdDb250cm9sEiEKBWhlbGxvGAEgASgLMhAuc2VjYWdnLnYxLkhlbGxvSAASJQoHd2VsY29tZRgCIAEoCzISLnNlY2FnZy52MS5XZWxjb21lSAASMAoKYXNzaWdubWVudBgDIAEoCzIaLnNlY2FnZy52MS5Sb3VuZEFzc2lnbm1lbnRIABIsCghmaW5pc2hlZBgEIAEoCzIYLnNlY2FnZy52MS5Sb3VuZEZpbmlzaGVkSAASKQoJY2hhbGxlbmdlGAUgASgLMhQuc2VjYWdnLnYxLkNoYWxsZW5nZUgAQgYKBGJvZHliBnByb3RvMw", [file_secagg_v1_secagg]);
+  fileDesc("ChdzZWNhZ2cvdjEvc2VydmljZS5wcm90bxIJc2VjYWdnLnYxIl0KCUNoYWxsZW5nZRIPCgd2ZXJzaW9uGAEgASgNEh0KBG1vZGUYAiABKA4yDy5zZWNhZ2cudjEuTW9kZRINCgVub25jZRgDIAEoDBIRCglzZXJ2ZXJfaWQYBCABKAkiTQoNSWRlbnRpdHlQcm9vZhIUCgxpZGVudGl0eV9rZXkYASABKAwSEQoJc2lnbmF0dXJlGAIgASgMEhMKC2NlcnRpZmljYXRlGAMgASgJIlAKBUhlbGxvEg8KB3ZlcnNpb24YASABKA0SDQoFdG9rZW4YAiABKAkSJwoFcHJvb2YYAyABKAsyGC5zZWNhZ2cudjEuSWRlbnRpdHlQcm9vZiJHCgdXZWxjb21lEhEKCWNsaWVudF9pZBgBIAEoDRIQCghpZGVudGl0eRgCIAEoCRIXCg9tYXhfZnJhbWVfYnl0ZXMYAyABKA0iYAoORGlyZWN0b3J5RW50cnkSEQoJY2xpZW50X2lkGAEgASgNEhAKCGlkZW50aXR5GAIgASgJEhQKDGlkZW50aXR5X2tleRgDIAEoDBITCgtjZXJ0aWZpY2F0ZRgEIAEoCSKuAQoKRHBFbmNvZGluZxIPCgd2ZXJzaW9uGAEgASgNEikKCW1lY2hhbmlzbRgCIAEoDjIWLnNlY2FnZy52MS5EcE1lY2hhbmlzbRIRCglkaW1lbnNpb24YAyABKA0SDAoEYml0cxgEIAEoDRIMCgRjbGlwGAUgASgBEg0KBXNjYWxlGAYgASgBEgwKBGJldGEYByABKAESGAoQbm9pc2VfbXVsdGlwbGllchgIIAEoASL6AQoPUm91bmRBc3NpZ25tZW50EhQKDHJvdW5kX251bWJlchgBIAEoDRIQCghyb3VuZF9pZBgCIAEoDBIRCgljbGllbnRfaWQYAyABKA0SDAoEYml0cxgEIAEoDRIRCglkaW1lbnNpb24YBSABKA0SFwoPbWF4X2ZyYW1lX2J5dGVzGAYgASgNEhgKEHN0YWdlX3RpbWVvdXRfbXMYByABKA0SLAoJZGlyZWN0b3J5GAggAygLMhkuc2VjYWdnLnYxLkRpcmVjdG9yeUVudHJ5EioKC2RwX2VuY29kaW5nGAkgASgLMhUuc2VjYWdnLnYxLkRwRW5jb2RpbmcijQEKDVJvdW5kRmluaXNoZWQSFAoMcm91bmRfbnVtYmVyGAEgASgNEhAKCHJvdW5kX2lkGAIgASgMEhEKCWNvbXBsZXRlZBgDIAEoCBIQCghpbmNsdWRlZBgEIAEoCBIMCgRjb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCRIRCglzdXJ2aXZvcnMYByABKA0i5gEKB0NvbnRyb2wSIQoFaGVsbG8YASABKAsyEC5zZWNhZ2cudjEuSGVsbG9IABIlCgd3ZWxjb21lGAIgASgLMhIuc2VjYWdnLnYxLldlbGNvbWVIABIwCgphc3NpZ25tZW50GAMgASgLMhouc2VjYWdnLnYxLlJvdW5kQXNzaWdubWVudEgAEiwKCGZpbmlzaGVkGAQgASgLMhguc2VjYWdnLnYxLlJvdW5kRmluaXNoZWRIABIpCgljaGFsbGVuZ2UYBSABKAsyFC5zZWNhZ2cudjEuQ2hhbGxlbmdlSABCBgoEYm9keWIGcHJvdG8z", [file_secagg_v1_secagg]);
 
 /**
  * server → client, the first frame on a connection.
@@ -214,6 +214,79 @@ export const DirectoryEntrySchema: GenMessage<DirectoryEntry> = /*@__PURE__*/
   messageDesc(file_secagg_v1_service, 4);
 
 /**
+ * A DP service's encoding (docs/service.md, "Differential privacy"): how an app turns its update
+ * into a round's ring vector (clip, rotate with the round id as seed, scale, round). One per server,
+ * the same as GET /dp answers. The server's word: a client checks its ranges and binds its noise
+ * floor to it (dpPolicyFor), since a larger clip or scale without more noise weakens the privacy.
+ *
+ * @generated from message secagg.v1.DpEncoding
+ */
+export type DpEncoding = Message<"secagg.v1.DpEncoding"> & {
+  /**
+   * 1
+   *
+   * @generated from field: uint32 version = 1;
+   */
+  version: number;
+
+  /**
+   * the noise the rounds carry (secagg.proto)
+   *
+   * @generated from field: secagg.v1.DpMechanism mechanism = 2;
+   */
+  mechanism: DpMechanism;
+
+  /**
+   * elements of each vector, a power of two (the rotation's length); = RoundAssignment.dimension
+   *
+   * @generated from field: uint32 dimension = 3;
+   */
+  dimension: number;
+
+  /**
+   * = RoundAssignment.bits
+   *
+   * @generated from field: uint32 bits = 4;
+   */
+  bits: number;
+
+  /**
+   * c > 0: every update is clipped to this L2 norm
+   *
+   * @generated from field: double clip = 5;
+   */
+  clip: number;
+
+  /**
+   * s > 0: grid units per unit of the update
+   *
+   * @generated from field: double scale = 6;
+   */
+  scale: number;
+
+  /**
+   * conditional rounding's β, in [0, 1)
+   *
+   * @generated from field: double beta = 7;
+   */
+  beta: number;
+
+  /**
+   * z > 0: each released sum's noise std is ≥ z·c per coordinate (update units)
+   *
+   * @generated from field: double noise_multiplier = 8;
+   */
+  noiseMultiplier: number;
+};
+
+/**
+ * Describes the message secagg.v1.DpEncoding.
+ * Use `create(DpEncodingSchema)` to create a new message.
+ */
+export const DpEncodingSchema: GenMessage<DpEncoding> = /*@__PURE__*/
+  messageDesc(file_secagg_v1_service, 5);
+
+/**
  * server → client: this connection is in the cohort of a round; protocol frames follow.
  *
  * @generated from message secagg.v1.RoundAssignment
@@ -260,6 +333,13 @@ export type RoundAssignment = Message<"secagg.v1.RoundAssignment"> & {
    * @generated from field: repeated secagg.v1.DirectoryEntry directory = 8;
    */
   directory: DirectoryEntry[];
+
+  /**
+   * a DP round: the service's encoding (absent: no DP; GET /dp answers the same)
+   *
+   * @generated from field: secagg.v1.DpEncoding dp_encoding = 9;
+   */
+  dpEncoding?: DpEncoding | undefined;
 };
 
 /**
@@ -267,7 +347,7 @@ export type RoundAssignment = Message<"secagg.v1.RoundAssignment"> & {
  * Use `create(RoundAssignmentSchema)` to create a new message.
  */
 export const RoundAssignmentSchema: GenMessage<RoundAssignment> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_service, 5);
+  messageDesc(file_secagg_v1_service, 6);
 
 /**
  * server → client: the round ended (for this client); it is back to waiting.
@@ -324,7 +404,7 @@ export type RoundFinished = Message<"secagg.v1.RoundFinished"> & {
  * Use `create(RoundFinishedSchema)` to create a new message.
  */
 export const RoundFinishedSchema: GenMessage<RoundFinished> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_service, 6);
+  messageDesc(file_secagg_v1_service, 7);
 
 /**
  * @generated from message secagg.v1.Control
@@ -371,5 +451,5 @@ export type Control = Message<"secagg.v1.Control"> & {
  * Use `create(ControlSchema)` to create a new message.
  */
 export const ControlSchema: GenMessage<Control> = /*@__PURE__*/
-  messageDesc(file_secagg_v1_service, 7);
+  messageDesc(file_secagg_v1_service, 8);
 
