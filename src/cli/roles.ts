@@ -105,7 +105,8 @@ async function closeAndExit(name: string, close: () => Promise<void>, ms = 15_00
     }),
   ]);
   clearTimeout(timer);
-  if (timedOut) process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: `${name} did not stop within ${ms} ms: exiting` })}\n`);
+  if (timedOut)
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: `${name} did not stop within ${ms} ms: exiting` })}\n`);
   process.exit(0);
 }
 
