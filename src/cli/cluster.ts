@@ -215,17 +215,17 @@ export async function runCluster(argv: string[]): Promise<number> {
       '--admin',
       `127.0.0.1:${adminAt}`,
     ];
-    // The first coordinator starts alone, so it is the one that takes the lease.
-    const coordinator = await start('coord0', coordinatorArgs(admin));
-    const dashboard = String(coordinator.proc.info['adminUrl']);
-    const started = await Promise.all([
-      ...(a.standby ? [start('coord1', coordinatorArgs(0))] : []),
+    // Everything starts at once, but a standby only once the first coordinator holds the lease.
+    const [coordinator, ...others] = await Promise.all([
+      start('coord0', coordinatorArgs(admin)),
       ...Array.from({ length: nWorkers }, (_, i) => start(`worker${i}`, ['shard-worker', '--metrics-port', '0', '--unmask-workers', '0'])),
       ...Array.from({ length: nGateways }, (_, i) =>
         start(`gw${i}`, ['gateway', '--port', '0', '--dim', String(m), '--bits', String(BITS), '--max-shard-size', String(maxShard)]),
       ),
     ]);
-    for (const { name, proc } of [coordinator, ...started]) {
+    const started = [...others, ...(a.standby ? [await start('coord1', coordinatorArgs(0))] : [])];
+    const dashboard = String(coordinator!.proc.info['adminUrl']);
+    for (const { name, proc } of [coordinator!, ...started]) {
       const i = proc.info;
       const where =
         i['role'] === 'gateway'

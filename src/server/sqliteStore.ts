@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS rounds (
   stages TEXT NOT NULL,
   included TEXT,
   sum BLOB,
-  dp TEXT
+  dp TEXT,
+  shards TEXT
 );`;
 
 interface Row {
@@ -77,6 +78,7 @@ interface Row {
   included: string | null;
   sum?: Buffer | null;
   dp?: string | null;
+  shards?: string | null;
 }
 
 function fromRow(r: Row): RoundRecord {
@@ -94,6 +96,7 @@ function fromRow(r: Row): RoundRecord {
     included: r.included === null ? null : (JSON.parse(r.included) as number[]),
   };
   if (typeof r.dp === 'string') rec.dp = JSON.parse(r.dp) as NonNullable<RoundRecord['dp']>;
+  if (typeof r.shards === 'string') rec.shards = JSON.parse(r.shards) as NonNullable<RoundRecord['shards']>;
   if (r.sum !== undefined) rec.sum = r.sum === null ? null : new Uint32Array(new Uint8Array(r.sum).buffer);
   return rec;
 }
@@ -122,16 +125,18 @@ export function sqliteStore(path: string): RoundStore {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.exec(SCHEMA);
-  // Files written before DP rounds were recorded have no dp column: add it (their rows read as no DP).
-  if (!(db.prepare('PRAGMA table_info(rounds)').all() as Array<{ name: string }>).some((c) => c.name === 'dp'))
-    db.exec('ALTER TABLE rounds ADD COLUMN dp TEXT');
+  // Older files lack the columns added since: dp (DP rounds; their rows read as no DP) and shards
+  // (a cluster round's shard outcomes; their rows read as one-process rounds).
+  const columns = (db.prepare('PRAGMA table_info(rounds)').all() as Array<{ name: string }>).map((c) => c.name);
+  if (!columns.includes('dp')) db.exec('ALTER TABLE rounds ADD COLUMN dp TEXT');
+  if (!columns.includes('shards')) db.exec('ALTER TABLE rounds ADD COLUMN shards TEXT');
   const insert = db.prepare(
-    `INSERT INTO rounds (round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, sum, dp)
-     VALUES (@round_id, @params, @started_at, @ended_at, @outcome, @code, @reason, @stage, @stages, @included, @sum, @dp)`,
+    `INSERT INTO rounds (round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, sum, dp, shards)
+     VALUES (@round_id, @params, @started_at, @ended_at, @outcome, @code, @reason, @stage, @stages, @included, @sum, @dp, @shards)`,
   );
   const update = db.prepare(
     `UPDATE rounds SET ended_at=@ended_at, outcome=@outcome, code=@code, reason=@reason, stage=@stage, stages=@stages,
-     included=@included, sum=@sum, dp=@dp WHERE id=@id`,
+     included=@included, sum=@sum, dp=@dp, shards=@shards WHERE id=@id`,
   );
   const toRow = (r: Omit<RoundRecord, 'id'>) => ({
     round_id: r.roundId,
@@ -146,10 +151,11 @@ export function sqliteStore(path: string): RoundStore {
     included: r.included === null ? null : JSON.stringify(r.included),
     sum: r.sum ? Buffer.from(r.sum.buffer, r.sum.byteOffset, r.sum.byteLength) : null,
     dp: r.dp ? JSON.stringify(r.dp) : null,
+    shards: r.shards ? JSON.stringify(r.shards) : null,
   });
   const getOne = db.prepare('SELECT * FROM rounds WHERE id = ?');
   const listSome = db.prepare(
-    'SELECT id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, dp FROM rounds ORDER BY id DESC LIMIT ?',
+    'SELECT id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, dp, shards FROM rounds ORDER BY id DESC LIMIT ?',
   );
   const latestDpRow = db.prepare('SELECT dp FROM rounds WHERE dp LIKE \'%"cumulativeRdp":[%\' ORDER BY id DESC LIMIT 1');
   const outcomes = db.prepare('SELECT outcome, COUNT(*) AS n FROM rounds GROUP BY outcome');
