@@ -122,12 +122,15 @@ test('secagg cluster --rounds 2: two rounds over two shards, every sum verified,
 
 test('secagg cluster: Ctrl-C (SIGINT) once it runs stops every process and removes its directories', { timeout: 60_000 }, async (t) => {
   let sent = false;
-  const r = await cluster(['--clients', '12', '--dim', '20', '--min-shard-size', '4', '--gateways', '1', '--workers', '1', '--admin-port', '0'], (line, child) => {
-    if (!sent && line.startsWith('dashboard: ')) {
-      sent = true;
-      child.kill('SIGINT');
-    }
-  });
+  const r = await cluster(
+    ['--clients', '12', '--dim', '20', '--min-shard-size', '4', '--gateways', '1', '--workers', '1', '--admin-port', '0'],
+    (line, child) => {
+      if (!sent && line.startsWith('dashboard: ')) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    },
+  );
   t.diagnostic(`secagg cluster, SIGINT after start: ${r.seconds.toFixed(1)} s`);
   assert.ok(sent, `it got as far as the dashboard line:\n${r.out}\n${r.err}`);
   assert.equal(r.signal, null, 'it exits by itself, not killed by the signal');

@@ -159,10 +159,7 @@ describe('the dashboard of a cluster', { timeout: 90_000 }, () => {
         ['gw1', 'true'],
       ],
     );
-    assert.deepEqual(
-      await page.$$eval('#cluster-workers tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.worker)),
-      ['w0', 'w1'],
-    );
+    assert.deepEqual(await page.$$eval('#cluster-workers tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.worker)), ['w0', 'w1']);
     const rows = await page.$$eval('#cluster-shards tr', (trs) =>
       trs.map((tr) => ({
         shard: (tr as HTMLElement).dataset.shard,

@@ -258,7 +258,9 @@ export async function runCluster(argv: string[]): Promise<number> {
       const full = (await (await fetch(new URL(`api/rounds/${rec.id}`, adminBase))).json()) as RoundRecord & { sum: number[] | null };
       const shards = full.shards ?? [];
       const shardText = shards
-        .map((s) => `${s.included ?? 0}/${s.clients}${s.worker ? ` by ${s.worker}` : ''}${s.owners && s.owners > 1 ? `, failed over: ${s.owners} workers` : ''}`)
+        .map(
+          (s) => `${s.included ?? 0}/${s.clients}${s.worker ? ` by ${s.worker}` : ''}${s.owners && s.owners > 1 ? `, failed over: ${s.owners} workers` : ''}`,
+        )
         .join(', ');
       const plan = plans.get(rec.id);
       let verdict: string;
@@ -322,7 +324,10 @@ export async function runCluster(argv: string[]): Promise<number> {
     const noCoordinator = Promise.all(coordinators.map((c) => c.proc.exited));
     for (const r of roles)
       void r.proc.exited.then(() => {
-        if (!stopping) process.stderr.write(`secagg cluster: ${r.name} stopped (${r.proc.child.signalCode ?? `exit ${r.proc.child.exitCode}`}); its last log lines:\n${lastLines(r.proc.stderr(), 10)}\n`);
+        if (!stopping)
+          process.stderr.write(
+            `secagg cluster: ${r.name} stopped (${r.proc.child.signalCode ?? `exit ${r.proc.child.exitCode}`}); its last log lines:\n${lastLines(r.proc.stderr(), 10)}\n`,
+          );
       });
     clients = startDemoClients({ urls: gatewayUrls, secret, n, m, dropout });
     await Promise.race([allDone, stopSignal, noCoordinator]);
