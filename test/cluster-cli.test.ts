@@ -138,3 +138,22 @@ test('secagg cluster: Ctrl-C (SIGINT) once it runs stops every process and remov
   assert.match(r.out, /every process stopped, \S+ removed$/m);
   assertNothingLeft(r.out);
 });
+
+test("the README's cluster commands use only flags their commands have; secagg cluster --help lists its own", async () => {
+  const { readFileSync } = await import('node:fs');
+  const { spawnSync } = await import('node:child_process');
+  const { join } = await import('node:path');
+  const readme = readFileSync(join(fileURLToPath(new URL('../../', import.meta.url)), 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Running on several machines'), readme.indexOf('## Federated learning'));
+  // Shell lines joined over their backslash continuations.
+  // Shell lines joined over their backslash continuations; inline commands end at their backquote.
+  const text = section.replace(/\\\n\s*/g, ' ');
+  const commands = [...text.matchAll(/secagg (coordinator|shard-worker|gateway|cluster)\b([^`\n]*)/g)];
+  assert.deepEqual([...new Set(commands.map((m) => m[1]))].sort(), ['cluster', 'coordinator', 'gateway', 'shard-worker']);
+  for (const m of commands) {
+    const help = spawnSync(process.execPath, [MAIN, m[1]!, '--help'], { encoding: 'utf8' });
+    assert.equal(help.status, 0, help.stderr);
+    for (const flag of (m[2]!.match(/--[a-z-]+/g) ?? []).filter((f) => f !== '--help'))
+      assert.ok(help.stdout.includes(`  ${flag}`), `secagg ${m[1]} has ${flag}`);
+  }
+});
