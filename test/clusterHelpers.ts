@@ -3,9 +3,8 @@
  * this process (or as `secagg` child processes, for the SIGKILL tests), and participate() clients
  * spread over the gateways. Registers no tests.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { startRoleProcess, type RoleProcess } from '../src/cluster/local.js';
 import { participate, type ParticipateOptions, type RoundReport } from '../src/client/index.js';
 import type { ClusterResult } from '../src/cluster/coordinator.js';
 import { jsonLogger, silentLogger } from '../src/server/logger.js';
@@ -57,46 +56,9 @@ export function nextClusterResult(c: { onResult(l: (r: ClusterResult) => void): 
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
-export interface RoleProcess {
-  readonly child: ChildProcess;
-  /** The JSON line it printed when ready. */
-  readonly info: Record<string, unknown>;
-  stderr(): string;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
+export type { RoleProcess };
 
-/** Start `secagg <role> …` and wait for its ready line. */
-export async function startRole(args: string[], env: Record<string, string> = {}): Promise<RoleProcess> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-    if (err.length > 1_000_000) err = err.slice(-500_000);
-  });
-  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
-  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout! });
-    const t = setTimeout(() => reject(new Error(`secagg ${args[0]} not ready in 20 s:\n${err}`)), 20_000);
-    rl.once('line', (line) => {
-      clearTimeout(t);
-      try {
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        reject(new Error(`secagg ${args[0]}: not a ready line: ${line}\n${err}`));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`secagg ${args[0]} exited with ${code}:\n${err}`));
-    });
-  });
-  return {
-    child,
-    info,
-    stderr: () => err,
-    async kill(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
+/** Start `secagg <role> …` (src/cluster/local.ts's startRoleProcess) and wait for its ready line. */
+export function startRole(args: string[], env: Record<string, string> = {}): Promise<RoleProcess> {
+  return startRoleProcess({ main: MAIN, args, env });
 }

@@ -16,7 +16,7 @@
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Account, freePort, onPath, runToEnd, startDaemon, tempDir, unprivilegedAccount } from './daemon.js';
+import { type Account, freePort, onPath, runToEnd, startDaemon, tempDir, unprivilegedAccount } from '../src/cluster/daemon.js';
 
 export interface TestPostgres {
   /** postgres://postgres@127.0.0.1:PORT/postgres (user postgres, trust: no password). */

@@ -17,7 +17,7 @@ import type { RoundStore } from '../src/server/store.js';
 import { describeRoundStore, record } from './storeSuite.js';
 import { assertSum, nextResult, nodeClient, startServer, vector } from './serviceHelpers.js';
 import { startPostgres } from './pgHarness.js';
-import { freePort } from './daemon.js';
+import { freePort } from '../src/cluster/daemon.js';
 
 const db = await startPostgres();
 after(() => db.stop());
@@ -114,6 +114,7 @@ test('PostgreSQL: the layout is versioned — a schema written by a newer secagg
     included: 'jsonb',
     sum: 'bytea',
     dp: 'jsonb',
+    shards: 'jsonb',
   });
   await sql(`UPDATE ${schema}.schema_version SET version = 2`);
   await assert.rejects(postgresStore(db.url, { schema }), (e: unknown) => {

@@ -111,6 +111,21 @@ export function describeRoundStore(name: string, open: () => Promise<StoreUnderT
         await store.close();
       }));
 
+    test("a cluster round's shard outcomes (never a shard's sum) come back from get and list; a one-process round has none", () =>
+      withStore(async ({ store }) => {
+        const plain = await store.begin(record(0));
+        const id = await store.begin(record(1));
+        const shards: NonNullable<RoundRecord['shards']> = [
+          { index: 0, clients: 12, threshold: 7, degree: 11, outcome: 'completed', included: 11, counted: true, worker: 'w0' },
+          { index: 1, clients: 12, threshold: 7, degree: 11, outcome: 'completed', included: 12, counted: true, worker: 'w1', owners: 2 },
+        ];
+        await store.save({ ...record(1), id, outcome: 'completed', stage: 'done', endedAt: 3000, included: [1, 2, 3], sum: new Uint32Array(4), shards });
+        assert.deepEqual((await store.get(id))!.shards, shards);
+        assert.deepEqual((await store.list()).find((r) => r.id === id)!.shards, shards);
+        assert.equal((await store.get(plain))!.shards, undefined);
+        await store.close();
+      }));
+
     test('DP entries: kept with the record (Infinity RDP orders read back as Infinity via the ledger), latestDp is the newest cumulative RDP, also after a reopen', () =>
       withStore(async (s) => {
         assert.equal(await s.store.latestDp(), undefined, 'an empty history has none');

@@ -31,7 +31,8 @@ Options:
   -h, --help       this text`;
 
 interface Job {
-  url: string;
+  /** Client i connects to urls[i % urls.length] (the gateways of `secagg cluster`, or the one service). */
+  urls: string[];
   secret: string;
   ids: number[];
   m: number;
@@ -40,9 +41,35 @@ interface Job {
   active?: { seeds: string[]; certificates: string[]; issuerKey: string };
 }
 
-/** Client i's input in round r: reproducible, so the demo can check every sum. */
-function demoInput(i: number, round: number, m: number): Uint32Array {
+/** Client i's input in round r: reproducible, so the demo (and `secagg cluster`) can check every sum. */
+export function demoInput(i: number, round: number, m: number): Uint32Array {
   return randomRingVector(m, 32, unsafeSeededRng(i * 1_000_003 + round));
+}
+
+/**
+ * N demo clients (ids 0..n−1, token subjects `demo-<i>`) in worker threads, each taking part in
+ * round after round and dropping out at a random stage with probability `dropout`; terminate the
+ * workers to stop them.
+ */
+export function startDemoClients(o: {
+  urls: string[];
+  secret: string;
+  n: number;
+  m: number;
+  dropout: number;
+  issuer?: { key: Uint8Array; seeds: string[]; certificates: string[] };
+}): Worker[] {
+  const threads = Math.max(1, Math.min(availableParallelism(), 4, o.n));
+  return Array.from({ length: threads }, (_, w) => {
+    const ids = Array.from({ length: o.n }, (_, i) => i).filter((i) => i % threads === w);
+    const issuer = o.issuer;
+    const active = issuer
+      ? { seeds: ids.map((i) => issuer.seeds[i]!), certificates: ids.map((i) => issuer.certificates[i]!), issuerKey: toHex(issuer.key) }
+      : undefined;
+    return new Worker(fileURLToPath(import.meta.url), {
+      workerData: { urls: o.urls, secret: o.secret, ids, m: o.m, dropout: o.dropout, ...(active ? { active } : {}) } satisfies Job,
+    });
+  });
 }
 
 async function clientWorker(job: Job): Promise<void> {
@@ -56,7 +83,7 @@ async function clientWorker(job: Job): Promise<void> {
         const drop = Math.random() < job.dropout ? stages[Math.floor(Math.random() * stages.length)] : undefined;
         try {
           await participate({
-            url: job.url,
+            url: job.urls[i % job.urls.length]!,
             token: signToken({ clientId: `demo-${i}`, expiresAt: Date.now() + 86_400_000, ...(identityKey ? { identityKey } : {}) }, job.secret),
             ...(job.active ? { identity: seed!, certificate: job.active.certificates[k]!, issuerKey: job.active.issuerKey } : {}),
             inputProvider: (r) => demoInput(i, r.round, r.dimension),
@@ -156,16 +183,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       `round ${r.round}: ${r.included.length}/${r.params.cohort} in the sum (${stages}), ${((r.endedAt - r.startedAt) / 1000).toFixed(2)} s, sum ${ok ? 'verified ✓' : 'WRONG ✗'}\n`,
     );
   });
-  const threads = Math.max(1, Math.min(availableParallelism(), 4));
-  const workers = Array.from({ length: threads }, (_, w) => {
-    const ids = Array.from({ length: n }, (_, i) => i).filter((i) => i % threads === w);
-    const active = issuer
-      ? { seeds: ids.map((i) => issuer.seeds[i]!), certificates: ids.map((i) => issuer.certificates[i]!), issuerKey: toHex(issuer.key) }
-      : undefined;
-    return new Worker(fileURLToPath(import.meta.url), {
-      workerData: { url: server.url, secret, ids, m, dropout, ...(active ? { active } : {}) } satisfies Job,
-    });
-  });
+  const workers = startDemoClients({ urls: [server.url], secret, n, m, dropout, ...(issuer ? { issuer } : {}) });
   const interrupted = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());

@@ -15,6 +15,7 @@ const SERVICE_COMMANDS: Record<string, () => Promise<Runner>> = {
   gateway: async () => (await import('./roles.js')).runGateway,
   'shard-worker': async () => (await import('./roles.js')).runShardWorker,
   coordinator: async () => (await import('./roles.js')).runCoordinator,
+  cluster: async () => (await import('./cluster.js')).runCluster,
 };
 
 const HELP = `Usage: secagg <command> [options]
@@ -29,6 +30,8 @@ Commands:
   privacy    the (ε, δ) of rounds of noisy sums: Gaussian, Skellam or distributed discrete Gaussian
   gateway, shard-worker, coordinator
              the roles of a cluster coordinated through Redis (docs/cluster.md)
+  cluster    the cluster on this machine: its own Redis, gateways, shard workers, a coordinator
+             and demo clients, with verified sums (needs redis-server)
   example fl federated training of a TF.js classifier, secure vs plain FedAvg (--task spam: the
              SpamAssassin corpus by mailbox; --network: over the service; needs @tensorflow/tfjs)
 
@@ -106,7 +109,7 @@ async function runExample(argv: string[]): Promise<number> {
   });
 }
 
-const COMMAND_NAMES = { simulate: 1, serve: 1, client: 1, rounds: 1, demo: 1, privacy: 1 } as const;
+const COMMAND_NAMES = { simulate: 1, serve: 1, client: 1, rounds: 1, demo: 1, privacy: 1, cluster: 1 } as const;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -121,6 +124,7 @@ async function main(argv: string[]): Promise<number> {
     case 'gateway':
     case 'shard-worker':
     case 'coordinator':
+    case 'cluster':
       try {
         return await (command === 'simulate' ? runSimulate : await SERVICE_COMMANDS[command]!())(rest);
       } catch (e) {

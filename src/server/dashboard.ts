@@ -22,6 +22,10 @@
  *   closed, bytes, ε of the round and cumulative (DP services), and the abort reason.
  * - DP services (status.dp): ε spent, the budget and whether it stopped rounds; ε per round and
  *   cumulative on the same time axis, the budget as a dashed line.
+ * - A cluster's coordinator (status.cluster): which coordinator is active, every gateway (alive,
+ *   waiting clients, connections) and shard worker (alive, the shards it runs), the running round's
+ *   shards (stage, the worker running it, and how many workers it has had: more than one is a
+ *   failover, flagged), and the bytes written to Redis. A lapsed heartbeat shows as "down".
  *
  * Everything from the server is escaped before it reaches innerHTML. The page copes with an empty
  * history, a running round, aborted rounds, and rounds recorded before the stage records had
@@ -98,6 +102,8 @@ th{color:var(--mut);font-weight:600}.completed{color:var(--ok)}.aborted{color:va
 .st .flag{display:inline-block;margin-top:3px}.drop{white-space:nowrap;margin-right:8px}
 .note{color:var(--mut);font-size:12px;margin:4px 0 0}.empty{color:var(--mut);padding:40px 0;text-align:center}
 .chart{min-height:260px}.reason{max-width:360px;overflow-wrap:anywhere}
+.cluster{display:grid;grid-template-columns:1fr 1fr 1.4fr;gap:16px;margin-top:8px}.cluster h3{font-size:13px;margin:0 0 4px;color:var(--mut)}
+.up{color:var(--ok);font-weight:600}.down{color:var(--bad);font-weight:600}
 </style></head><body>
 <header><h1>secagg aggregation server</h1><span id="conn">connecting…</span></header>
 <main>
@@ -114,6 +120,14 @@ th{color:var(--mut);font-weight:600}.completed{color:var(--ok)}.aborted{color:va
 <div class="card"><b>p99 duration</b><span class="big" id="p99">–</span></div>
 <div class="card"><b>rounds counted</b><span class="big" id="p-count">0</span></div></div>
 <p class="note">Percentiles (nearest rank) of the duration of the completed rounds in the history below; aborted rounds are not counted.</p></section>
+<section class="wide" id="cluster-section" hidden><h2>Cluster <small>coordinator, gateways, shard workers and the running round's shards</small></h2>
+<div class="kv"><b>coordinator</b><span id="cluster-coordinator"></span><b>written to Redis</b><span id="cluster-redis-bytes"></span><b>round</b><span id="cluster-round"></span></div>
+<div class="cluster">
+<div><h3>Gateways</h3><table><thead><tr><th>gateway</th><th>state</th><th>waiting</th><th>connections</th></tr></thead><tbody id="cluster-gateways"></tbody></table></div>
+<div><h3>Shard workers</h3><table><thead><tr><th>worker</th><th>state</th><th>shards running</th></tr></thead><tbody id="cluster-workers"></tbody></table></div>
+<div><h3>Shards of the running round</h3><table><thead><tr><th>shard</th><th>clients</th><th>stage</th><th>worker</th><th>owners</th></tr></thead><tbody id="cluster-shards"></tbody></table>
+<p class="note" id="cluster-shards-empty">No round running.</p></div></div>
+<p class="note">Owners: how many workers have run the shard; more than one means it failed over from a worker that stopped. The coordinator learns each shard's sum, so a shard is the privacy unit.</p></section>
 <section><h2>Round duration <small>seconds, log scale · ringed: slowed by a stage deadline</small></h2><div class="chart" id="chart-duration"></div></section>
 <section><h2>Clients per round <small>cohort and clients in the sum</small></h2><div class="chart" id="chart-clients"></div></section>
 <section><h2>Dropouts per stage <small>clients each stage lost, stacked</small></h2><div class="chart" id="chart-dropouts"></div></section>
@@ -242,6 +256,18 @@ function renderDp(st){const dp=st.dp;$('dp-section').hidden=!dp;if(!dp)return;bu
     '<b>rounds accounted</b><span>'+esc(dp.rounds)+'</span><b>mechanism</b><span>'+esc(dp.mechanism)+', z = '+esc(dp.noiseMultiplier)+', δ = '+esc(dp.delta)+'</span></span>'+
     (dp.exhausted?' <span class="flag" id="dp-exhausted">budget exhausted: no new rounds</span>':'');}
 
+function renderCluster(st){const c=st.cluster;$('cluster-section').hidden=!c;if(!c)return;
+  const state=(alive)=>alive?'<span class="up">up</span>':'<span class="down">down</span>';
+  $('cluster-coordinator').textContent=c.coordinator.id+(c.coordinator.active?' (active)':' (standby)');
+  $('cluster-redis-bytes').textContent=fmtB(num(c.redisBytes)??0);$('cluster-redis-bytes').dataset.bytes=String(num(c.redisBytes)??0);
+  $('cluster-gateways').innerHTML=c.gateways.map((g)=>'<tr data-gateway="'+esc(g.id)+'" data-alive="'+esc(g.alive)+'"><td>'+esc(g.id)+'</td><td>'+state(g.alive)+'</td><td class="waiting">'+esc(g.waiting)+'</td><td class="connections">'+esc(g.connections)+'</td></tr>').join('');
+  $('cluster-workers').innerHTML=c.workers.map((w)=>'<tr data-worker="'+esc(w.id)+'" data-alive="'+esc(w.alive)+'"><td>'+esc(w.id)+'</td><td>'+state(w.alive)+'</td><td class="shards">'+esc(w.shards.length)+(w.shards.length?' <small>'+w.shards.map((x)=>'#'+esc(String(x).split('/').pop())).join(' ')+'</small>':'')+'</td></tr>').join('');
+  const r=c.round;$('cluster-shards-empty').hidden=!!r;
+  $('cluster-round').textContent=r?'#'+r.number+' · '+r.shards.length+' shard(s) · started '+hms(r.startedAt):'none running';
+  $('cluster-shards').innerHTML=r?r.shards.map((s)=>'<tr data-shard="'+esc(s.index)+'" data-stage="'+esc(s.stage)+'" data-owners="'+esc(s.owners)+'"><td>#'+esc(s.index)+'</td><td>'+esc(s.clients)+'</td>'+
+    '<td class="stage '+(s.stage==='done'?'completed':s.stage==='aborted'?'aborted':'running')+'">'+esc(s.stage)+'</td><td class="worker">'+esc(s.worker??'–')+'</td>'+
+    '<td class="owners">'+esc(s.owners)+(s.owners>1?' <span class="flag" title="taken over from a worker that stopped">failed over</span>':'')+'</td></tr>').join(''):'';}
+
 function renderPercentiles(ended){
   const done=ended.filter((r)=>r.outcome==='completed').map(duration).sort((a,b)=>a-b);
   for(const p of [50,90,99]){const el=$('p'+p);
@@ -251,6 +277,7 @@ function renderPercentiles(ended){
 
 function renderLive(st){
   const r=st.round;
+  if(!r&&st.cluster&&st.cluster.round){$('live').innerHTML='<p id="idle">Cluster round #'+esc(st.cluster.round.number)+' running in '+esc(st.cluster.round.shards.length)+' shard(s): see Cluster. '+esc(st.waiting)+' client(s) waiting.</p>';return;}
   if(!r){$('live').innerHTML='<p id="idle">No round running. '+esc(st.waiting)+' client(s) waiting.</p>';return;}
   const cur=STAGES.indexOf(r.stage);const p=r.progress;
   const strip=stagesOf(r.params.mode).map((s)=>{const i=STAGES.indexOf(s);const rec=r.stages[s];const cls=i===cur?'cur':i<cur?'past':'';
@@ -296,7 +323,7 @@ function render(st){
   $('conn').textContent='updated '+hms(st.now);
   $('totals-completed').textContent=String(st.totals.completed);$('totals-aborted').textContent=String(st.totals.aborted);
   $('connections').textContent=String(st.connections);$('waiting').textContent=String(st.waiting);
-  renderLive(st);renderHistory(st);renderDp(st);
+  renderLive(st);renderCluster(st);renderHistory(st);renderDp(st);
   const ended=st.recent.filter((r)=>r.outcome!=='running'&&r.endedAt!=null).slice().sort((a,b)=>a.startedAt-b.startedAt);
   const key=ended.map((r)=>r.id+':'+r.endedAt).join();
   if(key!==shown||!charts['chart-duration']){shown=key;renderPercentiles(ended);drawCharts(ended);}

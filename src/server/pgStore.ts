@@ -131,6 +131,7 @@ interface Row {
   included: number[] | null;
   sum?: Buffer | null;
   dp: NonNullable<RoundRecord['dp']> | null;
+  shards: NonNullable<RoundRecord['shards']> | null;
 }
 
 /**
@@ -160,6 +161,7 @@ function fromRow(r: Row): RoundRecord {
     included: r.included,
   };
   if (r.dp !== null) rec.dp = r.dp;
+  if (r.shards !== null && r.shards !== undefined) rec.shards = r.shards;
   // A fresh, aligned copy: a Buffer from pg may sit at any offset of a shared pool.
   if (r.sum !== undefined) rec.sum = r.sum === null ? null : new Uint32Array(new Uint8Array(r.sum).buffer);
   return rec;
@@ -169,7 +171,7 @@ function fromRow(r: Row): RoundRecord {
 const text = (s: string | null): string | null => (s === null ? null : s.replaceAll('\0', '\uFFFD'));
 const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
 
-/** The 12 values of a record after its id, in COLUMNS order. */
+/** The 13 values of a record after its id, in COLUMNS order. */
 function values(r: Omit<RoundRecord, 'id'>): unknown[] {
   return [
     text(r.roundId),
@@ -184,13 +186,16 @@ function values(r: Omit<RoundRecord, 'id'>): unknown[] {
     json(r.included),
     r.sum ? Buffer.from(r.sum.buffer, r.sum.byteOffset, r.sum.byteLength) : null,
     json(r.dp),
+    json(r.shards),
   ];
 }
 
-const COLUMNS = 'round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, sum, dp';
+const COLUMNS = 'round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, sum, dp, shards';
 const PLACEHOLDERS = (from: number) =>
-  ['text', 'jsonb', 'float8', 'float8', 'text', 'text', 'text', 'text', 'jsonb', 'jsonb', 'bytea', 'jsonb'].map((t, i) => `$${from + i}::${t}`).join(', ');
-const LISTED = 'id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, dp';
+  ['text', 'jsonb', 'float8', 'float8', 'text', 'text', 'text', 'text', 'jsonb', 'jsonb', 'bytea', 'jsonb', 'jsonb']
+    .map((t, i) => `$${from + i}::${t}`)
+    .join(', ');
+const LISTED = 'id, round_id, params, started_at, ended_at, outcome, code, reason, stage, stages, included, dp, shards';
 
 const ddl = (s: string) => `
 CREATE TABLE IF NOT EXISTS ${s}.rounds (
@@ -206,8 +211,11 @@ CREATE TABLE IF NOT EXISTS ${s}.rounds (
   stages jsonb NOT NULL,
   included jsonb,
   sum bytea,
-  dp jsonb
+  dp jsonb,
+  shards jsonb
 );
+-- a cluster round's shard outcomes (RoundRecord.shards); added to a layout made before it
+ALTER TABLE ${s}.rounds ADD COLUMN IF NOT EXISTS shards jsonb;
 CREATE INDEX IF NOT EXISTS rounds_running ON ${s}.rounds (id) WHERE outcome = 'running';
 CREATE TABLE IF NOT EXISTS ${s}.schema_version (version integer NOT NULL);
 INSERT INTO ${s}.schema_version (version) SELECT ${SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM ${s}.schema_version);`;

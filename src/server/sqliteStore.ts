@@ -125,8 +125,8 @@ export function sqliteStore(path: string): RoundStore {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.exec(SCHEMA);
-  // Files written before DP rounds were recorded have no dp column: add it (their rows read as no DP).
-  // Likewise the shards column (cluster rounds), added after DP.
+  // Older files lack the columns added since: dp (DP rounds; their rows read as no DP) and shards
+  // (a cluster round's shard outcomes; their rows read as one-process rounds).
   const columns = (db.prepare('PRAGMA table_info(rounds)').all() as Array<{ name: string }>).map((c) => c.name);
   if (!columns.includes('dp')) db.exec('ALTER TABLE rounds ADD COLUMN dp TEXT');
   if (!columns.includes('shards')) db.exec('ALTER TABLE rounds ADD COLUMN shards TEXT');

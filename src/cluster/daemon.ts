@@ -1,14 +1,15 @@
 /**
- * What the PostgreSQL and Redis test harnesses (pgHarness.ts, redisHarness.ts) share: a free
- * loopback port, a temporary directory, and a server process that cannot outlive the test process.
- * Registers no tests.
+ * Running a database server (Redis, PostgreSQL) from its installed binary as a child that cannot
+ * outlive this process: a free loopback port, a temporary directory, the server's output kept, and
+ * a ready check. `secagg cluster` (cli/cluster.ts, through local.ts) and the test harnesses
+ * (test/redisHarness.ts, test/pgHarness.ts) share it.
  *
- * A server started here dies with the test process three ways: `stop()`; a `process.on('exit')`
- * hook (a test file that ends, or calls process.exit, without stopping it); and, where util-linux's `setpriv` is on
- * the PATH (Debian: always, it is Essential), the kernel's parent-death signal (`setpriv
- * --pdeathsig KILL`), which also covers a test process killed with SIGKILL. A directory left behind
- * by a test process that was killed anyway is removed by the next harness that starts (its owner's
- * pid is recorded in it, and the server is killed only if its command line names that directory).
+ * A server started here dies with this process three ways: `stop()`; a `process.on('exit')` hook
+ * (a test that throws, a command that returns); and, where util-linux's `setpriv` is on the PATH
+ * (Debian: always, it is Essential), the kernel's parent-death signal (`setpriv --pdeathsig KILL`),
+ * which also covers this process being killed with SIGKILL. A directory left behind by a process
+ * that was killed anyway is removed by the next one that starts (its owner's pid is recorded in
+ * it, and the server is killed only if its command line names that directory).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -41,7 +42,7 @@ export interface Account {
 }
 
 /**
- * The account a server that refuses root (PostgreSQL) runs as: undefined when the test process is
+ * The account a server that refuses root (PostgreSQL) runs as: undefined when this process is
  * not root (the server runs as the current user, e.g. a CI's sudo user); as root, the first of
  * `names` this machine has (Debian's postgresql package creates `postgres`; `nobody` is everywhere).
  */
@@ -72,7 +73,7 @@ const OWNER = 'owner.pid';
 const SERVER = 'server.pid';
 
 /**
- * Remove the directories `prefix`* that a test process which no longer exists left behind, killing
+ * Remove the directories `prefix`* that a process which no longer exists left behind, killing
  * their server if it still runs (only a process whose command line names the directory).
  */
 function sweep(parent: string, prefix: string): void {
@@ -176,6 +177,11 @@ export function startDaemon(params: {
   account: Account | undefined;
   ready: RegExp;
   timeoutMs: number;
+  /**
+   * Its own process group (default false): a Ctrl-C in the terminal, which signals the whole
+   * foreground group, then reaches only this process, which stops the server when it is done with it.
+   */
+  ownGroup?: boolean;
 }): Promise<Daemon> {
   const setpriv = onPath('setpriv');
   const [command, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', params.command, ...params.args]] : [params.command, params.args];
@@ -183,6 +189,7 @@ export function startDaemon(params: {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: params.dir,
     env: serverEnv(),
+    detached: params.ownGroup === true,
     // uid/gid are applied before setpriv runs, so the parent-death signal it sets survives.
     ...(params.account ? { uid: params.account.uid, gid: params.account.gid } : {}),
   });
