@@ -39,7 +39,9 @@ checkpoints it at every stage; takes over the shards of a worker that stopped.
 
 Options:
 ${COMMON}
-  --lease MS             shard lease: a silent worker loses its shards after this (default 3000)
+  --lease MS             shard lease: a silent worker loses its shards after this (default 10000;
+                         shorter fails over sooner, but a worker starved of CPU for longer than
+                         this loses its shards while it is still running)
   --unmask-workers N     worker threads for unmasking (default 1; 0: on the event loop)
   --metrics-port P       /metrics and /healthz on 127.0.0.1:P (default: off; 0 = any free port)`;
 
@@ -157,7 +159,7 @@ export async function runShardWorker(argv: string[]): Promise<number> {
     redisUrl: redisUrl(a.redis),
     ...(a.prefix ? { prefix: a.prefix } : {}),
     ...(a.id ? { id: a.id } : {}),
-    leaseMs: num(a.lease, 'lease', 3000, 300, 600_000),
+    leaseMs: num(a.lease, 'lease', 10_000, 300, 600_000),
     unmaskWorkers: num(a['unmask-workers'], 'unmask-workers', 1, 0, 64),
     logger: jsonLogger({ level: logLevel(a['log-level']) }),
     ...(a['metrics-port'] !== undefined ? { metricsPort: num(a['metrics-port'], 'metrics-port', 0, 0, 65535) } : {}),

@@ -49,7 +49,7 @@ export interface ShardWorkerOptions {
   readonly prefix?: string;
   /** This worker's name (default: random). */
   readonly id?: string;
-  /** Lease time of a shard: a worker silent for this long loses its shards (default 3000 ms). */
+  /** Lease time of a shard: a worker silent for this long loses its shards (default 10000 ms). */
   readonly leaseMs?: number;
   /** Worker threads for unmasking (default 1; 0: on the event loop). */
   readonly unmaskWorkers?: number;
@@ -108,7 +108,7 @@ const JOBS_GROUP = 'workers';
 export async function createShardWorker(o: ShardWorkerOptions): Promise<ShardWorker> {
   const me = o.id ?? `worker-${toHex(randomBytes(4))}`;
   const k = keys(o.prefix ?? 'secagg');
-  const leaseMs = o.leaseMs ?? 3000;
+  const leaseMs = o.leaseMs ?? 10_000;
   const log = o.logger ?? silentLogger;
   const r = connect(o.redisUrl, `${me}:cmd`);
   const jobsReader = connect(o.redisUrl, `${me}:jobs`);
