@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { createCoordinator, type Coordinator } from '../src/cluster/coordinator.js';
 import { createGateway, type Gateway } from '../src/cluster/gateway.js';
 import { createShardWorker, type ShardWorker } from '../src/cluster/worker.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { memoryStore } from '../src/server/store.js';
+import { selfSigned, trusting } from './serviceHelpers.js';
 import { startRedis, type TestRedis } from './redisHarness.js';
 import { QUIET, SECRET, clusterClient, expectedSum, nextClusterResult, sameWords, vector, type ClusterClient } from './clusterHelpers.js';
 
@@ -136,4 +140,46 @@ describe('cluster: 2 gateways, 3 shard workers, one coordinator over a real Redi
       }
     });
   }
+
+  test('a gateway with a certificate serves wss:// only: clients that trust it complete a round over TLS with the exact sum; a plain ws:// client does not get in', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'secagg-gw-tls-'));
+    const prefix = 't-tls';
+    const tls = selfSigned(dir);
+    const gateway = await createGateway({
+      redisUrl: redis.url,
+      prefix,
+      id: 'tls',
+      service: { port: 0, secret: SECRET, dimension: M, bits: BITS, maxClients: 8, tls, ...QUIET },
+    });
+    const workers = [await createShardWorker({ redisUrl: redis.url, prefix, id: 'w', unmaskWorkers: 0, ...QUIET })];
+    const coordinator = await createCoordinator({
+      redisUrl: redis.url,
+      prefix,
+      store: memoryStore(),
+      dimension: M,
+      bits: BITS,
+      minShardSize: 4,
+      maxShardSize: 8,
+      minClients: 5,
+      startDelayMs: 200,
+      stageTimeoutMs: 4000,
+      ...QUIET,
+    });
+    try {
+      assert.match(gateway.url, /^wss:\/\//);
+      const result = withTimeout(nextClusterResult(coordinator), 30_000, () => coordinator.store.list());
+      const clients = Array.from({ length: 5 }, (_, i) => clusterClient(gateway.url, `tls${i}`, vector(4000 + i, M, BITS), { WebSocket: trusting(tls.cert) }));
+      const r = await result;
+      assert.equal(r.included, 5);
+      assert.ok(sameWords(r.sum, expectedSum(clients, r.identities, M, BITS)));
+      // Plain ws:// to the TLS port: no welcome, the client gives up with a connection error.
+      const plain = clusterClient(gateway.url.replace('wss://', 'ws://'), 'plain', vector(1, M, BITS), { reconnect: { maxAttempts: 1, maxDelayMs: 50 } });
+      await assert.rejects(plain.done);
+    } finally {
+      await coordinator.close();
+      await Promise.all(workers.map((w) => w.close()));
+      await gateway.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

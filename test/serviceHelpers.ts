@@ -1,5 +1,8 @@
 /** Shared helpers of test/service*.test.ts: a server on loopback, Node clients over real WebSockets. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import { createServer, signToken, silentLogger, type PublishedResult, type SecAggServer, type ServiceOptions } from '../src/server/index.js';
 import { participate, type ParticipateOptions, type RoundReport } from '../src/client/index.js';
@@ -204,4 +207,43 @@ export async function tamperingProxy(upstreamUrl: string, rewrite: (ctl: Control
       await new Promise<void>((r) => wss.close(() => r()));
     },
   };
+}
+
+/** The ws WebSocket trusting `ca`: what a remote client given the service's CA file uses. */
+export function trusting(ca: string): WebSocketConstructor {
+  return class extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { ca });
+    }
+  } as unknown as WebSocketConstructor;
+}
+
+/** A self-signed P-256 certificate for 127.0.0.1 / localhost, made by openssl in `dir`. */
+export function selfSigned(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
 }

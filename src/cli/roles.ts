@@ -8,6 +8,8 @@ import { createGateway } from '../cluster/gateway.js';
 import { createShardWorker } from '../cluster/worker.js';
 import { jsonLogger, type LogLevel } from '../server/logger.js';
 import { openStore } from './stores.js';
+import { parseKey } from '../identity/index.js';
+import { list, tlsOption } from './serve.js';
 import { UsageError, intFlag as num, parseFlags } from './args.js';
 
 const COMMON = `  --redis URL            the cluster's Redis (default redis://127.0.0.1:6379, or env SECAGG_REDIS)
@@ -29,6 +31,13 @@ ${COMMON}
   --dim M                elements per vector (must match the coordinator's; default 1000)
   --bits B               ring Z_{2^B} (default 32)
   --max-shard-size N     the largest shard (frame limits; default 1000)
+  --tls-cert FILE        PEM certificate chain: serve HTTPS and wss:// (with --tls-key)
+  --tls-key FILE         PEM private key of --tls-cert
+  --jwt-audience A, --jwt-issuer I, --jwt-keys K[,K…]
+                         JWT checks, as 'secagg serve' has them
+  --allowed-origins LIST browser origins allowed to connect (as 'secagg serve')
+  --handshake-timeout MS, --max-pending N, --max-pending-per-address N, --max-refused N
+                         the connection limits, as 'secagg serve' has them
   --keepalive MS         WebSocket ping interval; no pong by the next ping drops the connection
                          (a dropout, in a round) (default 15000; 0 = off)`;
 
@@ -126,12 +135,26 @@ export async function runGateway(argv: string[]): Promise<number> {
       bits: { type: 'string' },
       'max-shard-size': { type: 'string' },
       keepalive: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'jwt-audience': { type: 'string' },
+      'jwt-issuer': { type: 'string' },
+      'jwt-keys': { type: 'string' },
+      'allowed-origins': { type: 'string' },
+      'handshake-timeout': { type: 'string' },
+      'max-pending': { type: 'string' },
+      'max-pending-per-address': { type: 'string' },
+      'max-refused': { type: 'string' },
     },
     GATEWAY_HELP,
   );
   if (!a) return 0;
   const secret = a.secret ?? process.env['SECAGG_SECRET'];
-  if (!secret) throw new UsageError('--secret (or env SECAGG_SECRET) is required');
+  const jwtKeys = list(a['jwt-keys']);
+  for (const key of jwtKeys) parseKey(key, '--jwt-keys');
+  if (!secret && jwtKeys.length === 0) throw new UsageError('give --secret (or env SECAGG_SECRET) and/or --jwt-keys: no client could authenticate');
+  const origins = a['allowed-origins'] !== undefined ? list(a['allowed-origins']) : undefined;
+  if (origins !== undefined && origins.length === 0) throw new UsageError('--allowed-origins: give at least one origin (or *)');
   const gw = await createGateway({
     redisUrl: redisUrl(a.redis),
     ...(a.prefix ? { prefix: a.prefix } : {}),
@@ -139,7 +162,18 @@ export async function runGateway(argv: string[]): Promise<number> {
     service: {
       port: num(a.port, 'port', 8080, 0, 65535),
       host: a.host ?? '127.0.0.1',
-      secret,
+      ...(secret ? { secret } : {}),
+      ...tlsOption(a['tls-cert'], a['tls-key']),
+      jwt: {
+        ...(a['jwt-audience'] !== undefined ? { audience: a['jwt-audience'] } : {}),
+        ...(a['jwt-issuer'] !== undefined ? { issuer: a['jwt-issuer'] } : {}),
+        ...(jwtKeys.length > 0 ? { publicKeys: jwtKeys } : {}),
+      },
+      ...(origins !== undefined ? { allowedOrigins: origins } : {}),
+      handshakeTimeoutMs: num(a['handshake-timeout'], 'handshake-timeout', 5_000, 100, 600_000),
+      maxPendingConnections: num(a['max-pending'], 'max-pending', 256, 1, 1_000_000),
+      maxPendingPerAddress: num(a['max-pending-per-address'], 'max-pending-per-address', 8, 1, 1_000_000),
+      maxRefusedMessages: num(a['max-refused'], 'max-refused', 8, 1, 1_000_000),
       dimension: num(a.dim, 'dim', 1000, 1, 1 << 26),
       bits: num(a.bits, 'bits', 32, 1, 32),
       maxClients: num(a['max-shard-size'], 'max-shard-size', 1000, 3, 65535),

@@ -292,7 +292,7 @@ function dpOption(a: Record<string, string | boolean | undefined>): Partial<Serv
   };
 }
 
-const list = (v: string | undefined): string[] =>
+export const list = (v: string | undefined): string[] =>
   (v ?? '')
     .split(',')
     .map((t) => t.trim())
@@ -339,7 +339,7 @@ export function untilSignal(server: SecAggServer, graceMs: number): Promise<void
 }
 
 /** --tls-cert and --tls-key, both or neither, read at start (a missing file is one line, not a trace). */
-function tlsOption(certPath: string | undefined, keyPath: string | undefined): Partial<ServiceOptions> {
+export function tlsOption(certPath: string | undefined, keyPath: string | undefined): Partial<ServiceOptions> {
   if (certPath === undefined && keyPath === undefined) return {};
   if (certPath === undefined || keyPath === undefined) fail('give both --tls-cert and --tls-key');
   const read = (path: string, flag: string) => {

@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { SecAggError, isSecAggError } from '../errors.js';
 import { toHex } from '../identity/index.js';
@@ -419,12 +420,15 @@ export async function createGateway(go: GatewayOptions): Promise<Gateway> {
 
   const health = () => ({ role: 'gateway', id: me, connections: byId.size, waiting: waiting.size, rounds: rounds.size });
   const roleHandler = role.handler(health);
-  const http = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics' || path === '/healthz') return roleHandler(req, res);
     res.writeHead(404);
     res.end();
-  });
+  };
+  // With TLS: HTTPS, and the clients' WebSocket over it (wss://), as `secagg serve` has it.
+  const pem = (v: string | Uint8Array) => (typeof v === 'string' ? v : new TextDecoder().decode(v));
+  const http = o.tls ? createHttpsServer({ cert: pem(o.tls.cert), key: pem(o.tls.key) }, handler) : createHttpServer(handler);
   role.gauge('connections', () => byId.size);
   role.gauge('waiting', () => waiting.size);
   http.on('upgrade', connections.upgrade);
@@ -432,12 +436,14 @@ export async function createGateway(go: GatewayOptions): Promise<Gateway> {
   const port = (http.address() as AddressInfo).port;
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;
   connections.startKeepAlive();
-  log.log('info', 'gateway listening', { gateway: me, url: `ws://${host}:${port}/ws` });
+  const ws = o.tls ? 'wss' : 'ws';
+  const web = o.tls ? 'https' : 'http';
+  log.log('info', 'gateway listening', { gateway: me, url: `${ws}://${host}:${port}/ws` });
 
   return {
     id: me,
-    url: `ws://${host}:${port}/ws`,
-    httpUrl: `http://${host}:${port}/`,
+    url: `${ws}://${host}:${port}/ws`,
+    httpUrl: `${web}://${host}:${port}/`,
     port,
     status: () => ({ connections: byId.size, waiting: waiting.size, inRound: membership.size }),
     async close() {
