@@ -560,7 +560,7 @@ async function main(): Promise<void> {
             'shard failovers',
             String((record.shards ?? []).reduce((x, s) => x + Math.max(0, (s.owners ?? 1) - 1), 0)),
             '',
-            `owners per shard ${(record.shards ?? []).map((s) => s.owners ?? 1).join('/')} (lease ${workerLease ?? 'default 3000'} ms): a lapsed lease hands the shard to another worker, which resumes it from its checkpoint`,
+            `owners per shard ${(record.shards ?? []).map((s) => s.owners ?? 1).join('/')} (lease ${workerLease ?? 'default 10000'} ms): a lapsed lease hands the shard to another worker, which resumes it from its checkpoint`,
           ],
           [
             'admission (first connect → round start)',
