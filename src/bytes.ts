@@ -22,6 +22,14 @@ export function hex(b: Uint8Array): string {
   return s;
 }
 
+/** `hex`'s text back to bytes; undefined for anything that is not even-length hex. */
+export function unhex(s: string): Uint8Array | undefined {
+  if (s.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(s)) return undefined;
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
 /** The parts one after another in a fresh array. */
 export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
   let n = 0;

@@ -17,6 +17,7 @@ import type { Redis } from 'ioredis';
 import { SecAggError, isSecAggError } from '../errors.js';
 import { toHex } from '../identity/index.js';
 import { validateConfig, type Mode } from '../protocol/config.js';
+import { stagesOf } from '../protocol/stages.js';
 import { maxClientMessageBytes } from '../protocol/limits.js';
 import { planShards } from '../graph/shards.js';
 import { jsonLogger, type Logger } from '../server/logger.js';
@@ -150,8 +151,6 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
     return out;
   };
 
-  const stagesOf = (m: Mode) => (m === 'active' ? 6 : 4);
-
   const startRound = async (pool: Waiting[]): Promise<void> => {
     for (let i = pool.length - 1; i > 0; i--) {
       const j = randomInt(i + 1);
@@ -222,15 +221,13 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
       mode,
       stageTimeoutMs,
       maxFrameBytes: maxClientMessageBytes(probe),
-      deadline: startedAt + (stagesOf(mode) + 2) * stageTimeoutMs + 5000,
+      deadline: startedAt + (stagesOf(mode).length + 2) * stageTimeoutMs + 5000,
       policy,
       shards,
     };
     // Fenced by the lease: WATCH makes the transaction fail if the lease changed hands since we
     // checked it (a coordinator paused past its lease must not start a round beside its successor).
-    await r.watch(k.coordinator);
-    if ((await r.get(k.coordinator)) !== me) {
-      await r.unwatch();
+    const notStarted = async () => {
       await store.save({
         ...base,
         id: number,
@@ -240,7 +237,12 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
         reason: 'the coordinator lost its lease before the round started',
         stage: 'aborted',
       });
-      return;
+      log.log('warn', 'lease lost while starting a round: nothing was sent', { coordinator: me, round: number });
+    };
+    await r.watch(k.coordinator);
+    if ((await r.get(k.coordinator)) !== me) {
+      await r.unwatch();
+      return notStarted();
     }
     const m = r.multi();
     const byGw = new Map<string, string[]>();
@@ -256,19 +258,7 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
     for (const gw of byGw.keys()) m.xadd(k.gatewayOut(gw), '*', 'h', JSON.stringify({ k: 'assign', rid }));
     for (const s of shards) m.xadd(k.jobs, '*', 'h', JSON.stringify({ rid, s: s.index }));
     const res = await m.exec();
-    if (res === null) {
-      await store.save({
-        ...base,
-        id: number,
-        endedAt: Date.now(),
-        outcome: 'aborted',
-        code: 'ERR_ABORTED',
-        reason: 'the coordinator lost its lease before the round started',
-        stage: 'aborted',
-      });
-      log.log('warn', 'lease lost while starting a round: nothing was sent', { coordinator: me, round: number });
-      return;
-    }
+    if (res === null) return notStarted();
     for (const [err] of res) if (err) throw err;
     roundsStarted++;
     metrics.roundStarted();
@@ -305,13 +295,13 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
     readonly results: readonly (ShardResult | null)[];
   }
 
-  const decide = (rs: readonly (ShardResult | undefined)[], timedOut: boolean): Decision => {
+  const decide = (rs: readonly (ShardResult | undefined)[]): Decision => {
     const filled: ShardResult[] = rs.map(
       (x, i) =>
         x ?? {
           outcome: 'aborted',
           code: 'ERR_ABORTED',
-          reason: `shard ${i} did not end by the round's deadline${timedOut ? '' : ''}`,
+          reason: `shard ${i} did not end by the round's deadline`,
           included: [],
           worker: '',
           endedAt: Date.now(),
@@ -346,10 +336,9 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
     return { completed: false, partial: false, code: first.code ?? 'ERR_ABORTED', reason: why, counted: [], results: filled };
   };
 
-  const finish = async (plan: RoundPlan, record: RoundRecord, timedOut: boolean) => {
-    const rs = await results(plan);
+  const finish = async (plan: RoundPlan, record: RoundRecord, rs: readonly (ShardResult | undefined)[]) => {
     // The decision is made once (SET NX): a coordinator taking over mid-publication repeats it, never changes it.
-    const proposed = decide(rs, timedOut);
+    const proposed = decide(rs);
     await r.set(k.final(plan.rid), JSON.stringify(proposed), 'NX');
     const d = JSON.parse((await r.get(k.final(plan.rid))) ?? JSON.stringify(proposed)) as Decision;
     let sum: Uint32Array | undefined;
@@ -492,10 +481,9 @@ export async function createCoordinator(co: CoordinatorOptions): Promise<Coordin
           return;
         }
         const rs = await results(plan);
-        const timedOut = Date.now() > plan.deadline;
-        if (rs.every((x) => x !== undefined) || timedOut) {
+        if (rs.every((x) => x !== undefined) || Date.now() > plan.deadline) {
           watching = undefined;
-          await finish(plan, record, timedOut);
+          await finish(plan, record, rs);
         }
         return;
       }

@@ -87,8 +87,8 @@ export async function createGateway(go: GatewayOptions): Promise<Gateway> {
   const verify = createTokenVerifier({ tokens: o.tokens, jwt: o.jwt, ...(o.secret !== undefined ? { secret: o.secret } : {}) });
   const byId = new Map<number, Conn>();
   const waiting = new Set<Conn>();
-  /** conn's welcome id → its shard in the round it is in. */
-  const membership = new Map<number, GwShard>();
+  /** A connection's welcome id → its shard in the round it is in, and its id there. */
+  const membership = new Map<number, { readonly sh: GwShard; readonly id: number }>();
   const rounds = new Map<string, GwRound>();
   let closing = false;
 
@@ -137,11 +137,10 @@ export async function createGateway(go: GatewayOptions): Promise<Gateway> {
       waiting.delete(c);
       metrics.waiting = waiting.size;
       void r.hdel(k.waiting(me), String(id)).catch(() => {});
-      const sh = membership.get(id);
+      const at = membership.get(id);
       membership.delete(id);
-      if (!sh) return;
-      const inShard = [...sh.members].find(([, m]) => m === c)?.[0];
-      if (inShard === undefined) return;
+      if (!at || at.sh.members.get(at.id) !== c) return;
+      const { sh, id: inShard } = at;
       sh.members.delete(inShard);
       const m = sh.masked;
       if (m && !m.sealed) {
@@ -151,10 +150,10 @@ export async function createGateway(go: GatewayOptions): Promise<Gateway> {
       } else send({ key: k.shardIn(sh.rid, sh.s), h: { k: 'gone', from: inShard } });
     },
     onProtocolFrame: (c, bytes) => {
-      const sh = membership.get(c.clientId!);
-      if (!sh || c.phase !== 'in-round') return connections.refused(c, 'ERR_STAGE_MISMATCH', 'protocol frame outside a round');
-      const id = [...sh.members].find(([, m]) => m === c)?.[0];
-      if (id === undefined) return connections.refused(c, 'ERR_STAGE_MISMATCH', 'protocol frame outside a round');
+      const at = membership.get(c.clientId!);
+      if (!at || c.phase !== 'in-round' || at.sh.members.get(at.id) !== c)
+        return connections.refused(c, 'ERR_STAGE_MISMATCH', 'protocol frame outside a round');
+      const { sh, id } = at;
       const max = rounds.get(sh.rid)?.plan.maxFrameBytes ?? maxPayload;
       if (bytes.length > max) return connections.close(c, CLOSE.TOO_BIG, `frame of ${bytes.length} bytes exceeds the round's limit of ${max}`, 'too_big');
       role.inc('framesIn');
@@ -257,7 +256,7 @@ export async function createGateway(go: GatewayOptions): Promise<Gateway> {
         c.refused = 0;
         c.queued = 0;
         sh.members.set(m.id, c);
-        membership.set(c.clientId!, sh);
+        membership.set(c.clientId!, { sh, id: m.id });
         c.ws.send(
           encodeControl({
             case: 'assignment',
@@ -310,7 +309,7 @@ export async function createGateway(go: GatewayOptions): Promise<Gateway> {
       case 'frame': {
         const sh = rounds.get(rid)?.shards.get(h.s as number);
         const c = typeof h.conn === 'number' ? byId.get(h.conn) : undefined;
-        if (!sh || !c || c.phase !== 'in-round' || membership.get(c.clientId!) !== sh || !b) return;
+        if (!sh || !c || c.phase !== 'in-round' || membership.get(c.clientId!)?.sh !== sh || !b) return;
         c.ws.send(b);
         role.inc('framesOut');
         return;

@@ -3,6 +3,7 @@
  * parameters, and per shard its own protocol round (round id, cohort 1..n, threshold, degree) and
  * where each of its members is connected (gateway, connection). JSON, checked when read.
  */
+import { unhex } from '../bytes.js';
 import { SecAggError } from '../errors.js';
 import { clientId, roundId } from '../ids.js';
 import type { Mode, RoundConfig } from '../protocol/config.js';
@@ -87,10 +88,9 @@ export function parsePlan(text: string | Buffer | null): RoundPlan {
   return p;
 }
 
-/** Hex (as bytes.ts's `hex` writes it) back to bytes; refuses anything that is not even-length hex. */
+/** Hex from the plan back to bytes (a malformed value is refused). */
 export function fromHex(s: string): Uint8Array {
-  if (s.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(s)) throw new SecAggError('ERR_DECODE', 'not a hex string');
-  const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(s.slice(2 * i, 2 * i + 2), 16);
-  return out;
+  const b = unhex(s);
+  if (b === undefined) throw new SecAggError('ERR_DECODE', 'not a hex string');
+  return b;
 }

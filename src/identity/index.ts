@@ -13,6 +13,7 @@
 import { defaultCrypto } from '#crypto-default';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { cryptoRng } from '../rng.js';
+import { unhex } from '../bytes.js';
 
 export const IDENTITY_KEY_BYTES = 32;
 const IDENTITY_SEED_BYTES = 32;
@@ -166,7 +167,7 @@ export { bytesEqual, hex as toHex } from '../bytes.js';
 export function parseKey(s: string, what = 'key'): Uint8Array {
   const t = s.trim();
   let out: Uint8Array | undefined;
-  if (/^[0-9a-fA-F]{64}$/.test(t)) out = Uint8Array.from(t.match(/../g)!.map((h) => parseInt(h, 16)));
+  if (t.length === 64) out = unhex(t);
   else if (t.length === 43) out = fromBase64url(t);
   if (out === undefined || out.length !== 32) throw new RangeError(`${what} must be 32 bytes as hex (64 characters) or base64url (43 characters)`);
   return out;
